@@ -1,0 +1,332 @@
+"""Running the real Flyway CLI against one target, and the ``run_flyway`` activity over it.
+
+The runner owns the subprocess contract: credentials only in the child's environment, a scratch
+working directory and HOME (no stray ``flyway.conf``/``flyway.toml``), its own process group,
+a time budget, and a kill of the whole group on timeout or cancellation. Output is redacted
+before it is parsed, logged or returned. Must not: put a credential in argv, a log or a result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Final
+
+from pydantic import BaseModel, ConfigDict, Field
+from temporalio import activity
+
+from activities.database_target import (
+    DatabaseTarget,
+    Vendor,
+    check_pg_identifier,
+    flyway_environment,
+)
+from activities.errors import (
+    ConfigurationError,
+    FleetwayError,
+    FlywayOutputUnparsedError,
+    FlywayReportedFailureError,
+    FlywayTimeoutError,
+    PasswordTooShortError,
+    to_application_error,
+)
+from activities.flyway_output import (
+    RETRYABLE_CLASSES,
+    Action,
+    ErrorClass,
+    FlywayOutcome,
+    find_flyway_document,
+    outcome_from_document,
+)
+from activities.redaction import MIN_REDACTABLE_LENGTH, redact
+from activities.secrets import SecretsProvider, validate_tenant_id
+
+__all__ = [
+    "DEVELOPMENT_ENVIRONMENTS",
+    "FlywayActivities",
+    "FlywayInstall",
+    "FlywayRunner",
+    "FlywaySettings",
+    "RunFlywayInput",
+    "run_migrations_at_startup",
+]
+
+_log = logging.getLogger(__name__)
+
+DEVELOPMENT_ENVIRONMENTS: Final = frozenset({"development", "dev", "local"})
+_MAIN_CLASS: Final = "org.flywaydb.commandline.Main"
+# Bounds the wait for a killed JVM to be reaped; deliberately not derived from the run timeout.
+_KILL_GRACE_S: Final = 10.0
+_AUTH_SQLSTATE_PREFIX: Final = "28"
+
+
+@dataclass(frozen=True)
+class FlywayInstall:
+    """Where the pinned Flyway jars are and which Java runs them.
+
+    ``jvm_options`` trade peak JIT for start-up: a Flyway run is short-lived, so C1-only
+    compilation and the serial collector start faster and use less memory on 2 cores.
+    """
+
+    lib_dir: Path
+    java: Path
+    version: str
+    jvm_options: tuple[str, ...] = ("-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-Xshare:auto")
+
+
+@dataclass(frozen=True)
+class FlywaySettings:
+    """How every run is configured (the same for all tenants of a worker).
+
+    Attributes:
+        locations: absolute folders holding the versioned SQL scripts.
+        timeout: budget for one Flyway process; past it the process group is killed.
+        lock_retry_count: seconds Flyway waits for another runner's advisory lock.
+        connect_retries: Flyway's own connection retries (0: let Temporal retry instead).
+        heartbeat_every: seconds between heartbeats while Flyway runs.
+    """
+
+    locations: tuple[Path, ...]
+    timeout: timedelta = timedelta(minutes=5)
+    lock_retry_count: int = 50
+    connect_retries: int = 0
+    heartbeat_every: float = 2.0
+
+
+class FlywayRunner:
+    """Runs ``migrate``, ``validate`` or ``info`` for one target through the real Flyway CLI."""
+
+    def __init__(self, install: FlywayInstall, settings: FlywaySettings) -> None:
+        for location in settings.locations:
+            if not location.is_absolute() or "," in str(location):
+                raise ConfigurationError(f"flyway location {str(location)!r} must be absolute and comma-free")
+        self._install = install
+        self._settings = settings
+
+    def argv(self, action: Action, target: DatabaseTarget) -> list[str]:
+        """The full command line for a run: no credential, only vetted identifiers and paths.
+
+        Raises:
+            UnsafeIdentifierError: the target's schema name is not a safe identifier.
+        """
+        s = self._settings
+        args = [
+            str(self._install.java), *self._install.jvm_options,
+            "-cp", f"{self._install.lib_dir}/*", _MAIN_CLASS,
+            "-outputType=json", "-skipCheckForUpdate", "-validateMigrationNaming=true",
+            "-cleanDisabled=true", f"-connectRetries={s.connect_retries}",
+            f"-lockRetryCount={s.lock_retry_count}",
+            "-locations=" + ",".join(f"filesystem:{p}" for p in s.locations),
+        ]  # fmt: skip
+        if target.schema_name and target.vendor is Vendor.POSTGRESQL:
+            schema = check_pg_identifier(target.schema_name, field="schema")
+            args += [f"-schemas={schema}", f"-defaultSchema={schema}"]
+        if action is Action.VALIDATE:
+            # Validate asks "are the applied scripts intact?"; a lagging tenant is not invalid
+            # (info reports its pending versions), a tenant ahead is reported by info too.
+            args.append("-ignoreMigrationPatterns=*:pending,*:future")
+        args.append(action.value)
+        return args
+
+    async def run(
+        self, action: Action, target: DatabaseTarget, *, heartbeat: Callable[[], None] | None = None
+    ) -> FlywayOutcome:
+        """Run one Flyway verb against ``target`` and return its parsed, successful outcome.
+
+        Raises:
+            PasswordTooShortError: migrate with a non-empty password under 8 bytes (nothing ran).
+            UnsafeEnvValueError: CR/LF/NUL in a connection field (nothing ran).
+            UnsafeIdentifierError: unsafe schema name (nothing ran).
+            FlywayTimeoutError: the budget ran out; the process group was killed.
+            FlywayOutputUnparsedError: no Flyway JSON document in the output.
+            FlywayReportedFailureError: Flyway reported a failure; ``outcome`` holds what it did.
+            asyncio.CancelledError: cancelled; the process group was killed first.
+        """
+        password = target.password.get_secret_value()
+        if action is Action.MIGRATE and password and len(password.encode()) < MIN_REDACTABLE_LENGTH:
+            raise PasswordTooShortError(
+                f"password is shorter than {MIN_REDACTABLE_LENGTH} bytes; refusing to migrate"
+            )
+        env = flyway_environment(target)
+        argv = self.argv(action, target)
+        started = time.monotonic()
+        with tempfile.TemporaryDirectory(prefix="fleetway-flyway-") as scratch:
+            env.update({"HOME": scratch, "PATH": os.defpath, "LANG": "C.UTF-8"})
+            returncode, raw = await self._execute(argv, env, cwd=scratch, heartbeat=heartbeat)
+        output = redact(raw, password)
+        elapsed_ms = int((time.monotonic() - started) * 1000)
+        document = find_flyway_document(output)
+        if document is None:
+            _log.warning(
+                "flyway output unparsed",
+                extra={"action": action.value, "exit_code": returncode, "output_tail": output[-2000:]},
+            )
+            raise FlywayOutputUnparsedError(
+                f"flyway {action.value} exited {returncode} without a JSON result",
+                error_class=ErrorClass.INTERNAL_ERROR,
+            )
+        outcome = outcome_from_document(action, document)
+        if outcome.success and returncode != 0:
+            outcome = outcome.model_copy(
+                update={"success": False, "error_class": ErrorClass.INTERNAL_ERROR,
+                        "detail": f"flyway exited {returncode} despite a success document"}
+            )  # fmt: skip
+        if not outcome.success:
+            error_class = outcome.error_class or ErrorClass.INTERNAL_ERROR
+            _log.warning(
+                "flyway reported failure",
+                extra={"action": action.value, "error_class": error_class.value,
+                       "error_code": outcome.error_code, "output_tail": output[-4000:]},
+            )  # fmt: skip
+            raise FlywayReportedFailureError(
+                f"flyway {action.value} failed: {error_class.value}: {outcome.detail}",
+                error_class=error_class,
+                retryable=error_class in RETRYABLE_CLASSES,
+                outcome=outcome,
+            )
+        return outcome.model_copy(update={"duration_ms": outcome.duration_ms or elapsed_ms})
+
+    async def _execute(
+        self,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        *,
+        cwd: str,
+        heartbeat: Callable[[], None] | None,
+    ) -> tuple[int, str]:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            cwd=cwd,
+            env=dict(env),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,  # launcher and JVM share a group we can kill as one
+        )
+        communicate = asyncio.ensure_future(proc.communicate())
+        deadline = time.monotonic() + self._settings.timeout.total_seconds()
+        try:
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    await self._kill_group(proc, communicate)
+                    raise FlywayTimeoutError(
+                        f"flyway timed out after {self._settings.timeout.total_seconds():.0f}s and its "
+                        "process group was killed; schema state is unknown (a partially applied "
+                        "migration is possible)",
+                        error_class=ErrorClass.INTERNAL_ERROR,
+                    )
+                done, _ = await asyncio.wait(
+                    {communicate}, timeout=min(remaining, self._settings.heartbeat_every)
+                )
+                if done:
+                    stdout, _ = communicate.result()
+                    return proc.returncode if proc.returncode is not None else -1, stdout.decode(
+                        "utf-8", errors="replace"
+                    )
+                if heartbeat is not None:
+                    heartbeat()
+        except asyncio.CancelledError:
+            await asyncio.shield(self._kill_group(proc, communicate))
+            _log.warning("flyway cancelled; process group killed; schema state is unknown")
+            raise
+
+    @staticmethod
+    async def _kill_group(
+        proc: asyncio.subprocess.Process, communicate: asyncio.Future[tuple[bytes, bytes]]
+    ) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+            await asyncio.wait_for(proc.wait(), _KILL_GRACE_S)
+        communicate.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await communicate
+
+
+async def run_migrations_at_startup(
+    runner: FlywayRunner, target: DatabaseTarget, *, environment: str
+) -> FlywayOutcome:
+    """For applications: migrate in development; elsewhere validate and require no pending version.
+
+    ``environment`` is matched trimmed and case-insensitively against ``development``, ``dev``
+    and ``local``. Production must not change its schema as a side effect of starting up, and
+    must not start against a schema older than its code: outside development a pending version
+    fails as ``target_not_ready`` (fleet validation, by contrast, tolerates lagging tenants).
+
+    Raises:
+        FlywayReportedFailureError: validation failed, or versions are pending outside development.
+        FleetwayError: as :meth:`FlywayRunner.run`.
+    """
+    if environment.strip().lower() in DEVELOPMENT_ENVIRONMENTS:
+        _log.info("running migrations at startup", extra={"action": "migrate"})
+        return await runner.run(Action.MIGRATE, target)
+    _log.info("validating migrations at startup", extra={"action": "validate"})
+    validated = await runner.run(Action.VALIDATE, target)
+    info = await runner.run(Action.INFO, target)
+    if info.pending_versions:
+        raise FlywayReportedFailureError(
+            f"{len(info.pending_versions)} migration(s) pending (first {info.pending_versions[0]}); "
+            "migrate before starting outside development",
+            error_class=ErrorClass.TARGET_NOT_READY,
+            retryable=True,
+            outcome=info.model_copy(update={"success": False, "error_class": ErrorClass.TARGET_NOT_READY}),
+        )
+    return validated
+
+
+class RunFlywayInput(BaseModel):
+    """Input of ``run_flyway``: which verb, for which tenant, resolved through which backend.
+
+    Only references: the activity resolves the credentials itself.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    action: Action
+    tenant_id: str = Field(min_length=1, max_length=128)
+    secrets_backend: str = "default"
+
+
+class FlywayActivities:
+    """The Flyway activity, bound to a runner and the worker's configured secret backends."""
+
+    def __init__(self, runner: FlywayRunner, secrets: Mapping[str, SecretsProvider]) -> None:
+        self._runner = runner
+        self._secrets = dict(secrets)
+
+    @activity.defn(name="run_flyway")
+    async def run_flyway(self, request: RunFlywayInput) -> FlywayOutcome:
+        """Resolve the tenant's target, run Flyway, heartbeat throughout, map errors.
+
+        A Flyway authentication failure invalidates the cached secret and retries once with a
+        fresh read, so a rotated password is picked up mid-rollout.
+        """
+        try:
+            tenant_id = validate_tenant_id(request.tenant_id)
+            provider = self._secrets.get(request.secrets_backend)
+            if provider is None:
+                raise ConfigurationError(f"secrets backend {request.secrets_backend!r} is not configured")
+            target = await provider.resolve(tenant_id)
+            try:
+                return await self._runner.run(request.action, target, heartbeat=activity.heartbeat)
+            except FlywayReportedFailureError as exc:
+                if exc.outcome is None or not exc.outcome.sql_state.startswith(_AUTH_SQLSTATE_PREFIX):
+                    raise
+                activity.logger.warning(
+                    "flyway authentication failed; re-reading secret", extra={"tenant_id": tenant_id}
+                )
+                provider.invalidate(tenant_id)
+                target = await provider.resolve(tenant_id)
+                return await self._runner.run(request.action, target, heartbeat=activity.heartbeat)
+        except FleetwayError as exc:  # the only conversion point; library code just raises
+            raise to_application_error(exc) from None

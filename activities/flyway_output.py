@@ -1,0 +1,309 @@
+"""Flyway's ``-outputType=json`` documents, parsed into a typed outcome, and failures classified.
+
+Pure functions over already-redacted text: no subprocess, no logging, so every rule here is tested
+against captured output of the real Flyway (12.4.0) without running it.
+
+Three document shapes arrive (verified on the pinned binary):
+1. success (``operation`` + ``success`` / ``validationSuccessful``; ``info`` has neither);
+2. partial migrate failure: the migrate document with ``success: false`` plus ``error``;
+3. refusal: only ``{"error": {...}}`` (connection refused, validate-on-migrate failed, ...).
+Success is decided from the document, never from the exit code alone: without the
+``flyway-reports`` jar a failed migrate exits 0, and JSON ``validate`` always exits 0.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from typing import Any, Final
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "RETRYABLE_CLASSES",
+    "Action",
+    "ErrorClass",
+    "FlywayOutcome",
+    "InfoEntry",
+    "ValidationIssue",
+    "classify_failure",
+    "find_flyway_document",
+    "outcome_from_document",
+]
+
+
+class Action(StrEnum):
+    """The Flyway verb a run performs. Wire value: never rename a member."""
+
+    MIGRATE = "migrate"
+    VALIDATE = "validate"
+    INFO = "info"
+
+
+class ErrorClass(StrEnum):
+    """go-bricks' published failure taxonomy (ADR-019): additions only, never renames."""
+
+    CHECKSUM_MISMATCH = "checksum_mismatch"
+    LOCK_TIMEOUT = "lock_timeout"
+    SCHEMA_HISTORY_CORRUPT = "schema_history_corrupt"
+    TARGET_NOT_READY = "target_not_ready"
+    TARGET_UNREACHABLE = "target_unreachable"
+    QUIESCE_BLOCKED = "quiesce_blocked"
+    INTERNAL_ERROR = "internal_error"
+
+
+# Only these can clear by themselves; the rest need a human (edit, repair, fix SQL).
+RETRYABLE_CLASSES: Final = frozenset(
+    {ErrorClass.LOCK_TIMEOUT, ErrorClass.TARGET_UNREACHABLE, ErrorClass.TARGET_NOT_READY}
+)
+
+
+class ValidationIssue(BaseModel):
+    """One migration that failed validation (from ``invalidMigrations``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    version: str
+    description: str = ""
+    error_code: str
+
+
+class InfoEntry(BaseModel):
+    """One versioned migration as ``info`` reports it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    version: str
+    description: str = ""
+    state: str
+
+
+class FlywayOutcome(BaseModel):
+    """What one Flyway run did to one target, without any free text from Flyway.
+
+    ``starting_version``/``ending_version`` are the schema version before and after (equal on a
+    no-op; Flyway reports a null target then). ``detail`` is built from vetted structured fields
+    (error code, script name, line, SQLSTATE), never from Flyway's message.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    action: Action
+    success: bool
+    flyway_version: str = ""
+    schema_name: str = ""
+    starting_version: str = ""
+    ending_version: str = ""
+    applied_versions: list[str] = Field(default_factory=list)
+    pending_versions: list[str] = Field(default_factory=list)
+    migrations_executed: int = 0
+    duration_ms: int = 0
+    error_code: str = ""
+    sql_state: str = ""
+    error_class: ErrorClass | None = None
+    detail: str = ""
+    validation_issues: list[ValidationIssue] = Field(default_factory=list)
+    info: list[InfoEntry] = Field(default_factory=list)
+
+
+def _looks_like_flyway(doc: dict[str, Any]) -> bool:
+    error = doc.get("error")
+    if isinstance(error, dict) and isinstance(error.get("errorCode"), str) and error["errorCode"]:
+        return True
+    operation = doc.get("operation")
+    if not isinstance(operation, str) or not operation:
+        return False
+    return (
+        "success" in doc or "validationSuccessful" in doc or (operation == "info" and "flywayVersion" in doc)
+    )
+
+
+def find_flyway_document(text: str) -> dict[str, Any] | None:
+    """Return the first JSON object in ``text`` that is a Flyway result or error envelope.
+
+    Log lines, SLF4J warnings and unrelated JSON objects around it are skipped; an object nested
+    inside a skipped one is never promoted (go-bricks ``parseFlywayJSON`` rules).
+    """
+    decoder = json.JSONDecoder()
+    pos = 0
+    while True:
+        starts = [i for i in (text.find("{", pos), text.find("[", pos)) if i >= 0]
+        if not starts:
+            return None
+        start = min(starts)
+        try:
+            value, end = decoder.raw_decode(text, start)
+        except ValueError:
+            pos = start + 1
+            continue
+        if isinstance(value, dict) and _looks_like_flyway(value):
+            return value
+        pos = end
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ("" if value is None else str(value))
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+_CONNECTION_PATTERNS: Final = (
+    "connection refused", "could not connect", "unknown host", "no route to host",
+    "connection timed out", "i/o error: connect", "connection attempt failed", "unknownhostexception",
+)  # fmt: skip
+_LOCK_PATTERNS: Final = (
+    "advisory lock", "could not acquire change log lock", "unable to obtain lock",
+    "lock acquisition timed out", "lock wait timeout",
+)  # fmt: skip
+_HISTORY_CODES: Final = frozenset(
+    {
+        "APPLIED_VERSIONED_MIGRATION_NOT_RESOLVED", "APPLIED_REPEATABLE_MIGRATION_NOT_RESOLVED",
+        "TYPE_MISMATCH", "DESCRIPTION_MISMATCH", "NON_EMPTY_SCHEMA_WITHOUT_SCHEMA_HISTORY_TABLE",
+        "DUPLICATE_VERSIONED_MIGRATION", "DUPLICATE_REPEATABLE_MIGRATION",
+    }
+)  # fmt: skip
+
+
+def classify_failure(
+    error_code: str, *, sql_state: str = "", message: str = "", item_codes: tuple[str, ...] = ()
+) -> ErrorClass:
+    """Map a Flyway failure to the published :class:`ErrorClass`.
+
+    Flyway's ``errorCode`` and SQLSTATE decide first; message patterns (lower-cased, first 16 KiB)
+    second, loosely on purpose: a false positive beats an unexplained ``internal_error``.
+    """
+    msg = message[:16384].lower()
+    codes = {error_code, *item_codes}
+    if "CHECKSUM_MISMATCH" in codes or "checksum mismatch" in msg:
+        return ErrorClass.CHECKSUM_MISMATCH
+    if (
+        codes & _HISTORY_CODES
+        or "detected failed migration" in msg
+        or ("schema history" in msg and ("corrupt" in msg or "inconsistent" in msg))
+    ):
+        return ErrorClass.SCHEMA_HISTORY_CORRUPT
+    if "FAILED_VERSIONED_MIGRATION" in item_codes or "FAILED_REPEATABLE_MIGRATION" in item_codes:
+        return ErrorClass.SCHEMA_HISTORY_CORRUPT  # a failed row left in history (validate's view)
+    if sql_state == "55P03" or any(p in msg for p in _LOCK_PATTERNS):
+        return ErrorClass.LOCK_TIMEOUT
+    if error_code == "SCHEMA_DOES_NOT_EXIST" or sql_state in {"3D000", "57P03", "3F000"}:
+        return ErrorClass.TARGET_NOT_READY
+    if sql_state.startswith(("08", "28")) or any(p in msg for p in _CONNECTION_PATTERNS):
+        return ErrorClass.TARGET_UNREACHABLE
+    return ErrorClass.INTERNAL_ERROR
+
+
+def _script_name(path: str) -> str:
+    return path.replace("\\", "/").rsplit("/", 1)[-1]
+
+
+def _failure_detail(error_code: str, error: dict[str, Any]) -> str:
+    parts = [error_code or "UNKNOWN"]
+    if path := _text(error.get("path")):
+        parts.append(f"in {_script_name(path)}")
+    if line := _text(error.get("lineNumber")):
+        parts.append(f"line {line}")
+    if sql_state := _text(error.get("sqlState")):
+        parts.append(f"(SQLSTATE {sql_state})")
+    return " ".join(parts)
+
+
+def outcome_from_document(action: Action, doc: dict[str, Any]) -> FlywayOutcome:
+    """Turn one Flyway JSON document into a :class:`FlywayOutcome` (success decided here)."""
+    common: dict[str, Any] = {
+        "action": action,
+        "flyway_version": _text(doc.get("flywayVersion")),
+        "schema_name": _text(doc.get("schemaName")),
+    }
+    error = doc.get("error")
+    if isinstance(error, dict):
+        code = _text(error.get("errorCode"))
+        sql_state = _text(error.get("sqlState"))
+        message = _text(error.get("message")) + " " + _text(doc.get("exception"))
+        cause = error.get("cause")
+        while isinstance(cause, dict):
+            message += " " + _text(cause.get("message"))
+            cause = cause.get("cause")
+        applied = [_text(m.get("version")) for m in doc.get("migrations") or [] if isinstance(m, dict)]
+        starting = _text(doc.get("initialSchemaVersion"))
+        return FlywayOutcome(
+            **common,
+            success=False,
+            starting_version=starting,
+            ending_version=next((v for v in reversed(applied) if v), starting),
+            applied_versions=[v for v in applied if v],
+            migrations_executed=_int(doc.get("migrationsExecuted")),
+            error_code=code,
+            sql_state=sql_state,
+            error_class=classify_failure(code, sql_state=sql_state, message=message),
+            detail=_failure_detail(code, error),
+        )
+    if action is Action.VALIDATE:
+        return _validate_outcome(common, doc)
+    if action is Action.INFO:
+        return _info_outcome(common, doc)
+    applied = [_text(m.get("version")) for m in doc.get("migrations") or [] if isinstance(m, dict)]
+    starting = _text(doc.get("initialSchemaVersion"))
+    success = doc.get("success") is True
+    return FlywayOutcome(
+        **common,
+        success=success,
+        starting_version=starting,
+        ending_version=_text(doc.get("targetSchemaVersion")) or starting,
+        applied_versions=[v for v in applied if v],
+        migrations_executed=_int(doc.get("migrationsExecuted")),
+        duration_ms=_int(doc.get("totalMigrationTime")),
+        error_class=None if success else ErrorClass.INTERNAL_ERROR,
+        detail="" if success else "migrate reported success=false without an error",
+    )
+
+
+def _validate_outcome(common: dict[str, Any], doc: dict[str, Any]) -> FlywayOutcome:
+    issues = [
+        ValidationIssue(
+            version=_text(m.get("version")),
+            description=_text(m.get("description")),
+            error_code=_text((m.get("errorDetails") or {}).get("errorCode")),
+        )
+        for m in doc.get("invalidMigrations") or []
+        if isinstance(m, dict)
+    ]
+    if doc.get("validationSuccessful") is True:
+        return FlywayOutcome(**common, success=True)
+    raw_details = doc.get("errorDetails")
+    details: dict[str, Any] = raw_details if isinstance(raw_details, dict) else {}
+    code = _text(details.get("errorCode"))
+    message = _text(details.get("errorMessage")) + " " + _text(doc.get("allErrorMessages"))
+    item_codes = tuple(i.error_code for i in issues)
+    versions = ", ".join(f"{i.version or '(repeatable)'}:{i.error_code}" for i in issues)
+    return FlywayOutcome(
+        **common,
+        success=False,
+        error_code=code,
+        error_class=classify_failure(code, message=message, item_codes=item_codes),
+        detail=f"{code or 'VALIDATE_ERROR'}" + (f" [{versions}]" if versions else ""),
+        validation_issues=issues,
+    )
+
+
+def _info_outcome(common: dict[str, Any], doc: dict[str, Any]) -> FlywayOutcome:
+    entries = [
+        InfoEntry(
+            version=_text(m.get("version")),
+            description=_text(m.get("description")),
+            state=_text(m.get("state")),
+        )
+        for m in doc.get("migrations") or []
+        if isinstance(m, dict) and _text(m.get("category")) == "Versioned"
+    ]
+    current = _text(doc.get("schemaVersion"))
+    return FlywayOutcome(
+        **common,
+        success=True,
+        starting_version=current,
+        ending_version=current,
+        pending_versions=[e.version for e in entries if e.state == "Pending"],
+        info=entries,
+    )

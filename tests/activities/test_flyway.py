@@ -1,0 +1,308 @@
+"""FlywayRunner against the real Flyway CLI and a real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from activities.database_target import DatabaseTarget
+from activities.errors import (
+    FlywayReportedFailureError,
+    FlywayTimeoutError,
+    PasswordTooShortError,
+    UnsafeEnvValueError,
+    UnsafeIdentifierError,
+)
+from activities.flyway import FlywayInstall, FlywayRunner, FlywaySettings, run_migrations_at_startup
+from activities.flyway_output import Action, ErrorClass
+from activities.redaction import REDACTED
+from tests.support import copy_migrations, history, java_pids, schema_exists
+from worker.devstack import PostgresServer
+
+
+def _with(target: DatabaseTarget, changes: dict[str, object]) -> DatabaseTarget:
+    """A validated copy of ``target`` (model_copy would skip validation and SecretStr wrapping)."""
+    return DatabaseTarget.model_validate({**target.model_dump(), **changes})
+
+
+def _runner(install: FlywayInstall, locations: Path, **settings: object) -> FlywayRunner:
+    return FlywayRunner(install, FlywaySettings(locations=(locations,), **settings))  # type: ignore[arg-type]
+
+
+async def test_migrate_applies_every_version_to_a_fresh_schema_and_rerun_is_a_noop(
+    runner: FlywayRunner, target: DatabaseTarget, postgres: PostgresServer, schema: str
+) -> None:
+    first = await runner.run(Action.MIGRATE, target)
+    assert first.success
+    assert first.applied_versions == ["1", "2", "3", "4", "5"]
+    assert (first.starting_version, first.ending_version) == ("", "5")
+    assert first.flyway_version == "12.4.0"
+    assert history(postgres, schema) == [(v, True) for v in ["1", "2", "3", "4", "5"]]
+
+    second = await runner.run(Action.MIGRATE, target)
+    assert second.success
+    assert second.applied_versions == []
+    assert (second.starting_version, second.ending_version) == ("5", "5")
+    assert len(history(postgres, schema)) == 5
+
+
+async def test_info_lists_pending_versions_of_a_lagging_schema(
+    flyway_install: FlywayInstall, runner: FlywayRunner, target: DatabaseTarget, tmp_path: Path
+) -> None:
+    await _runner(flyway_install, copy_migrations(tmp_path / "old", upto=3)).run(Action.MIGRATE, target)
+
+    info = await runner.run(Action.INFO, target)
+
+    assert info.success
+    assert info.ending_version == "3"
+    assert info.pending_versions == ["4", "5"]
+    assert [(e.version, e.state) for e in info.info] == [
+        ("1", "Success"), ("2", "Success"), ("3", "Success"), ("4", "Pending"), ("5", "Pending"),
+    ]  # fmt: skip
+
+
+async def test_validate_passes_for_intact_and_lagging_schemas(
+    flyway_install: FlywayInstall, runner: FlywayRunner, target: DatabaseTarget, tmp_path: Path
+) -> None:
+    await _runner(flyway_install, copy_migrations(tmp_path / "old", upto=2)).run(Action.MIGRATE, target)
+    outcome = await runner.run(Action.VALIDATE, target)
+    assert outcome.success
+    assert outcome.validation_issues == []
+
+
+async def test_validate_fails_with_checksum_mismatch_although_flyway_exits_zero(
+    flyway_install: FlywayInstall, runner: FlywayRunner, target: DatabaseTarget, tmp_path: Path
+) -> None:
+    await runner.run(Action.MIGRATE, target)
+    edited = copy_migrations(tmp_path / "edited")
+    (edited / "V2__create_orders.sql").write_text("CREATE TABLE orders (id BIGINT);\n")
+
+    with pytest.raises(FlywayReportedFailureError) as caught:
+        await _runner(flyway_install, edited).run(Action.VALIDATE, target)
+
+    outcome = caught.value.outcome
+    assert outcome is not None
+    assert caught.value.error_class == ErrorClass.CHECKSUM_MISMATCH
+    assert not caught.value.is_retryable
+    assert [(i.version, i.error_code) for i in outcome.validation_issues] == [("2", "CHECKSUM_MISMATCH")]
+
+
+async def test_migrate_after_editing_an_applied_script_is_classified_checksum_mismatch(
+    flyway_install: FlywayInstall, runner: FlywayRunner, target: DatabaseTarget, tmp_path: Path,
+    postgres: PostgresServer, schema: str,
+) -> None:  # fmt: skip
+    await runner.run(Action.MIGRATE, target)
+    edited = copy_migrations(tmp_path / "edited")
+    (edited / "V1__create_accounts.sql").write_text("-- rewritten\nCREATE TABLE accounts (id INT);\n")
+
+    with pytest.raises(FlywayReportedFailureError) as caught:
+        await _runner(flyway_install, edited).run(Action.MIGRATE, target)
+
+    # The trap in flyway.md: during migrate the mismatch arrives as VALIDATE_ERROR, not CHECKSUM_MISMATCH.
+    assert caught.value.outcome is not None
+    assert caught.value.outcome.error_code == "VALIDATE_ERROR"
+    assert caught.value.error_class == ErrorClass.CHECKSUM_MISMATCH
+    assert len(history(postgres, schema)) == 5
+
+
+async def test_failed_script_reports_partial_progress_and_the_failing_file(
+    flyway_install: FlywayInstall,
+    target: DatabaseTarget,
+    tmp_path: Path,
+    postgres: PostgresServer,
+    schema: str,
+) -> None:
+    broken = copy_migrations(tmp_path / "broken")
+    (broken / "V6__broken.sql").write_text("CREATE TABLE broken (id int;\n")
+
+    with pytest.raises(FlywayReportedFailureError) as caught:
+        await _runner(flyway_install, broken).run(Action.MIGRATE, target)
+
+    outcome = caught.value.outcome
+    assert outcome is not None
+    assert outcome.applied_versions == ["1", "2", "3", "4", "5"]
+    assert outcome.error_code == "FAILED_VERSIONED_MIGRATION"
+    assert outcome.detail == "FAILED_VERSIONED_MIGRATION in V6__broken.sql line 1 (SQLSTATE 42601)"
+    assert [v for v, _ in history(postgres, schema)] == ["1", "2", "3", "4", "5"]
+
+
+async def test_failed_migrate_is_a_failure_even_when_flyway_exits_zero_without_reports_jar(
+    flyway_install: FlywayInstall, target: DatabaseTarget, tmp_path: Path
+) -> None:
+    # The trap in flyway.md: without flyway-reports a failed migrate prints success:false and exits 0.
+    lib = tmp_path / "lib" / "flyway"
+    lib.mkdir(parents=True)
+    for jar in flyway_install.lib_dir.glob("*.jar"):
+        if not jar.name.startswith("flyway-reports"):
+            (lib / jar.name).symlink_to(jar)
+    no_reports = FlywayInstall(lib_dir=lib, java=flyway_install.java, version=flyway_install.version)
+    broken = copy_migrations(tmp_path / "broken", upto=1)
+    (broken / "V2__broken.sql").write_text("SELEC 1;\n")
+
+    with pytest.raises(FlywayReportedFailureError) as caught:
+        await _runner(no_reports, broken).run(Action.MIGRATE, target)
+
+    assert caught.value.outcome is not None
+    assert caught.value.outcome.applied_versions == ["1"]
+    assert caught.value.outcome.error_code == "FAILED_VERSIONED_MIGRATION"
+
+
+async def test_unreachable_database_is_classified_target_unreachable_and_retryable(
+    runner: FlywayRunner, target: DatabaseTarget
+) -> None:
+    closed = _with(target, {"port": 1})
+    with pytest.raises(FlywayReportedFailureError) as caught:
+        await runner.run(Action.MIGRATE, closed)
+    assert caught.value.error_class == ErrorClass.TARGET_UNREACHABLE
+    assert caught.value.is_retryable
+
+
+async def test_password_echoed_by_flyway_is_redacted_from_errors_results_and_logs(
+    runner: FlywayRunner, target: DatabaseTarget, caplog: pytest.LogCaptureFixture
+) -> None:
+    # PostgreSQL echoes the user name on a failed login; a user name equal to the password makes
+    # Flyway print the password in its JSON (message, cause chain and stack traces).
+    secret = "Sup3r-Secret+pw/%x"
+    leaky = _with(target, {"user": secret, "password": secret})
+    caplog.set_level(logging.DEBUG)
+
+    with pytest.raises(FlywayReportedFailureError) as caught:
+        await runner.run(Action.MIGRATE, leaky)
+
+    assert caught.value.outcome is not None
+    assert caught.value.error_class == ErrorClass.TARGET_UNREACHABLE
+    visible = [str(caught.value), caught.value.outcome.model_dump_json(), caplog.text]
+    visible += [str(getattr(r, "output_tail", "")) for r in caplog.records]
+    assert all(secret not in text for text in visible)
+    assert any(REDACTED in str(getattr(r, "output_tail", "")) for r in caplog.records)
+
+
+async def test_password_travels_in_the_environment_never_in_the_process_argv(
+    flyway_install: FlywayInstall, target: DatabaseTarget, tmp_path: Path, schema: str
+) -> None:
+    slow = copy_migrations(tmp_path / "slow", upto=1)
+    (slow / "V2__slow.sql").write_text("SELECT pg_sleep(3);\n")
+    task = asyncio.create_task(_runner(flyway_install, slow).run(Action.MIGRATE, target))
+    pids: list[int] = []
+    for _ in range(200):
+        pids = java_pids(schema)
+        if pids:
+            break
+        await asyncio.sleep(0.05)
+    assert pids, "the Flyway JVM never appeared"
+    cmdline = Path(f"/proc/{pids[0]}/cmdline").read_bytes()
+    environ = Path(f"/proc/{pids[0]}/environ").read_bytes()
+    await task
+
+    password = target.password.get_secret_value().encode()
+    assert password not in cmdline
+    assert b"FLYWAY_PASSWORD=" + password in environ.split(b"\0")
+
+
+@pytest.mark.parametrize("bad", ["pass\nword1", "pass\rword1", "pass\x00word1"])
+async def test_control_characters_in_credentials_are_rejected_before_flyway_runs(
+    runner: FlywayRunner, target: DatabaseTarget, postgres: PostgresServer, schema: str, bad: str
+) -> None:
+    with pytest.raises(UnsafeEnvValueError) as caught:
+        await runner.run(Action.MIGRATE, _with(target, {"password": bad}))
+    assert "password" in str(caught.value)
+    assert bad not in str(caught.value)
+    assert not schema_exists(postgres, schema)
+    assert not java_pids(schema)
+
+
+@pytest.mark.parametrize("bad_schema", ["a,b", 'x"; DROP SCHEMA public; --', "1leading", "s" * 64, "tenánt"])
+async def test_unsafe_schema_name_is_rejected_with_nothing_run(
+    runner: FlywayRunner, target: DatabaseTarget, postgres: PostgresServer, bad_schema: str
+) -> None:
+    with pytest.raises(UnsafeIdentifierError):
+        await runner.run(Action.MIGRATE, _with(target, {"schema_name": bad_schema}))
+    assert not schema_exists(postgres, bad_schema)
+
+
+async def test_short_password_is_refused_for_migrate(runner: FlywayRunner, target: DatabaseTarget) -> None:
+    with pytest.raises(PasswordTooShortError) as caught:
+        await runner.run(Action.MIGRATE, _with(target, {"password": "pw12345"}))
+    assert "pw12345" not in str(caught.value)
+
+
+async def test_cancellation_mid_run_kills_the_jvm_within_five_seconds(
+    flyway_install: FlywayInstall,
+    target: DatabaseTarget,
+    tmp_path: Path,
+    postgres: PostgresServer,
+    schema: str,
+) -> None:
+    slow = copy_migrations(tmp_path / "slow", upto=1)
+    (slow / "V2__slow.sql").write_text("SELECT pg_sleep(60);\n")
+    task = asyncio.create_task(_runner(flyway_install, slow).run(Action.MIGRATE, target))
+    for _ in range(400):
+        if java_pids(schema) and schema_exists(postgres, schema):
+            break
+        await asyncio.sleep(0.05)
+    assert java_pids(schema)
+
+    cancelled_at = time.monotonic()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    while java_pids(schema) and time.monotonic() - cancelled_at < 5:
+        await asyncio.sleep(0.05)
+    assert java_pids(schema) == []
+    assert time.monotonic() - cancelled_at < 5
+
+
+async def test_timeout_kills_the_process_group_and_reports_unknown_schema_state(
+    flyway_install: FlywayInstall, target: DatabaseTarget, tmp_path: Path, schema: str
+) -> None:
+    from datetime import timedelta
+
+    slow = copy_migrations(tmp_path / "slow", upto=1)
+    (slow / "V2__slow.sql").write_text("SELECT pg_sleep(60);\n")
+    runner = _runner(flyway_install, slow, timeout=timedelta(seconds=4))
+
+    with pytest.raises(FlywayTimeoutError) as caught:
+        await runner.run(Action.MIGRATE, target)
+
+    assert "schema state is unknown" in str(caught.value)
+    assert not caught.value.is_retryable
+    assert java_pids(schema) == []
+
+
+async def test_startup_entry_point_migrates_in_development_and_validates_elsewhere(
+    runner: FlywayRunner, target: DatabaseTarget, postgres: PostgresServer, schema: str
+) -> None:
+    with pytest.raises(FlywayReportedFailureError) as caught:
+        await run_migrations_at_startup(runner, target, environment="production")
+    assert caught.value.error_class == ErrorClass.TARGET_NOT_READY
+    assert not schema_exists(postgres, schema)
+
+    outcome = await run_migrations_at_startup(runner, target, environment=" Development ")
+    assert outcome.action is Action.MIGRATE
+    assert outcome.ending_version == "5"
+
+
+async def test_stray_flyway_conf_in_home_or_cwd_is_never_read(
+    runner: FlywayRunner, target: DatabaseTarget, tmp_path: Path, postgres: PostgresServer, schema: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    # A config that would send migrations to another schema, where a careless runner would pick it up.
+    stray = "flyway.schemas=hijacked\nflyway.defaultSchema=hijacked\n"
+    (tmp_path / "flyway.conf").write_text(stray)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("FLYWAY_SCHEMAS", "hijacked")
+    monkeypatch.chdir(tmp_path)
+
+    outcome = await runner.run(Action.MIGRATE, target)
+
+    assert outcome.schema_name == schema
+    assert not schema_exists(postgres, "hijacked")
+    with psycopg.connect(postgres.dsn) as conn:
+        assert conn.execute(f'SELECT count(*) FROM "{schema}".accounts').fetchone() == (50,)
+    assert os.environ["HOME"] == str(tmp_path)

@@ -1,0 +1,80 @@
+"""Shared fixtures: the real stack (PostgreSQL, Flyway, Temporal), started once per session.
+
+Every test gets its own schema, task queue and workflow ids, so tests never see each other's state.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from activities.database_target import DatabaseTarget
+from activities.flyway import FlywayInstall, FlywayRunner, FlywaySettings
+from tests.support import DEMO_MIGRATIONS
+from worker.devstack import PostgresServer, TemporalDevServer, ensure_flyway
+
+_exit_status = 0
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    global _exit_status  # noqa: PLW0603 - the status must outlive the session object
+    _exit_status = int(exitstatus)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    # temporalio/sdk-python#300: the interpreter can abort (rc 134) while finalising after the
+    # work succeeded. Leave with the real status before finalisation can run.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(_exit_status)
+
+
+@pytest.fixture(scope="session")
+def flyway_install() -> FlywayInstall:
+    return ensure_flyway()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    server = PostgresServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def temporal_server() -> Iterator[TemporalDevServer]:
+    server = TemporalDevServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def schema() -> str:
+    return f"t_{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def target(postgres: PostgresServer, schema: str) -> DatabaseTarget:
+    return DatabaseTarget(
+        host="127.0.0.1",
+        port=postgres.port,
+        database="postgres",
+        schema_name=schema,
+        user="postgres",
+        password=postgres.superuser_password,
+    )
+
+
+@pytest.fixture
+def runner(flyway_install: FlywayInstall) -> FlywayRunner:
+    return FlywayRunner(flyway_install, FlywaySettings(locations=(DEMO_MIGRATIONS,)))

