@@ -11,11 +11,14 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from temporalio.client import Client
 
 from activities.database_target import DatabaseTarget
 from activities.flyway import FlywayInstall, FlywayRunner, FlywaySettings
 from tests.support import DEMO_MIGRATIONS
+from worker.client import connect
 from worker.devstack import PostgresServer, TemporalDevServer, ensure_flyway
+from worker.settings import TemporalConfig
 
 _exit_status = 0
 
@@ -78,3 +81,8 @@ def target(postgres: PostgresServer, schema: str) -> DatabaseTarget:
 @pytest.fixture
 def runner(flyway_install: FlywayInstall) -> FlywayRunner:
     return FlywayRunner(flyway_install, FlywaySettings(locations=(DEMO_MIGRATIONS,)))
+
+
+@pytest.fixture
+async def client(temporal_server: TemporalDevServer) -> Client:
+    return await connect(TemporalConfig(address=temporal_server.address))

@@ -1,0 +1,249 @@
+"""The deployment quiesce flag: one switch that stops every rollout's dispatching.
+
+Semantics (go-bricks ``quiesce``): one row per scope (``global``); ``set`` takes a principal, a
+reason and a TTL (zero means 30 min, more than 2 h is clamped, negative is an error) and renews
+an active flag; reads treat ``now >= expires_at`` as released (no sweeper); ``clear`` works on an
+active or expired-but-uncleared flag. The PostgreSQL controller uses the database clock, so
+workers with skewed clocks agree. Must not: log a DSN.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Final, Protocol
+
+import psycopg
+from psycopg import sql
+from pydantic import BaseModel, ConfigDict
+from temporalio import activity
+
+from activities.errors import ConfigurationError, FleetwayError, to_application_error
+
+__all__ = [
+    "DEFAULT_TTL",
+    "GLOBAL_SCOPE",
+    "MAX_TTL",
+    "UNSPECIFIED_PRINCIPAL",
+    "InvalidQuiesceTtlError",
+    "MemoryQuiesceController",
+    "PostgresQuiesceController",
+    "QuiesceActivities",
+    "QuiesceBackendError",
+    "QuiesceController",
+    "QuiesceNotSetError",
+    "QuiesceStatus",
+    "effective_ttl",
+]
+
+GLOBAL_SCOPE: Final = "global"
+DEFAULT_TTL: Final = timedelta(minutes=30)
+MAX_TTL: Final = timedelta(hours=2)
+UNSPECIFIED_PRINCIPAL: Final = "<unspecified>"
+_TABLE: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?$")
+
+
+class InvalidQuiesceTtlError(FleetwayError):
+    """A negative TTL was given to ``set``."""
+
+    error_type = "invalid_quiesce_ttl"
+
+
+class QuiesceNotSetError(FleetwayError):
+    """``clear`` found no flag that was ever set or not already cleared."""
+
+    error_type = "quiesce_not_set"
+
+
+class QuiesceBackendError(FleetwayError):
+    """The control-plane database could not be reached or refused the statement."""
+
+    error_type = "quiesce_backend_error"
+    retryable = True
+
+
+class QuiesceStatus(BaseModel):
+    """A full snapshot of one scope's flag."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    scope: str = GLOBAL_SCOPE
+    active: bool = False
+    expired: bool = False
+    cleared: bool = False
+    set_by: str = ""
+    reason: str = ""
+    set_at: datetime | None = None
+    expires_at: datetime | None = None
+    cleared_by: str = ""
+    cleared_at: datetime | None = None
+
+
+def effective_ttl(ttl: timedelta) -> timedelta:
+    """Zero becomes :data:`DEFAULT_TTL`, anything over :data:`MAX_TTL` is clamped.
+
+    Raises:
+        InvalidQuiesceTtlError: ``ttl`` is negative.
+    """
+    if ttl < timedelta(0):
+        raise InvalidQuiesceTtlError("quiesce ttl must not be negative")
+    if ttl == timedelta(0):
+        return DEFAULT_TTL
+    return min(ttl, MAX_TTL)
+
+
+def _principal(principal: str) -> str:
+    return principal.strip() or UNSPECIFIED_PRINCIPAL
+
+
+class QuiesceController(Protocol):
+    """Reads and writes the quiesce flag of one scope."""
+
+    async def status(self) -> QuiesceStatus:
+        """Return the current snapshot (expired flags read as not active)."""
+        ...
+
+    async def set(self, *, principal: str, reason: str, ttl: timedelta) -> QuiesceStatus:
+        """Set or renew the flag."""
+        ...
+
+    async def clear(self, *, principal: str) -> QuiesceStatus:
+        """Clear an active or expired-but-uncleared flag."""
+        ...
+
+
+def _snapshot(row: tuple[object, ...] | None, now: datetime, scope: str) -> QuiesceStatus:
+    if row is None:
+        return QuiesceStatus(scope=scope)
+    active, set_by, reason, set_at, expires_at, cleared_by, cleared_at = row
+    assert isinstance(expires_at, datetime)  # noqa: S101 - NOT NULL column
+    raised = bool(active)
+    return QuiesceStatus(
+        scope=scope,
+        active=raised and now < expires_at,
+        expired=raised and now >= expires_at,
+        cleared=not raised,
+        set_by=str(set_by or ""),
+        reason=str(reason or ""),
+        set_at=set_at,
+        expires_at=expires_at,
+        cleared_by=str(cleared_by or ""),
+        cleared_at=cleared_at,
+    )
+
+
+class MemoryQuiesceController:
+    """In-process flag, for tests and single-process embedding."""
+
+    def __init__(self, scope: str = GLOBAL_SCOPE) -> None:
+        self._scope = scope
+        self._row: tuple[object, ...] | None = None
+
+    async def status(self) -> QuiesceStatus:
+        """See :class:`QuiesceController`."""
+        return _snapshot(self._row, datetime.now(UTC), self._scope)
+
+    async def set(self, *, principal: str, reason: str, ttl: timedelta) -> QuiesceStatus:
+        """See :class:`QuiesceController`."""
+        now = datetime.now(UTC)
+        self._row = (True, _principal(principal), reason, now, now + effective_ttl(ttl), "", None)
+        return await self.status()
+
+    async def clear(self, *, principal: str) -> QuiesceStatus:
+        """See :class:`QuiesceController`."""
+        if self._row is None or not self._row[0]:
+            raise QuiesceNotSetError("no quiesce flag to clear")
+        self._row = (False, *self._row[1:5], _principal(principal), datetime.now(UTC))
+        return await self.status()
+
+
+class PostgresQuiesceController:
+    """The flag as a row in a control-plane table; single statements keep concurrent operators safe."""
+
+    def __init__(self, dsn: str, *, table: str = "fleetway_quiesce", scope: str = GLOBAL_SCOPE) -> None:
+        if not _TABLE.fullmatch(table):
+            raise ConfigurationError(f"quiesce table {table!r} is not a safe (schema-qualified) identifier")
+        self._dsn = dsn
+        self._table = sql.Identifier(*table.split("."))
+        self._scope = scope
+        self._created = False
+
+    async def _execute(
+        self, query: sql.Composed, params: tuple[object, ...]
+    ) -> tuple[tuple[object, ...] | None, datetime]:
+        try:
+            async with await psycopg.AsyncConnection.connect(
+                self._dsn, autocommit=True, connect_timeout=10
+            ) as conn:
+                if not self._created:
+                    await conn.execute(
+                        sql.SQL(
+                            "CREATE TABLE IF NOT EXISTS {} (scope TEXT PRIMARY KEY, active BOOLEAN NOT NULL, "
+                            "set_by TEXT NOT NULL, reason TEXT NOT NULL, set_at TIMESTAMPTZ NOT NULL, "
+                            "expires_at TIMESTAMPTZ NOT NULL, cleared_by TEXT, cleared_at TIMESTAMPTZ)"
+                        ).format(self._table)
+                    )
+                    self._created = True
+                cur = await conn.execute(query, params)
+                row = await cur.fetchone() if cur.description else None
+                now_row = await (await conn.execute("SELECT now()")).fetchone()
+        except psycopg.errors.UniqueViolation:
+            # CREATE TABLE IF NOT EXISTS races on the catalog; the other session created it.
+            self._created = True
+            return await self._execute(query, params)
+        except psycopg.Error as exc:
+            raise QuiesceBackendError(f"quiesce table access failed ({type(exc).__name__})") from None
+        assert now_row is not None  # noqa: S101 - SELECT now() returns one row
+        return row, now_row[0]
+
+    _COLUMNS: Final = "active, set_by, reason, set_at, expires_at, cleared_by, cleared_at"
+
+    async def status(self) -> QuiesceStatus:
+        """See :class:`QuiesceController`."""
+        query = sql.SQL("SELECT " + self._COLUMNS + " FROM {} WHERE scope = %s").format(self._table)
+        row, now = await self._execute(query, (self._scope,))
+        return _snapshot(row, now, self._scope)
+
+    async def set(self, *, principal: str, reason: str, ttl: timedelta) -> QuiesceStatus:
+        """See :class:`QuiesceController`."""
+        query = sql.SQL(
+            "INSERT INTO {} AS q (scope, active, set_by, reason, set_at, expires_at) "
+            "VALUES (%s, true, %s, %s, now(), now() + %s) ON CONFLICT (scope) DO UPDATE SET "
+            "active = true, set_by = excluded.set_by, reason = excluded.reason, set_at = excluded.set_at, "
+            "expires_at = excluded.expires_at, cleared_by = NULL, cleared_at = NULL RETURNING "
+            + self._COLUMNS
+        ).format(self._table)
+        row, now = await self._execute(
+            query, (self._scope, _principal(principal), reason, effective_ttl(ttl))
+        )
+        return _snapshot(row, now, self._scope)
+
+    async def clear(self, *, principal: str) -> QuiesceStatus:
+        """See :class:`QuiesceController`.
+
+        Raises:
+            QuiesceNotSetError: never set, or already cleared.
+        """
+        query = sql.SQL(
+            "UPDATE {} SET active = false, cleared_by = %s, cleared_at = now() "
+            "WHERE scope = %s AND active RETURNING " + self._COLUMNS
+        ).format(self._table)
+        row, now = await self._execute(query, (_principal(principal), self._scope))
+        if row is None:
+            raise QuiesceNotSetError("no quiesce flag to clear")
+        return _snapshot(row, now, self._scope)
+
+
+class QuiesceActivities:
+    """The quiesce-check activity that rollouts run before each dispatch."""
+
+    def __init__(self, controller: QuiesceController) -> None:
+        self._controller = controller
+
+    @activity.defn(name="check_quiesce")
+    async def check_quiesce(self) -> QuiesceStatus:
+        """Return the flag's snapshot; the workflow fails open if this raises."""
+        try:
+            return await self._controller.status()
+        except FleetwayError as exc:
+            raise to_application_error(exc) from None

@@ -1,0 +1,75 @@
+"""Per-tenant records of a rollout, and the activity that reads a finished rollout's failures.
+
+The records are shared by the workflows (which build them) and the CLI (which renders them), so
+they live here, below both. Must not: hold a credential or Flyway free text.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.service import RPCError
+
+from activities.errors import ConfigurationError, to_application_error
+
+__all__ = ["Outcome", "RolloutActivities", "TenantOutcome"]
+
+
+class Outcome(StrEnum):
+    """How one tenant's run ended. Wire value: never rename a member."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+    SKIPPED = "skipped"
+
+
+class TenantOutcome(BaseModel):
+    """One tenant's result, compact enough to keep thousands in one payload.
+
+    ``message`` is fleetway's vetted text (error class and structured detail), at most 300 chars.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    tenant_id: str
+    outcome: Outcome
+    version_before: str = ""
+    version_after: str = ""
+    applied: int = 0
+    pending: list[str] = []
+    duration_ms: int = 0
+    error_class: str = ""
+    message: str = ""
+
+
+class RolloutActivities:
+    """Activities that read other rollouts through the Temporal client."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    @activity.defn(name="failed_tenants_of")
+    async def failed_tenants_of(self, rollout_id: str) -> list[str]:
+        """The tenants that failed or were cancelled in a finished rollout (for ``rerun_failed_of``).
+
+        Reads the result as plain JSON (activities must not import workflow models).
+        """
+        handle = self._client.get_workflow_handle(rollout_id, result_type=dict)
+        try:
+            result: dict[str, Any] = await handle.result(follow_runs=True)
+        except RPCError:
+            raise to_application_error(
+                ConfigurationError(f"rollout {rollout_id!r} not found or has no result")
+            ) from None
+        rerun = {Outcome.FAILED.value, Outcome.CANCELED.value}  # cancelled ones never finished either
+        failed = result.get("failed") or []
+        return [
+            str(item["tenant_id"])
+            for item in failed
+            if isinstance(item, dict) and "tenant_id" in item and item.get("outcome") in rerun
+        ]

@@ -1,0 +1,167 @@
+"""MigrateAllWorkflow on the real stack: Temporal dev server, PostgreSQL and Flyway."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+from temporalio.client import Client
+
+from activities.flyway import FlywayInstall
+from activities.flyway_output import Action, ErrorClass
+from activities.rollouts import Outcome
+from tests.fleet import Fleet, make_fleet
+from tests.support import history
+from worker.devstack import PostgresServer
+from workflows.migrate_all import MigrateAllWorkflow
+from workflows.migrate_all_models import MigrateAllInput, MigrateAllResult, RolloutStatus
+
+
+async def _rollout(client: Client, fleet: Fleet, request: MigrateAllInput) -> MigrateAllResult:
+    return await client.execute_workflow(
+        MigrateAllWorkflow.run, request, id=f"rollout-{uuid.uuid4().hex[:8]}", task_queue=fleet.task_queue
+    )
+
+
+async def test_migrate_all_migrates_thirty_tenants_and_a_second_rollout_is_a_noop(
+    client: Client, flyway_install: FlywayInstall, postgres: PostgresServer
+) -> None:
+    fleet = make_fleet(postgres, 30)
+    async with fleet.worker(client, flyway_install):
+        first = await _rollout(client, fleet, MigrateAllInput(parallelism=8))
+        second = await _rollout(client, fleet, MigrateAllInput(parallelism=8))
+
+    assert first.status is RolloutStatus.SUCCEEDED
+    assert first.counts == {Outcome.SUCCEEDED: 30}
+    assert sorted(o.tenant_id for o in first.outcomes) == fleet.tenants
+    assert all((o.version_before, o.version_after, o.applied) == ("", "5", 5) for o in first.outcomes)
+    assert second.status is RolloutStatus.SUCCEEDED
+    assert all((o.version_before, o.version_after, o.applied) == ("5", "5", 0) for o in second.outcomes)
+    for tenant in fleet.tenants:
+        assert [v for v, _ in history(postgres, tenant)] == ["1", "2", "3", "4", "5"]
+
+
+async def test_migrate_all_fails_fast_at_the_first_broken_tenant(
+    client: Client, flyway_install: FlywayInstall, postgres: PostgresServer
+) -> None:
+    fleet = make_fleet(postgres, 6)
+    fleet.break_tenant(fleet.tenants[0])
+    async with fleet.worker(client, flyway_install):
+        result = await _rollout(client, fleet, MigrateAllInput(parallelism=1))
+
+    assert result.status is RolloutStatus.FAILED
+    assert result.total == 1
+    assert [(o.tenant_id, o.error_class) for o in result.failed] == [
+        (fleet.tenants[0], ErrorClass.SCHEMA_HISTORY_CORRUPT.value)
+    ]
+
+
+async def test_migrate_all_continue_on_error_migrates_the_others_and_reports_the_broken_one(
+    client: Client, flyway_install: FlywayInstall, postgres: PostgresServer
+) -> None:
+    fleet = make_fleet(postgres, 6)
+    broken = fleet.tenants[2]
+    fleet.break_tenant(broken)
+    async with fleet.worker(client, flyway_install):
+        result = await _rollout(client, fleet, MigrateAllInput(parallelism=3, continue_on_error=True))
+
+    assert result.status is RolloutStatus.FAILED
+    assert result.counts == {Outcome.SUCCEEDED: 5, Outcome.FAILED: 1}
+    assert [(o.tenant_id, o.error_class) for o in result.failed] == [(broken, "schema_history_corrupt")]
+    for tenant in fleet.tenants:
+        if tenant != broken:
+            assert len(history(postgres, tenant)) == 5
+
+
+async def test_migrate_all_canary_halts_when_failure_ratio_is_exceeded(
+    client: Client, flyway_install: FlywayInstall, postgres: PostgresServer
+) -> None:
+    fleet = make_fleet(postgres, 10)
+    for tenant in fleet.tenants[:2]:
+        fleet.break_tenant(tenant)
+    async with fleet.worker(client, flyway_install):
+        result = await _rollout(
+            client, fleet, MigrateAllInput(parallelism=2, canary_count=3, max_failure_ratio=0.1)
+        )
+
+    assert result.status is RolloutStatus.HALTED
+    assert result.counts[Outcome.FAILED] == 2
+    assert result.total < 10
+
+
+async def test_migrate_all_rerun_failed_runs_exactly_the_failed_tenants(
+    client: Client, flyway_install: FlywayInstall, postgres: PostgresServer
+) -> None:
+    fleet = make_fleet(postgres, 5)
+    broken = fleet.tenants[1]
+    fleet.break_tenant(broken)
+    async with fleet.worker(client, flyway_install):
+        first = await _rollout(client, fleet, MigrateAllInput(continue_on_error=True))
+        rerun = await _rollout(client, fleet, MigrateAllInput(rerun_failed_of=first.rollout_id))
+
+    assert [o.tenant_id for o in rerun.outcomes] == [broken]
+    assert rerun.status is RolloutStatus.FAILED
+
+
+async def test_migrate_all_continue_as_new_skips_and_repeats_no_tenant(
+    client: Client, flyway_install: FlywayInstall, postgres: PostgresServer
+) -> None:
+    fleet = make_fleet(postgres, 9)
+    async with fleet.worker(client, flyway_install):
+        result = await _rollout(
+            client, fleet, MigrateAllInput(parallelism=2, page_size=2, continue_as_new_after=3)
+        )
+
+    assert result.runs >= 3
+    assert result.status is RolloutStatus.SUCCEEDED
+    assert sorted(o.tenant_id for o in result.outcomes) == fleet.tenants
+    for tenant in fleet.tenants:
+        assert [v for v, _ in history(postgres, tenant)] == ["1", "2", "3", "4", "5"]
+
+
+@pytest.mark.parametrize("action", [Action.VALIDATE, Action.INFO])
+async def test_migrate_all_runs_validate_and_info_across_the_fleet(
+    client: Client, flyway_install: FlywayInstall, postgres: PostgresServer, action: Action
+) -> None:
+    fleet = make_fleet(postgres, 3)
+    async with fleet.worker(client, flyway_install):
+        await _rollout(client, fleet, MigrateAllInput(tenants=fleet.tenants[:2]))
+        result = await _rollout(client, fleet, MigrateAllInput(action=action, continue_on_error=True))
+
+    by_tenant = {o.tenant_id: o for o in result.outcomes}
+    if action is Action.INFO:
+        assert by_tenant[fleet.tenants[0]].version_after == "5"
+        assert by_tenant[fleet.tenants[2]].pending == ["1", "2", "3", "4", "5"]
+    else:
+        assert by_tenant[fleet.tenants[0]].outcome is Outcome.SUCCEEDED
+
+
+async def test_migrate_all_stops_dispatch_when_quiesce_flag_set_mid_rollout(
+    client: Client, flyway_install: FlywayInstall, postgres: PostgresServer
+) -> None:
+    from datetime import timedelta
+
+    fleet = make_fleet(postgres, 12)
+    async with fleet.worker(client, flyway_install):
+        handle = await client.start_workflow(
+            MigrateAllWorkflow.run,
+            MigrateAllInput(parallelism=2),
+            id=f"q-{uuid.uuid4().hex[:8]}",
+            task_queue=fleet.task_queue,
+        )
+        for _ in range(600):
+            progress = await handle.query(MigrateAllWorkflow.progress)
+            if sum(progress.counts.values()) >= 1:
+                break
+            await asyncio.sleep(0.05)
+        await fleet.quiesce.set(principal="ops", reason="incident", ttl=timedelta(minutes=5))
+        at_set = (await handle.query(MigrateAllWorkflow.progress)).dispatched
+        result = await handle.result()
+
+    assert result.status is RolloutStatus.QUIESCED
+    # At most the one dispatch whose check was already under way may slip through.
+    assert result.total <= at_set + 1
+    assert result.total < 12
+    assert Outcome.FAILED not in result.counts
+    assert Outcome.CANCELED not in result.counts

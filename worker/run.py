@@ -1,0 +1,121 @@
+"""The worker: the single place where every workflow and activity is registered and wired.
+
+Dependencies are built here from settings and passed into activity class constructors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.audit import AuditActivities, Emitter
+from activities.flyway import FlywayActivities, FlywayInstall, FlywayRunner, FlywaySettings
+from activities.quiesce import (
+    MemoryQuiesceController,
+    PostgresQuiesceController,
+    QuiesceActivities,
+    QuiesceController,
+)
+from activities.rollouts import RolloutActivities
+from activities.secrets import FileSecretsProvider, SecretsProvider
+from activities.tenant_source_static import (
+    StaticTenantLister,
+    TenantLister,
+    TenantSourceActivities,
+    load_tenants_file,
+)
+from worker.client import connect
+from worker.devstack import ensure_flyway
+from worker.settings import Settings
+from workflows.migrate_all import MigrateAllWorkflow
+from workflows.tenant_migration import TenantMigrationWorkflow
+
+__all__ = ["build_worker", "quiesce_controller", "run_worker", "tenant_lister"]
+
+_log = logging.getLogger(__name__)
+
+
+def tenant_lister(settings: Settings) -> TenantLister:
+    """The configured tenant source."""
+    if settings.tenants.kind == "file" and settings.tenants.file is not None:
+        return StaticTenantLister(load_tenants_file(settings.tenants.file))
+    return StaticTenantLister(settings.tenants.tenants)
+
+
+def quiesce_controller(settings: Settings) -> QuiesceController:
+    """The configured quiesce flag store."""
+    if settings.quiesce.dsn is not None:
+        return PostgresQuiesceController(
+            settings.quiesce.dsn.get_secret_value(), table=settings.quiesce.table
+        )
+    return MemoryQuiesceController()
+
+
+def _flyway_install(settings: Settings) -> FlywayInstall:
+    if settings.flyway.lib_dir is None:
+        return ensure_flyway()
+    return FlywayInstall(lib_dir=settings.flyway.lib_dir, java=Path(settings.flyway.java), version="custom")
+
+
+def build_worker(
+    client: Client,
+    settings: Settings,
+    *,
+    secrets: Mapping[str, SecretsProvider] | None = None,
+    tenant_sources: Mapping[str, TenantLister] | None = None,
+    quiesce: QuiesceController | None = None,
+    flyway_install: FlywayInstall | None = None,
+) -> Worker:
+    """A worker for ``settings.temporal.task_queue`` with every workflow and activity registered.
+
+    Keyword arguments replace what settings would build (tests and embedding applications).
+    """
+    runner = FlywayRunner(
+        flyway_install or _flyway_install(settings),
+        FlywaySettings(
+            locations=tuple(p.resolve() for p in settings.flyway.locations),
+            timeout=timedelta(seconds=settings.flyway.timeout_s),
+            lock_retry_count=settings.flyway.lock_retry_count,
+        ),
+    )
+    secrets = secrets or {"default": FileSecretsProvider(settings.secrets.file.resolve())}
+    flyway = FlywayActivities(runner, secrets)
+    sources = TenantSourceActivities(tenant_sources or {"default": tenant_lister(settings)})
+    quiesce_activities = QuiesceActivities(quiesce or quiesce_controller(settings))
+    audit = AuditActivities(Emitter())
+    rollouts = RolloutActivities(client)
+    return Worker(
+        client,
+        task_queue=settings.effective_temporal().task_queue,
+        workflows=[MigrateAllWorkflow, TenantMigrationWorkflow],
+        activities=[
+            flyway.run_flyway,
+            sources.list_tenants_page,
+            quiesce_activities.check_quiesce,
+            audit.emit_audit,
+            rollouts.failed_tenants_of,
+        ],
+        max_concurrent_activities=settings.worker.max_concurrent_activities,
+        graceful_shutdown_timeout=timedelta(seconds=settings.worker.graceful_shutdown_s),
+    )
+
+
+async def run_worker(settings: Settings) -> None:
+    """Run until SIGTERM/SIGINT, then shut down gracefully (in-flight activities get to finish)."""
+    client = await connect(settings.effective_temporal())
+    worker = build_worker(client, settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    _log.info("worker started", extra={"task_queue": settings.effective_temporal().task_queue})
+    async with worker:
+        await stop.wait()
+        _log.info("worker stopping")

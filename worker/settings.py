@@ -1,0 +1,140 @@
+"""All worker and CLI settings: environment (``FLEETWAY_*``, ``__`` for nesting) or a TOML file.
+
+Loaded once, in ``worker/``, and passed down as typed objects; ``activities/`` and ``workflows/``
+never read the environment. Secret fields are ``SecretStr``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+__all__ = [
+    "FlywayConfig",
+    "QuiesceConfig",
+    "SecretsConfig",
+    "Settings",
+    "TemporalConfig",
+    "TenantSourceConfig",
+    "WorkerConfig",
+]
+
+_SECTION = ConfigDict(extra="forbid")
+
+
+class TemporalConfig(BaseModel):
+    """Where the Temporal frontend is and how to authenticate to it."""
+
+    model_config = _SECTION
+
+    address: str = "127.0.0.1:7233"
+    namespace: str = "default"
+    task_queue: str = "fleetway"
+    api_key: SecretStr | None = None
+    tls: bool = False
+    tls_client_cert: Path | None = None
+    tls_client_key: Path | None = None
+    tls_server_ca: Path | None = None
+
+
+class FlywayConfig(BaseModel):
+    """How the worker runs Flyway."""
+
+    model_config = _SECTION
+
+    locations: list[Path] = Field(default_factory=lambda: [Path("migrations/demo")])
+    lib_dir: Path | None = None
+    java: str = "java"
+    timeout_s: int = Field(default=600, ge=1)
+    lock_retry_count: int = Field(default=50, ge=-1)
+    engine: Literal["cli"] = "cli"
+
+
+class SecretsConfig(BaseModel):
+    """The secret backend that resolves tenant credentials (registered as ``default``)."""
+
+    model_config = _SECTION
+
+    backend: Literal["file"] = "file"
+    file: Path = Path(".fleetway/secrets.json")
+
+
+class TenantSourceConfig(BaseModel):
+    """Where the tenant list comes from (registered as ``default``)."""
+
+    model_config = _SECTION
+
+    kind: Literal["static", "file"] = "static"
+    tenants: list[str] = Field(default_factory=list)
+    file: Path | None = None
+
+
+class QuiesceConfig(BaseModel):
+    """The quiesce flag's store: PostgreSQL when a DSN is set, else in-process memory."""
+
+    model_config = _SECTION
+
+    dsn: SecretStr | None = None
+    table: str = "fleetway_quiesce"
+
+
+class WorkerConfig(BaseModel):
+    """Worker process limits."""
+
+    model_config = _SECTION
+
+    max_concurrent_activities: int = Field(default=8, ge=1, le=512)
+    graceful_shutdown_s: int = Field(default=30, ge=0)
+
+
+class Settings(BaseSettings):
+    """Everything configurable. ``TEMPORAL_ADDRESS``/``TEMPORAL_NAMESPACE`` are honoured too."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="FLEETWAY_", env_nested_delimiter="__", extra="forbid", populate_by_name=True
+    )
+
+    temporal: TemporalConfig = TemporalConfig()
+    temporal_address: str | None = Field(
+        default=None, validation_alias=AliasChoices("TEMPORAL_ADDRESS", "FLEETWAY_TEMPORAL_ADDRESS")
+    )
+    temporal_namespace: str | None = Field(
+        default=None, validation_alias=AliasChoices("TEMPORAL_NAMESPACE", "FLEETWAY_TEMPORAL_NAMESPACE")
+    )
+    flyway: FlywayConfig = FlywayConfig()
+    secrets: SecretsConfig = SecretsConfig()
+    tenants: TenantSourceConfig = TenantSourceConfig()
+    quiesce: QuiesceConfig = QuiesceConfig()
+    worker: WorkerConfig = WorkerConfig()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Precedence: explicit arguments, environment, then ``$FLEETWAY_CONFIG`` (TOML)."""
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config = os.environ.get("FLEETWAY_CONFIG")
+        if config:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config)))
+        return tuple(sources)
+
+    def effective_temporal(self) -> TemporalConfig:
+        """The Temporal section with the standard ``TEMPORAL_*`` variables applied."""
+        updates = {
+            k: v for k, v in (("address", self.temporal_address), ("namespace", self.temporal_namespace)) if v
+        }
+        return self.temporal.model_copy(update=updates)

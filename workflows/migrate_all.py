@@ -1,0 +1,322 @@
+"""MigrateAllWorkflow: a durable, steerable rollout of one Flyway verb across a fleet of tenants.
+
+Lists tenants page by page, checks the quiesce flag before every dispatch, and runs one
+``TenantMigrationWorkflow`` child per tenant in a sliding window. Child ids are
+``<rollout_id>/<tenant_id>`` with duplicate ids rejected, so no tenant runs twice in a rollout,
+across worker crashes and continue-as-new. Deterministic orchestration only: no I/O, clocks or
+randomness here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter, deque
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributeKey, WorkflowIDReusePolicy
+from temporalio.exceptions import ActivityError, ChildWorkflowError, WorkflowAlreadyStartedError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.flyway_output import ErrorClass
+    from activities.quiesce import QuiesceActivities
+    from activities.rollouts import Outcome, RolloutActivities, TenantOutcome
+    from activities.tenant_source_static import ListTenantsInput, TenantSourceActivities
+    from workflows.migrate_all_models import (
+        MAX_OUTCOMES_KEPT,
+        MigrateAllInput,
+        MigrateAllResult,
+        Progress,
+        RolloutCarry,
+        RolloutStatus,
+    )
+    from workflows.tenant_migration import TenantMigrationInput, TenantMigrationWorkflow
+
+__all__ = ["ACTION_ATTRIBUTE", "OUTCOME_ATTRIBUTE", "MigrateAllWorkflow"]
+
+ACTION_ATTRIBUTE = SearchAttributeKey.for_keyword("FleetwayAction")
+OUTCOME_ATTRIBUTE = SearchAttributeKey.for_keyword("FleetwayOutcome")
+_SHORT = timedelta(seconds=30)
+_MAX_WARNINGS = 20
+
+
+@workflow.defn(name="MigrateAllWorkflow")
+class MigrateAllWorkflow:
+    """One rollout of one action across the fleet.
+
+    Steer it with the signals ``quiesce``/``pause``/``resume``, the update ``set_parallelism``
+    and the query ``progress``, from the CLI or the Temporal UI.
+    """
+
+    @workflow.init
+    def __init__(self, request: MigrateAllInput) -> None:
+        carry = request.carry or RolloutCarry()
+        self._request = request
+        self._pending: deque[str] = deque(carry.pending)
+        self._cursor = carry.cursor
+        self._exhausted = carry.source_exhausted
+        self._dispatched = carry.dispatched
+        self._counts: Counter[Outcome] = Counter(carry.counts)
+        self._outcomes = list(carry.outcomes)
+        self._dropped = carry.dropped_outcomes
+        self._warnings = list(carry.warnings)
+        self._parallelism = carry.parallelism or request.parallelism
+        self._paused = carry.paused
+        self._runs = carry.runs
+        self._in_flight: dict[str, asyncio.Task[None]] = {}
+        self._stop: RolloutStatus | None = None
+
+    # ---- operator handlers -------------------------------------------------------------------
+
+    @workflow.signal(description="Stop dispatching; in-flight tenants finish; the result is 'quiesced'.")
+    def quiesce(self) -> None:
+        """Stop this rollout's dispatching as the global quiesce flag would."""
+        if self._stop is None:
+            self._stop = RolloutStatus.QUIESCED
+
+    @workflow.signal(description="Hold dispatching until 'resume'; in-flight tenants finish.")
+    def pause(self) -> None:
+        """Hold new dispatches."""
+        self._paused = True
+
+    @workflow.signal(description="Lift a 'pause' hold.")
+    def resume(self) -> None:
+        """Resume dispatching."""
+        self._paused = False
+
+    @workflow.update(description="Change how many tenants run at once (1..256); returns the old value.")
+    def set_parallelism(self, parallelism: int) -> int:
+        """Set the window size; takes effect at the next dispatch."""
+        previous, self._parallelism = self._parallelism, parallelism
+        return previous
+
+    @set_parallelism.validator
+    def _validate_parallelism(self, parallelism: int) -> None:
+        if not 1 <= parallelism <= 256:
+            raise ValueError("parallelism must be between 1 and 256")
+
+    @workflow.query(description="Counts by outcome, in-flight tenants, failed tenants with their class.")
+    def progress(self) -> Progress:
+        """A live snapshot (works on closed rollouts too)."""
+        return Progress(
+            status=self._stop or (RolloutStatus.PAUSED if self._paused else RolloutStatus.RUNNING),
+            dispatched=self._dispatched,
+            counts=dict(self._counts),
+            in_flight=sorted(self._in_flight),
+            failed=[o for o in self._outcomes if o.outcome is not Outcome.SUCCEEDED][-100:],
+            parallelism=self._parallelism,
+            paused=self._paused,
+            source_exhausted=self._exhausted and not self._pending,
+            run=self._runs,
+        )
+
+    # ---- the rollout ---------------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, request: MigrateAllInput) -> MigrateAllResult:
+        """Roll out ``request.action``; return counts and outcomes (cancellation re-raises)."""
+        if request.carry is None:
+            await self._start(request)
+        continue_as_new = False
+        try:
+            continue_as_new = await self._dispatch()
+            await workflow.wait_condition(lambda: not self._in_flight)
+        except asyncio.CancelledError:
+            self._stop = RolloutStatus.CANCELED
+            self._cancel_in_flight()
+            # Wait for every child to confirm: exiting early would let the close policy
+            # terminate siblings whose Flyway is still running.
+            await workflow.wait_condition(lambda: not self._in_flight)
+            raise
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        if continue_as_new and self._stop is None:
+            workflow.continue_as_new(request.model_copy(update={"carry": self._carry()}))
+        return self._finish()
+
+    async def _start(self, request: MigrateAllInput) -> None:
+        workflow.upsert_search_attributes([ACTION_ATTRIBUTE.value_set(request.action.value)])
+        if request.tenants:
+            self._pending.extend(request.tenants)
+            self._exhausted = True
+        elif request.rerun_failed_of:
+            failed = await workflow.execute_activity_method(
+                RolloutActivities.failed_tenants_of,
+                request.rerun_failed_of,
+                start_to_close_timeout=_SHORT,
+                retry_policy=RetryPolicy(maximum_attempts=3),
+            )
+            self._pending.extend(failed)
+            self._exhausted = True
+
+    async def _dispatch(self) -> bool:
+        """Dispatch until the fleet is done or something stops us; True when it is time to CAN."""
+        this_run = 0
+        while self._stop is None:
+            await workflow.wait_condition(lambda: self._stop is not None or self._can_dispatch())
+            if self._stop is not None:
+                return False
+            tenant = await self._next_tenant()
+            if tenant is None:
+                return False
+            if not await self._quiesce_allows():
+                self._pending.appendleft(tenant)
+                self._stop = RolloutStatus.QUIESCED
+                return False
+            if self._stop is not None:  # a signal arrived while we checked
+                self._pending.appendleft(tenant)
+                return False
+            self._in_flight[tenant] = asyncio.create_task(self._run_child(tenant))
+            self._dispatched += 1
+            this_run += 1
+            if (
+                this_run >= self._request.continue_as_new_after
+                or workflow.info().is_continue_as_new_suggested()
+            ):
+                return True
+        return False
+
+    def _can_dispatch(self) -> bool:
+        if self._paused or len(self._in_flight) >= self._parallelism:
+            return False
+        canary = self._request.canary_count
+        # The canary gate: after the first canary_count dispatches, wait for them all to finish.
+        return not (canary and self._dispatched >= canary and self._completed() < canary)
+
+    def _completed(self) -> int:
+        return sum(self._counts.values())
+
+    async def _next_tenant(self) -> str | None:
+        while not self._pending and not self._exhausted:
+            page = await workflow.execute_activity_method(
+                TenantSourceActivities.list_tenants_page,
+                ListTenantsInput(
+                    source=self._request.tenant_source, cursor=self._cursor, limit=self._request.page_size
+                ),
+                start_to_close_timeout=timedelta(minutes=2),
+                retry_policy=RetryPolicy(
+                    maximum_attempts=5, non_retryable_error_types=["configuration_error"]
+                ),
+            )
+            self._pending.extend(page.tenant_ids)
+            self._cursor = page.next_cursor
+            self._exhausted = page.next_cursor is None
+        return self._pending.popleft() if self._pending else None
+
+    async def _quiesce_allows(self) -> bool:
+        try:
+            status = await workflow.execute_activity_method(
+                QuiesceActivities.check_quiesce,
+                start_to_close_timeout=timedelta(seconds=15),
+                retry_policy=RetryPolicy(maximum_attempts=2),
+            )
+        except ActivityError:
+            # Fail open (go-bricks): a broken flag store must not freeze every rollout.
+            self._warn("quiesce check failed; dispatch proceeded (fail-open)")
+            workflow.logger.warning("quiesce check failed; proceeding (fail-open)")
+            return True
+        return not status.active
+
+    async def _run_child(self, tenant: str) -> None:
+        request = self._request
+        rollout_id = workflow.info().workflow_id
+        try:
+            outcome = await workflow.execute_child_workflow(
+                TenantMigrationWorkflow.run,
+                TenantMigrationInput(
+                    action=request.action,
+                    tenant_id=tenant,
+                    secrets_backend=request.secrets_backend,
+                    audit=request.audit,
+                    flyway_timeout_s=request.flyway_timeout_s,
+                ),
+                id=f"{rollout_id}/{tenant}",
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                parent_close_policy=workflow.ParentClosePolicy.REQUEST_CANCEL,
+                cancellation_type=workflow.ChildWorkflowCancellationType.WAIT_CANCELLATION_COMPLETED,
+            )
+        except WorkflowAlreadyStartedError:
+            outcome = TenantOutcome(
+                tenant_id=tenant,
+                outcome=Outcome.SKIPPED,
+                message="already run in this rollout (duplicate id)",
+            )
+        except asyncio.CancelledError:
+            outcome = TenantOutcome(tenant_id=tenant, outcome=Outcome.CANCELED, message="cancelled")
+        except ChildWorkflowError as err:
+            canceled = (
+                isinstance(err.cause, asyncio.CancelledError) or "cancel" in type(err.cause).__name__.lower()
+            )
+            outcome = TenantOutcome(
+                tenant_id=tenant,
+                outcome=Outcome.CANCELED if canceled else Outcome.FAILED,
+                error_class="" if canceled else ErrorClass.INTERNAL_ERROR.value,
+                message="cancelled" if canceled else f"child workflow failed: {type(err.cause).__name__}",
+            )
+        finally:
+            self._in_flight.pop(tenant, None)
+        self._record(outcome)
+
+    def _record(self, outcome: TenantOutcome) -> None:
+        self._counts[outcome.outcome] += 1
+        if outcome.outcome is not Outcome.SUCCEEDED or len(self._outcomes) < MAX_OUTCOMES_KEPT:
+            self._outcomes.append(outcome)
+        else:
+            self._dropped += 1
+        if self._stop is not None:
+            return
+        failed = self._counts[Outcome.FAILED]
+        ratio = self._request.max_failure_ratio
+        if ratio is not None:
+            completed = self._completed()
+            if completed >= max(self._request.canary_count, 1) and failed / completed > ratio:
+                self._stop = RolloutStatus.HALTED
+        elif failed and not self._request.continue_on_error:
+            self._stop = RolloutStatus.FAILED
+            self._cancel_in_flight()
+
+    def _cancel_in_flight(self) -> None:
+        for task in self._in_flight.values():
+            task.cancel()
+
+    def _warn(self, message: str) -> None:
+        if message not in self._warnings and len(self._warnings) < _MAX_WARNINGS:
+            self._warnings.append(message)
+
+    def _carry(self) -> RolloutCarry:
+        return RolloutCarry(
+            pending=list(self._pending),
+            cursor=self._cursor,
+            source_exhausted=self._exhausted,
+            dispatched=self._dispatched,
+            counts=dict(self._counts),
+            outcomes=self._outcomes,
+            dropped_outcomes=self._dropped,
+            warnings=self._warnings,
+            parallelism=self._parallelism,
+            paused=self._paused,
+            runs=self._runs + 1,
+        )
+
+    def _finish(self) -> MigrateAllResult:
+        if self._stop is not None:
+            status = self._stop
+        elif self._counts[Outcome.FAILED]:
+            status = RolloutStatus.FAILED
+        else:
+            status = RolloutStatus.SUCCEEDED
+        workflow.upsert_search_attributes([OUTCOME_ATTRIBUTE.value_set(status.value)])
+        workflow.upsert_memo(
+            {"counts": {k.value: v for k, v in self._counts.items()}, "status": status.value}
+        )
+        return MigrateAllResult(
+            rollout_id=workflow.info().workflow_id,
+            action=self._request.action,
+            status=status,
+            total=self._completed(),
+            counts=dict(self._counts),
+            failed=[o for o in self._outcomes if o.outcome is not Outcome.SUCCEEDED],
+            outcomes=self._outcomes,
+            truncated=self._dropped > 0,
+            warnings=self._warnings,
+            runs=self._runs,
+        )

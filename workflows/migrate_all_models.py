@@ -1,0 +1,154 @@
+"""The MigrateAllWorkflow wire contract: its input, result, progress snapshot and carried state.
+
+Plain JSON on the wire (pydantic), so pipelines in any language can start a rollout with the
+Temporal client alone. Every field added later must have a default (histories in flight).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Final
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from activities.audit import AuditContext
+    from activities.errors import InvalidTenantIdError
+    from activities.flyway_output import Action
+    from activities.rollouts import Outcome, TenantOutcome
+    from activities.secrets import validate_tenant_id
+
+__all__ = [
+    "MAX_OUTCOMES_KEPT",
+    "MigrateAllInput",
+    "MigrateAllResult",
+    "Progress",
+    "RolloutCarry",
+    "RolloutStatus",
+]
+
+# Per-tenant outcomes kept in the result (failures always, up to this many too): the rest is
+# counted, so a 10,000-tenant result stays far below Temporal's 2 MB payload limit.
+MAX_OUTCOMES_KEPT: Final = 2000
+MAX_EXPLICIT_TENANTS: Final = 10000
+
+
+class RolloutStatus(StrEnum):
+    """How a rollout ended (or stands, in ``progress``). Wire value: never rename a member."""
+
+    RUNNING = "running"
+    PAUSED = "paused"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    HALTED = "halted"
+    QUIESCED = "quiesced"
+    CANCELED = "canceled"
+
+
+class MigrateAllInput(BaseModel):
+    """What to roll out, to whom, how fast and how carefully.
+
+    Attributes:
+        action: ``migrate`` | ``validate`` | ``info``.
+        tenant_source: name of a tenant source configured on the workers (paged).
+        tenants: explicit tenant ids; when non-empty the source is not listed.
+        rerun_failed_of: a finished rollout id: run exactly the tenants that did not succeed there.
+        parallelism: children in flight at once (1..256).
+        continue_on_error: false (default) = fail-fast: the first failure stops dispatch and
+            cancels in-flight children.
+        canary_count: run this many tenants first and wait for them before dispatching more.
+        max_failure_ratio: when set, failures no longer fail fast; the rollout ends ``halted``
+            as soon as failed/completed exceeds it (checked after the canary and continuously).
+        secrets_backend: name of the worker-side secret backend holding tenant credentials.
+        continue_as_new_after: dispatches per run before continuing as new (history bound).
+        carry: state carried across continue-as-new; never set by callers.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    action: Action = Action.MIGRATE
+    tenant_source: str = "default"
+    tenants: list[str] = Field(default_factory=list, max_length=MAX_EXPLICIT_TENANTS)
+    rerun_failed_of: str = ""
+    parallelism: int = Field(default=8, ge=1, le=256)
+    continue_on_error: bool = False
+    canary_count: int = Field(default=0, ge=0)
+    max_failure_ratio: float | None = Field(default=None, ge=0.0, le=1.0)
+    audit: AuditContext = AuditContext()
+    secrets_backend: str = "default"
+    page_size: int = Field(default=200, ge=1, le=1000)
+    flyway_timeout_s: int = Field(default=600, ge=1)
+    continue_as_new_after: int = Field(default=500, ge=1)
+    carry: RolloutCarry | None = None
+
+    @field_validator("tenants")
+    @classmethod
+    def _valid_tenant_ids(cls, value: list[str]) -> list[str]:
+        try:
+            ids = [validate_tenant_id(t) for t in value]
+        except InvalidTenantIdError as exc:
+            raise ValueError(str(exc)) from None
+        if len(set(ids)) != len(ids):
+            raise ValueError("tenants must not repeat an id")
+        return ids
+
+    @model_validator(mode="after")
+    def _one_selection(self) -> MigrateAllInput:
+        if self.tenants and self.rerun_failed_of:
+            raise ValueError("give either tenants or rerun_failed_of, not both")
+        return self
+
+
+class RolloutCarry(BaseModel):
+    """Compact state carried across continue-as-new (all in-flight children drained first)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    pending: list[str] = Field(default_factory=list)
+    cursor: str | None = None
+    source_exhausted: bool = False
+    dispatched: int = 0
+    counts: dict[Outcome, int] = Field(default_factory=dict)
+    outcomes: list[TenantOutcome] = Field(default_factory=list)
+    dropped_outcomes: int = 0
+    warnings: list[str] = Field(default_factory=list)
+    parallelism: int = 0
+    paused: bool = False
+    runs: int = 1
+
+
+class Progress(BaseModel):
+    """Live snapshot returned by the ``progress`` query."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    status: RolloutStatus
+    dispatched: int
+    counts: dict[Outcome, int]
+    in_flight: list[str]
+    failed: list[TenantOutcome]
+    parallelism: int
+    paused: bool
+    source_exhausted: bool
+    run: int
+
+
+class MigrateAllResult(BaseModel):
+    """The rollout's end: counts, the failures, and per-tenant outcomes (capped, see ``truncated``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    rollout_id: str
+    action: Action
+    status: RolloutStatus
+    total: int
+    counts: dict[Outcome, int]
+    failed: list[TenantOutcome]
+    outcomes: list[TenantOutcome]
+    truncated: bool = False
+    warnings: list[str] = Field(default_factory=list)
+    runs: int = 1
+
+
+MigrateAllInput.model_rebuild()
