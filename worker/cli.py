@@ -1,0 +1,364 @@
+"""The ``fleetway`` CLI: start and steer rollouts, run the worker, flip the quiesce flag.
+
+Each command parses options, builds a model, calls the client and renders through
+``worker/output.py``. Exit codes: 0 ok, 1 a tenant failed or the rollout halted, 2 bad usage or
+config, 3 quiesced or paused. Processes end with ``os._exit`` (temporalio/sdk-python#300).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.service import RPCError
+
+from activities.audit import AuditContext
+from activities.errors import ConfigurationError, FleetwayError
+from activities.flyway_output import Action
+from activities.quiesce import QuiesceStatus
+from activities.tenant_source_static import load_tenants_file
+from worker.client import connect
+from worker.output import ExitCode, OutputFormat, exit_code_for, render_progress, render_result
+from worker.run import quiesce_controller, run_worker, tenant_lister
+from worker.settings import Settings
+from workflows.migrate_all import MigrateAllWorkflow
+from workflows.migrate_all_models import MigrateAllInput, MigrateAllResult
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="Durable multi-tenant Flyway rollouts on Temporal."
+)
+_err = Console(stderr=True, highlight=False)
+T = TypeVar("T")
+
+
+class _Exit(Exception):
+    def __init__(self, code: ExitCode) -> None:
+        self.code = code
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        fields = ", ".join(sorted({".".join(str(p) for p in e["loc"]) for e in exc.errors()}))
+        raise ConfigurationError(f"invalid settings: {fields}") from None
+
+
+async def _as_coroutine(coro_fn: Callable[[], Awaitable[ExitCode]]) -> ExitCode:
+    return await coro_fn()
+
+
+def _run(coro_fn: Callable[[], Awaitable[ExitCode]]) -> None:
+    """Run one command; map fleetway errors to one line and exit code 2, then hard-exit."""
+    logging.basicConfig(level=os.environ.get("FLEETWAY_LOG_LEVEL", "WARNING"), stream=sys.stderr)
+    try:
+        code: ExitCode = asyncio.run(_as_coroutine(coro_fn))
+    except FleetwayError as exc:
+        _err.print(f"{exc.error_type}: {exc}", markup=False)
+        code = ExitCode.USAGE
+    except (RPCError, ValidationError) as exc:
+        _err.print(f"{type(exc).__name__}: {exc}", markup=False)
+        code = ExitCode.USAGE
+    except _Exit as exc:
+        code = exc.code
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(int(code))
+
+
+async def _client() -> tuple[Client, Settings]:
+    settings = _settings()
+    return await connect(settings.effective_temporal()), settings
+
+
+async def _follow(client: Client, rollout_id: str, fmt: OutputFormat) -> MigrateAllResult:
+    """Wait for the rollout, with a live bar on an interactive stderr."""
+    handle = client.get_workflow_handle_for(MigrateAllWorkflow.run, rollout_id)
+    result_task = asyncio.ensure_future(handle.result())
+    if fmt is OutputFormat.TEXT and _err.is_terminal:
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=_err,
+        ) as bar:
+            task = bar.add_task(rollout_id, total=None)
+            while not result_task.done():
+                try:
+                    p = await handle.query(MigrateAllWorkflow.progress)
+                    done = sum(p.counts.values())
+                    total = None if not p.source_exhausted else done + len(p.in_flight)
+                    bar.update(
+                        task, completed=done, total=total, description=f"{rollout_id} [{p.status.value}]"
+                    )
+                except RPCError:
+                    pass
+                await asyncio.wait({result_task}, timeout=0.5)
+    return await result_task
+
+
+def _rollout_command(action: Action) -> Callable[..., None]:
+    def command(  # noqa: PLR0917 - typer maps each option to a parameter
+        tenant: Annotated[list[str] | None, typer.Option("--tenant", help="Tenant id (repeatable).")] = None,
+        tenants_file: Annotated[
+            Path | None, typer.Option(help="File of tenant ids (txt, json, yaml).")
+        ] = None,
+        parallelism: Annotated[int, typer.Option(min=1, max=256)] = 8,
+        continue_on_error: Annotated[bool, typer.Option("--continue-on-error")] = False,
+        canary: Annotated[int, typer.Option(min=0, help="Run N tenants first, then decide.")] = 0,
+        max_failure_ratio: Annotated[float | None, typer.Option(min=0.0, max=1.0)] = None,
+        rerun_failed: Annotated[str, typer.Option(help="Re-run the failed tenants of this rollout.")] = "",
+        principal: Annotated[str, typer.Option(envvar="FLEETWAY_PRINCIPAL")] = "",
+        git_sha: Annotated[str, typer.Option(envvar="FLEETWAY_GIT_SHA")] = "",
+        pipeline_run_id: Annotated[str, typer.Option(envvar="FLEETWAY_PIPELINE_RUN_ID")] = "",
+        rollout_id: Annotated[str, typer.Option(help="Workflow id (default: generated).")] = "",
+        detach: Annotated[bool, typer.Option("--detach", help="Start and print the id.")] = False,
+        dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what migrate would apply.")] = False,
+        output: Annotated[OutputFormat, typer.Option("--output", "-o")] = OutputFormat.TEXT,
+    ) -> None:
+        async def go() -> ExitCode:
+            selected = list(tenant or []) + (load_tenants_file(tenants_file) if tenants_file else [])
+            if not principal:
+                _err.print("warning: no --principal; audit events will say <unspecified>")
+            effective = Action.INFO if dry_run else action
+            request = MigrateAllInput(
+                action=effective,
+                tenants=selected,
+                rerun_failed_of=rerun_failed,
+                parallelism=parallelism,
+                continue_on_error=continue_on_error or dry_run,
+                canary_count=canary,
+                max_failure_ratio=max_failure_ratio,
+                audit=AuditContext(principal=principal, git_sha=git_sha, pipeline_run_id=pipeline_run_id),
+            )
+            client, settings = await _client()
+            workflow_id = rollout_id or f"rollout-{effective.value}-{uuid.uuid4().hex[:10]}"
+            await client.start_workflow(
+                MigrateAllWorkflow.run,
+                request,
+                id=workflow_id,
+                task_queue=settings.effective_temporal().task_queue,
+            )
+            _err.print(f"started {workflow_id}")
+            if detach:
+                print(
+                    json.dumps({"rollout_id": workflow_id})
+                    if output is not OutputFormat.TEXT
+                    else workflow_id
+                )
+                return ExitCode.OK
+            try:
+                result = await _follow(client, workflow_id, output)
+            except WorkflowFailureError as exc:
+                _err.print(f"rollout {workflow_id} ended: {type(exc.cause).__name__}")
+                return ExitCode.FAILED
+            render_result(result, output, dry_run=dry_run)
+            return exit_code_for(result.status)
+
+        if dry_run and action is not Action.MIGRATE:
+            _err.print("--dry-run applies to migrate only")
+            raise typer.Exit(int(ExitCode.USAGE))
+        _run(go)
+
+    command.__doc__ = f"Run Flyway {action.value} across the fleet as one durable rollout."
+    return command
+
+
+for _action in Action:
+    app.command(name=_action.value)(_rollout_command(_action))
+
+
+@app.command()
+def worker() -> None:
+    """Run a worker: registers every workflow and activity; SIGTERM shuts down gracefully."""
+
+    async def go() -> ExitCode:
+        await run_worker(_settings())
+        return ExitCode.OK
+
+    _run(go)
+
+
+@app.command()
+def status(
+    rollout: str, output: Annotated[OutputFormat, typer.Option("--output", "-o")] = OutputFormat.TEXT
+) -> None:
+    """Show a rollout's progress, or its result once it has ended."""
+
+    async def go() -> ExitCode:
+        client, _ = await _client()
+        handle = client.get_workflow_handle_for(MigrateAllWorkflow.run, rollout)
+        described = await handle.describe()
+        if described.status is WorkflowExecutionStatus.COMPLETED:
+            result = await handle.result()
+            render_result(result, output)
+            return exit_code_for(result.status)
+        if described.status is WorkflowExecutionStatus.RUNNING:
+            progress = await handle.query(MigrateAllWorkflow.progress)
+            render_progress(progress, output, rollout)
+            return exit_code_for(progress.status)
+        print(f"{rollout}: {described.status.name.lower() if described.status else 'unknown'}")
+        return ExitCode.FAILED
+
+    _run(go)
+
+
+def _signal_command(name: str, doc: str) -> Callable[[str], None]:
+    def command(rollout: str) -> None:
+        async def go() -> ExitCode:
+            client, _ = await _client()
+            await client.get_workflow_handle(rollout).signal(name)
+            _err.print(f"{name} sent to {rollout}")
+            return ExitCode.OK
+
+        _run(go)
+
+    command.__doc__ = doc
+    return command
+
+
+app.command(name="pause")(
+    _signal_command("pause", "Hold a rollout's dispatching (in-flight tenants finish).")
+)
+app.command(name="resume")(_signal_command("resume", "Lift a pause."))
+
+
+@app.command(name="set-parallelism")
+def set_parallelism(rollout: str, parallelism: Annotated[int, typer.Argument(min=1, max=256)]) -> None:
+    """Change a running rollout's window size."""
+
+    async def go() -> ExitCode:
+        client, _ = await _client()
+        handle = client.get_workflow_handle_for(MigrateAllWorkflow.run, rollout)
+        previous = await handle.execute_update(MigrateAllWorkflow.set_parallelism, parallelism)
+        _err.print(f"parallelism {previous} -> {parallelism}")
+        return ExitCode.OK
+
+    _run(go)
+
+
+@app.command()
+def cancel(rollout: str, wait: Annotated[bool, typer.Option(help="Wait until it has ended.")] = True) -> None:
+    """Cancel a rollout: stop dispatching, cancel children (their Flyway JVMs are killed)."""
+
+    async def go() -> ExitCode:
+        client, _ = await _client()
+        handle = client.get_workflow_handle(rollout)
+        await handle.cancel()
+        if wait:
+            while (await handle.describe()).status is WorkflowExecutionStatus.RUNNING:
+                await asyncio.sleep(0.2)
+        _err.print(f"{rollout} cancelled")
+        return ExitCode.OK
+
+    _run(go)
+
+
+def _print_quiesce(state: QuiesceStatus, output: OutputFormat) -> None:
+    if output is not OutputFormat.TEXT:
+        print(state.model_dump_json(indent=2))
+        return
+    label = (
+        "ACTIVE"
+        if state.active
+        else "expired (auto-released)"
+        if state.expired
+        else "cleared"
+        if state.cleared
+        else "not quiesced"
+    )
+    expires = state.expires_at.isoformat() if state.expires_at else ""
+    print(f'state={label} set_by="{state.set_by}" reason="{state.reason}" expires_at={expires}')
+
+
+def _parse_ttl(text: str) -> timedelta:
+    units = {"s": 1, "m": 60, "h": 3600}
+    try:
+        if text[-1] in units:
+            return timedelta(seconds=float(text[:-1]) * units[text[-1]])
+        return timedelta(seconds=float(text))
+    except (ValueError, IndexError):
+        raise ConfigurationError(f"--ttl {text!r} is not a duration like 45m, 2h or 90s") from None
+
+
+@app.command()
+def quiesce(
+    target: Annotated[
+        str, typer.Argument(help="set | clear | status (the deployment flag), or a rollout id.")
+    ],
+    reason: Annotated[str, typer.Option()] = "",
+    ttl: Annotated[str, typer.Option(help="How long the flag holds (0 = 30m, max 2h).")] = "0",
+    by: Annotated[str, typer.Option(help="Who sets or clears it.", envvar="FLEETWAY_PRINCIPAL")] = "",
+    output: Annotated[OutputFormat, typer.Option("--output", "-o")] = OutputFormat.TEXT,
+) -> None:
+    """Quiesce the deployment (set/clear/status), or one rollout (its id): dispatch stops."""
+
+    async def go() -> ExitCode:
+        if target not in {"set", "clear", "status"}:
+            client, _ = await _client()
+            await client.get_workflow_handle(target).signal(MigrateAllWorkflow.quiesce)
+            _err.print(f"quiesce sent to {target}")
+            return ExitCode.OK
+        controller = quiesce_controller(_settings())
+        if target == "set":
+            state = await controller.set(principal=by, reason=reason, ttl=_parse_ttl(ttl))
+        elif target == "clear":
+            state = await controller.clear(principal=by)
+        else:
+            state = await controller.status()
+        _print_quiesce(state, output)
+        return ExitCode.OK
+
+    _run(go)
+
+
+@app.command(name="list-tenants")
+def list_tenants(output: Annotated[OutputFormat, typer.Option("--output", "-o")] = OutputFormat.TEXT) -> None:
+    """Print the tenants a rollout would target (the configured source, every page)."""
+
+    async def go() -> ExitCode:
+        lister = tenant_lister(_settings())
+        cursor: str | None = None
+        ids: list[str] = []
+        while True:
+            page = await lister.list_page(cursor, 500)
+            ids.extend(page.tenant_ids)
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+        print(json.dumps({"tenants": ids}) if output is not OutputFormat.TEXT else "\n".join(ids))
+        return ExitCode.OK
+
+    _run(go)
+
+
+@app.command()
+def demo(
+    tenants: Annotated[int, typer.Option(min=1, max=500, help="How many demo tenants.")] = 24,
+    hold: Annotated[bool, typer.Option("--hold", help="Keep the stack up afterwards until Ctrl-C.")] = False,
+) -> None:
+    """Start the embedded stack and migrate a fleet of demo tenants end to end through the CLI."""
+    from worker.demo import run_demo  # noqa: PLC0415 - only this command needs the dev stack
+
+    _run(lambda: run_demo(tenants=tenants, hold=hold))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,112 @@
+"""Rendering rollouts for people (rich tables) and pipelines (JSON, NDJSON) — data on stdout only."""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import IntEnum, StrEnum
+
+from rich.console import Console
+from rich.table import Table
+
+from activities.rollouts import Outcome, TenantOutcome
+from workflows.migrate_all_models import MigrateAllResult, Progress, RolloutStatus
+
+__all__ = ["ExitCode", "OutputFormat", "exit_code_for", "render_progress", "render_result"]
+
+
+class ExitCode(IntEnum):
+    """The CLI's exit statuses (a published contract for pipelines)."""
+
+    OK = 0
+    FAILED = 1
+    USAGE = 2
+    QUIESCED = 3
+
+
+class OutputFormat(StrEnum):
+    """``--output`` values."""
+
+    TEXT = "text"
+    JSON = "json"
+    NDJSON = "ndjson"
+
+
+def exit_code_for(status: RolloutStatus) -> ExitCode:
+    """0 succeeded, 1 failed/halted/cancelled, 3 quiesced or paused."""
+    if status is RolloutStatus.SUCCEEDED:
+        return ExitCode.OK
+    if status in {RolloutStatus.QUIESCED, RolloutStatus.PAUSED}:
+        return ExitCode.QUIESCED
+    if status is RolloutStatus.RUNNING:
+        return ExitCode.OK
+    return ExitCode.FAILED
+
+
+def _versions(o: TenantOutcome, *, dry_run: bool) -> str:
+    if dry_run:
+        return f"would apply {', '.join(o.pending)}" if o.pending else "up to date"
+    if o.outcome is not Outcome.SUCCEEDED:
+        return ""
+    before = o.version_before or "∅"
+    return (
+        f"v{before} → v{o.version_after} ({o.applied} applied)"
+        if o.applied
+        else f"v{o.version_after or '∅'} (no-op)"
+    )
+
+
+def render_result(result: MigrateAllResult, fmt: OutputFormat, *, dry_run: bool = False) -> None:
+    """Print the final result: a table, one JSON document, or one line per tenant plus a summary."""
+    summary = {
+        "event": "summary",
+        "rollout_id": result.rollout_id,
+        "action": result.action.value,
+        "status": result.status.value,
+        "total": result.total,
+        "counts": {k.value: v for k, v in result.counts.items()},
+        "truncated": result.truncated,
+        "warnings": result.warnings,
+    }
+    if fmt is OutputFormat.JSON:
+        print(result.model_dump_json(indent=2))
+        return
+    if fmt is OutputFormat.NDJSON:
+        for o in result.outcomes:
+            print(json.dumps({"event": "tenant_complete", **o.model_dump(mode="json")}))
+        print(json.dumps(summary))
+        return
+    console = Console(no_color=None, highlight=False)
+    table = Table(title=f"{result.action.value} {result.rollout_id}: {result.status.value}")
+    for column in ("tenant", "outcome", "schema", "duration", "error"):
+        table.add_column(column)
+    for o in sorted(result.outcomes, key=lambda o: o.tenant_id):
+        error = (
+            f"{o.error_class}: {o.message}"
+            if o.error_class
+            else ("" if o.outcome is Outcome.SUCCEEDED else o.message)
+        )
+        table.add_row(
+            o.tenant_id, o.outcome.value, _versions(o, dry_run=dry_run), f"{o.duration_ms / 1000:.2f}s", error
+        )
+    console.print(table)
+    counts = ", ".join(f"{k.value}={v}" for k, v in sorted(result.counts.items()))
+    console.print(
+        f"{result.total} tenants: {counts or 'none'}" + (" (outcomes truncated)" if result.truncated else "")
+    )
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+
+
+def render_progress(progress: Progress, fmt: OutputFormat, rollout_id: str) -> None:
+    """Print a progress snapshot (``fleetway status`` of a running rollout)."""
+    if fmt is not OutputFormat.TEXT:
+        print(json.dumps({"event": "progress", "rollout_id": rollout_id, **progress.model_dump(mode="json")}))
+        return
+    counts = ", ".join(f"{k.value}={v}" for k, v in sorted(progress.counts.items())) or "none completed"
+    print(
+        f"{rollout_id}: {progress.status.value}; dispatched {progress.dispatched}; {counts}; "
+        f"in flight {len(progress.in_flight)}; parallelism {progress.parallelism}"
+    )
+    for o in progress.failed:
+        print(f"  - {o.tenant_id}: {o.outcome.value} {o.error_class} {o.message}".rstrip())
