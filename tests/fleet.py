@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import psycopg
 from temporalio.client import Client
@@ -30,6 +35,7 @@ class Fleet:
     tenants: list[str]
     task_queue: str = field(default_factory=lambda: f"tq-{uuid.uuid4().hex[:8]}")
     quiesce: QuiesceController = field(default_factory=MemoryQuiesceController)
+    locations: Path = DEMO_MIGRATIONS
 
     def target(self, tenant: str) -> DatabaseTarget:
         return DatabaseTarget(
@@ -50,7 +56,7 @@ class Fleet:
     def settings(self, address: str, *, max_activities: int = 8) -> Settings:
         return Settings(
             temporal=TemporalConfig(address=address, task_queue=self.task_queue),
-            flyway=FlywayConfig(locations=[DEMO_MIGRATIONS]),
+            flyway=FlywayConfig(locations=[self.locations]),
             worker=WorkerConfig(max_concurrent_activities=max_activities, graceful_shutdown_s=0),
         )
 
@@ -64,6 +70,41 @@ class Fleet:
             quiesce=self.quiesce,
             flyway_install=install,
         )
+
+    def cli_env(self, address: str, secrets_dir: Path, install: FlywayInstall) -> dict[str, str]:
+        """Environment for ``fleetway`` processes serving this fleet (settings by env, as deployed)."""
+        secrets_file = secrets_dir / f"{self.task_queue}-secrets.json"
+        secrets_file.write_text(
+            json.dumps(
+                {
+                    "tenants": {
+                        t: self.target(t).model_dump(mode="json")
+                        | {"password": self.postgres.superuser_password}
+                        for t in self.tenants
+                    }
+                }
+            )
+        )
+        return {
+            **os.environ,
+            "FLEETWAY_TEMPORAL__ADDRESS": address,
+            "FLEETWAY_TEMPORAL__TASK_QUEUE": self.task_queue,
+            "FLEETWAY_SECRETS__FILE": str(secrets_file),
+            "FLEETWAY_TENANTS__TENANTS": json.dumps(self.tenants),
+            "FLEETWAY_FLYWAY__LOCATIONS": json.dumps([str(self.locations)]),
+            "FLEETWAY_FLYWAY__LIB_DIR": str(install.lib_dir),
+            "FLEETWAY_WORKER__GRACEFUL_SHUTDOWN_S": "0",
+        }
+
+
+FLEETWAY = str(Path(sys.executable).parent / "fleetway")
+
+
+def fleetway(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run the real ``fleetway`` CLI as a process."""
+    return subprocess.run(
+        [FLEETWAY, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 def make_fleet(postgres: PostgresServer, size: int) -> Fleet:

@@ -88,8 +88,8 @@ async def _client() -> tuple[Client, Settings]:
 
 async def _follow(client: Client, rollout_id: str, fmt: OutputFormat) -> MigrateAllResult:
     """Wait for the rollout, with a live bar on an interactive stderr."""
-    handle = client.get_workflow_handle_for(MigrateAllWorkflow.run, rollout_id)
-    result_task = asyncio.ensure_future(handle.result())
+    handle = client.get_workflow_handle(rollout_id, result_type=MigrateAllResult)
+    result_task: asyncio.Future[MigrateAllResult] = asyncio.ensure_future(handle.result())
     if fmt is OutputFormat.TEXT and _err.is_terminal:
         with Progress(
             TextColumn("{task.description}"),
@@ -203,7 +203,7 @@ def status(
 
     async def go() -> ExitCode:
         client, _ = await _client()
-        handle = client.get_workflow_handle_for(MigrateAllWorkflow.run, rollout)
+        handle = client.get_workflow_handle(rollout, result_type=MigrateAllResult)
         described = await handle.describe()
         if described.status is WorkflowExecutionStatus.COMPLETED:
             result = await handle.result()
@@ -245,7 +245,7 @@ def set_parallelism(rollout: str, parallelism: Annotated[int, typer.Argument(min
 
     async def go() -> ExitCode:
         client, _ = await _client()
-        handle = client.get_workflow_handle_for(MigrateAllWorkflow.run, rollout)
+        handle = client.get_workflow_handle(rollout, result_type=MigrateAllResult)
         previous = await handle.execute_update(MigrateAllWorkflow.set_parallelism, parallelism)
         _err.print(f"parallelism {previous} -> {parallelism}")
         return ExitCode.OK

@@ -228,6 +228,7 @@ class MigrateAllWorkflow:
                     secrets_backend=request.secrets_backend,
                     audit=request.audit,
                     flyway_timeout_s=request.flyway_timeout_s,
+                    heartbeat_timeout_s=request.heartbeat_timeout_s,
                 ),
                 id=f"{rollout_id}/{tenant}",
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,

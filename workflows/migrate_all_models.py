@@ -79,6 +79,7 @@ class MigrateAllInput(BaseModel):
     secrets_backend: str = "default"
     page_size: int = Field(default=200, ge=1, le=1000)
     flyway_timeout_s: int = Field(default=600, ge=1)
+    heartbeat_timeout_s: int = Field(default=30, ge=2, le=600)
     continue_as_new_after: int = Field(default=500, ge=1)
     carry: RolloutCarry | None = None
 

@@ -6,13 +6,14 @@ so history holds the tenant id and the backend name, never a secret.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
     from activities.audit import AuditActivities, AuditContext, AuditEvent, AuditEventType, AuditOutcome
@@ -38,6 +39,7 @@ class TenantMigrationInput(BaseModel):
     audit: AuditContext = AuditContext()
     flyway_timeout_s: int = Field(default=600, ge=1)
     max_attempts: int = Field(default=5, ge=1, le=50)
+    heartbeat_timeout_s: int = Field(default=30, ge=2, le=600)
 
 
 def _from_failure(tenant_id: str, err: ActivityError) -> TenantOutcome:
@@ -79,7 +81,7 @@ class TenantMigrationWorkflow:
                     secrets_backend=request.secrets_backend,
                 ),
                 start_to_close_timeout=timedelta(seconds=request.flyway_timeout_s + 60),
-                heartbeat_timeout=timedelta(seconds=30),
+                heartbeat_timeout=timedelta(seconds=request.heartbeat_timeout_s),
                 retry_policy=RetryPolicy(
                     initial_interval=timedelta(seconds=2),
                     backoff_coefficient=2.0,
@@ -100,6 +102,9 @@ class TenantMigrationWorkflow:
                 duration_ms=flyway.duration_ms,
             )
         except ActivityError as err:
+            if isinstance(err.cause, CancelledError):
+                # The activity confirmed its JVM is dead; end this child as cancelled, not failed.
+                raise asyncio.CancelledError from None
             outcome = _from_failure(request.tenant_id, err)
         duration = workflow.now() - started
         outcome = outcome.model_copy(update={"duration_ms": int(duration.total_seconds() * 1000)})

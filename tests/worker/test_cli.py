@@ -1,0 +1,109 @@
+"""The real ``fleetway`` CLI as a process, against the real stack."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+from temporalio.client import Client
+
+from activities.flyway import FlywayInstall
+from tests.fleet import fleetway, make_fleet
+from tests.support import schema_exists
+from worker.devstack import PostgresServer, TemporalDevServer
+
+
+async def test_cli_migrate_streams_ndjson_and_exits_by_outcome(
+    client: Client, flyway_install: FlywayInstall, postgres: PostgresServer,
+    temporal_server: TemporalDevServer, tmp_path: Path,
+) -> None:  # fmt: skip
+    fleet = make_fleet(postgres, 3)
+    fleet.break_tenant(fleet.tenants[2])
+    env = fleet.cli_env(temporal_server.address, tmp_path, flyway_install)
+    async with fleet.worker(client, flyway_install):
+        ok = await asyncio.to_thread(
+            fleetway, "migrate", "--tenant", fleet.tenants[0], "--tenant", fleet.tenants[1],
+            "--principal", "ci", "-o", "ndjson", env=env,
+        )  # fmt: skip
+        bad = await asyncio.to_thread(fleetway, "migrate", "--continue-on-error", "-o", "ndjson", env=env)
+
+    lines = [json.loads(line) for line in ok.stdout.splitlines()]
+    assert ok.returncode == 0, ok.stderr
+    assert [line["event"] for line in lines] == ["tenant_complete", "tenant_complete", "summary"]
+    assert {line["tenant_id"] for line in lines[:2]} == set(fleet.tenants[:2])
+    assert lines[-1]["status"] == "succeeded"
+    assert bad.returncode == 1
+    failed = [
+        json.loads(line) for line in bad.stdout.splitlines() if '"failed"' in line and "tenant_id" in line
+    ]
+    assert [(f["tenant_id"], f["error_class"]) for f in failed] == [
+        (fleet.tenants[2], "schema_history_corrupt")
+    ]
+
+
+async def test_cli_dry_run_shows_pending_versions_and_changes_nothing(
+    client: Client, flyway_install: FlywayInstall, postgres: PostgresServer,
+    temporal_server: TemporalDevServer, tmp_path: Path,
+) -> None:  # fmt: skip
+    fleet = make_fleet(postgres, 2)
+    env = fleet.cli_env(temporal_server.address, tmp_path, flyway_install)
+    async with fleet.worker(client, flyway_install):
+        done = await asyncio.to_thread(fleetway, "migrate", "--dry-run", env=env)
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("would apply 1, 2, 3, 4, 5") == 2
+    assert not any(schema_exists(postgres, t) for t in fleet.tenants)
+
+
+def test_cli_rejects_an_invalid_tenant_id_with_exit_two_and_starts_nothing(
+    postgres: PostgresServer,
+    temporal_server: TemporalDevServer,
+    flyway_install: FlywayInstall,
+    tmp_path: Path,
+) -> None:
+    fleet = make_fleet(postgres, 1)
+    env = fleet.cli_env(temporal_server.address, tmp_path, flyway_install)
+    done = fleetway("migrate", "--tenant", "acme; DROP", env=env)
+    assert done.returncode == 2
+    assert "acme; DROP" in done.stderr
+    assert "started" not in done.stderr
+
+
+def test_cli_list_tenants_prints_the_configured_source(
+    postgres: PostgresServer,
+    temporal_server: TemporalDevServer,
+    flyway_install: FlywayInstall,
+    tmp_path: Path,
+) -> None:
+    fleet = make_fleet(postgres, 3)
+    env = fleet.cli_env(temporal_server.address, tmp_path, flyway_install)
+    text = fleetway("list-tenants", env=env)
+    as_json = fleetway("list-tenants", "-o", "json", env=env)
+    assert text.stdout.split() == fleet.tenants
+    assert json.loads(as_json.stdout) == {"tenants": fleet.tenants}
+
+
+def test_cli_quiesce_set_status_clear_round_trip_on_postgres(
+    postgres: PostgresServer,
+    temporal_server: TemporalDevServer,
+    flyway_install: FlywayInstall,
+    tmp_path: Path,
+) -> None:
+    fleet = make_fleet(postgres, 1)
+    env = fleet.cli_env(temporal_server.address, tmp_path, flyway_install)
+    env["FLEETWAY_QUIESCE__DSN"] = postgres.dsn
+    env["FLEETWAY_QUIESCE__TABLE"] = f"ops_{fleet.task_queue.replace('-', '_')}"
+
+    set_ = fleetway("quiesce", "set", "--reason", "incident 42", "--ttl", "45m", "--by", "alice", env=env)
+    status = fleetway("quiesce", "status", "-o", "json", env=env)
+    cleared = fleetway("quiesce", "clear", "--by", "bob", env=env)
+    again = fleetway("quiesce", "clear", "--by", "bob", env=env)
+
+    assert set_.returncode == 0, set_.stderr
+    assert 'state=ACTIVE set_by="alice" reason="incident 42"' in set_.stdout
+    snapshot = json.loads(status.stdout)
+    assert snapshot["active"] is True
+    assert cleared.returncode == 0 and "state=cleared" in cleared.stdout
+    assert again.returncode == 2 and "quiesce_not_set" in again.stderr
+    assert postgres.superuser_password not in set_.stdout + set_.stderr + status.stdout

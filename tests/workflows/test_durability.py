@@ -1,0 +1,211 @@
+"""Rollouts survive a killed worker, obey operators live, and replay deterministically."""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from activities.flyway import FlywayInstall
+from activities.rollouts import Outcome
+from tests.fleet import FLEETWAY, fleetway, make_fleet
+from tests.support import copy_migrations, history, java_pids
+from worker.devstack import PROJECT_ROOT, PostgresServer, TemporalDevServer
+from workflows.migrate_all import MigrateAllWorkflow
+from workflows.migrate_all_models import MigrateAllInput, MigrateAllResult, RolloutStatus
+from workflows.tenant_migration import TenantMigrationWorkflow
+
+
+async def _wait_progress(handle, predicate, timeout: float = 60.0):
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        progress = await handle.query(MigrateAllWorkflow.progress)
+        if predicate(progress):
+            return progress
+        assert loop.time() < deadline, f"condition not reached; last progress {progress}"
+        await asyncio.sleep(0.1)
+
+
+def _slow_migrations(tmp_path: Path, seconds: float) -> Path:
+    slow = copy_migrations(tmp_path / "slow")
+    (slow / "V6__slow.sql").write_text(f"SELECT pg_sleep({seconds});\n")
+    return slow
+
+
+async def test_rollout_completes_after_the_worker_is_killed_with_sigkill(
+    client: Client, flyway_install: FlywayInstall, postgres: PostgresServer,
+    temporal_server: TemporalDevServer, tmp_path: Path,
+) -> None:  # fmt: skip
+    fleet = make_fleet(postgres, 12)
+    fleet.locations = _slow_migrations(tmp_path, 0.5)
+    env = fleet.cli_env(temporal_server.address, tmp_path, flyway_install)
+    first = subprocess.Popen([FLEETWAY, "worker"], env=env, start_new_session=True)
+    handle = await client.start_workflow(
+        MigrateAllWorkflow.run,
+        MigrateAllInput(parallelism=3, heartbeat_timeout_s=3),
+        id=f"crash-{uuid.uuid4().hex[:8]}",
+        task_queue=fleet.task_queue,
+    )
+    await _wait_progress(handle, lambda p: sum(p.counts.values()) >= 2 and p.in_flight)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    second = subprocess.Popen([FLEETWAY, "worker"], env=env, start_new_session=True)
+    try:
+        result = await asyncio.wait_for(handle.result(), timeout=150)
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(timeout=30)
+
+    assert result.status is RolloutStatus.SUCCEEDED
+    assert sorted(o.tenant_id for o in result.outcomes) == fleet.tenants
+    for tenant in fleet.tenants:
+        assert history(postgres, tenant) == [(v, True) for v in ["1", "2", "3", "4", "5", "6"]]
+
+
+async def test_cancel_from_the_cli_cancels_rollout_and_children_and_leaves_no_jvm(
+    client: Client, flyway_install: FlywayInstall, postgres: PostgresServer,
+    temporal_server: TemporalDevServer, tmp_path: Path,
+) -> None:  # fmt: skip
+    fleet = make_fleet(postgres, 4)
+    fleet.locations = _slow_migrations(tmp_path, 60)
+    env = fleet.cli_env(temporal_server.address, tmp_path, flyway_install)
+    rollout_id = f"cancel-{uuid.uuid4().hex[:8]}"
+    async with fleet.worker(client, flyway_install):
+        handle = await client.start_workflow(
+            MigrateAllWorkflow.run, MigrateAllInput(parallelism=2), id=rollout_id, task_queue=fleet.task_queue
+        )
+        await _wait_progress(handle, lambda p: len(p.in_flight) == 2)
+        for _ in range(300):
+            if len(java_pids(fleet.tenants[0][:7])) >= 2:
+                break
+            await asyncio.sleep(0.05)
+        done = await asyncio.to_thread(fleetway, "cancel", rollout_id, env=env)
+        assert done.returncode == 0, done.stderr
+        described = await handle.describe()
+        children = [
+            await client.get_workflow_handle(f"{rollout_id}/{t}").describe() for t in fleet.tenants[:2]
+        ]
+
+    assert described.status is WorkflowExecutionStatus.CANCELED
+    assert [c.status for c in children] == [WorkflowExecutionStatus.CANCELED] * 2
+    assert java_pids(fleet.tenants[0][:7]) == []
+
+
+async def test_pause_resume_set_parallelism_and_progress_steer_a_running_rollout(
+    client: Client, flyway_install: FlywayInstall, postgres: PostgresServer,
+    temporal_server: TemporalDevServer, tmp_path: Path,
+) -> None:  # fmt: skip
+    fleet = make_fleet(postgres, 8)
+    fleet.locations = _slow_migrations(tmp_path, 0.3)
+    env = fleet.cli_env(temporal_server.address, tmp_path, flyway_install)
+    rollout_id = f"steer-{uuid.uuid4().hex[:8]}"
+    async with fleet.worker(client, flyway_install):
+        handle = await client.start_workflow(
+            MigrateAllWorkflow.run, MigrateAllInput(parallelism=1), id=rollout_id, task_queue=fleet.task_queue
+        )
+        await _wait_progress(handle, lambda p: p.dispatched >= 1)
+        assert (await asyncio.to_thread(fleetway, "pause", rollout_id, env=env)).returncode == 0
+        paused = await _wait_progress(handle, lambda p: p.paused and not p.in_flight)
+        status = await asyncio.to_thread(fleetway, "status", rollout_id, env=env)
+        assert status.returncode == 3
+        assert "paused" in status.stdout
+        again = await handle.query(MigrateAllWorkflow.progress)
+        assert again.dispatched == paused.dispatched < 8
+
+        assert await handle.execute_update(MigrateAllWorkflow.set_parallelism, 4) == 1
+        with pytest.raises(WorkflowUpdateFailedError):
+            await handle.execute_update(MigrateAllWorkflow.set_parallelism, 0)
+        assert (await handle.query(MigrateAllWorkflow.progress)).parallelism == 4
+
+        assert (await asyncio.to_thread(fleetway, "resume", rollout_id, env=env)).returncode == 0
+        result = await handle.result()
+
+    assert result.status is RolloutStatus.SUCCEEDED
+    assert result.counts == {Outcome.SUCCEEDED: 8}
+
+
+async def test_pipeline_starts_a_rollout_with_the_temporal_cli_and_plain_json(
+    client: Client,
+    flyway_install: FlywayInstall,
+    postgres: PostgresServer,
+    temporal_server: TemporalDevServer,
+) -> None:
+    from worker.devstack import temporal_binary
+
+    fleet = make_fleet(postgres, 2)
+    rollout_id = f"cli-{uuid.uuid4().hex[:8]}"
+    payload = json.dumps({"action": "migrate", "tenants": fleet.tenants, "parallelism": 2})
+    async with fleet.worker(client, flyway_install):
+        started = subprocess.run(
+            [str(temporal_binary()), "workflow", "start", "--address", temporal_server.address,
+             "--task-queue", fleet.task_queue, "--type", "MigrateAllWorkflow",
+             "--workflow-id", rollout_id, "--input", payload],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert started.returncode == 0, started.stderr
+        result = await client.get_workflow_handle(rollout_id, result_type=MigrateAllResult).result()
+
+    assert result.status is RolloutStatus.SUCCEEDED
+    assert result.counts == {Outcome.SUCCEEDED: 2}
+
+
+async def test_recorded_histories_replay_without_nondeterminism(
+    client: Client, flyway_install: FlywayInstall, postgres: PostgresServer
+) -> None:
+    fleet = make_fleet(postgres, 5)
+    fleet.break_tenant(fleet.tenants[3])
+    rollout_id = f"replay-{uuid.uuid4().hex[:8]}"
+    async with fleet.worker(client, flyway_install):
+        await client.execute_workflow(
+            MigrateAllWorkflow.run,
+            MigrateAllInput(parallelism=2, continue_on_error=True, continue_as_new_after=2),
+            id=rollout_id,
+            task_queue=fleet.task_queue,
+        )
+    histories = [await client.get_workflow_handle(rollout_id).fetch_history()]
+    histories += [
+        await client.get_workflow_handle(f"{rollout_id}/{t}").fetch_history() for t in fleet.tenants
+    ]
+    replayer = Replayer(
+        workflows=[MigrateAllWorkflow, TenantMigrationWorkflow], data_converter=pydantic_data_converter
+    )
+    for recorded in histories:
+        await replayer.replay_workflow(recorded)
+
+
+_BANNED = {
+    "httpx",
+    "psycopg",
+    "boto3",
+    "hvac",
+    "subprocess",
+    "os",
+    "time",
+    "random",
+    "uuid",
+    "worker",
+    "socket",
+}
+
+
+@pytest.mark.parametrize("module", sorted((PROJECT_ROOT / "workflows").glob("*.py")), ids=lambda p: p.name)
+def test_workflow_modules_import_no_io_clock_or_randomness(module: Path) -> None:
+    tree = ast.parse(module.read_text())
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module.split(".")[0])
+    assert not imported & _BANNED
