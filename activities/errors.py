@@ -16,6 +16,9 @@ carry a secret value, a DSN or Flyway's free-text output.
     ├── SecretBackendError
     ├── TenantSourceError
     ├── QuiesceBlockedError
+    ├── InvalidQuiesceTtlError
+    ├── QuiesceNotSetError
+    ├── QuiesceBackendError
     └── FlywayError
         ├── FlywayReportedFailureError
         ├── FlywayOutputUnparsedError
@@ -38,10 +41,13 @@ __all__ = [
     "FlywayOutputUnparsedError",
     "FlywayReportedFailureError",
     "FlywayTimeoutError",
+    "InvalidQuiesceTtlError",
     "InvalidTenantIdError",
     "PasswordTooShortError",
     "PrerequisiteMissingError",
+    "QuiesceBackendError",
     "QuiesceBlockedError",
+    "QuiesceNotSetError",
     "SecretBackendError",
     "SecretMalformedError",
     "SecretNotFoundError",
@@ -172,6 +178,25 @@ class FlywayTimeoutError(FlywayError):
     """Flyway overran its time budget and its process group was killed: schema state is unknown."""
 
     error_type = "flyway_timeout"
+
+
+class InvalidQuiesceTtlError(FleetwayError):
+    """A negative TTL was given to ``set``."""
+
+    error_type = "invalid_quiesce_ttl"
+
+
+class QuiesceNotSetError(FleetwayError):
+    """``clear`` found no flag that was ever set or not already cleared."""
+
+    error_type = "quiesce_not_set"
+
+
+class QuiesceBackendError(FleetwayError):
+    """The control-plane database could not be reached or refused the statement."""
+
+    error_type = "quiesce_backend_error"
+    retryable = True
 
 
 def to_application_error(exc: FleetwayError) -> ApplicationError:

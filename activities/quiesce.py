@@ -18,20 +18,24 @@ from psycopg import sql
 from pydantic import BaseModel, ConfigDict
 from temporalio import activity
 
-from activities.errors import ConfigurationError, FleetwayError, to_application_error
+from activities.errors import (
+    ConfigurationError,
+    FleetwayError,
+    InvalidQuiesceTtlError,
+    QuiesceBackendError,
+    QuiesceNotSetError,
+    to_application_error,
+)
 
 __all__ = [
     "DEFAULT_TTL",
     "GLOBAL_SCOPE",
     "MAX_TTL",
     "UNSPECIFIED_PRINCIPAL",
-    "InvalidQuiesceTtlError",
     "MemoryQuiesceController",
     "PostgresQuiesceController",
     "QuiesceActivities",
-    "QuiesceBackendError",
     "QuiesceController",
-    "QuiesceNotSetError",
     "QuiesceStatus",
     "effective_ttl",
 ]
@@ -41,25 +45,6 @@ DEFAULT_TTL: Final = timedelta(minutes=30)
 MAX_TTL: Final = timedelta(hours=2)
 UNSPECIFIED_PRINCIPAL: Final = "<unspecified>"
 _TABLE: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?$")
-
-
-class InvalidQuiesceTtlError(FleetwayError):
-    """A negative TTL was given to ``set``."""
-
-    error_type = "invalid_quiesce_ttl"
-
-
-class QuiesceNotSetError(FleetwayError):
-    """``clear`` found no flag that was ever set or not already cleared."""
-
-    error_type = "quiesce_not_set"
-
-
-class QuiesceBackendError(FleetwayError):
-    """The control-plane database could not be reached or refused the statement."""
-
-    error_type = "quiesce_backend_error"
-    retryable = True
 
 
 class QuiesceStatus(BaseModel):
