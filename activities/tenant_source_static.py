@@ -6,6 +6,7 @@ Listing never carries secrets: only tenant ids, validated before anything runs f
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
@@ -59,7 +60,7 @@ class StaticTenantLister:
 
     def __init__(self, tenant_ids: Sequence[str]) -> None:
         ids = [validate_tenant_id(t) for t in tenant_ids]
-        duplicates = sorted({t for t in ids if ids.count(t) > 1}) if len(set(ids)) != len(ids) else []
+        duplicates = sorted(t for t, n in Counter(ids).items() if n > 1)
         if duplicates:
             raise TenantSourceError(f"duplicate tenant ids: {', '.join(duplicates[:10])}")
         self._ids = ids

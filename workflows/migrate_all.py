@@ -15,7 +15,13 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey, WorkflowIDReusePolicy
-from temporalio.exceptions import ActivityError, ChildWorkflowError, WorkflowAlreadyStartedError
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    CancelledError,
+    ChildWorkflowError,
+    WorkflowAlreadyStartedError,
+)
 
 with workflow.unsafe.imports_passed_through():
     from activities.flyway_output import ErrorClass
@@ -187,16 +193,27 @@ class MigrateAllWorkflow:
 
     async def _next_tenant(self) -> str | None:
         while not self._pending and not self._exhausted:
-            page = await workflow.execute_activity_method(
-                TenantSourceActivities.list_tenants_page,
-                ListTenantsInput(
-                    source=self._request.tenant_source, cursor=self._cursor, limit=self._request.page_size
-                ),
-                start_to_close_timeout=timedelta(minutes=2),
-                retry_policy=RetryPolicy(
-                    maximum_attempts=5, non_retryable_error_types=["configuration_error"]
-                ),
-            )
+            try:
+                page = await workflow.execute_activity_method(
+                    TenantSourceActivities.list_tenants_page,
+                    ListTenantsInput(
+                        source=self._request.tenant_source, cursor=self._cursor, limit=self._request.page_size
+                    ),
+                    start_to_close_timeout=timedelta(minutes=2),
+                    retry_policy=RetryPolicy(maximum_attempts=5),
+                )
+            except ActivityError as err:
+                # Stop dispatching but let in-flight children finish: failing the workflow here
+                # would hand them to the parent close policy mid-migration.
+                cause = err.cause
+                reason = (
+                    f"{cause.type}: {cause.message}"
+                    if isinstance(cause, ApplicationError)
+                    else "activity failed"
+                )
+                self._warn(f"tenant listing failed; dispatch stopped ({reason})")
+                self._stop = RolloutStatus.FAILED
+                return None
             self._pending.extend(page.tenant_ids)
             self._cursor = page.next_cursor
             self._exhausted = page.next_cursor is None
@@ -244,9 +261,7 @@ class MigrateAllWorkflow:
         except asyncio.CancelledError:
             outcome = TenantOutcome(tenant_id=tenant, outcome=Outcome.CANCELED, message="cancelled")
         except ChildWorkflowError as err:
-            canceled = (
-                isinstance(err.cause, asyncio.CancelledError) or "cancel" in type(err.cause).__name__.lower()
-            )
+            canceled = isinstance(err.cause, CancelledError)
             outcome = TenantOutcome(
                 tenant_id=tenant,
                 outcome=Outcome.CANCELED if canceled else Outcome.FAILED,

@@ -165,3 +165,17 @@ async def test_migrate_all_stops_dispatch_when_quiesce_flag_set_mid_rollout(
     assert result.total < 12
     assert Outcome.FAILED not in result.counts
     assert Outcome.CANCELED not in result.counts
+
+
+async def test_migrate_all_stops_with_a_warning_when_the_tenant_source_fails(
+    client: Client, flyway_install: FlywayInstall, postgres: PostgresServer
+) -> None:
+    fleet = make_fleet(postgres, 2)
+    async with fleet.worker(client, flyway_install):
+        result = await _rollout(client, fleet, MigrateAllInput(tenant_source="nowhere"))
+
+    assert result.status is RolloutStatus.FAILED
+    assert result.total == 0
+    assert result.warnings == [
+        "tenant listing failed; dispatch stopped (configuration_error: tenant source 'nowhere' is not configured)"
+    ]
