@@ -169,19 +169,21 @@ class PostgresQuiesceController:
                         ).format(self._table)
                     )
                     self._created = True
-                cur = await conn.execute(query, params)
-                row = await cur.fetchone() if cur.description else None
-                now_row = await (await conn.execute("SELECT now()")).fetchone()
+                row = await (await conn.execute(query, params)).fetchone()
         except psycopg.errors.UniqueViolation:
             # CREATE TABLE IF NOT EXISTS races on the catalog; the other session created it.
             self._created = True
             return await self._execute(query, params)
         except psycopg.Error as exc:
             raise QuiesceBackendError(f"quiesce table access failed ({type(exc).__name__})") from None
-        assert now_row is not None  # noqa: S101 - SELECT now() returns one row
-        return row, now_row[0]
+        if row is None:
+            return None, datetime.now(UTC)  # no row: nothing is compared with the clock
+        *columns, now = row
+        assert isinstance(now, datetime)  # noqa: S101 - the now() column
+        return tuple(columns), now
 
-    _COLUMNS: Final = "active, set_by, reason, set_at, expires_at, cleared_by, cleared_at"
+    # now() rides in the same statement: one round trip, and the database clock decides expiry.
+    _COLUMNS: Final = "active, set_by, reason, set_at, expires_at, cleared_by, cleared_at, now()"
 
     async def status(self) -> QuiesceStatus:
         """See :class:`QuiesceController`."""
