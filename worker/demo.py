@@ -37,6 +37,7 @@ def _prepare(stack: DevStack, tenants: list[str]) -> Path:
     target = {"host": "127.0.0.1", "port": stack.postgres.port, "database": "postgres",
               "user": "fleetway_migrator", "password": password}  # fmt: skip
     path.touch(mode=0o600)
+    path.chmod(0o600)  # an older file from a previous run keeps whatever mode it had otherwise
     path.write_text(json.dumps({"tenants": {t: {**target, "schema_name": t} for t in tenants}}, indent=2))
     return path
 

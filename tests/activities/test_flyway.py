@@ -306,3 +306,38 @@ async def test_stray_flyway_conf_in_home_or_cwd_is_never_read(
     with psycopg.connect(postgres.dsn) as conn:
         assert conn.execute(f'SELECT count(*) FROM "{schema}".accounts').fetchone() == (50,)
     assert os.environ["HOME"] == str(tmp_path)
+
+
+async def test_run_flyway_activity_rereads_the_secret_once_after_an_authentication_failure(
+    runner: FlywayRunner, target: DatabaseTarget, postgres: PostgresServer, schema: str
+) -> None:
+    from temporalio.testing import ActivityEnvironment
+
+    from activities.flyway import FlywayActivities, RunFlywayInput
+    from activities.secrets import StaticSecretsProvider
+
+    rotated = "rotated-Passw0rd"
+    with psycopg.connect(postgres.dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {schema} LOGIN PASSWORD '{rotated}'")
+        conn.execute(f"GRANT CREATE ON DATABASE postgres TO {schema}")
+
+    class RotatedSinceCached(StaticSecretsProvider):
+        """Serves the password it cached before the rotation until told to forget it (our seam,
+        standing in for issue 4's caching backends; the database and Flyway are real)."""
+
+        invalidations = 0
+
+        def invalidate(self, tenant_id: str) -> None:
+            self.invalidations += 1
+            self._targets[tenant_id] = _with(self._targets[tenant_id], {"password": rotated})
+
+    stale = _with(target, {"user": schema, "password": "stale-Passw0rd"})
+    provider = RotatedSinceCached({schema: stale})
+    activities = FlywayActivities(runner, {"default": provider})
+
+    outcome = await ActivityEnvironment().run(
+        activities.run_flyway, RunFlywayInput(action=Action.MIGRATE, tenant_id=schema)
+    )
+
+    assert outcome.ending_version == "5"
+    assert provider.invalidations == 1
