@@ -26,6 +26,7 @@ from activities.errors import (
     QuiesceNotSetError,
     to_application_error,
 )
+from activities.pg_ddl import ensure_objects
 
 __all__ = [
     "DEFAULT_TTL",
@@ -149,6 +150,7 @@ class PostgresQuiesceController:
         if not _TABLE.fullmatch(table):
             raise ConfigurationError(f"quiesce table {table!r} is not a safe (schema-qualified) identifier")
         self._dsn = dsn
+        self._table_name = table
         self._table = sql.Identifier(*table.split("."))
         self._scope = scope
         self._created = False
@@ -161,19 +163,17 @@ class PostgresQuiesceController:
                 self._dsn, autocommit=True, connect_timeout=10
             ) as conn:
                 if not self._created:
-                    await conn.execute(
+                    await ensure_objects(
+                        conn,
+                        f"fleetway.quiesce.{self._table_name}",
                         sql.SQL(
                             "CREATE TABLE IF NOT EXISTS {} (scope TEXT PRIMARY KEY, active BOOLEAN NOT NULL, "
                             "set_by TEXT NOT NULL, reason TEXT NOT NULL, set_at TIMESTAMPTZ NOT NULL, "
                             "expires_at TIMESTAMPTZ NOT NULL, cleared_by TEXT, cleared_at TIMESTAMPTZ)"
-                        ).format(self._table)
+                        ).format(self._table),
                     )
                     self._created = True
                 row = await (await conn.execute(query, params)).fetchone()
-        except psycopg.errors.UniqueViolation:
-            # CREATE TABLE IF NOT EXISTS races on the catalog; the other session created it.
-            self._created = True
-            return await self._execute(query, params)
         except psycopg.Error as exc:
             raise QuiesceBackendError(f"quiesce table access failed ({type(exc).__name__})") from None
         if row is None:
