@@ -48,10 +48,12 @@ __all__ = [
     "QuiesceBackendError",
     "QuiesceBlockedError",
     "QuiesceNotSetError",
+    "SecretAccessDeniedError",
     "SecretBackendError",
     "SecretMalformedError",
     "SecretNotFoundError",
     "TenantSourceError",
+    "TenantSourceUnavailableError",
     "UnsafeEnvValueError",
     "UnsafeIdentifierError",
     "to_application_error",
@@ -125,10 +127,23 @@ class SecretBackendError(FleetwayError):
     retryable = True
 
 
+class SecretAccessDeniedError(FleetwayError):
+    """The secret store refused this identity (IAM, Vault policy); retrying with it cannot help."""
+
+    error_type = "secret_access_denied"
+
+
 class TenantSourceError(FleetwayError):
     """A tenant source failed or answered outside its contract."""
 
     error_type = "tenant_source_error"
+
+
+class TenantSourceUnavailableError(TenantSourceError):
+    """The tenant source stayed unreachable or overloaded (timeouts, 429, 5xx) after retries."""
+
+    error_type = "tenant_source_unavailable"
+    retryable = True
 
 
 class QuiesceBlockedError(FleetwayError):

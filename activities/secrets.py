@@ -13,17 +13,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Final, Protocol
 
-from pydantic import ValidationError
-
 from activities.database_target import DatabaseTarget
 from activities.errors import InvalidTenantIdError, SecretMalformedError, SecretNotFoundError
+from activities.secret_payload import parse_target
 
 __all__ = [
     "TENANT_ID_PATTERN",
     "FileSecretsProvider",
     "SecretsProvider",
     "StaticSecretsProvider",
-    "parse_target",
     "validate_tenant_id",
 ]
 
@@ -41,21 +39,6 @@ def validate_tenant_id(raw: str) -> str:
         shown = ascii(raw[:140])
         raise InvalidTenantIdError(f"tenant id {shown} is invalid: must match ^[A-Za-z0-9_-]{{1,128}}$")
     return tenant_id
-
-
-def parse_target(payload: object, *, secret_name: str) -> DatabaseTarget:
-    """Validate a decoded payload into a :class:`DatabaseTarget`.
-
-    Raises:
-        SecretMalformedError: naming the secret and the offending fields, never a value.
-    """
-    try:
-        return DatabaseTarget.model_validate(payload)
-    except ValidationError as exc:
-        fields = sorted({".".join(str(p) for p in err["loc"]) or "(root)" for err in exc.errors()})
-        raise SecretMalformedError(
-            f"secret {secret_name!r} is not a valid database target: bad or missing {', '.join(fields)}"
-        ) from None
 
 
 class SecretsProvider(Protocol):

@@ -18,6 +18,7 @@ from activities.flyway import FlywayInstall, FlywayRunner, FlywaySettings
 from tests.support import DEMO_MIGRATIONS
 from worker.client import connect
 from worker.devstack import PostgresServer, TemporalDevServer, ensure_flyway
+from worker.devstack_secrets import MotoServer, OpenBaoDevServer
 from worker.settings import TemporalConfig
 
 _exit_status = 0
@@ -86,3 +87,23 @@ def runner(flyway_install: FlywayInstall) -> FlywayRunner:
 @pytest.fixture
 async def client(temporal_server: TemporalDevServer) -> Client:
     return await connect(TemporalConfig(address=temporal_server.address))
+
+
+@pytest.fixture(scope="session")
+def openbao() -> Iterator[OpenBaoDevServer]:
+    server = OpenBaoDevServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[MotoServer]:
+    server = MotoServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

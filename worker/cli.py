@@ -30,9 +30,11 @@ from activities.errors import ConfigurationError, FleetwayError
 from activities.flyway_output import Action
 from activities.quiesce import QuiesceStatus
 from activities.tenant_source_static import load_tenants_file
+from activities.tenant_walk import list_all_tenants
+from worker.backends import quiesce_controller, tenant_lister
 from worker.client import connect
 from worker.output import ExitCode, OutputFormat, exit_code_for, render_progress, render_result
-from worker.run import quiesce_controller, run_worker, tenant_lister
+from worker.run import run_worker
 from worker.settings import Settings
 from workflows.migrate_all import MigrateAllWorkflow
 from workflows.migrate_all_models import MigrateAllInput, MigrateAllResult
@@ -333,16 +335,20 @@ def list_tenants(output: Annotated[OutputFormat, typer.Option("--output", "-o")]
     """Print the tenants a rollout would target (the configured source, every page)."""
 
     async def go() -> ExitCode:
-        lister = tenant_lister(_settings())
-        cursor: str | None = None
-        ids: list[str] = []
-        while True:
-            page = await lister.list_page(cursor, 500)
-            ids.extend(page.tenant_ids)
-            if page.next_cursor is None:
-                break
-            cursor = page.next_cursor
-        print(json.dumps({"tenants": ids}) if output is not OutputFormat.TEXT else "\n".join(ids))
+        listing = await list_all_tenants(tenant_lister(_settings()), page_size=500)
+        if listing.duplicates:
+            shown = ", ".join(sorted(set(listing.duplicates))[:20])
+            _err.print(
+                f"warning: the source returned duplicate tenant ids (listed once): {shown}", markup=False
+            )
+        if output is OutputFormat.TEXT:
+            print("\n".join(listing.tenant_ids))
+        else:
+            print(
+                json.dumps(
+                    {"tenants": listing.tenant_ids, "duplicates": listing.duplicates, "pages": listing.pages}
+                )
+            )
         return ExitCode.OK
 
     _run(go)

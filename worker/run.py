@@ -17,45 +17,20 @@ from temporalio.worker import Worker
 
 from activities.audit import AuditActivities, Emitter
 from activities.flyway import FlywayActivities, FlywayInstall, FlywayRunner, FlywaySettings
-from activities.quiesce import (
-    MemoryQuiesceController,
-    PostgresQuiesceController,
-    QuiesceActivities,
-    QuiesceController,
-)
+from activities.quiesce import QuiesceActivities, QuiesceController
 from activities.rollouts import RolloutActivities
-from activities.secrets import FileSecretsProvider, SecretsProvider
-from activities.tenant_source_static import (
-    StaticTenantLister,
-    TenantLister,
-    TenantSourceActivities,
-    load_tenants_file,
-)
+from activities.secrets import SecretsProvider
+from activities.tenant_source_static import TenantLister, TenantSourceActivities
+from worker.backends import quiesce_controller, secrets_provider, tenant_lister
 from worker.client import connect
 from worker.devstack import ensure_flyway
 from worker.settings import Settings
 from workflows.migrate_all import MigrateAllWorkflow
 from workflows.tenant_migration import TenantMigrationWorkflow
 
-__all__ = ["build_worker", "quiesce_controller", "run_worker", "tenant_lister"]
+__all__ = ["build_worker", "run_worker"]
 
 _log = logging.getLogger(__name__)
-
-
-def tenant_lister(settings: Settings) -> TenantLister:
-    """The configured tenant source."""
-    if settings.tenants.kind == "file" and settings.tenants.file is not None:
-        return StaticTenantLister(load_tenants_file(settings.tenants.file))
-    return StaticTenantLister(settings.tenants.tenants)
-
-
-def quiesce_controller(settings: Settings) -> QuiesceController:
-    """The configured quiesce flag store."""
-    if settings.quiesce.dsn is not None:
-        return PostgresQuiesceController(
-            settings.quiesce.dsn.get_secret_value(), table=settings.quiesce.table
-        )
-    return MemoryQuiesceController()
 
 
 def _flyway_install(settings: Settings) -> FlywayInstall:
@@ -85,7 +60,7 @@ def build_worker(
             lock_retry_count=settings.flyway.lock_retry_count,
         ),
     )
-    secrets = secrets or {"default": FileSecretsProvider(settings.secrets.file.resolve())}
+    secrets = secrets or {"default": secrets_provider(settings)}
     flyway = FlywayActivities(runner, secrets)
     sources = TenantSourceActivities(tenant_sources or {"default": tenant_lister(settings)})
     quiesce_activities = QuiesceActivities(quiesce or quiesce_controller(settings))

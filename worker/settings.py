@@ -19,12 +19,15 @@ from pydantic_settings import (
 )
 
 __all__ = [
+    "AwsSecretsConfig",
     "FlywayConfig",
+    "HttpTenantSourceConfig",
     "QuiesceConfig",
     "SecretsConfig",
     "Settings",
     "TemporalConfig",
     "TenantSourceConfig",
+    "VaultConfig",
     "WorkerConfig",
 ]
 
@@ -59,13 +62,61 @@ class FlywayConfig(BaseModel):
     engine: Literal["cli"] = "cli"
 
 
+class AwsSecretsConfig(BaseModel):
+    """AWS Secrets Manager: secret ``<prefix><tenant id>``; credentials from the default AWS chain."""
+
+    model_config = _SECTION
+
+    prefix: str = "fleetway/migrate/"
+    region: str | None = None
+    endpoint_url: str | None = None
+    profile: str | None = None
+
+
+class VaultConfig(BaseModel):
+    """Vault/OpenBao KV v2: secret ``<mount>/data/<prefix><tenant id>``; token or AppRole auth."""
+
+    model_config = _SECTION
+
+    url: str = "https://127.0.0.1:8200"
+    mount: str = "secret"
+    prefix: str = "fleetway/migrate/"
+    namespace: str | None = None
+    auth: Literal["token", "approle"] = "token"
+    token: SecretStr | None = None
+    token_file: Path | None = None
+    role_id: str | None = None
+    secret_id: SecretStr | None = None
+    secret_id_file: Path | None = None
+    approle_mount: str = "approle"
+    ca_file: Path | None = None
+
+
 class SecretsConfig(BaseModel):
     """The secret backend that resolves tenant credentials (registered as ``default``)."""
 
     model_config = _SECTION
 
-    backend: Literal["file"] = "file"
+    backend: Literal["file", "aws", "vault"] = "file"
     file: Path = Path(".fleetway/secrets.json")
+    cache_ttl_s: float = Field(default=300.0, ge=0, le=86_400)
+    aws: AwsSecretsConfig = AwsSecretsConfig()
+    vault: VaultConfig = VaultConfig()
+
+
+class HttpTenantSourceConfig(BaseModel):
+    """The control-plane API (``GET <url>/tenants``); the token from here or a file, never argv."""
+
+    model_config = _SECTION
+
+    url: str | None = None
+    token: SecretStr | None = None
+    token_file: Path | None = None
+    allow_http_loopback: bool = False
+    timeout_s: float = Field(default=30.0, gt=0, le=600)
+    max_response_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    max_attempts: int = Field(default=4, ge=1, le=20)
+    ca_file: Path | None = None
 
 
 class TenantSourceConfig(BaseModel):
@@ -73,9 +124,10 @@ class TenantSourceConfig(BaseModel):
 
     model_config = _SECTION
 
-    kind: Literal["static", "file"] = "static"
+    kind: Literal["static", "file", "http"] = "static"
     tenants: list[str] = Field(default_factory=list)
     file: Path | None = None
+    http: HttpTenantSourceConfig = HttpTenantSourceConfig()
 
 
 class QuiesceConfig(BaseModel):

@@ -28,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.quiesce import QuiesceActivities
     from activities.rollouts import Outcome, RolloutActivities, TenantOutcome
     from activities.tenant_source_static import ListTenantsInput, TenantSourceActivities
+    from activities.tenant_walk import MAX_PAGES, cursor_digest
     from workflows.migrate_all_models import (
         MAX_OUTCOMES_KEPT,
         MigrateAllInput,
@@ -61,6 +62,8 @@ class MigrateAllWorkflow:
         self._pending: deque[str] = deque(carry.pending)
         self._cursor = carry.cursor
         self._exhausted = carry.source_exhausted
+        self._pages = carry.pages
+        self._cursor_digests = set(carry.cursor_digests)
         self._dispatched = carry.dispatched
         self._counts: Counter[Outcome] = Counter(carry.counts)
         self._outcomes = list(carry.outcomes)
@@ -214,10 +217,30 @@ class MigrateAllWorkflow:
                 self._warn(f"tenant listing failed; dispatch stopped ({reason})")
                 self._stop = RolloutStatus.FAILED
                 return None
+            self._pages += 1
             self._pending.extend(page.tenant_ids)
             self._cursor = page.next_cursor
             self._exhausted = page.next_cursor is None
+            if page.next_cursor is not None and not self._accept_cursor(page.next_cursor):
+                return None
         return self._pending.popleft() if self._pending else None
+
+    def _accept_cursor(self, cursor: str) -> bool:
+        """Cycle and page-cap detection across pages (the same rules as ``list_all_tenants``)."""
+        digest = cursor_digest(cursor)
+        if digest in self._cursor_digests or self._pages >= MAX_PAGES:
+            problem = (
+                "repeated a cursor (cycle detected)"
+                if digest in self._cursor_digests
+                else (f"exceeded {MAX_PAGES} pages")
+            )
+            # A source that breaks its paging contract is not trusted with the rest: stop like a
+            # listing failure (in-flight children drain) instead of running a partial list.
+            self._warn(f"tenant source {problem}; dispatch stopped")
+            self._stop = RolloutStatus.FAILED
+            return False
+        self._cursor_digests.add(digest)
+        return True
 
     async def _quiesce_allows(self) -> bool:
         try:
@@ -303,6 +326,8 @@ class MigrateAllWorkflow:
             pending=list(self._pending),
             cursor=self._cursor,
             source_exhausted=self._exhausted,
+            pages=self._pages,
+            cursor_digests=sorted(self._cursor_digests),
             dispatched=self._dispatched,
             counts=dict(self._counts),
             outcomes=self._outcomes,

@@ -109,6 +109,8 @@ class RolloutCarry(BaseModel):
     pending: list[str] = Field(default_factory=list)
     cursor: str | None = None
     source_exhausted: bool = False
+    pages: int = 0
+    cursor_digests: list[str] = Field(default_factory=list)
     dispatched: int = 0
     counts: dict[Outcome, int] = Field(default_factory=dict)
     outcomes: list[TenantOutcome] = Field(default_factory=list)

@@ -1,0 +1,110 @@
+"""AWS Secrets Manager backend: one secret per tenant, named ``<prefix><tenant id>``.
+
+boto3 is synchronous, so each fetch runs in a worker thread; the client is built once (clients are
+thread-safe) with bounded timeouts and botocore's standard retry mode, which already backs off on
+throttling. Minimum IAM: ``secretsmanager:GetSecretValue`` on ``arn:...:secret:<prefix>*``.
+Must not: log or echo a ``SecretString``; AWS error messages are not forwarded either (they can
+quote request data), only the error code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Final
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from activities.database_target import DatabaseTarget
+from activities.errors import (
+    ConfigurationError,
+    SecretAccessDeniedError,
+    SecretBackendError,
+    SecretNotFoundError,
+)
+from activities.secret_payload import decode_secret, parse_target
+from activities.secrets import validate_tenant_id
+
+__all__ = ["DEFAULT_AWS_PREFIX", "AwsSecretsManagerProvider", "check_secret_prefix"]
+
+DEFAULT_AWS_PREFIX: Final = "fleetway/migrate/"
+_NOT_FOUND: Final = frozenset({"ResourceNotFoundException"})
+_DENIED: Final = frozenset(
+    {"AccessDeniedException", "AccessDenied", "UnrecognizedClientException", "InvalidSignatureException",
+     "ExpiredTokenException", "DecryptionFailure", "InvalidRequestException"}
+)  # fmt: skip
+
+
+def check_secret_prefix(prefix: str) -> str:
+    """A non-empty prefix must end with ``/`` (go-bricks), so ``tenant1`` never matches ``tenant10``.
+
+    Raises:
+        ConfigurationError: the prefix does not end with ``/``.
+    """
+    if prefix and not prefix.endswith("/"):
+        raise ConfigurationError(f"secret name prefix {prefix!r} must end with '/'")
+    return prefix
+
+
+class AwsSecretsManagerProvider:
+    """Resolves tenants from AWS Secrets Manager (canonical or RDS-rotation payloads)."""
+
+    def __init__(
+        self,
+        *,
+        prefix: str = DEFAULT_AWS_PREFIX,
+        region: str | None = None,
+        endpoint_url: str | None = None,
+        profile: str | None = None,
+        client: Any = None,
+    ) -> None:
+        self._prefix = check_secret_prefix(prefix)
+        if client is None:
+            session = boto3.session.Session(profile_name=profile, region_name=region)
+            client = session.client(
+                "secretsmanager",
+                endpoint_url=endpoint_url,
+                config=Config(
+                    connect_timeout=5, read_timeout=10, retries={"mode": "standard", "max_attempts": 4}
+                ),
+            )
+        self._client = client
+
+    def secret_name(self, tenant_id: str) -> str:
+        """The secret holding ``tenant_id``'s target."""
+        return self._prefix + validate_tenant_id(tenant_id)
+
+    async def resolve(self, tenant_id: str) -> DatabaseTarget:
+        """Fetch and parse the tenant's secret (see :class:`SecretsProvider`).
+
+        Raises:
+            SecretAccessDeniedError: IAM or KMS refused this identity.
+            SecretBackendError: the service could not be reached (retryable).
+        """
+        name = self.secret_name(tenant_id)
+        raw = await asyncio.to_thread(self._fetch, name)
+        return parse_target(decode_secret(raw, secret_name=name), secret_name=name)
+
+    def _fetch(self, name: str) -> str | bytes:
+        try:
+            response = self._client.get_secret_value(SecretId=name)
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", "Unknown"))
+            if code in _NOT_FOUND:
+                raise SecretNotFoundError(f"secret {name!r} not found in AWS Secrets Manager") from None
+            if code in _DENIED:
+                raise SecretAccessDeniedError(f"AWS Secrets Manager refused {name!r} ({code})") from None
+            raise SecretBackendError(f"AWS Secrets Manager failed for secret {name!r} ({code})") from None
+        except BotoCoreError as exc:
+            raise SecretBackendError(
+                f"AWS Secrets Manager unreachable for secret {name!r} ({type(exc).__name__})"
+            ) from None
+        if response.get("SecretString") is not None:
+            return str(response["SecretString"])
+        if response.get("SecretBinary"):
+            return bytes(response["SecretBinary"])
+        raise SecretNotFoundError(f"secret {name!r} has neither SecretString nor SecretBinary")
+
+    def invalidate(self, tenant_id: str) -> None:
+        """Nothing is cached here (wrap in :class:`CachedSecretsProvider`)."""

@@ -1,0 +1,227 @@
+"""The HTTP control-plane tenant source (go-bricks' contract), hardened.
+
+``GET <base>/tenants?limit=N[&cursor=C]`` → ``{"data": {"tenants": [{"id": ...}], "next_cursor": C}}``
+(``next_cursor`` is also accepted at the top level). Hardening, because the control plane is
+another team's service and its answers decide which databases get migrated:
+
+- https only; plain http only when explicitly allowed *and* the host is loopback;
+- redirects followed by hand (≤ 10): never to another host, never from https down to http, so the
+  bearer token never leaves the origin;
+- per-request timeout, a response size cap enforced while streaming, not after;
+- every id trimmed and validated (a bad id fails the page, naming the id escaped);
+- timeouts, connection errors, 429 and 5xx retried with exponential backoff (``Retry-After``
+  honoured up to a cap), then :class:`TenantSourceUnavailableError`; anything else is a clear
+  :class:`TenantSourceError` with the envelope's error code and message, escaped and truncated.
+
+Cycle and page-cap detection across pages lives with the caller that walks the pages
+(``list_all_tenants`` here, the workflow during a rollout). Must not: log or echo the token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import ssl
+from typing import Final
+
+import httpx
+from pydantic import SecretStr
+
+from activities.errors import ConfigurationError, TenantSourceError, TenantSourceUnavailableError
+from activities.secrets import validate_tenant_id
+from activities.tenant_source_static import TenantPage
+
+__all__ = ["DEFAULT_MAX_RESPONSE_BYTES", "HttpTenantLister"]
+
+DEFAULT_MAX_RESPONSE_BYTES: Final = 4 * 1024 * 1024
+_MAX_REDIRECTS: Final = 10
+_TRANSIENT_STATUS: Final = frozenset({408, 425, 429, 500, 502, 503, 504})
+_MAX_RETRY_AFTER_S: Final = 30.0
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _shown(value: object, limit: int = 200) -> str:
+    return ascii(str(value)[:limit])
+
+
+class HttpTenantLister:
+    """Pages tenant ids from a control-plane HTTP API (see the module docstring for the contract)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        token: SecretStr | None = None,
+        allow_http_loopback: bool = False,
+        timeout_s: float = 30.0,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        max_attempts: int = 4,
+        backoff_s: float = 0.5,
+        verify: bool | str = True,
+    ) -> None:
+        url = httpx.URL(base_url.strip())
+        if not url.host:
+            raise ConfigurationError(f"tenant source url {_shown(base_url)} has no host")
+        if url.scheme == "http":
+            if not allow_http_loopback:
+                raise ConfigurationError(
+                    f"tenant source url {_shown(base_url)} is plain http: https is required "
+                    "(allow_http_loopback permits http to a loopback host only)"
+                )
+            if not _is_loopback(url.host):
+                raise ConfigurationError(
+                    f"tenant source url {_shown(base_url)}: http is allowed for loopback only"
+                )
+        elif url.scheme != "https":
+            raise ConfigurationError(
+                f"tenant source url {_shown(base_url)}: unsupported scheme {url.scheme!r}"
+            )
+        if max_response_bytes < 1 or max_attempts < 1 or timeout_s <= 0:
+            raise ConfigurationError("tenant source limits must be positive")
+        self._base = url
+        self._token = token
+        self._allow_http = allow_http_loopback
+        self._timeout = httpx.Timeout(timeout_s)
+        self._max_bytes = max_response_bytes
+        self._attempts = max_attempts
+        self._backoff = backoff_s
+        # A CA bundle path becomes a context up front: a missing file fails at startup, not per page.
+        self._verify: bool | ssl.SSLContext = (
+            ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
+        )
+
+    def page_url(self, cursor: str | None, limit: int) -> httpx.URL:
+        """``<base>/tenants`` with the base's own query kept and ``limit``/``cursor`` set."""
+        path = self._base.path.rstrip("/") + "/tenants"
+        params = dict(self._base.params)
+        params["limit"] = str(limit)
+        if cursor:
+            params["cursor"] = cursor
+        return self._base.copy_with(path=path, params=params)
+
+    async def list_page(self, cursor: str | None, limit: int) -> TenantPage:
+        """Fetch one page; see :class:`TenantLister`.
+
+        Raises:
+            TenantSourceError: contract violation, refused redirect, oversize or non-2xx answer.
+            TenantSourceUnavailableError: still failing transiently after ``max_attempts``.
+            InvalidTenantIdError: an id in the page breaks the tenant id pattern.
+        """
+        url = self.page_url(cursor, limit)
+        last = ""
+        for attempt in range(1, self._attempts + 1):
+            try:
+                status, body, retry_after = await self._get(url)
+            except (httpx.TimeoutException, httpx.TransportError) as exc:
+                last, retry_after = type(exc).__name__, None
+            else:
+                if 200 <= status < 300:
+                    return self._parse(body, cursor)
+                if status not in _TRANSIENT_STATUS:
+                    raise TenantSourceError(self._describe_error(status, body))
+                last = f"HTTP {status}"
+            if attempt < self._attempts:
+                delay = self._backoff * 2 ** (attempt - 1)
+                if retry_after is not None:
+                    delay = min(retry_after, _MAX_RETRY_AFTER_S)
+                await asyncio.sleep(delay)
+        raise TenantSourceUnavailableError(
+            f"tenant source unavailable after {self._attempts} attempts (last: {last})"
+        )
+
+    async def _get(self, url: httpx.URL) -> tuple[int, bytes, float | None]:
+        headers = {"Accept": "application/json"}
+        if self._token is not None:
+            headers["Authorization"] = f"Bearer {self._token.get_secret_value()}"
+        async with httpx.AsyncClient(
+            timeout=self._timeout, follow_redirects=False, verify=self._verify, trust_env=False
+        ) as client:
+            for _ in range(_MAX_REDIRECTS + 1):
+                async with client.stream("GET", url, headers=headers) as response:
+                    if response.is_redirect:
+                        url = self._redirect_target(url, response.headers.get("location", ""))
+                        continue
+                    body = await self._read_capped(response)
+                    return response.status_code, body, self._retry_after(response)
+        raise TenantSourceError(f"tenant source stopped after {_MAX_REDIRECTS} redirects")
+
+    def _redirect_target(self, current: httpx.URL, location: str) -> httpx.URL:
+        if not location:
+            raise TenantSourceError("tenant source sent a redirect without a Location")
+        target = current.join(location)
+        if (target.host, target.port) != (current.host, current.port):
+            raise TenantSourceError(
+                f"tenant source redirected off-host to {_shown(str(target))}; refusing to follow"
+            )
+        if target.scheme != current.scheme and not (target.scheme == "https" or self._allow_http):
+            raise TenantSourceError(f"tenant source redirected to {target.scheme}; refusing to downgrade")
+        if target.scheme not in {"http", "https"}:
+            raise TenantSourceError(f"tenant source redirected to scheme {target.scheme!r}; refusing")
+        return target
+
+    async def _read_capped(self, response: httpx.Response) -> bytes:
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self._max_bytes:
+            raise TenantSourceError(f"tenant source response of {declared} bytes exceeds {self._max_bytes}")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_raw():
+            size += len(chunk)
+            if size > self._max_bytes:
+                raise TenantSourceError(f"tenant source response exceeds {self._max_bytes} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    @staticmethod
+    def _retry_after(response: httpx.Response) -> float | None:
+        value = response.headers.get("retry-after", "")
+        return float(value) if value.isdigit() else None
+
+    @staticmethod
+    def _describe_error(status: int, body: bytes) -> str:
+        message = f"tenant source returned HTTP {status}"
+        try:
+            error = json.loads(body).get("error")
+        except (ValueError, AttributeError):
+            return message
+        if isinstance(error, dict):
+            code, text = error.get("code"), error.get("message")
+            if code or text:
+                message += f": {_shown(code or '', 64)}: {_shown(text or '', 200)}"
+        return message
+
+    def _parse(self, body: bytes, cursor: str | None) -> TenantPage:
+        try:
+            document = json.loads(body)
+        except ValueError:
+            raise TenantSourceError("tenant source answered with invalid JSON") from None
+        data = document.get("data") if isinstance(document, dict) else None
+        if not isinstance(data, dict):
+            raise TenantSourceError("tenant source envelope has no 'data' object")
+        tenants = data.get("tenants")
+        if not isinstance(tenants, list):
+            raise TenantSourceError("tenant source 'data.tenants' is not a list")
+        ids: list[str] = []
+        for item in tenants:
+            raw = item.get("id") if isinstance(item, dict) else None
+            if not isinstance(raw, str):
+                raise TenantSourceError(f"tenant source entry {_shown(item, 80)} has no string 'id'")
+            if raw.strip():
+                ids.append(validate_tenant_id(raw))
+        next_cursor = data.get("next_cursor", document.get("next_cursor"))
+        if next_cursor is not None and not isinstance(next_cursor, str):
+            raise TenantSourceError("tenant source 'next_cursor' is not a string")
+        if next_cursor and next_cursor == cursor:
+            raise TenantSourceError(
+                f"tenant source repeated next_cursor {_shown(next_cursor, 80)} (cycle detected)"
+            )
+        return TenantPage(tenant_ids=ids, next_cursor=next_cursor or None)

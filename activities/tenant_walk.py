@@ -1,0 +1,67 @@
+"""Walking a paged tenant source to the end, safely: cycle detection, a page cap, duplicate report.
+
+Used by ``fleetway list-tenants`` (and anything else that wants the whole list in one process);
+a rollout walks pages inside the workflow with the same rules (see ``workflows/migrate_all.py``),
+so both see the same fleet. Pure: safe to import from workflows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Final
+
+from activities.errors import TenantSourceError
+from activities.tenant_source_static import TenantLister
+
+__all__ = ["MAX_PAGES", "TenantListing", "cursor_digest", "list_all_tenants"]
+
+MAX_PAGES: Final = 10_000
+
+
+def cursor_digest(cursor: str) -> str:
+    """A short stable digest of a cursor: cycle detection without keeping opaque cursors around."""
+    return hashlib.sha256(cursor.encode()).hexdigest()[:16]
+
+
+@dataclass
+class TenantListing:
+    """Every id once, in source order, plus the ids the source returned more than once."""
+
+    tenant_ids: list[str] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)
+    pages: int = 0
+
+
+async def list_all_tenants(
+    lister: TenantLister, *, page_size: int = 200, max_pages: int = MAX_PAGES
+) -> TenantListing:
+    """Walk ``lister`` to its last page.
+
+    Raises:
+        TenantSourceError: a cursor came back twice (cycle) or more than ``max_pages`` pages.
+    """
+    listing = TenantListing()
+    seen_ids: set[str] = set()
+    seen_cursors: set[str] = set()
+    cursor: str | None = None
+    while True:
+        if listing.pages >= max_pages:
+            raise TenantSourceError(f"tenant source pagination exceeded {max_pages} pages")
+        page = await lister.list_page(cursor, page_size)
+        listing.pages += 1
+        for tenant in page.tenant_ids:
+            if tenant in seen_ids:
+                listing.duplicates.append(tenant)
+            else:
+                seen_ids.add(tenant)
+                listing.tenant_ids.append(tenant)
+        if page.next_cursor is None:
+            return listing
+        digest = cursor_digest(page.next_cursor)
+        if digest in seen_cursors:
+            raise TenantSourceError(
+                f"tenant source repeated next_cursor {page.next_cursor[:80]!a} (cycle detected)"
+            )
+        seen_cursors.add(digest)
+        cursor = page.next_cursor

@@ -1,0 +1,111 @@
+"""Settings → the configured secret backend, tenant source and quiesce store.
+
+The only place that turns configuration (including secret files on disk) into the objects the
+activities receive. Tokens and secret ids are read here, once, into ``SecretStr``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import SecretStr
+
+from activities.errors import ConfigurationError
+from activities.quiesce import MemoryQuiesceController, PostgresQuiesceController, QuiesceController
+from activities.secret_cache import CachedSecretsProvider
+from activities.secrets import FileSecretsProvider, SecretsProvider
+from activities.secrets_aws import AwsSecretsManagerProvider
+from activities.secrets_vault import VaultAuth, VaultSecretsProvider
+from activities.tenant_source_http import HttpTenantLister
+from activities.tenant_source_static import StaticTenantLister, TenantLister, load_tenants_file
+from worker.settings import Settings
+
+__all__ = ["quiesce_controller", "read_secret_file", "secrets_provider", "tenant_lister"]
+
+
+def read_secret_file(path: Path, *, what: str) -> SecretStr:
+    """Read a token-like secret from a file (trimmed); the value never appears in an error.
+
+    Raises:
+        ConfigurationError: the file is missing, unreadable or empty.
+    """
+    try:
+        value = path.read_text().strip()
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read {what} file {str(path)!r}: {exc.strerror}") from None
+    if not value:
+        raise ConfigurationError(f"{what} file {str(path)!r} is empty")
+    return SecretStr(value)
+
+
+def _either(value: SecretStr | None, path: Path | None, *, what: str) -> SecretStr | None:
+    if value is not None and path is not None:
+        raise ConfigurationError(f"set either the {what} or the {what} file, not both")
+    return read_secret_file(path, what=what) if path is not None else value
+
+
+def secrets_provider(settings: Settings) -> SecretsProvider:
+    """The configured backend, behind the TTL cache (``secrets.cache_ttl_s``; 0 disables it)."""
+    config = settings.secrets
+    inner: SecretsProvider
+    if config.backend == "aws":
+        aws = config.aws
+        inner = AwsSecretsManagerProvider(
+            prefix=aws.prefix, region=aws.region, endpoint_url=aws.endpoint_url, profile=aws.profile
+        )
+    elif config.backend == "vault":
+        vault = config.vault
+        try:
+            auth = VaultAuth(
+                method=vault.auth,
+                token=_either(vault.token, vault.token_file, what="vault token"),
+                role_id=vault.role_id,
+                secret_id=_either(vault.secret_id, vault.secret_id_file, what="vault secret id"),
+                approle_mount=vault.approle_mount,
+            )
+        except ValueError as exc:
+            raise ConfigurationError(f"vault auth settings incomplete ({exc.__class__.__name__})") from None
+        inner = VaultSecretsProvider(
+            url=vault.url,
+            auth=auth,
+            mount=vault.mount,
+            prefix=vault.prefix,
+            namespace=vault.namespace,
+            verify=str(vault.ca_file) if vault.ca_file else True,
+        )
+    else:
+        inner = FileSecretsProvider(config.file.resolve())
+    if config.cache_ttl_s == 0:
+        return inner
+    return CachedSecretsProvider(inner, ttl_s=config.cache_ttl_s)
+
+
+def tenant_lister(settings: Settings) -> TenantLister:
+    """The configured tenant source."""
+    tenants = settings.tenants
+    if tenants.kind == "http":
+        http = tenants.http
+        if not http.url:
+            raise ConfigurationError("tenants.kind = http needs tenants.http.url")
+        return HttpTenantLister(
+            http.url,
+            token=_either(http.token, http.token_file, what="tenant source token"),
+            allow_http_loopback=http.allow_http_loopback,
+            timeout_s=http.timeout_s,
+            max_response_bytes=http.max_response_bytes,
+            max_attempts=http.max_attempts,
+            verify=str(http.ca_file) if http.ca_file else True,
+        )
+    if tenants.kind == "file":
+        if tenants.file is None:
+            raise ConfigurationError("tenants.kind = file needs tenants.file")
+        return StaticTenantLister(load_tenants_file(tenants.file))
+    return StaticTenantLister(tenants.tenants)
+
+
+def quiesce_controller(settings: Settings) -> QuiesceController:
+    """The configured quiesce flag store."""
+    if settings.quiesce.dsn is not None:
+        dsn = settings.quiesce.dsn.get_secret_value()
+        return PostgresQuiesceController(dsn, table=settings.quiesce.table)
+    return MemoryQuiesceController()
