@@ -10,6 +10,7 @@ quote request data), only the error code.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any, Final
 
 import boto3
@@ -36,6 +37,19 @@ _DENIED: Final = frozenset(
 )  # fmt: skip
 
 
+def _silence_body_logging() -> None:
+    """Keep botocore from logging secrets: at DEBUG, ``botocore.parsers`` logs every response body.
+
+    Measured on the real client: with the root logger at DEBUG, ``GetSecretValue`` put the whole
+    ``SecretString`` into a ``Response body:`` record. A worker run with ``FLEETWAY_LOG_LEVEL=DEBUG``
+    must not leak credentials, so botocore and boto3 are held at INFO or above.
+    """
+    for name in ("botocore", "boto3"):
+        logger = logging.getLogger(name)
+        if logger.level == logging.NOTSET or logger.level < logging.INFO:
+            logger.setLevel(logging.INFO)
+
+
 def check_secret_prefix(prefix: str) -> str:
     """A non-empty prefix must end with ``/`` (go-bricks), so ``tenant1`` never matches ``tenant10``.
 
@@ -60,6 +74,7 @@ class AwsSecretsManagerProvider:
         client: Any = None,
     ) -> None:
         self._prefix = check_secret_prefix(prefix)
+        _silence_body_logging()
         if client is None:
             session = boto3.session.Session(profile_name=profile, region_name=region)
             client = session.client(
