@@ -358,11 +358,17 @@ def list_tenants(output: Annotated[OutputFormat, typer.Option("--output", "-o")]
 def demo(
     tenants: Annotated[int, typer.Option(min=1, max=500, help="How many demo tenants.")] = 24,
     hold: Annotated[bool, typer.Option("--hold", help="Keep the stack up afterwards until Ctrl-C.")] = False,
+    secrets: Annotated[
+        str,
+        typer.Option(help="Where the demo keeps tenant credentials: file, vault (OpenBao) or aws (moto)."),
+    ] = "file",
 ) -> None:
     """Start the embedded stack and migrate a fleet of demo tenants end to end through the CLI."""
     from worker.demo import run_demo  # noqa: PLC0415 - only this command needs the dev stack
 
-    _run(lambda: run_demo(tenants=tenants, hold=hold))
+    if secrets not in ("file", "vault", "aws"):
+        raise typer.BadParameter("--secrets must be file, vault or aws")
+    _run(lambda: run_demo(tenants=tenants, hold=hold, secrets_backend=secrets))  # type: ignore[arg-type]
 
 
 def main() -> None:

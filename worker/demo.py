@@ -8,17 +8,22 @@ same commands a pipeline runs), then prints the per-tenant summary and the Tempo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import secrets
 import signal
 import sys
 from pathlib import Path
+from typing import Literal
 
+import boto3
+import hvac
 import psycopg
 from psycopg import sql
 
 from worker.devstack import PROJECT_ROOT, DevStack, dev_stack
+from worker.devstack_secrets import AWS_TEST_ENV, MotoServer, OpenBaoDevServer
 from worker.output import ExitCode
 
 __all__ = ["run_demo"]
@@ -26,52 +31,124 @@ __all__ = ["run_demo"]
 _DEMO_DIR = PROJECT_ROOT / ".fleetway" / "demo"
 
 
-def _prepare(stack: DevStack, tenants: list[str]) -> Path:
-    """Create the migrator role and write the secrets file the worker resolves credentials from."""
+SecretsBackend = Literal["file", "vault", "aws"]
+
+
+def _private_file(name: str, text: str) -> Path:
+    _DEMO_DIR.mkdir(parents=True, exist_ok=True)
+    path = _DEMO_DIR / name
+    path.touch(mode=0o600)
+    path.chmod(0o600)  # an older file from a previous run keeps whatever mode it had otherwise
+    path.write_text(text)
+    return path
+
+
+def _migrator_password(stack: DevStack) -> str:
+    """Create the least-privilege login every demo tenant's secret points at."""
     password = secrets.token_urlsafe(18)
     with psycopg.connect(stack.postgres.dsn, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE ROLE fleetway_migrator LOGIN PASSWORD {}").format(sql.Literal(password)))
         conn.execute("GRANT CREATE ON DATABASE postgres TO fleetway_migrator")
-    _DEMO_DIR.mkdir(parents=True, exist_ok=True)
-    path = _DEMO_DIR / "secrets.json"
+    return password
+
+
+def _store_secrets(
+    backend: SecretsBackend, stack: DevStack, tenants: list[str], password: str, servers: contextlib.ExitStack
+) -> dict[str, str]:
+    """Put each tenant's credentials in the chosen store; return the worker's settings for it."""
     target = {"host": "127.0.0.1", "port": stack.postgres.port, "database": "postgres",
               "user": "fleetway_migrator", "password": password}  # fmt: skip
-    path.touch(mode=0o600)
-    path.chmod(0o600)  # an older file from a previous run keeps whatever mode it had otherwise
-    path.write_text(json.dumps({"tenants": {t: {**target, "schema_name": t} for t in tenants}}, indent=2))
-    return path
+    if backend == "vault":
+        bao = OpenBaoDevServer()
+        bao.start()
+        servers.callback(bao.stop)
+        vault = hvac.Client(url=bao.url, token=bao.root_token)
+        for t in tenants:  # go-bricks' canonical shape
+            payload = {
+                "type": "postgresql",
+                "host": target["host"],
+                "port": target["port"],
+                "database": "postgres",
+                "username": target["user"],
+                "password": password,
+                "postgresql": {"schema": t},
+            }
+            vault.secrets.kv.v2.create_or_update_secret(path=f"fleetway/migrate/{t}", secret=payload)
+        print(
+            f"credentials in OpenBao at {bao.url} (KV v2 secret/fleetway/migrate/<tenant>)", file=sys.stderr
+        )
+        token = _private_file("vault-token", bao.root_token)
+        return {"FLEETWAY_SECRETS__BACKEND": "vault", "FLEETWAY_SECRETS__VAULT__URL": bao.url,
+                "FLEETWAY_SECRETS__VAULT__TOKEN_FILE": str(token)}  # fmt: skip
+    if backend == "aws":
+        moto = MotoServer()
+        moto.start()
+        servers.callback(moto.stop)
+        aws = boto3.client("secretsmanager", endpoint_url=moto.endpoint_url, **_boto_credentials())
+        for t in tenants:  # the AWS RDS rotation shape, plus the tenant's schema
+            payload = {
+                "engine": "postgres",
+                "host": target["host"],
+                "port": target["port"],
+                "dbname": "postgres",
+                "username": target["user"],
+                "password": password,
+                "schema": t,
+            }
+            aws.create_secret(Name=f"fleetway/migrate/{t}", SecretString=json.dumps(payload))
+        print(f"credentials in AWS Secrets Manager (moto) at {moto.endpoint_url}", file=sys.stderr)
+        return {**AWS_TEST_ENV, "FLEETWAY_SECRETS__BACKEND": "aws",
+                "FLEETWAY_SECRETS__AWS__ENDPOINT_URL": moto.endpoint_url}  # fmt: skip
+    document = {"tenants": {t: {**target, "schema_name": t} for t in tenants}}
+    path = _private_file("secrets.json", json.dumps(document, indent=2))
+    return {"FLEETWAY_SECRETS__BACKEND": "file", "FLEETWAY_SECRETS__FILE": str(path)}
 
 
-async def run_demo(*, tenants: int, hold: bool) -> ExitCode:
+def _boto_credentials() -> dict[str, str]:
+    return {
+        "region_name": AWS_TEST_ENV["AWS_DEFAULT_REGION"],
+        "aws_access_key_id": AWS_TEST_ENV["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": AWS_TEST_ENV["AWS_SECRET_ACCESS_KEY"],
+    }
+
+
+async def run_demo(*, tenants: int, hold: bool, secrets_backend: SecretsBackend = "file") -> ExitCode:
     """Run the demo; the exit code is the migrate command's."""
     ids = [f"demo_tenant_{i:03d}" for i in range(1, tenants + 1)]
     print("starting the embedded stack (PostgreSQL, Temporal dev server, Flyway)...", file=sys.stderr)
     async with dev_stack() as stack:
-        secrets_file = _prepare(stack, ids)
-        env = {
-            **os.environ,
-            "FLEETWAY_TEMPORAL__ADDRESS": stack.temporal.address,
-            "FLEETWAY_TEMPORAL__TASK_QUEUE": "fleetway",
-            "FLEETWAY_SECRETS__FILE": str(secrets_file),
-            "FLEETWAY_TENANTS__TENANTS": json.dumps(ids),
-            "FLEETWAY_FLYWAY__LOCATIONS": json.dumps([str(PROJECT_ROOT / "migrations" / "demo")]),
-            "FLEETWAY_FLYWAY__LIB_DIR": str(stack.flyway.lib_dir),
-        }
-        fleetway = str(Path(sys.executable).parent / "fleetway")
-        print(f"Temporal UI: {stack.temporal.ui_url}", file=sys.stderr)
-        worker = await asyncio.create_subprocess_exec(fleetway, "worker", env=env)
-        try:
-            migrate = await asyncio.create_subprocess_exec(
-                fleetway, "migrate", "--principal", "demo", "--parallelism", "4", env=env
-            )
-            code = ExitCode(await migrate.wait())
-            print(f"\nTemporal UI: {stack.temporal.ui_url}", file=sys.stderr)
-            if hold:
-                print("stack kept up; Ctrl-C to stop", file=sys.stderr)
-                stop = asyncio.Event()
-                asyncio.get_running_loop().add_signal_handler(signal.SIGINT, stop.set)
-                await stop.wait()
-        finally:
-            worker.send_signal(signal.SIGTERM)
-            await worker.wait()
+        servers = contextlib.ExitStack()
+        with servers:
+            backend_env = _store_secrets(secrets_backend, stack, ids, _migrator_password(stack), servers)
+            return await _run_fleet(stack, ids, backend_env, hold=hold)
+
+
+async def _run_fleet(stack: DevStack, ids: list[str], backend_env: dict[str, str], *, hold: bool) -> ExitCode:
+    """Run ``fleetway worker`` and ``fleetway migrate`` as processes; the exit code is migrate's."""
+    env = {
+        **os.environ,
+        **backend_env,
+        "FLEETWAY_TEMPORAL__ADDRESS": stack.temporal.address,
+        "FLEETWAY_TEMPORAL__TASK_QUEUE": "fleetway",
+        "FLEETWAY_TENANTS__TENANTS": json.dumps(ids),
+        "FLEETWAY_FLYWAY__LOCATIONS": json.dumps([str(PROJECT_ROOT / "migrations" / "demo")]),
+        "FLEETWAY_FLYWAY__LIB_DIR": str(stack.flyway.lib_dir),
+    }
+    fleetway = str(Path(sys.executable).parent / "fleetway")
+    print(f"Temporal UI: {stack.temporal.ui_url}", file=sys.stderr)
+    worker = await asyncio.create_subprocess_exec(fleetway, "worker", env=env)
+    try:
+        migrate = await asyncio.create_subprocess_exec(
+            fleetway, "migrate", "--principal", "demo", "--parallelism", "4", env=env
+        )
+        code = ExitCode(await migrate.wait())
+        print(f"\nTemporal UI: {stack.temporal.ui_url}", file=sys.stderr)
+        if hold:
+            print("stack kept up; Ctrl-C to stop", file=sys.stderr)
+            stop = asyncio.Event()
+            asyncio.get_running_loop().add_signal_handler(signal.SIGINT, stop.set)
+            await stop.wait()
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        await worker.wait()
     return code
