@@ -81,7 +81,7 @@ def test_cli_list_tenants_prints_the_configured_source(
     text = fleetway("list-tenants", env=env)
     as_json = fleetway("list-tenants", "-o", "json", env=env)
     assert text.stdout.split() == fleet.tenants
-    assert json.loads(as_json.stdout) == {"tenants": fleet.tenants}
+    assert json.loads(as_json.stdout) == {"tenants": fleet.tenants, "duplicates": [], "pages": 1}
 
 
 def test_cli_quiesce_set_status_clear_round_trip_on_postgres(
