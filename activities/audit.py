@@ -1,24 +1,46 @@
-"""Audit events: who changed which database when, as an OpenTelemetry span plus a structured log.
+"""Audit events: who changed which database when, as a span, a log record and a durable sink.
 
-Emitted from activities only (workflows stay deterministic). An event carries a target name
-(tenant id or schema), never a DSN or a credential. Must not: block the migration it records.
+Emitted from activities and CLI commands only (workflows stay deterministic). An event carries a
+target name (tenant id or schema), never a DSN or a credential. The sink sits behind a bounded
+queue drained by one background thread, so a slow, blocked or failing sink never slows or fails
+the migration it records: a full queue drops the newest event and counts it, a failing write is
+counted and logged, and :meth:`Emitter.close` drains within a deadline. Sinks make the write
+idempotent by ``event_id``, so a retried activity records its outcome once.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Final
+from typing import Final, Protocol
 
-from opentelemetry import trace
+from opentelemetry import metrics, trace
+from opentelemetry.trace import Status, StatusCode
 from pydantic import BaseModel, ConfigDict, Field
 from temporalio import activity
 
-__all__ = ["AuditActivities", "AuditContext", "AuditEvent", "AuditEventType", "AuditOutcome", "Emitter"]
+__all__ = [
+    "UNSPECIFIED_PRINCIPAL",
+    "AuditActivities",
+    "AuditContext",
+    "AuditEvent",
+    "AuditEventType",
+    "AuditOutcome",
+    "AuditSink",
+    "Emitter",
+    "EmitterStats",
+]
 
 _log = logging.getLogger(__name__)
 _tracer: Final = trace.get_tracer("fleetway.audit")
+UNSPECIFIED_PRINCIPAL: Final = "<unspecified>"
+DEFAULT_QUEUE_SIZE: Final = 256
+_STOP: Final = object()
 
 
 class AuditEventType(StrEnum):
@@ -53,9 +75,9 @@ class AuditEvent(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    event_id: str
+    event_id: str = Field(min_length=1, max_length=512)
     type: AuditEventType
-    target: str
+    target: str = Field(min_length=1, max_length=256)
     principal: str
     started_at: datetime | None = None
     completed_at: datetime | None = None
@@ -69,19 +91,144 @@ class AuditEvent(BaseModel):
     attributes: dict[str, str] = Field(default_factory=dict)
 
 
+class AuditSink(Protocol):
+    """Where events are kept durably. Called on the emitter's own thread, one event at a time.
+
+    ``record`` must be idempotent by ``event.event_id`` (a retried activity emits the same id) and
+    may block or raise: the emitter counts failures and moves on (no retry).
+    """
+
+    def record(self, event: AuditEvent) -> None:
+        """Persist ``event`` (once per ``event_id``)."""
+        ...
+
+    def close(self) -> None:
+        """Release connections and files."""
+        ...
+
+
+@dataclass
+class EmitterStats:
+    """What happened to events, for tests and the ``fleetway.audit.*`` metrics."""
+
+    emitted: int = 0
+    recorded: int = 0
+    sink_drops: int = 0
+    sink_failures: int = 0
+
+
+def _ns(moment: datetime | None) -> int | None:
+    return int(moment.timestamp() * 1_000_000_000) if moment is not None else None
+
+
 class Emitter:
-    """Records events as a span (``audit.<type>``) and one structured log record."""
+    """Records each event as a span (``audit.<type>``), a log record, and optionally in a sink."""
+
+    def __init__(
+        self,
+        sink: AuditSink | None = None,
+        *,
+        queue_size: int = DEFAULT_QUEUE_SIZE,
+        meter: metrics.Meter | None = None,
+    ) -> None:
+        self._sink = sink
+        self.stats = EmitterStats()
+        meter = meter or metrics.get_meter("fleetway.audit")
+        self._events = meter.create_counter("fleetway.audit.events", description="audit events emitted")
+        self._drops = meter.create_counter(
+            "fleetway.audit.sink_drops", description="events dropped: queue full"
+        )
+        self._failures = meter.create_counter(
+            "fleetway.audit.sink_failures", description="sink writes that failed"
+        )
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=queue_size)
+        self._closed = False
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        if sink is not None:
+            self._thread = threading.Thread(target=self._consume, name="fleetway-audit-sink", daemon=True)
+            self._thread.start()
 
     def emit(self, event: AuditEvent) -> None:
-        """Emit ``event``; never raises for telemetry problems."""
+        """Emit ``event`` without blocking; never raises for telemetry or sink problems."""
+        if not event.principal.strip():
+            _log.warning("audit event without a principal; operators must pass one explicitly")
+            event = event.model_copy(update={"principal": UNSPECIFIED_PRINCIPAL})
+        failed = event.outcome is AuditOutcome.FAILED
         attributes = {
             f"audit.{k}": str(v)
             for k, v in event.model_dump(mode="json", exclude={"attributes"}).items()
             if v not in (None, "")
         }
         attributes.update({f"audit.attr.{k}": v for k, v in event.attributes.items()})
-        with _tracer.start_as_current_span(f"audit.{event.type.value}", attributes=attributes):
-            _log.info("audit event", extra={"audit": event.model_dump(mode="json")})
+        span = _tracer.start_span(
+            f"audit.{event.type.value}", attributes=attributes, start_time=_ns(event.started_at)
+        )
+        if failed:
+            span.set_status(Status(StatusCode.ERROR, event.error_class or "failed"))
+        span.end(end_time=max(_ns(event.completed_at) or 0, _ns(event.started_at) or 0) or None)
+        _log.log(
+            logging.ERROR if failed else logging.INFO,
+            "audit event",
+            extra={"audit": event.model_dump(mode="json")},
+        )
+        self.stats.emitted += 1
+        self._events.add(1, {"audit.type": event.type.value, "audit.outcome": event.outcome.value})
+        if self._sink is None:
+            return
+        with self._lock:
+            if self._closed:
+                return
+            try:
+                self._queue.put_nowait(event)
+            except queue.Full:
+                self.stats.sink_drops += 1
+                self._drops.add(1, {"audit.type": event.type.value})
+                _log.warning("audit sink queue full; event dropped", extra={"queue_cap": self._queue.maxsize})
+
+    def _consume(self) -> None:
+        assert self._sink is not None  # noqa: S101 - only started with a sink
+        while True:
+            item = self._queue.get()
+            if item is _STOP:
+                return
+            assert isinstance(item, AuditEvent)  # noqa: S101
+            try:
+                self._sink.record(item)
+                self.stats.recorded += 1
+            except Exception as exc:
+                self.stats.sink_failures += 1
+                self._failures.add(1, {"audit.type": item.type.value})
+                _log.warning("audit sink delivery failed (%s)", type(exc).__name__)
+
+    def close(self, timeout_s: float = 5.0) -> bool:
+        """Stop accepting events, drain the queue within ``timeout_s``; True when fully drained.
+
+        Idempotent. A sink still blocked at the deadline is abandoned (its thread is a daemon).
+        """
+        with self._lock:
+            if self._closed:
+                return self._thread is None or not self._thread.is_alive()
+            self._closed = True
+        if self._thread is None:
+            return True
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                self._queue.put(_STOP, timeout=max(0.0, min(0.1, deadline - time.monotonic())))
+                break
+            except queue.Full:
+                if time.monotonic() >= deadline:
+                    return False
+        self._thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        if self._thread.is_alive():
+            return False
+        assert self._sink is not None  # noqa: S101
+        try:
+            self._sink.close()
+        except Exception as exc:
+            _log.warning("audit sink close failed (%s)", type(exc).__name__)
+        return True
 
 
 class AuditActivities:

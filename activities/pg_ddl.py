@@ -22,3 +22,11 @@ async def ensure_objects(
         await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (lock_name,))
         for statement in ddl:
             await conn.execute(statement)
+
+
+def ensure_objects_sync(conn: psycopg.Connection[Any], lock_name: str, *ddl: sql.Composed | sql.SQL) -> None:
+    """:func:`ensure_objects` for synchronous connections (sinks running on their own thread)."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (lock_name,))
+        for statement in ddl:
+            conn.execute(statement)

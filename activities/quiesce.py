@@ -10,6 +10,7 @@ workers with skewed clocks agree. Must not: log a DSN.
 from __future__ import annotations
 
 import re
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Final, Protocol
 
@@ -18,6 +19,7 @@ from psycopg import sql
 from pydantic import BaseModel, ConfigDict
 from temporalio import activity
 
+from activities.audit import UNSPECIFIED_PRINCIPAL, AuditEvent, AuditEventType, AuditOutcome
 from activities.errors import (
     ConfigurationError,
     FleetwayError,
@@ -32,19 +34,18 @@ __all__ = [
     "DEFAULT_TTL",
     "GLOBAL_SCOPE",
     "MAX_TTL",
-    "UNSPECIFIED_PRINCIPAL",
     "MemoryQuiesceController",
     "PostgresQuiesceController",
     "QuiesceActivities",
     "QuiesceController",
     "QuiesceStatus",
     "effective_ttl",
+    "quiesce_audit_event",
 ]
 
 GLOBAL_SCOPE: Final = "global"
 DEFAULT_TTL: Final = timedelta(minutes=30)
 MAX_TTL: Final = timedelta(hours=2)
-UNSPECIFIED_PRINCIPAL: Final = "<unspecified>"
 _TABLE: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?$")
 
 
@@ -63,6 +64,25 @@ class QuiesceStatus(BaseModel):
     expires_at: datetime | None = None
     cleared_by: str = ""
     cleared_at: datetime | None = None
+
+
+def quiesce_audit_event(status: QuiesceStatus) -> AuditEvent:
+    """The ``quiesce.set`` / ``quiesce.cleared`` event for a snapshot returned by set or clear."""
+    cleared = status.cleared or not status.active
+    moment = status.cleared_at if cleared else status.set_at
+    return AuditEvent(
+        event_id=f"{'quiesce.cleared' if cleared else 'quiesce.set'}/{status.scope}/{uuid.uuid4()}",
+        type=AuditEventType.QUIESCE_CLEARED if cleared else AuditEventType.QUIESCE_SET,
+        target=status.scope,
+        principal=status.cleared_by if cleared else status.set_by,
+        started_at=moment,
+        completed_at=moment,
+        outcome=AuditOutcome.SUCCESS,
+        attributes={
+            "quiesce.reason": status.reason,
+            "quiesce.expires_at": status.expires_at.isoformat() if status.expires_at else "",
+        },
+    )
 
 
 def effective_ttl(ttl: timedelta) -> timedelta:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
+from activities.audit import AuditSink, Emitter
+from activities.audit_sinks import JsonlAuditSink, PostgresAuditSink
 from activities.errors import ConfigurationError
 from activities.quiesce import MemoryQuiesceController, PostgresQuiesceController, QuiesceController
 from activities.secret_cache import CachedSecretsProvider
@@ -20,7 +22,7 @@ from activities.tenant_source_http import HttpTenantLister
 from activities.tenant_source_static import StaticTenantLister, TenantLister, load_tenants_file
 from worker.settings import Settings
 
-__all__ = ["quiesce_controller", "read_secret_file", "secrets_provider", "tenant_lister"]
+__all__ = ["audit_emitter", "quiesce_controller", "read_secret_file", "secrets_provider", "tenant_lister"]
 
 
 def read_secret_file(path: Path, *, what: str) -> SecretStr:
@@ -101,6 +103,19 @@ def tenant_lister(settings: Settings) -> TenantLister:
             raise ConfigurationError("tenants.kind = file needs tenants.file")
         return StaticTenantLister(load_tenants_file(tenants.file))
     return StaticTenantLister(tenants.tenants)
+
+
+def audit_emitter(settings: Settings) -> Emitter:
+    """An emitter with the configured durable sink (spans and logs always; a sink when configured)."""
+    audit = settings.audit
+    sink: AuditSink | None = None
+    if audit.sink == "postgres":
+        if audit.dsn is None:
+            raise ConfigurationError("audit.sink = postgres needs audit.dsn")
+        sink = PostgresAuditSink(audit.dsn.get_secret_value(), table=audit.table)
+    elif audit.sink == "jsonl":
+        sink = JsonlAuditSink(audit.path)
+    return Emitter(sink, queue_size=audit.queue_size)
 
 
 def quiesce_controller(settings: Settings) -> QuiesceController:

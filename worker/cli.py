@@ -28,14 +28,15 @@ from temporalio.service import RPCError
 from activities.audit import AuditContext
 from activities.errors import ConfigurationError, FleetwayError
 from activities.flyway_output import Action
-from activities.quiesce import QuiesceStatus
+from activities.quiesce import QuiesceStatus, quiesce_audit_event
 from activities.tenant_source_static import load_tenants_file
 from activities.tenant_walk import list_all_tenants
-from worker.backends import quiesce_controller, tenant_lister
+from worker.backends import audit_emitter, quiesce_controller, tenant_lister
 from worker.client import connect
 from worker.output import ExitCode, OutputFormat, exit_code_for, render_progress, render_result
 from worker.run import run_worker
 from worker.settings import Settings
+from worker.telemetry import configure_telemetry
 from workflows.migrate_all import MigrateAllWorkflow
 from workflows.migrate_all_models import MigrateAllInput, MigrateAllResult
 
@@ -65,9 +66,13 @@ async def _as_coroutine(coro_fn: Callable[[], Awaitable[ExitCode]]) -> ExitCode:
     return await coro_fn()
 
 
-def _run(coro_fn: Callable[[], Awaitable[ExitCode]]) -> None:
-    """Run one command; map fleetway errors to one line and exit code 2, then hard-exit."""
+def _run(coro_fn: Callable[[], Awaitable[ExitCode]], *, service: str = "fleetway-cli") -> None:
+    """Run one command; map fleetway errors to one line and exit code 2, then hard-exit.
+
+    Telemetry is flushed before the hard exit (``os._exit`` skips atexit handlers).
+    """
     logging.basicConfig(level=os.environ.get("FLEETWAY_LOG_LEVEL", "WARNING"), stream=sys.stderr)
+    shutdown_telemetry = configure_telemetry(service)
     try:
         code: ExitCode = asyncio.run(_as_coroutine(coro_fn))
     except FleetwayError as exc:
@@ -78,6 +83,7 @@ def _run(coro_fn: Callable[[], Awaitable[ExitCode]]) -> None:
         code = ExitCode.USAGE
     except _Exit as exc:
         code = exc.code
+    shutdown_telemetry()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(int(code))
@@ -194,7 +200,7 @@ def worker() -> None:
         await run_worker(_settings())
         return ExitCode.OK
 
-    _run(go)
+    _run(go, service="fleetway-worker")
 
 
 @app.command()
@@ -317,13 +323,21 @@ def quiesce(
             await client.get_workflow_handle(target).signal(MigrateAllWorkflow.quiesce)
             _err.print(f"quiesce sent to {target}")
             return ExitCode.OK
-        controller = quiesce_controller(_settings())
-        if target == "set":
-            state = await controller.set(principal=by, reason=reason, ttl=_parse_ttl(ttl))
-        elif target == "clear":
-            state = await controller.clear(principal=by)
-        else:
-            state = await controller.status()
+        settings = _settings()
+        controller = quiesce_controller(settings)
+        if target == "status":
+            _print_quiesce(await controller.status(), output)
+            return ExitCode.OK
+        emitter = audit_emitter(settings)
+        try:
+            if target == "set":
+                state = await controller.set(principal=by, reason=reason, ttl=_parse_ttl(ttl))
+            else:
+                state = await controller.clear(principal=by)
+            emitter.emit(quiesce_audit_event(state))
+        finally:
+            if not await asyncio.to_thread(emitter.close, settings.audit.close_timeout_s):
+                _err.print("warning: the audit sink did not drain in time", markup=False)
         _print_quiesce(state, output)
         return ExitCode.OK
 

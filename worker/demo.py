@@ -133,6 +133,8 @@ async def _run_fleet(stack: DevStack, ids: list[str], backend_env: dict[str, str
         "FLEETWAY_TENANTS__TENANTS": json.dumps(ids),
         "FLEETWAY_FLYWAY__LOCATIONS": json.dumps([str(PROJECT_ROOT / "migrations" / "demo")]),
         "FLEETWAY_FLYWAY__LIB_DIR": str(stack.flyway.lib_dir),
+        "FLEETWAY_AUDIT__SINK": "jsonl",
+        "FLEETWAY_AUDIT__PATH": str(_DEMO_DIR / "audit.jsonl"),
     }
     fleetway = str(Path(sys.executable).parent / "fleetway")
     print(f"Temporal UI: {stack.temporal.ui_url}", file=sys.stderr)
@@ -142,7 +144,8 @@ async def _run_fleet(stack: DevStack, ids: list[str], backend_env: dict[str, str
             fleetway, "migrate", "--principal", "demo", "--parallelism", "4", env=env
         )
         code = ExitCode(await migrate.wait())
-        print(f"\nTemporal UI: {stack.temporal.ui_url}", file=sys.stderr)
+        print(f"\naudit trail: {_DEMO_DIR / 'audit.jsonl'}", file=sys.stderr)
+        print(f"Temporal UI: {stack.temporal.ui_url}", file=sys.stderr)
         if hold:
             print("stack kept up; Ctrl-C to stop", file=sys.stderr)
             stop = asyncio.Event()

@@ -8,12 +8,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import Interceptor, Worker
 
 from activities.audit import AuditActivities, Emitter
 from activities.flyway import FlywayActivities, FlywayInstall, FlywayRunner, FlywaySettings
@@ -21,7 +21,7 @@ from activities.quiesce import QuiesceActivities, QuiesceController
 from activities.rollouts import RolloutActivities
 from activities.secrets import SecretsProvider
 from activities.tenant_source_static import TenantLister, TenantSourceActivities
-from worker.backends import quiesce_controller, secrets_provider, tenant_lister
+from worker.backends import audit_emitter, quiesce_controller, secrets_provider, tenant_lister
 from worker.client import connect
 from worker.devstack import ensure_flyway
 from worker.settings import Settings
@@ -47,6 +47,8 @@ def build_worker(
     tenant_sources: Mapping[str, TenantLister] | None = None,
     quiesce: QuiesceController | None = None,
     flyway_install: FlywayInstall | None = None,
+    emitter: Emitter | None = None,
+    interceptors: Sequence[Interceptor] = (),
 ) -> Worker:
     """A worker for ``settings.temporal.task_queue`` with every workflow and activity registered.
 
@@ -64,7 +66,7 @@ def build_worker(
     flyway = FlywayActivities(runner, secrets)
     sources = TenantSourceActivities(tenant_sources or {"default": tenant_lister(settings)})
     quiesce_activities = QuiesceActivities(quiesce or quiesce_controller(settings))
-    audit = AuditActivities(Emitter())
+    audit = AuditActivities(emitter or Emitter())
     rollouts = RolloutActivities(client)
     return Worker(
         client,
@@ -78,6 +80,7 @@ def build_worker(
             rollouts.failed_tenants_of,
         ],
         max_concurrent_activities=settings.worker.max_concurrent_activities,
+        interceptors=interceptors,
         graceful_shutdown_timeout=timedelta(seconds=settings.worker.graceful_shutdown_s),
     )
 
@@ -85,7 +88,8 @@ def build_worker(
 async def run_worker(settings: Settings) -> None:
     """Run until SIGTERM/SIGINT, then shut down gracefully (in-flight activities get to finish)."""
     client = await connect(settings.effective_temporal())
-    worker = build_worker(client, settings)
+    emitter = audit_emitter(settings)
+    worker = build_worker(client, settings, emitter=emitter)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -94,3 +98,5 @@ async def run_worker(settings: Settings) -> None:
     async with worker:
         await stop.wait()
         _log.info("worker stopping")
+    if not await asyncio.to_thread(emitter.close, settings.audit.close_timeout_s):
+        _log.warning("audit sink did not drain within %ss", settings.audit.close_timeout_s)

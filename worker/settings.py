@@ -19,6 +19,7 @@ from pydantic_settings import (
 )
 
 __all__ = [
+    "AuditConfig",
     "AwsSecretsConfig",
     "FlywayConfig",
     "HttpTenantSourceConfig",
@@ -139,6 +140,19 @@ class QuiesceConfig(BaseModel):
     table: str = "fleetway_quiesce"
 
 
+class AuditConfig(BaseModel):
+    """The durable audit sink; spans and log records are always emitted."""
+
+    model_config = _SECTION
+
+    sink: Literal["none", "postgres", "jsonl"] = "none"
+    dsn: SecretStr | None = None
+    table: str = "fleetway_audit_events"
+    path: Path = Path(".fleetway/audit.jsonl")
+    queue_size: int = Field(default=256, ge=1, le=1_000_000)
+    close_timeout_s: float = Field(default=5.0, ge=0, le=600)
+
+
 class WorkerConfig(BaseModel):
     """Worker process limits."""
 
@@ -166,6 +180,7 @@ class Settings(BaseSettings):
     secrets: SecretsConfig = SecretsConfig()
     tenants: TenantSourceConfig = TenantSourceConfig()
     quiesce: QuiesceConfig = QuiesceConfig()
+    audit: AuditConfig = AuditConfig()
     worker: WorkerConfig = WorkerConfig()
 
     @classmethod

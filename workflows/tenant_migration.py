@@ -16,10 +16,16 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.audit import AuditActivities, AuditContext, AuditEvent, AuditEventType, AuditOutcome
+    from activities.audit import (
+        UNSPECIFIED_PRINCIPAL,
+        AuditActivities,
+        AuditContext,
+        AuditEvent,
+        AuditEventType,
+        AuditOutcome,
+    )
     from activities.flyway import FlywayActivities, RunFlywayInput
     from activities.flyway_output import RETRYABLE_CLASSES, Action, ErrorClass, FlywayOutcome
-    from activities.quiesce import UNSPECIFIED_PRINCIPAL
     from activities.rollouts import Outcome, TenantOutcome
 
 __all__ = ["TenantMigrationInput", "TenantMigrationWorkflow"]

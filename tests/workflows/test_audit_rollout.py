@@ -1,0 +1,243 @@
+"""Audit end to end: the PostgreSQL sink under a real rollout (with an injected activity retry), one
+trace per rollout, a stuck sink that must not slow anything, the quiesce CLI's rows, OTLP export."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import os
+import threading
+import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, Interceptor
+
+from activities.audit import AuditContext, AuditEvent, Emitter
+from activities.audit_sinks import PostgresAuditSink
+from activities.flyway import FlywayInstall
+from activities.rollouts import Outcome
+from activities.secrets import StaticSecretsProvider
+from activities.tenant_source_static import StaticTenantLister
+from tests.fleet import Fleet, fleetway, make_fleet
+from worker.devstack import PostgresServer
+from worker.run import build_worker
+from workflows.migrate_all import MigrateAllWorkflow
+from workflows.migrate_all_models import MigrateAllInput, MigrateAllResult
+
+
+class FailFirstEmitAfterItRan(Interceptor):
+    """Fails ``emit_audit``'s first attempt *after* the event was emitted: Temporal retries it, as it
+    would after a worker crash between emitting and reporting completion."""
+
+    def __init__(self) -> None:
+        self.injected = 0
+
+    def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
+        root = self
+
+        class _Inbound(ActivityInboundInterceptor):
+            async def execute_activity(self, input: ExecuteActivityInput) -> Any:
+                result = await super().execute_activity(input)
+                info = activity.info()
+                if info.activity_type == "emit_audit" and info.attempt == 1:
+                    root.injected += 1
+                    raise RuntimeError("injected: completion lost after the event was emitted")
+                return result
+
+        return _Inbound(next)
+
+
+def audit_database(postgres: PostgresServer) -> str:
+    """A separate database for the audit trail (its own DSN, as in production)."""
+    name = f"audit_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(postgres.dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return postgres.dsn_for(name)
+
+
+async def run_rollout(client: Client, fleet: Fleet, install: FlywayInstall, emitter: Emitter,
+                      interceptors: list[Interceptor] | None = None, **request: Any) -> tuple[str, MigrateAllResult]:  # fmt: skip
+    worker = build_worker(
+        client, fleet.settings(client.service_client.config.target_host),
+        secrets={"default": StaticSecretsProvider({t: fleet.target(t) for t in fleet.tenants})},
+        tenant_sources={"default": StaticTenantLister(fleet.tenants)},
+        quiesce=fleet.quiesce, flyway_install=install, emitter=emitter, interceptors=interceptors or [],
+    )  # fmt: skip
+    rollout_id = f"audit-{uuid.uuid4().hex[:8]}"
+    async with worker:
+        result = await client.execute_workflow(
+            MigrateAllWorkflow.run, MigrateAllInput(audit=AuditContext(principal="release-bot", git_sha="cafe123"), **request),
+            id=rollout_id, task_queue=fleet.task_queue,
+        )  # fmt: skip
+    return rollout_id, result
+
+
+async def test_postgres_sink_writes_one_row_per_tenant_outcome_despite_a_retried_emit(
+    client: Client, flyway_install: FlywayInstall, postgres: PostgresServer
+) -> None:
+    fleet = make_fleet(postgres, 4)
+    fleet.break_tenant(fleet.tenants[3])
+    dsn = audit_database(postgres)
+    emitter = Emitter(PostgresAuditSink(dsn))
+    injector = FailFirstEmitAfterItRan()
+    _, result = await run_rollout(client, fleet, flyway_install, emitter, [injector], continue_on_error=True)
+    assert await asyncio.to_thread(emitter.close, 10)
+    assert result.counts == {Outcome.SUCCEEDED: 3, Outcome.FAILED: 1}
+    assert injector.injected == 4  # every tenant's emit ran twice
+    assert emitter.stats.emitted == 8
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            "SELECT target, type, outcome, error_class, version, principal, git_sha FROM fleetway_audit_events ORDER BY target"
+        ).fetchall()
+    assert rows == [
+        *[(t, "migration.applied", "success", "", "5", "release-bot", "cafe123") for t in fleet.tenants[:3]],
+        (
+            fleet.tenants[3],
+            "migration.applied",
+            "failed",
+            "schema_history_corrupt",
+            "",
+            "release-bot",
+            "cafe123",
+        ),
+    ]
+
+
+async def test_one_trace_spans_the_rollout_children_flyway_and_audit(
+    client: Client, flyway_install: FlywayInstall, postgres: PostgresServer, spans: InMemorySpanExporter
+) -> None:
+    fleet = make_fleet(postgres, 3)
+    rollout_id, result = await run_rollout(client, fleet, flyway_install, Emitter())
+    assert result.counts == {Outcome.SUCCEEDED: 3}
+    finished = spans.get_finished_spans()
+    (root,) = [s for s in finished if s.name == "StartWorkflow:MigrateAllWorkflow"
+               and s.attributes and s.attributes.get("temporalWorkflowID") == rollout_id]  # fmt: skip
+    assert root.context is not None
+    trace_spans = [
+        s for s in finished if s.context is not None and s.context.trace_id == root.context.trace_id
+    ]
+    names = [s.name for s in trace_spans]
+    assert names.count("RunWorkflow:MigrateAllWorkflow") >= 1
+    assert names.count("StartChildWorkflow:TenantMigrationWorkflow") == 3
+    assert names.count("RunActivity:run_flyway") == 3
+    assert names.count("RunActivity:emit_audit") == 3
+    audit = [s for s in trace_spans if s.name == "audit.migration.applied"]
+    assert sorted(str(s.attributes["audit.target"]) for s in audit if s.attributes) == fleet.tenants
+    assert all(s.attributes and s.attributes["audit.principal"] == "release-bot" for s in audit)
+    assert all(s.attributes and s.attributes["audit.version"] == "5" for s in audit)
+
+
+async def test_a_stuck_sink_neither_fails_nor_stalls_a_rollout(
+    client: Client, flyway_install: FlywayInstall, postgres: PostgresServer
+) -> None:
+    release = threading.Event()
+
+    class Stuck:
+        def record(self, event: AuditEvent) -> None:
+            release.wait()
+
+        def close(self) -> None:
+            pass
+
+    fleet = make_fleet(postgres, 4)
+    emitter = Emitter(Stuck(), queue_size=1)
+    try:
+        _, result = await run_rollout(client, fleet, flyway_install, emitter, parallelism=4)
+        assert result.counts == {Outcome.SUCCEEDED: 4}  # finished although the sink never returned
+        assert emitter.stats.emitted == 4
+        assert emitter.stats.sink_drops >= 2  # one in the sink, one queued, the rest dropped and counted
+    finally:
+        release.set()
+        emitter.close(5)
+
+
+def test_quiesce_cli_writes_set_and_cleared_rows(postgres: PostgresServer, tmp_path: Path) -> None:
+    dsn = audit_database(postgres)
+    env = {
+        **os.environ,
+        "FLEETWAY_QUIESCE__DSN": dsn,
+        "FLEETWAY_AUDIT__SINK": "postgres",
+        "FLEETWAY_AUDIT__DSN": dsn,
+    }
+    assert (
+        fleetway(
+            "quiesce", "set", "--reason", "db upgrade", "--ttl", "10m", "--by", "alice", env=env
+        ).returncode
+        == 0
+    )
+    assert fleetway("quiesce", "clear", "--by", "bob", env=env).returncode == 0
+    assert fleetway("quiesce", "status", env=env).returncode == 0  # status is not an audited change
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            "SELECT type, target, principal, outcome, attributes->>'quiesce.reason' FROM fleetway_audit_events ORDER BY recorded_at"
+        ).fetchall()
+    assert rows == [("quiesce.set", "global", "alice", "success", "db upgrade"),
+                    ("quiesce.cleared", "global", "bob", "success", "db upgrade")]  # fmt: skip
+
+
+@pytest.fixture
+def otlp_collector() -> Iterator[tuple[str, list[ExportTraceServiceRequest]]]:
+    """A real OTLP/HTTP endpoint on loopback that keeps what it receives."""
+    received: list[ExportTraceServiceRequest] = []
+
+    class _Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            if self.headers.get("Content-Encoding") == "gzip":
+                body = gzip.decompress(body)
+            if self.path == "/v1/traces":
+                request = ExportTraceServiceRequest()
+                request.ParseFromString(body)
+                received.append(request)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", received
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_otel_env_exports_audit_spans_over_otlp(
+    postgres: PostgresServer, otlp_collector: tuple[str, list[ExportTraceServiceRequest]]
+) -> None:
+    endpoint, received = otlp_collector
+    table = f"q_{uuid.uuid4().hex[:8]}"
+    env = {**os.environ, "FLEETWAY_QUIESCE__DSN": postgres.dsn, "FLEETWAY_QUIESCE__TABLE": table,
+           "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_SERVICE_NAME": "fleetway-test"}  # fmt: skip
+    done = fleetway("quiesce", "set", "--reason", "traced", "--by", "carol", env=env)
+    assert done.returncode == 0, done.stderr
+    spans = [
+        (span, resource)
+        for request in received
+        for resource in request.resource_spans
+        for scope in resource.scope_spans
+        for span in scope.spans
+    ]
+    ((span, resource),) = [(s, r) for s, r in spans if s.name == "audit.quiesce.set"]
+    attributes = {a.key: a.value.string_value for a in span.attributes}
+    assert attributes["audit.principal"] == "carol" and attributes["audit.attr.quiesce.reason"] == "traced"
+    assert {a.key: a.value.string_value for a in resource.resource.attributes}[
+        "service.name"
+    ] == "fleetway-test"
+    env.pop("OTEL_EXPORTER_OTLP_ENDPOINT")
+    received.clear()
+    assert fleetway("quiesce", "clear", "--by", "carol", env=env).returncode == 0
+    assert received == []  # no OTEL_* export settings: nothing is sent
