@@ -45,6 +45,8 @@ __all__ = [
     "InvalidTenantIdError",
     "PasswordTooShortError",
     "PrerequisiteMissingError",
+    "ProvisioningError",
+    "ProvisioningUnavailableError",
     "QuiesceBackendError",
     "QuiesceBlockedError",
     "QuiesceNotSetError",
@@ -193,6 +195,19 @@ class FlywayTimeoutError(FlywayError):
     """Flyway overran its time budget and its process group was killed: schema state is unknown."""
 
     error_type = "flyway_timeout"
+
+
+class ProvisioningError(FleetwayError):
+    """A provisioning step was refused by PostgreSQL (privileges, conflicting objects, bad seed SQL)."""
+
+    error_type = "provisioning_error"
+
+
+class ProvisioningUnavailableError(FleetwayError):
+    """The provisioning database could not be reached; retrying can succeed."""
+
+    error_type = "provisioning_unavailable"
+    retryable = True
 
 
 class InvalidQuiesceTtlError(FleetwayError):

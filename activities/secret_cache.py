@@ -14,9 +14,11 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 from activities.database_target import DatabaseTarget
-from activities.secrets import SecretsProvider, validate_tenant_id
+from activities.errors import ConfigurationError
+from activities.secrets import SecretsProvider, SecretWriter, validate_tenant_id
 
 __all__ = ["CacheStats", "CachedSecretsProvider"]
 
@@ -96,3 +98,18 @@ class CachedSecretsProvider:
         self.stats.invalidations += 1
         self._entries.pop(tenant_id.strip(), None)
         self._inner.invalidate(tenant_id)
+
+    async def store(self, tenant_id: str, target: DatabaseTarget, *, role: str = "") -> None:
+        """Write through to the backend (it must be a :class:`SecretWriter`) and drop the entry."""
+        await self._writer().store(tenant_id, target, role=role)
+        self.invalidate(tenant_id)
+
+    async def delete(self, tenant_id: str, *, role: str = "") -> None:
+        """Delete in the backend and drop the entry."""
+        await self._writer().delete(tenant_id, role=role)
+        self.invalidate(tenant_id)
+
+    def _writer(self) -> SecretWriter:
+        if not (hasattr(self._inner, "store") and hasattr(self._inner, "delete")):
+            raise ConfigurationError(f"secret backend {type(self._inner).__name__} cannot store secrets")
+        return cast("SecretWriter", self._inner)

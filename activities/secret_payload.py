@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from activities.database_target import DatabaseTarget
 from activities.errors import SecretMalformedError
 
-__all__ = ["decode_secret", "parse_target"]
+__all__ = ["decode_secret", "parse_target", "target_payload"]
 
 _ENGINES: Final = {
     "postgres": "postgresql",
@@ -142,3 +142,10 @@ def parse_target(payload: object, *, secret_name: str) -> DatabaseTarget:
         raise SecretMalformedError(
             f"secret {secret_name!r} is not a valid database target: bad or missing {', '.join(fields)}"
         ) from None
+
+
+def target_payload(target: DatabaseTarget) -> dict[str, object]:
+    """The fleetway-shape payload a backend stores for ``target`` (password included: store only)."""
+    payload = target.model_dump(mode="json", exclude={"password"})
+    payload["password"] = target.password.get_secret_value()
+    return payload

@@ -7,21 +7,31 @@ Must not: log or echo a payload or password.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import re
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 from activities.database_target import DatabaseTarget
-from activities.errors import InvalidTenantIdError, SecretMalformedError, SecretNotFoundError
-from activities.secret_payload import parse_target
+from activities.errors import (
+    ConfigurationError,
+    InvalidTenantIdError,
+    SecretMalformedError,
+    SecretNotFoundError,
+)
+from activities.secret_payload import parse_target, target_payload
 
 __all__ = [
     "TENANT_ID_PATTERN",
     "FileSecretsProvider",
+    "SecretWriter",
     "SecretsProvider",
     "StaticSecretsProvider",
+    "check_secret_role",
     "validate_tenant_id",
 ]
 
@@ -59,6 +69,33 @@ class SecretsProvider(Protocol):
         ...
 
 
+class SecretWriter(Protocol):
+    """A backend that can also store credentials (provisioning writes the roles it creates).
+
+    ``role`` selects the secret: ``""`` is the tenant's own (the migrator's, which rollouts use),
+    ``"runtime"`` the application's, stored beside it (``<name>/runtime``).
+    """
+
+    async def store(self, tenant_id: str, target: DatabaseTarget, *, role: str = "") -> None:
+        """Create or replace the secret."""
+        ...
+
+    async def delete(self, tenant_id: str, *, role: str = "") -> None:
+        """Remove the secret; a missing one is fine."""
+        ...
+
+
+def check_secret_role(role: str) -> str:
+    """Only the tenant's own secret and ``runtime`` exist.
+
+    Raises:
+        ConfigurationError: any other role.
+    """
+    if role not in {"", "runtime"}:
+        raise ConfigurationError(f"unknown secret role {role!r} (use '' or 'runtime')")
+    return role
+
+
 class StaticSecretsProvider:
     """Targets held in memory: for tests and embedding applications."""
 
@@ -76,6 +113,16 @@ class StaticSecretsProvider:
     def invalidate(self, tenant_id: str) -> None:
         """Nothing is cached."""
 
+    async def store(self, tenant_id: str, target: DatabaseTarget, *, role: str = "") -> None:
+        """Keep ``target`` (the runtime role's under ``<id>/runtime``)."""
+        key = validate_tenant_id(tenant_id) + ("/" + check_secret_role(role) if role else "")
+        self._targets[key] = target
+
+    async def delete(self, tenant_id: str, *, role: str = "") -> None:
+        """Forget the target."""
+        key = validate_tenant_id(tenant_id) + ("/" + check_secret_role(role) if role else "")
+        self._targets.pop(key, None)
+
 
 class FileSecretsProvider:
     """Targets in a JSON file ``{"tenants": {"<id>": {<DatabaseTarget fields>}}}`` (dev and demo).
@@ -85,6 +132,7 @@ class FileSecretsProvider:
 
     def __init__(self, path: Path) -> None:
         self._path = path
+        self._lock = asyncio.Lock()
 
     async def resolve(self, tenant_id: str) -> DatabaseTarget:
         """Return the tenant's target (see :class:`SecretsProvider`)."""
@@ -105,3 +153,42 @@ class FileSecretsProvider:
 
     def invalidate(self, tenant_id: str) -> None:
         """Nothing is cached."""
+
+    def _section(self, role: str) -> str:
+        return "runtime" if check_secret_role(role) else "tenants"
+
+    async def store(self, tenant_id: str, target: DatabaseTarget, *, role: str = "") -> None:
+        """Write the target under ``tenants`` (or ``runtime``), atomically, file mode 0600."""
+        tenant_id = validate_tenant_id(tenant_id)
+        async with self._lock:
+            document = self._read_for_update()
+            document.setdefault(self._section(role), {})[tenant_id] = target_payload(target)
+            self._replace(document)
+
+    async def delete(self, tenant_id: str, *, role: str = "") -> None:
+        """Remove the tenant's entry, if any."""
+        tenant_id = validate_tenant_id(tenant_id)
+        async with self._lock:
+            document = self._read_for_update()
+            if document.get(self._section(role), {}).pop(tenant_id, None) is not None:
+                self._replace(document)
+
+    def _read_for_update(self) -> dict[str, Any]:
+        try:
+            document = json.loads(self._path.read_text())
+        except FileNotFoundError:
+            return {"tenants": {}}
+        except ValueError:
+            raise SecretMalformedError(f"secrets file {str(self._path)!r} is not valid JSON") from None
+        if not isinstance(document, dict):
+            raise SecretMalformedError(f"secrets file {str(self._path)!r} must hold a JSON object")
+        return document
+
+    def _replace(self, document: dict[str, Any]) -> None:
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self._path.parent, prefix=".secrets-")  # created 0600
+        with os.fdopen(fd, "w") as handle:
+            json.dump(document, handle, indent=2)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, self._path)

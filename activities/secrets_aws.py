@@ -10,6 +10,7 @@ quote request data), only the error code.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from typing import Any, Final
 
@@ -24,8 +25,8 @@ from activities.errors import (
     SecretBackendError,
     SecretNotFoundError,
 )
-from activities.secret_payload import decode_secret, parse_target
-from activities.secrets import validate_tenant_id
+from activities.secret_payload import decode_secret, parse_target, target_payload
+from activities.secrets import check_secret_role, validate_tenant_id
 
 __all__ = ["DEFAULT_AWS_PREFIX", "AwsSecretsManagerProvider", "check_secret_prefix"]
 
@@ -123,3 +124,48 @@ class AwsSecretsManagerProvider:
 
     def invalidate(self, tenant_id: str) -> None:
         """Nothing is cached here (wrap in :class:`CachedSecretsProvider`)."""
+
+    def _name_for(self, tenant_id: str, role: str) -> str:
+        return self.secret_name(tenant_id) + ("/" + check_secret_role(role) if role else "")
+
+    async def store(self, tenant_id: str, target: DatabaseTarget, *, role: str = "") -> None:
+        """Create the secret, or put a new current version (IAM: Create/PutSecretValue on the prefix)."""
+        name = self._name_for(tenant_id, role)
+        await asyncio.to_thread(self._put, name, json.dumps(target_payload(target)))
+
+    def _put(self, name: str, value: str) -> None:
+        try:
+            try:
+                self._client.put_secret_value(SecretId=name, SecretString=value)
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") not in _NOT_FOUND:
+                    raise
+                self._client.create_secret(Name=name, SecretString=value)
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", "Unknown"))
+            error = SecretAccessDeniedError if code in _DENIED else SecretBackendError
+            raise error(f"AWS Secrets Manager could not store {name!r} ({code})") from None
+        except BotoCoreError as exc:
+            raise SecretBackendError(
+                f"AWS Secrets Manager unreachable storing {name!r} ({type(exc).__name__})"
+            ) from None
+
+    async def delete(self, tenant_id: str, *, role: str = "") -> None:
+        """Delete immediately (no recovery window: a deprovisioned tenant's credentials must go)."""
+        name = self._name_for(tenant_id, role)
+
+        def remove() -> None:
+            try:
+                self._client.delete_secret(SecretId=name, ForceDeleteWithoutRecovery=True)
+            except ClientError as exc:
+                code = str(exc.response.get("Error", {}).get("Code", "Unknown"))
+                if code not in _NOT_FOUND:
+                    raise SecretBackendError(
+                        f"AWS Secrets Manager could not delete {name!r} ({code})"
+                    ) from None
+            except BotoCoreError as exc:
+                raise SecretBackendError(
+                    f"AWS Secrets Manager unreachable deleting {name!r} ({type(exc).__name__})"
+                ) from None
+
+        await asyncio.to_thread(remove)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from typing import Final, Literal
 
 import hvac
@@ -25,8 +26,8 @@ from activities.errors import (
     SecretMalformedError,
     SecretNotFoundError,
 )
-from activities.secret_payload import parse_target
-from activities.secrets import validate_tenant_id
+from activities.secret_payload import parse_target, target_payload
+from activities.secrets import check_secret_role, validate_tenant_id
 from activities.secrets_aws import check_secret_prefix
 
 __all__ = ["DEFAULT_VAULT_PREFIX", "VaultAuth", "VaultSecretsProvider"]
@@ -139,3 +140,46 @@ class VaultSecretsProvider:
 
     def invalidate(self, tenant_id: str) -> None:
         """Nothing is cached here (wrap in :class:`CachedSecretsProvider`)."""
+
+    def _path_for(self, tenant_id: str, role: str) -> str:
+        return self.secret_path(tenant_id) + ("/" + check_secret_role(role) if role else "")
+
+    async def store(self, tenant_id: str, target: DatabaseTarget, *, role: str = "") -> None:
+        """Write a new KV v2 version (policy: ``create``/``update`` on the prefix)."""
+        path = self._path_for(tenant_id, role)
+        payload = target_payload(target)
+        await asyncio.to_thread(
+            self._call,
+            path,
+            lambda: self._client.secrets.kv.v2.create_or_update_secret(
+                path=path, secret=payload, mount_point=self._mount
+            ),
+        )
+
+    async def delete(self, tenant_id: str, *, role: str = "") -> None:
+        """Delete every version and the metadata (policy: ``delete`` on ``<mount>/metadata/<prefix>*``)."""
+        path = self._path_for(tenant_id, role)
+        await asyncio.to_thread(
+            self._call,
+            path,
+            lambda: self._client.secrets.kv.v2.delete_metadata_and_all_versions(
+                path=path, mount_point=self._mount
+            ),
+        )
+
+    def _call(self, path: str, operation: Callable[[], object]) -> None:
+        self._login(force=False)
+        name = f"{self._mount}/{path}"
+        for attempt in (1, 2):
+            try:
+                operation()
+                return
+            except hvac.exceptions.InvalidPath:
+                return  # deleting what is not there
+            except hvac.exceptions.Forbidden:
+                if attempt == 1 and self._auth.method == "approle":
+                    self._login(force=True)
+                    continue
+                raise SecretAccessDeniedError(f"vault refused writing {name!r} (403)") from None
+            except (hvac.exceptions.VaultError, requests.RequestException) as exc:
+                raise SecretBackendError(f"vault write of {name!r} failed ({type(exc).__name__})") from None

@@ -6,6 +6,7 @@ activities receive. Tokens and secret ids are read here, once, into ``SecretStr`
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from pydantic import SecretStr
@@ -13,6 +14,7 @@ from pydantic import SecretStr
 from activities.audit import AuditSink, Emitter
 from activities.audit_sinks import JsonlAuditSink, PostgresAuditSink
 from activities.errors import ConfigurationError
+from activities.provisioning import ProvisioningActivities, ProvisioningTarget
 from activities.quiesce import MemoryQuiesceController, PostgresQuiesceController, QuiesceController
 from activities.secret_cache import CachedSecretsProvider
 from activities.secrets import FileSecretsProvider, SecretsProvider
@@ -22,7 +24,14 @@ from activities.tenant_source_http import HttpTenantLister
 from activities.tenant_source_static import StaticTenantLister, TenantLister, load_tenants_file
 from worker.settings import Settings
 
-__all__ = ["audit_emitter", "quiesce_controller", "read_secret_file", "secrets_provider", "tenant_lister"]
+__all__ = [
+    "audit_emitter",
+    "provisioning_activities",
+    "quiesce_controller",
+    "read_secret_file",
+    "secrets_provider",
+    "tenant_lister",
+]
 
 
 def read_secret_file(path: Path, *, what: str) -> SecretStr:
@@ -116,6 +125,23 @@ def audit_emitter(settings: Settings) -> Emitter:
     elif audit.sink == "jsonl":
         sink = JsonlAuditSink(audit.path)
     return Emitter(sink, queue_size=audit.queue_size)
+
+
+def provisioning_activities(
+    settings: Settings, secrets: Mapping[str, SecretsProvider]
+) -> ProvisioningActivities:
+    """Provisioning steps bound to the admin DSN; target host/port/database default to the DSN's."""
+    config = settings.provisioning
+    dsn = config.admin_dsn.get_secret_value() if config.admin_dsn else None
+    target = None
+    if dsn is not None:
+        base = ProvisioningTarget.from_dsn(dsn)
+        target = ProvisioningTarget(
+            host=config.host or base.host,
+            port=config.port or base.port,
+            database=config.database or base.database,
+        )
+    return ProvisioningActivities(dsn, secrets, target=target)
 
 
 def quiesce_controller(settings: Settings) -> QuiesceController:

@@ -9,34 +9,28 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
-import os
-import sys
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
-from pydantic import ValidationError
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.service import RPCError
 
 from activities.audit import AuditContext
-from activities.errors import ConfigurationError, FleetwayError
+from activities.errors import ConfigurationError
 from activities.flyway_output import Action
 from activities.quiesce import QuiesceStatus, quiesce_audit_event
 from activities.tenant_source_static import load_tenants_file
 from activities.tenant_walk import list_all_tenants
 from worker.backends import audit_emitter, quiesce_controller, tenant_lister
-from worker.client import connect
+from worker.cli_provision import deprovision, provision
+from worker.cli_runtime import connect_client, load_settings, run_command, stderr
 from worker.output import ExitCode, OutputFormat, exit_code_for, render_progress, render_result
 from worker.run import run_worker
-from worker.settings import Settings
-from worker.telemetry import configure_telemetry
 from workflows.migrate_all import MigrateAllWorkflow
 from workflows.migrate_all_models import MigrateAllInput, MigrateAllResult
 
@@ -45,66 +39,20 @@ __all__ = ["app", "main"]
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="Durable multi-tenant Flyway rollouts on Temporal."
 )
-_err = Console(stderr=True, highlight=False)
 T = TypeVar("T")
-
-
-class _Exit(Exception):
-    def __init__(self, code: ExitCode) -> None:
-        self.code = code
-
-
-def _settings() -> Settings:
-    try:
-        return Settings()
-    except ValidationError as exc:
-        fields = ", ".join(sorted({".".join(str(p) for p in e["loc"]) for e in exc.errors()}))
-        raise ConfigurationError(f"invalid settings: {fields}") from None
-
-
-async def _as_coroutine(coro_fn: Callable[[], Awaitable[ExitCode]]) -> ExitCode:
-    return await coro_fn()
-
-
-def _run(coro_fn: Callable[[], Awaitable[ExitCode]], *, service: str = "fleetway-cli") -> None:
-    """Run one command; map fleetway errors to one line and exit code 2, then hard-exit.
-
-    Telemetry is flushed before the hard exit (``os._exit`` skips atexit handlers).
-    """
-    logging.basicConfig(level=os.environ.get("FLEETWAY_LOG_LEVEL", "WARNING"), stream=sys.stderr)
-    shutdown_telemetry = configure_telemetry(service)
-    try:
-        code: ExitCode = asyncio.run(_as_coroutine(coro_fn))
-    except FleetwayError as exc:
-        _err.print(f"{exc.error_type}: {exc}", markup=False)
-        code = ExitCode.USAGE
-    except (RPCError, ValidationError) as exc:
-        _err.print(f"{type(exc).__name__}: {exc}", markup=False)
-        code = ExitCode.USAGE
-    except _Exit as exc:
-        code = exc.code
-    shutdown_telemetry()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(int(code))
-
-
-async def _client() -> tuple[Client, Settings]:
-    settings = _settings()
-    return await connect(settings.effective_temporal()), settings
 
 
 async def _follow(client: Client, rollout_id: str, fmt: OutputFormat) -> MigrateAllResult:
     """Wait for the rollout, with a live bar on an interactive stderr."""
     handle = client.get_workflow_handle(rollout_id, result_type=MigrateAllResult)
     result_task: asyncio.Future[MigrateAllResult] = asyncio.ensure_future(handle.result())
-    if fmt is OutputFormat.TEXT and _err.is_terminal:
+    if fmt is OutputFormat.TEXT and stderr.is_terminal:
         with Progress(
             TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
-            console=_err,
+            console=stderr,
         ) as bar:
             task = bar.add_task(rollout_id, total=None)
             while not result_task.done():
@@ -143,7 +91,7 @@ def _rollout_command(action: Action) -> Callable[..., None]:
         async def go() -> ExitCode:
             selected = list(tenant or []) + (load_tenants_file(tenants_file) if tenants_file else [])
             if not principal:
-                _err.print("warning: no --principal; audit events will say <unspecified>")
+                stderr.print("warning: no --principal; audit events will say <unspecified>")
             effective = Action.INFO if dry_run else action
             request = MigrateAllInput(
                 action=effective,
@@ -155,7 +103,7 @@ def _rollout_command(action: Action) -> Callable[..., None]:
                 max_failure_ratio=max_failure_ratio,
                 audit=AuditContext(principal=principal, git_sha=git_sha, pipeline_run_id=pipeline_run_id),
             )
-            client, settings = await _client()
+            client, settings = await connect_client()
             workflow_id = rollout_id or f"rollout-{effective.value}-{uuid.uuid4().hex[:10]}"
             await client.start_workflow(
                 MigrateAllWorkflow.run,
@@ -163,7 +111,7 @@ def _rollout_command(action: Action) -> Callable[..., None]:
                 id=workflow_id,
                 task_queue=settings.effective_temporal().task_queue,
             )
-            _err.print(f"started {workflow_id}")
+            stderr.print(f"started {workflow_id}")
             if detach:
                 print(
                     json.dumps({"rollout_id": workflow_id})
@@ -174,15 +122,15 @@ def _rollout_command(action: Action) -> Callable[..., None]:
             try:
                 result = await _follow(client, workflow_id, output)
             except WorkflowFailureError as exc:
-                _err.print(f"rollout {workflow_id} ended: {type(exc.cause).__name__}")
+                stderr.print(f"rollout {workflow_id} ended: {type(exc.cause).__name__}")
                 return ExitCode.FAILED
             render_result(result, output, dry_run=dry_run)
             return exit_code_for(result.status)
 
         if dry_run and action is not Action.MIGRATE:
-            _err.print("--dry-run applies to migrate only")
+            stderr.print("--dry-run applies to migrate only")
             raise typer.Exit(int(ExitCode.USAGE))
-        _run(go)
+        run_command(go)
 
     command.__doc__ = f"Run Flyway {action.value} across the fleet as one durable rollout."
     return command
@@ -197,10 +145,10 @@ def worker() -> None:
     """Run a worker: registers every workflow and activity; SIGTERM shuts down gracefully."""
 
     async def go() -> ExitCode:
-        await run_worker(_settings())
+        await run_worker(load_settings())
         return ExitCode.OK
 
-    _run(go, service="fleetway-worker")
+    run_command(go, service="fleetway-worker")
 
 
 @app.command()
@@ -210,7 +158,7 @@ def status(
     """Show a rollout's progress, or its result once it has ended."""
 
     async def go() -> ExitCode:
-        client, _ = await _client()
+        client, _ = await connect_client()
         handle = client.get_workflow_handle(rollout, result_type=MigrateAllResult)
         described = await handle.describe()
         if described.status is WorkflowExecutionStatus.COMPLETED:
@@ -224,18 +172,18 @@ def status(
         print(f"{rollout}: {described.status.name.lower() if described.status else 'unknown'}")
         return ExitCode.FAILED
 
-    _run(go)
+    run_command(go)
 
 
 def _signal_command(name: str, doc: str) -> Callable[[str], None]:
     def command(rollout: str) -> None:
         async def go() -> ExitCode:
-            client, _ = await _client()
+            client, _ = await connect_client()
             await client.get_workflow_handle(rollout).signal(name)
-            _err.print(f"{name} sent to {rollout}")
+            stderr.print(f"{name} sent to {rollout}")
             return ExitCode.OK
 
-        _run(go)
+        run_command(go)
 
     command.__doc__ = doc
     return command
@@ -252,13 +200,13 @@ def set_parallelism(rollout: str, parallelism: Annotated[int, typer.Argument(min
     """Change a running rollout's window size."""
 
     async def go() -> ExitCode:
-        client, _ = await _client()
+        client, _ = await connect_client()
         handle = client.get_workflow_handle(rollout, result_type=MigrateAllResult)
         previous = await handle.execute_update(MigrateAllWorkflow.set_parallelism, parallelism)
-        _err.print(f"parallelism {previous} -> {parallelism}")
+        stderr.print(f"parallelism {previous} -> {parallelism}")
         return ExitCode.OK
 
-    _run(go)
+    run_command(go)
 
 
 @app.command()
@@ -266,16 +214,16 @@ def cancel(rollout: str, wait: Annotated[bool, typer.Option(help="Wait until it 
     """Cancel a rollout: stop dispatching, cancel children (their Flyway JVMs are killed)."""
 
     async def go() -> ExitCode:
-        client, _ = await _client()
+        client, _ = await connect_client()
         handle = client.get_workflow_handle(rollout)
         await handle.cancel()
         if wait:
             while (await handle.describe()).status is WorkflowExecutionStatus.RUNNING:
                 await asyncio.sleep(0.2)
-        _err.print(f"{rollout} cancelled")
+        stderr.print(f"{rollout} cancelled")
         return ExitCode.OK
 
-    _run(go)
+    run_command(go)
 
 
 def _print_quiesce(state: QuiesceStatus, output: OutputFormat) -> None:
@@ -319,11 +267,11 @@ def quiesce(
 
     async def go() -> ExitCode:
         if target not in {"set", "clear", "status"}:
-            client, _ = await _client()
+            client, _ = await connect_client()
             await client.get_workflow_handle(target).signal(MigrateAllWorkflow.quiesce)
-            _err.print(f"quiesce sent to {target}")
+            stderr.print(f"quiesce sent to {target}")
             return ExitCode.OK
-        settings = _settings()
+        settings = load_settings()
         controller = quiesce_controller(settings)
         if target == "status":
             _print_quiesce(await controller.status(), output)
@@ -337,11 +285,11 @@ def quiesce(
             emitter.emit(quiesce_audit_event(state))
         finally:
             if not await asyncio.to_thread(emitter.close, settings.audit.close_timeout_s):
-                _err.print("warning: the audit sink did not drain in time", markup=False)
+                stderr.print("warning: the audit sink did not drain in time", markup=False)
         _print_quiesce(state, output)
         return ExitCode.OK
 
-    _run(go)
+    run_command(go)
 
 
 @app.command(name="list-tenants")
@@ -349,10 +297,10 @@ def list_tenants(output: Annotated[OutputFormat, typer.Option("--output", "-o")]
     """Print the tenants a rollout would target (the configured source, every page)."""
 
     async def go() -> ExitCode:
-        listing = await list_all_tenants(tenant_lister(_settings()), page_size=500)
+        listing = await list_all_tenants(tenant_lister(load_settings()), page_size=500)
         if listing.duplicates:
             shown = ", ".join(sorted(set(listing.duplicates))[:20])
-            _err.print(
+            stderr.print(
                 f"warning: the source returned duplicate tenant ids (listed once): {shown}", markup=False
             )
         if output is OutputFormat.TEXT:
@@ -365,7 +313,7 @@ def list_tenants(output: Annotated[OutputFormat, typer.Option("--output", "-o")]
             )
         return ExitCode.OK
 
-    _run(go)
+    run_command(go)
 
 
 @app.command()
@@ -382,7 +330,11 @@ def demo(
 
     if secrets not in ("file", "vault", "aws"):
         raise typer.BadParameter("--secrets must be file, vault or aws")
-    _run(lambda: run_demo(tenants=tenants, hold=hold, secrets_backend=secrets))  # type: ignore[arg-type]
+    run_command(lambda: run_demo(tenants=tenants, hold=hold, secrets_backend=secrets))  # type: ignore[arg-type]
+
+
+app.command()(provision)
+app.command()(deprovision)
 
 
 def main() -> None:

@@ -21,11 +21,18 @@ from activities.quiesce import QuiesceActivities, QuiesceController
 from activities.rollouts import RolloutActivities
 from activities.secrets import SecretsProvider
 from activities.tenant_source_static import TenantLister, TenantSourceActivities
-from worker.backends import audit_emitter, quiesce_controller, secrets_provider, tenant_lister
+from worker.backends import (
+    audit_emitter,
+    provisioning_activities,
+    quiesce_controller,
+    secrets_provider,
+    tenant_lister,
+)
 from worker.client import connect
 from worker.devstack import ensure_flyway
 from worker.settings import Settings
 from workflows.migrate_all import MigrateAllWorkflow
+from workflows.provision_tenant import DeprovisionTenantWorkflow, ProvisionTenantWorkflow
 from workflows.tenant_migration import TenantMigrationWorkflow
 
 __all__ = ["build_worker", "run_worker"]
@@ -67,17 +74,28 @@ def build_worker(
     sources = TenantSourceActivities(tenant_sources or {"default": tenant_lister(settings)})
     quiesce_activities = QuiesceActivities(quiesce or quiesce_controller(settings))
     audit = AuditActivities(emitter or Emitter())
+    provisioning = provisioning_activities(settings, secrets)
     rollouts = RolloutActivities(client)
     return Worker(
         client,
         task_queue=settings.effective_temporal().task_queue,
-        workflows=[MigrateAllWorkflow, TenantMigrationWorkflow],
+        workflows=[
+            MigrateAllWorkflow,
+            TenantMigrationWorkflow,
+            ProvisionTenantWorkflow,
+            DeprovisionTenantWorkflow,
+        ],
         activities=[
             flyway.run_flyway,
             sources.list_tenants_page,
             quiesce_activities.check_quiesce,
             audit.emit_audit,
             rollouts.failed_tenants_of,
+            provisioning.create_schema,
+            provisioning.create_roles,
+            provisioning.seed,
+            provisioning.cleanup,
+            provisioning.deprovision,
         ],
         max_concurrent_activities=settings.worker.max_concurrent_activities,
         interceptors=interceptors,

@@ -23,6 +23,7 @@ __all__ = [
     "AwsSecretsConfig",
     "FlywayConfig",
     "HttpTenantSourceConfig",
+    "ProvisioningConfig",
     "QuiesceConfig",
     "SecretsConfig",
     "Settings",
@@ -140,6 +141,18 @@ class QuiesceConfig(BaseModel):
     table: str = "fleetway_quiesce"
 
 
+class ProvisioningConfig(BaseModel):
+    """Tenant provisioning: an admin login (CREATEROLE + CREATE on the database) and where tenants live."""
+
+    model_config = _SECTION
+
+    admin_dsn: SecretStr | None = None
+    host: str | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    database: str | None = None
+    quiesce_poll_s: float = Field(default=10.0, ge=0.1, le=3600)
+
+
 class AuditConfig(BaseModel):
     """The durable audit sink; spans and log records are always emitted."""
 
@@ -181,6 +194,7 @@ class Settings(BaseSettings):
     tenants: TenantSourceConfig = TenantSourceConfig()
     quiesce: QuiesceConfig = QuiesceConfig()
     audit: AuditConfig = AuditConfig()
+    provisioning: ProvisioningConfig = ProvisioningConfig()
     worker: WorkerConfig = WorkerConfig()
 
     @classmethod

@@ -1,0 +1,78 @@
+"""What every ``fleetway`` command shares: settings loading, the client, and the run/exit wrapper.
+
+Commands live in ``worker/cli.py`` and ``worker/cli_provision.py``; both run through
+:func:`run_command`, which maps fleetway errors to one line and exit code 2, flushes telemetry, and ends
+the process with ``os._exit`` (temporalio/sdk-python#300).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Awaitable, Callable
+
+from pydantic import ValidationError
+from rich.console import Console
+from temporalio.client import Client
+from temporalio.service import RPCError
+
+from activities.errors import ConfigurationError, FleetwayError
+from worker.client import connect
+from worker.output import ExitCode
+from worker.settings import Settings
+from worker.telemetry import configure_telemetry
+
+__all__ = ["CommandExit", "connect_client", "load_settings", "run_command", "stderr"]
+
+stderr = Console(stderr=True, highlight=False)
+
+
+class CommandExit(Exception):
+    """Raised inside a command to end it with ``code`` (no message printed)."""
+
+    def __init__(self, code: ExitCode) -> None:
+        self.code = code
+
+
+def load_settings() -> Settings:
+    """Settings from env/TOML; invalid ones become a ConfigurationError naming fields, never values."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        fields = ", ".join(sorted({".".join(str(p) for p in e["loc"]) for e in exc.errors()}))
+        raise ConfigurationError(f"invalid settings: {fields}") from None
+
+
+async def _as_coroutine(coro_fn: Callable[[], Awaitable[ExitCode]]) -> ExitCode:
+    return await coro_fn()
+
+
+def run_command(coro_fn: Callable[[], Awaitable[ExitCode]], *, service: str = "fleetway-cli") -> None:
+    """Run one command; map fleetway errors to one line and exit code 2, then hard-exit.
+
+    Telemetry is flushed before the hard exit (``os._exit`` skips atexit handlers).
+    """
+    logging.basicConfig(level=os.environ.get("FLEETWAY_LOG_LEVEL", "WARNING"), stream=sys.stderr)
+    shutdown_telemetry = configure_telemetry(service)
+    try:
+        code: ExitCode = asyncio.run(_as_coroutine(coro_fn))
+    except FleetwayError as exc:
+        stderr.print(f"{exc.error_type}: {exc}", markup=False)
+        code = ExitCode.USAGE
+    except (RPCError, ValidationError) as exc:
+        stderr.print(f"{type(exc).__name__}: {exc}", markup=False)
+        code = ExitCode.USAGE
+    except CommandExit as exc:
+        code = exc.code
+    shutdown_telemetry()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(int(code))
+
+
+async def connect_client() -> tuple[Client, Settings]:
+    """Settings and a Temporal client built from them."""
+    settings = load_settings()
+    return await connect(settings.effective_temporal()), settings
