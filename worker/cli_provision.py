@@ -47,7 +47,9 @@ def _roles(tenant: str, schema: str, migrator_role: str, runtime_role: str, back
             secrets_backend=backend,
         )
     except ValidationError as exc:
-        raise ConfigurationError("; ".join(str(e["msg"]) for e in exc.errors())) from None
+        raise ConfigurationError(
+            "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+        ) from None
 
 
 def _render(result: ProvisionResult, output: OutputFormat) -> ExitCode:

@@ -26,7 +26,7 @@ from worker.telemetry import configure_telemetry
 
 __all__ = ["CommandExit", "connect_client", "load_settings", "run_command", "stderr"]
 
-stderr = Console(stderr=True, highlight=False)
+stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 class CommandExit(Exception):
