@@ -42,6 +42,9 @@ class TenantOutcome(BaseModel):
     version_after: str = ""
     applied: int = 0
     pending: list[str] = []
+    tampered: list[str] = []
+    ahead: list[str] = []
+    failed_versions: list[str] = []
     duration_ms: int = 0
     error_class: str = ""
     message: str = ""

@@ -29,6 +29,7 @@ from activities.tenant_walk import list_all_tenants
 from worker.backends import audit_emitter, quiesce_controller, tenant_lister
 from worker.cli_provision import deprovision, provision
 from worker.cli_runtime import connect_client, load_settings, run_command, stderr
+from worker.cli_schedule import drift, schedule_app
 from worker.output import ExitCode, OutputFormat, exit_code_for, render_progress, render_result
 from worker.run import run_worker
 from workflows.migrate_all import MigrateAllWorkflow
@@ -335,6 +336,8 @@ def demo(
 
 app.command()(provision)
 app.command()(deprovision)
+app.command()(drift)
+app.add_typer(schedule_app, name="schedule")
 
 
 def main() -> None:

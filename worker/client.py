@@ -17,7 +17,7 @@ async def connect(config: TemporalConfig) -> Client:
     Interceptors set on the client flow to workers built from it, so one trace spans a rollout,
     its children and their activities.
     """
-    tls: TLSConfig | bool = config.tls
+    tls: TLSConfig | bool = config.tls or config.api_key is not None  # Temporal Cloud API keys need TLS
     if config.tls_client_cert or config.tls_server_ca:
         tls = TLSConfig(
             client_cert=config.tls_client_cert.read_bytes() if config.tls_client_cert else None,

@@ -33,7 +33,8 @@ __all__ = [
     "WorkerConfig",
 ]
 
-_SECTION = ConfigDict(extra="forbid")
+# Attribute docstrings become field descriptions: the README settings table is generated from them.
+_SECTION = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
 
 class TemporalConfig(BaseModel):
@@ -42,13 +43,21 @@ class TemporalConfig(BaseModel):
     model_config = _SECTION
 
     address: str = "127.0.0.1:7233"
+    """Temporal frontend host:port (`TEMPORAL_ADDRESS` also works)."""
     namespace: str = "default"
+    """Temporal namespace (`TEMPORAL_NAMESPACE` also works)."""
     task_queue: str = "fleetway"
+    """Task queue shared by workers, rollouts and schedules."""
     api_key: SecretStr | None = None
+    """Temporal Cloud API key (implies TLS)."""
     tls: bool = False
+    """Use TLS with the system CAs."""
     tls_client_cert: Path | None = None
+    """mTLS client certificate (PEM file)."""
     tls_client_key: Path | None = None
+    """mTLS client key (PEM file)."""
     tls_server_ca: Path | None = None
+    """CA bundle for the server certificate (PEM file)."""
 
 
 class FlywayConfig(BaseModel):
@@ -57,11 +66,17 @@ class FlywayConfig(BaseModel):
     model_config = _SECTION
 
     locations: list[Path] = Field(default_factory=lambda: [Path("migrations/demo")])
+    """JSON list of folders with the versioned SQL scripts."""
     lib_dir: Path | None = None
+    """Folder of the Flyway jars (default: fetched by Maven into `.fleetway/`)."""
     java: str = "java"
+    """Java executable."""
     timeout_s: int = Field(default=600, ge=1)
+    """Budget of one Flyway run; past it the JVM's process group is killed."""
     lock_retry_count: int = Field(default=50, ge=-1)
+    """Seconds to wait for another runner's schema-history lock."""
     engine: Literal["cli"] = "cli"
+    """`cli`: one Flyway process per tenant run."""
 
 
 class AwsSecretsConfig(BaseModel):
@@ -70,9 +85,13 @@ class AwsSecretsConfig(BaseModel):
     model_config = _SECTION
 
     prefix: str = "fleetway/migrate/"
+    """Secret name prefix; must end with `/`."""
     region: str | None = None
+    """AWS region (default: the AWS chain's)."""
     endpoint_url: str | None = None
+    """Endpoint override (VPC endpoint, LocalStack, moto)."""
     profile: str | None = None
+    """Shared-config profile."""
 
 
 class VaultConfig(BaseModel):
@@ -81,17 +100,29 @@ class VaultConfig(BaseModel):
     model_config = _SECTION
 
     url: str = "https://127.0.0.1:8200"
+    """Vault/OpenBao address."""
     mount: str = "secret"
+    """KV v2 mount."""
     prefix: str = "fleetway/migrate/"
+    """Path prefix under the mount; must end with `/`."""
     namespace: str | None = None
+    """Vault Enterprise namespace."""
     auth: Literal["token", "approle"] = "token"
+    """`token` or `approle`."""
     token: SecretStr | None = None
+    """Token (token auth)."""
     token_file: Path | None = None
+    """File holding the token (instead of `token`)."""
     role_id: str | None = None
+    """AppRole role id."""
     secret_id: SecretStr | None = None
+    """AppRole secret id."""
     secret_id_file: Path | None = None
+    """File holding the AppRole secret id (instead of `secret_id`)."""
     approle_mount: str = "approle"
+    """Mount of the AppRole auth method."""
     ca_file: Path | None = None
+    """CA bundle for Vault's TLS."""
 
 
 class SecretsConfig(BaseModel):
@@ -100,8 +131,11 @@ class SecretsConfig(BaseModel):
     model_config = _SECTION
 
     backend: Literal["file", "aws", "vault"] = "file"
+    """Where tenant credentials come from: `file`, `aws` or `vault`."""
     file: Path = Path(".fleetway/secrets.json")
+    """File backend: `{\"tenants\": {\"<id>\": {...}}}`."""
     cache_ttl_s: float = Field(default=300.0, ge=0, le=86_400)
+    """Per-worker secret cache TTL in seconds (0: off)."""
     aws: AwsSecretsConfig = AwsSecretsConfig()
     vault: VaultConfig = VaultConfig()
 
@@ -112,13 +146,21 @@ class HttpTenantSourceConfig(BaseModel):
     model_config = _SECTION
 
     url: str | None = None
+    """Control-plane base URL (`/tenants` is appended)."""
     token: SecretStr | None = None
+    """Bearer token."""
     token_file: Path | None = None
+    """File holding the bearer token (instead of `token`)."""
     allow_http_loopback: bool = False
+    """Permit plain http to a loopback host (development only)."""
     timeout_s: float = Field(default=30.0, gt=0, le=600)
+    """Per-request timeout in seconds."""
     max_response_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    """Largest page accepted, enforced while streaming."""
     max_attempts: int = Field(default=4, ge=1, le=20)
+    """Attempts on timeouts, connection errors, 408/425/429/5xx."""
     ca_file: Path | None = None
+    """CA bundle for the control plane's TLS."""
 
 
 class TenantSourceConfig(BaseModel):
@@ -127,8 +169,11 @@ class TenantSourceConfig(BaseModel):
     model_config = _SECTION
 
     kind: Literal["static", "file", "http"] = "static"
+    """`static`, `file` or `http`."""
     tenants: list[str] = Field(default_factory=list)
+    """Static list (JSON list of tenant ids)."""
     file: Path | None = None
+    """Tenants file: txt (one id a line), json or yaml."""
     http: HttpTenantSourceConfig = HttpTenantSourceConfig()
 
 
@@ -138,7 +183,9 @@ class QuiesceConfig(BaseModel):
     model_config = _SECTION
 
     dsn: SecretStr | None = None
+    """Control-plane PostgreSQL for the quiesce flag (unset: process memory)."""
     table: str = "fleetway_quiesce"
+    """Quiesce table (schema-qualified allowed)."""
 
 
 class ProvisioningConfig(BaseModel):
@@ -147,10 +194,15 @@ class ProvisioningConfig(BaseModel):
     model_config = _SECTION
 
     admin_dsn: SecretStr | None = None
+    """Provisioning login: CREATEROLE and CREATE on the database (or superuser)."""
     host: str | None = None
+    """Host written into provisioned tenants' secrets (default: the admin DSN's)."""
     port: int | None = Field(default=None, ge=1, le=65535)
+    """Port written into provisioned tenants' secrets (default: the admin DSN's)."""
     database: str | None = None
+    """Database written into provisioned tenants' secrets (default: the admin DSN's)."""
     quiesce_poll_s: float = Field(default=10.0, ge=0.1, le=3600)
+    """How often a provisioning parked by the quiesce flag re-checks it."""
 
 
 class AuditConfig(BaseModel):
@@ -159,11 +211,17 @@ class AuditConfig(BaseModel):
     model_config = _SECTION
 
     sink: Literal["none", "postgres", "jsonl"] = "none"
+    """Durable audit sink: `none`, `postgres` or `jsonl` (spans and logs are always emitted)."""
     dsn: SecretStr | None = None
+    """PostgreSQL sink connection string (use its own database or role)."""
     table: str = "fleetway_audit_events"
+    """PostgreSQL sink table (schema-qualified allowed)."""
     path: Path = Path(".fleetway/audit.jsonl")
+    """JSON-lines sink file."""
     queue_size: int = Field(default=256, ge=1, le=1_000_000)
+    """Sink queue capacity; a full queue drops the newest event (counted)."""
     close_timeout_s: float = Field(default=5.0, ge=0, le=600)
+    """Seconds to drain the sink queue at shutdown."""
 
 
 class WorkerConfig(BaseModel):
@@ -172,7 +230,9 @@ class WorkerConfig(BaseModel):
     model_config = _SECTION
 
     max_concurrent_activities: int = Field(default=8, ge=1, le=512)
+    """Activities (Flyway runs) at once per worker."""
     graceful_shutdown_s: int = Field(default=30, ge=0)
+    """SIGTERM grace for in-flight activities; set above the longest migration."""
 
 
 class Settings(BaseSettings):

@@ -24,11 +24,12 @@ from temporalio.exceptions import (
 )
 
 with workflow.unsafe.imports_passed_through():
-    from activities.flyway_output import ErrorClass
+    from activities.flyway_output import Action, ErrorClass
     from activities.quiesce import QuiesceActivities
     from activities.rollouts import Outcome, RolloutActivities, TenantOutcome
     from activities.tenant_source_static import ListTenantsInput, TenantSourceActivities
     from activities.tenant_walk import MAX_PAGES, cursor_digest
+    from workflows.drift import DriftKind, drift_kinds
     from workflows.migrate_all_models import (
         MAX_OUTCOMES_KEPT,
         MigrateAllInput,
@@ -68,6 +69,7 @@ class MigrateAllWorkflow:
         self._counts: Counter[Outcome] = Counter(carry.counts)
         self._outcomes = list(carry.outcomes)
         self._dropped = carry.dropped_outcomes
+        self._drift: Counter[DriftKind] = Counter({DriftKind(k): v for k, v in carry.drift.items()})
         self._warnings = list(carry.warnings)
         self._parallelism = carry.parallelism or request.parallelism
         self._paused = carry.paused
@@ -297,7 +299,9 @@ class MigrateAllWorkflow:
 
     def _record(self, outcome: TenantOutcome) -> None:
         self._counts[outcome.outcome] += 1
-        if outcome.outcome is not Outcome.SUCCEEDED or len(self._outcomes) < MAX_OUTCOMES_KEPT:
+        kinds = drift_kinds(outcome) if self._request.action is not Action.MIGRATE else []
+        self._drift.update(kinds)
+        if outcome.outcome is not Outcome.SUCCEEDED or kinds or len(self._outcomes) < MAX_OUTCOMES_KEPT:
             self._outcomes.append(outcome)
         else:
             self._dropped += 1
@@ -332,6 +336,7 @@ class MigrateAllWorkflow:
             counts=dict(self._counts),
             outcomes=self._outcomes,
             dropped_outcomes=self._dropped,
+            drift={k.value: v for k, v in self._drift.items()},
             warnings=self._warnings,
             parallelism=self._parallelism,
             paused=self._paused,
@@ -346,9 +351,13 @@ class MigrateAllWorkflow:
         else:
             status = RolloutStatus.SUCCEEDED
         workflow.upsert_search_attributes([OUTCOME_ATTRIBUTE.value_set(status.value)])
-        workflow.upsert_memo(
-            {"counts": {k.value: v for k, v in self._counts.items()}, "status": status.value}
-        )
+        memo: dict[str, object] = {
+            "counts": {k.value: v for k, v in self._counts.items()},
+            "status": status.value,
+        }
+        if self._request.action is not Action.MIGRATE:
+            memo["drift"] = {k.value: self._drift.get(k, 0) for k in DriftKind}
+        workflow.upsert_memo(memo)
         return MigrateAllResult(
             rollout_id=workflow.info().workflow_id,
             action=self._request.action,

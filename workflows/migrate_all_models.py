@@ -115,6 +115,7 @@ class RolloutCarry(BaseModel):
     counts: dict[Outcome, int] = Field(default_factory=dict)
     outcomes: list[TenantOutcome] = Field(default_factory=list)
     dropped_outcomes: int = 0
+    drift: dict[str, int] = Field(default_factory=dict)
     warnings: list[str] = Field(default_factory=list)
     parallelism: int = 0
     paused: bool = False

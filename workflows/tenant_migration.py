@@ -32,6 +32,9 @@ __all__ = ["TenantMigrationInput", "TenantMigrationWorkflow"]
 
 _NON_RETRYABLE = [c.value for c in ErrorClass if c not in RETRYABLE_CLASSES]
 _MESSAGE_MAX = 300
+# workflow.patched marker: validate gained a follow-up info read (drift). Histories recorded before
+# it replay without the extra activity; remove the marker once no such run can still be open.
+_DRIFT_PATCH = "validate-then-info-drift"
 
 
 class TenantMigrationInput(BaseModel):
@@ -65,6 +68,9 @@ def _from_failure(tenant_id: str, err: ActivityError) -> TenantOutcome:
         version_before=partial.starting_version if partial else "",
         version_after=partial.ending_version if partial else "",
         applied=len(partial.applied_versions) if partial else 0,
+        tampered=[i.version for i in partial.validation_issues if "CHECKSUM" in i.error_code][:50]
+        if partial
+        else [],
         error_class=error_class,
         message=message[:_MESSAGE_MAX],
     )
@@ -112,11 +118,43 @@ class TenantMigrationWorkflow:
                 # The activity confirmed its JVM is dead; end this child as cancelled, not failed.
                 raise asyncio.CancelledError from None
             outcome = _from_failure(request.tenant_id, err)
+        if request.action is Action.VALIDATE and workflow.patched(_DRIFT_PATCH):
+            outcome = await self._with_drift(request, outcome)
         duration = workflow.now() - started
         outcome = outcome.model_copy(update={"duration_ms": int(duration.total_seconds() * 1000)})
         if request.action is Action.MIGRATE:
             await self._audit(request, outcome, started)
         return outcome
+
+    async def _with_drift(self, request: TenantMigrationInput, outcome: TenantOutcome) -> TenantOutcome:
+        """After validate, read ``info`` too, for the drift summary.
+
+        Validate proves the applied scripts intact; info tells what is pending (lagging), applied
+        but unknown here (ahead) and failed. Best effort: without info, validate stands alone.
+        """
+        try:
+            info = await workflow.execute_activity_method(
+                FlywayActivities.run_flyway,
+                RunFlywayInput(
+                    action=Action.INFO, tenant_id=request.tenant_id, secrets_backend=request.secrets_backend
+                ),
+                start_to_close_timeout=timedelta(seconds=request.flyway_timeout_s + 60),
+                heartbeat_timeout=timedelta(seconds=request.heartbeat_timeout_s),
+                retry_policy=RetryPolicy(maximum_attempts=2, non_retryable_error_types=_NON_RETRYABLE),
+                cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+            )
+        except ActivityError as err:
+            if isinstance(err.cause, CancelledError):
+                raise asyncio.CancelledError from None
+            return outcome
+        return outcome.model_copy(
+            update={
+                "pending": info.pending_versions[:50],
+                "ahead": [e.version for e in info.info if e.state == "Future"][:50],
+                "failed_versions": [e.version for e in info.info if e.state == "Failed"][:50],
+                "version_after": outcome.version_after or info.ending_version,
+            }
+        )
 
     async def _audit(self, request: TenantMigrationInput, outcome: TenantOutcome, started: Any) -> None:
         info = workflow.info()

@@ -1,0 +1,86 @@
+"""The deployment files: the compose stack validates and is wired in order; the worker image's
+Dockerfile has the shape a platform team relies on. No container engine needed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from dockerfile_parse import DockerfileParser
+
+from worker.devstack import PROJECT_ROOT
+
+COMPOSE = str(Path(sys.executable).parent / "docker-compose")
+
+
+def compose_config() -> dict:  # type: ignore[type-arg]
+    done = subprocess.run(
+        [COMPOSE, "-f", str(PROJECT_ROOT / "docker-compose.yml"), "config", "--format", "json"],
+        capture_output=True, text=True, check=False, cwd=PROJECT_ROOT,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)  # type: ignore[no-any-return]
+
+
+def test_compose_file_validates() -> None:
+    done = subprocess.run(
+        [COMPOSE, "-f", "docker-compose.yml", "config", "--quiet"], capture_output=True, text=True, check=False,
+        cwd=PROJECT_ROOT,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+
+
+def test_compose_comes_up_in_order_with_health_checks() -> None:
+    services = compose_config()["services"]
+    assert set(services) == {
+        "temporal-db",
+        "temporal",
+        "temporal-setup",
+        "temporal-ui",
+        "tenants-db",
+        "fleetway-worker",
+    }
+    for name in ("temporal-db", "temporal", "tenants-db"):
+        assert services[name]["healthcheck"]["test"], name
+    assert services["temporal"]["depends_on"]["temporal-db"]["condition"] == "service_healthy"
+    assert services["temporal"]["environment"]["DB"] == "postgres12"  # PostgreSQL persistence
+    assert services["temporal-ui"]["depends_on"]["temporal"]["condition"] == "service_healthy"
+    worker = services["fleetway-worker"]
+    assert {k: v["condition"] for k, v in worker["depends_on"].items()} == {
+        "temporal": "service_healthy", "temporal-setup": "service_completed_successfully", "tenants-db": "service_healthy",
+    }  # fmt: skip
+    assert worker["build"]["context"] == str(PROJECT_ROOT)
+    assert worker["deploy"]["replicas"] == 2  # horizontal scale on one task queue
+    assert worker["stop_signal"] == "SIGTERM"
+    assert worker["environment"]["FLEETWAY_TEMPORAL__ADDRESS"] == "temporal:7233"
+    for image in (s.get("image", "") for n, s in services.items() if n != "fleetway-worker"):
+        assert ":" in image and not image.endswith(":latest"), image  # every image pinned
+
+
+def test_dockerfile_builds_the_worker_image_layout() -> None:
+    parser = DockerfileParser(path=str(PROJECT_ROOT / "Dockerfile"))
+    stages = [i for i in parser.structure if i["instruction"] == "FROM"]
+    assert [s["value"] for s in stages] == [
+        "maven:3.9.9-eclipse-temurin-17 AS flyway",
+        "python:3.11.11-slim-bookworm",
+    ]
+    final = [i for i in parser.structure if i["startline"] > stages[-1]["startline"]]
+    runs = " ".join(i["value"] for i in final if i["instruction"] == "RUN")
+    assert "openjdk-17-jre-headless" in runs  # Java in the runtime image
+    build_runs = " ".join(
+        i["value"]
+        for i in parser.structure
+        if i["instruction"] == "RUN" and i["startline"] < stages[-1]["startline"]
+    )
+    assert "-f flyway/pom.xml dependency:copy-dependencies" in build_runs  # Flyway pinned by the repo's pom
+    copies = [i["value"] for i in final if i["instruction"] == "COPY"]
+    assert "--from=flyway /opt/flyway/lib/flyway /opt/flyway/lib/flyway" in copies
+    assert parser.envs["FLEETWAY_FLYWAY__LIB_DIR"] == "/opt/flyway/lib/flyway"
+    users = [i["value"] for i in final if i["instruction"] == "USER"]
+    assert users == ["fleetway"]  # non-root, and set after every install step
+    user_line = next(i["startline"] for i in final if i["instruction"] == "USER")
+    assert all(i["startline"] < user_line for i in final if i["instruction"] == "RUN")
+    (entrypoint,) = [i["value"] for i in final if i["instruction"] == "ENTRYPOINT"]
+    assert json.loads(entrypoint) == ["fleetway", "worker"]

@@ -1,0 +1,104 @@
+"""The operator's guide, executed: every sh/python block runs in order against the real stack and must
+exit 0; every env block must name real settings with valid values."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from activities.flyway import FlywayInstall
+from tests.fleet import FLEETWAY, make_fleet
+from worker.devstack import PROJECT_ROOT, PostgresServer, TemporalDevServer
+from worker.settings import Settings
+
+GUIDE = PROJECT_ROOT / "docs" / "operators-guide.md"
+FENCE = re.compile(r"^```(\w+)\n(.*?)^```", re.S | re.M)
+
+
+def blocks() -> list[tuple[str, str]]:
+    return [(m.group(1), m.group(2)) for m in FENCE.finditer(GUIDE.read_text())]
+
+
+def test_the_guide_has_runnable_blocks_only() -> None:
+    kinds = {kind for kind, _ in blocks()}
+    assert kinds <= {"sh", "python", "env"}, kinds
+    assert sum(kind == "sh" for kind, _ in blocks()) >= 8
+
+
+@pytest.mark.parametrize("index", [i for i, (kind, _) in enumerate(blocks()) if kind == "env"])
+def test_env_blocks_are_valid_settings(index: int, tmp_path: Path) -> None:
+    pairs = dict(line.split("=", 1) for line in blocks()[index][1].splitlines() if line.strip())
+    fleetway_vars = {k: v for k, v in pairs.items() if k.startswith("FLEETWAY_")}
+    assert set(pairs) - set(fleetway_vars) <= {
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_SERVICE_NAME",
+        "OTEL_RESOURCE_ATTRIBUTES",
+    }
+    for key, value in fleetway_vars.items():
+        if key.endswith("_FILE"):  # point file settings at a real file so they load
+            (tmp_path / "f").write_text("secret-from-file")
+            fleetway_vars[key] = str(tmp_path / "f")
+        else:
+            fleetway_vars[key] = value
+    saved = dict(os.environ)
+    try:
+        os.environ.update(fleetway_vars)
+        settings = Settings()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    dumped = settings.model_dump(mode="json")
+    for key, value in pairs.items():
+        if not key.startswith("FLEETWAY_") or key.endswith("_FILE"):
+            continue
+        node: object = dumped
+        for part in key.removeprefix("FLEETWAY_").lower().split("__"):
+            assert isinstance(node, dict) and part in node, f"{key} is not a fleetway setting"
+            node = node[part]
+        assert str(node) == value or (isinstance(node, float) and float(value) == node), key
+
+
+def test_every_sh_and_python_block_runs_in_order(
+    postgres: PostgresServer,
+    temporal_server: TemporalDevServer,
+    flyway_install: FlywayInstall,
+    tmp_path: Path,
+) -> None:
+    fleet = make_fleet(postgres, 6)
+    env = fleet.cli_env(temporal_server.address, tmp_path, flyway_install) | {
+        "FLEETWAY_QUIESCE__DSN": postgres.dsn,
+        "FLEETWAY_QUIESCE__TABLE": f"q_{fleet.task_queue.replace('-', '_')}",
+        "FLEETWAY_AUDIT__SINK": "postgres",
+        "FLEETWAY_AUDIT__DSN": postgres.dsn,
+        "FLEETWAY_PROVISIONING__ADMIN_DSN": postgres.dsn,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+    }
+    assert isinstance(SecretStr(postgres.dsn), SecretStr)
+    worker = subprocess.Popen([FLEETWAY, "worker"], env=env, start_new_session=True)
+    try:
+        for number, (kind, body) in enumerate(blocks()):
+            if kind == "env":
+                continue
+            argv = ["bash", "-euo", "pipefail", "-c", body] if kind == "sh" else [sys.executable, "-c", body]
+            done = subprocess.run(
+                argv, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=180, check=False
+            )
+            assert done.returncode == 0, (
+                f"block {number} ({kind}) failed:\n{body}\n--- stdout\n{done.stdout}\n--- stderr\n{done.stderr}"
+            )
+            if "release-1.json" in body:
+                assert "succeeded {'succeeded': 6}" in done.stdout
+            if "quiesced" in body:
+                assert "exit code 3 (3: quiesced)" in done.stdout
+            if "drift.md" in body:
+                assert "## Schema drift" in done.stdout and "**6 clean**" in done.stdout
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        worker.wait(timeout=60)

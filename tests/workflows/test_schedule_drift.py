@@ -1,0 +1,103 @@
+"""Nightly validation: a real Temporal Schedule runs validate over a fleet with a tampered, a lagging and
+an ahead tenant; the drift summary (table, JSON, Markdown, memo) names each."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import psycopg
+from temporalio.client import Client
+
+from activities.flyway import FlywayInstall, FlywayRunner, FlywaySettings
+from activities.flyway_output import Action
+from tests.fleet import fleetway, make_fleet
+from tests.support import copy_migrations
+from worker.devstack import PostgresServer, TemporalDevServer
+from worker.schedules import latest_run_id
+from workflows.migrate_all_models import MigrateAllResult
+
+
+async def test_schedule_runs_validate_and_the_drift_summary_names_each_drifted_tenant(
+    client: Client, flyway_install: FlywayInstall, postgres: PostgresServer, temporal_server: TemporalDevServer,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    fleet = make_fleet(postgres, 4)
+    clean, tampered, lagging, ahead = fleet.tenants
+    upto3 = copy_migrations(tmp_path / "upto3", upto=3)
+    plus6 = copy_migrations(tmp_path / "plus6")
+    (plus6 / "V6__hotfix.sql").write_text("CREATE TABLE hotfix (id int);")
+    for tenant, locations in (
+        (clean, fleet.locations),
+        (tampered, fleet.locations),
+        (lagging, upto3),
+        (ahead, plus6),
+    ):
+        await FlywayRunner(flyway_install, FlywaySettings(locations=(locations,))).run(
+            Action.MIGRATE, fleet.target(tenant)
+        )
+    with psycopg.connect(postgres.dsn, autocommit=True) as conn:  # someone edited applied script V2
+        conn.execute(
+            f'UPDATE "{tampered}".flyway_schema_history SET checksum = checksum + 1 WHERE version = %s',
+            ("2",),
+        )
+
+    env = fleet.cli_env(temporal_server.address, tmp_path, flyway_install)
+    schedule_id = f"nightly-{fleet.task_queue}"
+    async with fleet.worker(client, flyway_install):
+        created = await asyncio.to_thread(fleetway, "schedule", "create", "--id", schedule_id, env=env)
+        assert created.returncode == 0 and created.stdout.startswith(f"created {schedule_id}"), created.stderr
+        again = await asyncio.to_thread(fleetway, "schedule", "create", "--id", schedule_id, env=env)
+        assert again.stdout.startswith(f"updated {schedule_id}")  # idempotent
+        described = await client.get_schedule_handle(schedule_id).describe()
+        (calendar,) = described.schedule.spec.calendars  # the server stores "0 2 * * *" structured
+        assert (calendar.hour[0].start, calendar.minute[0].start) == (2, 0)
+        assert described.schedule.spec.time_zone_name == "UTC"
+        assert described.schedule.policy.overlap.name == "SKIP"
+        assert described.schedule.policy.catchup_window == timedelta(hours=1)
+        assert (
+            await asyncio.to_thread(fleetway, "schedule", "trigger", "--id", schedule_id, env=env)
+        ).returncode == 0
+        run_id = None
+        for _ in range(100):
+            run_id = await latest_run_id(client, schedule_id)
+            if run_id:
+                break
+            await asyncio.sleep(0.1)
+        assert run_id and run_id.startswith(f"{schedule_id}-run")
+        result = await client.get_workflow_handle(run_id, result_type=MigrateAllResult).result()
+        listed = await asyncio.to_thread(fleetway, "schedule", "list", "-o", "json", env=env)
+        as_json = await asyncio.to_thread(fleetway, "drift", "--schedule", schedule_id, "-o", "json", env=env)
+        markdown = await asyncio.to_thread(fleetway, "drift", run_id, "-o", "markdown", env=env)
+        text = await asyncio.to_thread(fleetway, "drift", run_id, env=env)
+        memo = await (client.get_workflow_handle(run_id)).describe()
+        deleted = await asyncio.to_thread(fleetway, "schedule", "delete", "--id", schedule_id, env=env)
+
+    assert result.action is Action.VALIDATE and result.total == 4
+    assert any(row["id"] == schedule_id for row in json.loads(listed.stdout))
+    assert as_json.returncode == 1  # drift found
+    summary = json.loads(as_json.stdout)
+    by_tenant = {t["tenant_id"]: t for t in summary["tenants"]}
+    assert set(by_tenant) == {tampered, lagging, ahead}
+    assert by_tenant[tampered]["kinds"] == ["tampered"] and by_tenant[tampered]["tampered"] == ["2"]
+    assert by_tenant[lagging]["kinds"] == ["lagging"] and by_tenant[lagging]["pending"] == ["4", "5"]
+    assert by_tenant[ahead]["kinds"] == ["ahead"] and by_tenant[ahead]["ahead"] == ["6"]
+    assert summary["clean"] == 1 and summary["counts"] == {
+        "tampered": 1,
+        "lagging": 1,
+        "ahead": 1,
+        "failed_migrations": 0,
+        "unchecked": 0,
+    }
+    assert f"| `{tampered}` | `tampered` | `2` |" in markdown.stdout and "**1 clean**" in markdown.stdout
+    assert lagging in text.stdout and "lagging=1" in text.stdout
+    assert (await memo.memo())["drift"] == {
+        "tampered": 1,
+        "lagging": 1,
+        "ahead": 1,
+        "failed_migrations": 0,
+        "unchecked": 0,
+    }
+    assert deleted.returncode == 0

@@ -1,0 +1,189 @@
+"""``fleetway schedule …`` (nightly validation) and ``fleetway drift`` (what a validation found)."""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from temporalio.client import ScheduleUpdate
+
+from activities.errors import ConfigurationError
+from activities.flyway_output import Action
+from worker.cli_runtime import connect_client, run_command, stderr
+from worker.output import ExitCode, OutputFormat
+from worker.schedules import DEFAULT_CRON, ScheduleRequest, build_schedule, ensure_schedule, latest_run_id
+from workflows.drift import DriftKind, DriftSummary, render_markdown, summarize
+from workflows.migrate_all_models import MigrateAllResult
+
+__all__ = ["drift", "schedule_app"]
+
+schedule_app = typer.Typer(no_args_is_help=True, help="Nightly fleet validation as a Temporal Schedule.")
+DEFAULT_ID = "fleetway-nightly-validate"
+
+
+class DriftFormat(StrEnum):
+    """``fleetway drift --output`` values."""
+
+    TEXT = "text"
+    JSON = "json"
+    MARKDOWN = "markdown"
+
+
+def _request(
+    schedule_id: str, action: Action, cron: str, parallelism: int, task_queue: str
+) -> ScheduleRequest:
+    if action is Action.MIGRATE:
+        raise ConfigurationError("a schedule runs validate or info; migrate is started by a pipeline")
+    return ScheduleRequest(
+        schedule_id=schedule_id, task_queue=task_queue, action=action, cron=cron, parallelism=parallelism
+    )
+
+
+ScheduleId = Annotated[str, typer.Option("--id", help="Schedule id.")]
+ActionOption = Annotated[Action, typer.Option(help="validate (tampering) or info (pending versions).")]
+CronOption = Annotated[str, typer.Option(help="Cron spec, UTC.")]
+ParallelismOption = Annotated[int, typer.Option(min=1, max=256)]
+
+
+@schedule_app.command("create")
+def create(
+    schedule_id: ScheduleId = DEFAULT_ID,
+    action: ActionOption = Action.VALIDATE,
+    cron: CronOption = DEFAULT_CRON,
+    parallelism: ParallelismOption = 8,
+) -> None:
+    """Create the schedule, or update it when it exists (idempotent: safe on every deploy)."""
+
+    async def go() -> ExitCode:
+        client, settings = await connect_client()
+        request = _request(schedule_id, action, cron, parallelism, settings.effective_temporal().task_queue)
+        verb = await ensure_schedule(client, request)
+        print(f"{verb} {schedule_id} ({action.value}, cron '{cron}' UTC, overlap skip, catch-up 1h)")
+        return ExitCode.OK
+
+    run_command(go)
+
+
+@schedule_app.command("update")
+def update(
+    schedule_id: ScheduleId = DEFAULT_ID,
+    action: ActionOption = Action.VALIDATE,
+    cron: CronOption = DEFAULT_CRON,
+    parallelism: ParallelismOption = 8,
+) -> None:
+    """Replace an existing schedule's action and spec (fails when it does not exist)."""
+
+    async def go() -> ExitCode:
+        client, settings = await connect_client()
+        request = _request(schedule_id, action, cron, parallelism, settings.effective_temporal().task_queue)
+        schedule = build_schedule(request)
+        await client.get_schedule_handle(schedule_id).update(lambda _: ScheduleUpdate(schedule=schedule))
+        print(f"updated {schedule_id}")
+        return ExitCode.OK
+
+    run_command(go)
+
+
+@schedule_app.command("delete")
+def delete(schedule_id: ScheduleId = DEFAULT_ID) -> None:
+    """Delete the schedule (runs already started are not affected)."""
+
+    async def go() -> ExitCode:
+        client, _ = await connect_client()
+        await client.get_schedule_handle(schedule_id).delete()
+        print(f"deleted {schedule_id}")
+        return ExitCode.OK
+
+    run_command(go)
+
+
+@schedule_app.command("trigger")
+def trigger(schedule_id: ScheduleId = DEFAULT_ID) -> None:
+    """Start a run now (the overlap policy still applies)."""
+
+    async def go() -> ExitCode:
+        client, _ = await connect_client()
+        await client.get_schedule_handle(schedule_id).trigger()
+        print(f"triggered {schedule_id}")
+        return ExitCode.OK
+
+    run_command(go)
+
+
+@schedule_app.command("list")
+def list_schedules(
+    output: Annotated[OutputFormat, typer.Option("--output", "-o")] = OutputFormat.TEXT,
+) -> None:
+    """List schedules with their specs and most recent run."""
+
+    async def go() -> ExitCode:
+        client, _ = await connect_client()
+        rows: list[dict[str, object]] = []
+        async for entry in await client.list_schedules():
+            spec, info = (entry.schedule.spec if entry.schedule else None), entry.info
+            cron = ",".join(spec.cron_expressions) if spec else ""
+            recent = (
+                ",".join(getattr(a.action, "workflow_id", "") for a in info.recent_actions) if info else ""
+            )
+            paused = bool(entry.schedule and entry.schedule.state.paused)
+            rows.append({"id": entry.id, "cron": cron, "paused": paused, "recent": recent})
+        if output is OutputFormat.TEXT:
+            for row in rows:
+                print(f"{row['id']}  cron={row['cron']}  paused={row['paused']}  recent={row['recent']}")
+        else:
+            print(json.dumps(rows))
+        return ExitCode.OK
+
+    run_command(go)
+
+
+def _print_drift(summary: DriftSummary, output: DriftFormat) -> None:
+    if output is DriftFormat.JSON:
+        print(summary.model_dump_json())
+        return
+    if output is DriftFormat.MARKDOWN:
+        print(render_markdown(summary), end="")
+        return
+    table = Table(title=f"drift in {summary.rollout_id}: {summary.clean}/{summary.total} clean")
+    for column in ("tenant", "drift", "tampered", "pending", "ahead", "failed", "error"):
+        table.add_column(column)
+    for t in summary.tenants:
+        table.add_row(
+            t.tenant_id,
+            ", ".join(k.value for k in t.kinds),
+            *(", ".join(v) for v in (t.tampered, t.pending, t.ahead, t.failed_versions)),
+            t.error_class,
+        )
+    Console(highlight=False).print(table)
+    print("  ".join(f"{k.value}={n}" for k, n in summary.counts.items()))
+
+
+def drift(
+    rollout: Annotated[str, typer.Argument(help="A finished validate/info rollout id.")] = "",
+    schedule: Annotated[str, typer.Option(help="Use this schedule's most recent run instead.")] = "",
+    output: Annotated[DriftFormat, typer.Option("--output", "-o")] = DriftFormat.TEXT,
+) -> None:
+    """Summarise schema drift: tampered, lagging, ahead, failed migrations. Exit 1 when any."""
+
+    async def go() -> ExitCode:
+        client, _ = await connect_client()
+        rollout_id = rollout
+        if schedule:
+            found = await latest_run_id(client, schedule)
+            if found is None:
+                stderr.print(f"schedule {schedule} has not run yet", markup=False)
+                return ExitCode.USAGE
+            rollout_id = found
+        if not rollout_id:
+            raise ConfigurationError("give a rollout id or --schedule")
+        result = await client.get_workflow_handle(rollout_id, result_type=MigrateAllResult).result()
+        summary = summarize(result)
+        _print_drift(summary, output)
+        drifted = any(n for k, n in summary.counts.items() if k is not DriftKind.UNCHECKED)
+        return ExitCode.FAILED if drifted or summary.counts[DriftKind.UNCHECKED] else ExitCode.OK
+
+    run_command(go)
