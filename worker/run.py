@@ -16,7 +16,8 @@ from temporalio.client import Client
 from temporalio.worker import Interceptor, Worker
 
 from activities.audit import AuditActivities, Emitter
-from activities.flyway import FlywayActivities, FlywayInstall, FlywayRunner, FlywaySettings
+from activities.flyway import FlywayActivities, FlywayEngine, FlywayInstall, FlywayRunner, FlywaySettings
+from activities.flyway_jvm import JvmFlywayEngine
 from activities.quiesce import QuiesceActivities, QuiesceController
 from activities.rollouts import RolloutActivities
 from activities.secrets import SecretsProvider
@@ -61,14 +62,20 @@ def build_worker(
 
     Keyword arguments replace what settings would build (tests and embedding applications).
     """
-    runner = FlywayRunner(
-        flyway_install or _flyway_install(settings),
-        FlywaySettings(
-            locations=tuple(p.resolve() for p in settings.flyway.locations),
-            timeout=timedelta(seconds=settings.flyway.timeout_s),
-            lock_retry_count=settings.flyway.lock_retry_count,
-        ),
+    install = flyway_install or _flyway_install(settings)
+    flyway_settings = FlywaySettings(
+        locations=tuple(p.resolve() for p in settings.flyway.locations),
+        timeout=timedelta(seconds=settings.flyway.timeout_s),
+        lock_retry_count=settings.flyway.lock_retry_count,
     )
+    runner: FlywayEngine
+    if settings.flyway.engine == "jvm":
+        runner = JvmFlywayEngine(
+            install, flyway_settings, max_threads=settings.worker.max_concurrent_activities + 4,
+            jvm_options=tuple(settings.flyway.jvm_options),
+        )  # fmt: skip
+    else:
+        runner = FlywayRunner(install, flyway_settings)
     secrets = secrets or {"default": secrets_provider(settings)}
     flyway = FlywayActivities(runner, secrets)
     sources = TenantSourceActivities(tenant_sources or {"default": tenant_lister(settings)})

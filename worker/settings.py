@@ -18,6 +18,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from activities.flyway_jvm import DEFAULT_JVM_OPTIONS
+
 __all__ = [
     "AuditConfig",
     "AwsSecretsConfig",
@@ -75,8 +77,10 @@ class FlywayConfig(BaseModel):
     """Budget of one Flyway run; past it the JVM's process group is killed."""
     lock_retry_count: int = Field(default=50, ge=-1)
     """Seconds to wait for another runner's schema-history lock."""
-    engine: Literal["cli"] = "cli"
-    """`cli`: one Flyway process per tenant run."""
+    engine: Literal["cli", "jvm"] = "cli"
+    """`cli`: one Flyway process per tenant run; `jvm`: one in-process JVM per worker (JPype), far faster."""
+    jvm_options: list[str] = Field(default_factory=lambda: list(DEFAULT_JVM_OPTIONS))
+    """JSON list of options for the `jvm` engine's JVM (bounded heap keeps worker memory flat)."""
 
 
 class AwsSecretsConfig(BaseModel):

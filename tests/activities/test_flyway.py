@@ -1,4 +1,7 @@
-"""FlywayRunner against the real Flyway CLI and a real PostgreSQL."""
+"""Both Flyway engines (CLI process and in-process JVM) against the real Flyway and a real PostgreSQL.
+
+Tests taking ``runner``/``engine_factory`` run once per engine; the CLI-only ones (process argv and
+environment, the reports-jar trap, killing the process group) use ``_runner``."""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ import asyncio
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
@@ -19,7 +23,13 @@ from activities.errors import (
     UnsafeEnvValueError,
     UnsafeIdentifierError,
 )
-from activities.flyway import FlywayInstall, FlywayRunner, FlywaySettings, run_migrations_at_startup
+from activities.flyway import (
+    FlywayEngine,
+    FlywayInstall,
+    FlywayRunner,
+    FlywaySettings,
+    run_migrations_at_startup,
+)
 from activities.flyway_output import Action, ErrorClass
 from activities.redaction import REDACTED
 from tests.support import copy_migrations, history, java_pids, schema_exists
@@ -31,12 +41,15 @@ def _with(target: DatabaseTarget, changes: dict[str, object]) -> DatabaseTarget:
     return DatabaseTarget.model_validate({**target.model_dump(), **changes})
 
 
+EngineFactory = Callable[..., FlywayEngine]
+
+
 def _runner(install: FlywayInstall, locations: Path, **settings: object) -> FlywayRunner:
     return FlywayRunner(install, FlywaySettings(locations=(locations,), **settings))  # type: ignore[arg-type]
 
 
 async def test_migrate_applies_every_version_to_a_fresh_schema_and_rerun_is_a_noop(
-    runner: FlywayRunner, target: DatabaseTarget, postgres: PostgresServer, schema: str
+    runner: FlywayEngine, target: DatabaseTarget, postgres: PostgresServer, schema: str
 ) -> None:
     first = await runner.run(Action.MIGRATE, target)
     assert first.success
@@ -53,9 +66,9 @@ async def test_migrate_applies_every_version_to_a_fresh_schema_and_rerun_is_a_no
 
 
 async def test_info_lists_pending_versions_of_a_lagging_schema(
-    flyway_install: FlywayInstall, runner: FlywayRunner, target: DatabaseTarget, tmp_path: Path
+    engine_factory: EngineFactory, runner: FlywayEngine, target: DatabaseTarget, tmp_path: Path
 ) -> None:
-    await _runner(flyway_install, copy_migrations(tmp_path / "old", upto=3)).run(Action.MIGRATE, target)
+    await engine_factory(copy_migrations(tmp_path / "old", upto=3)).run(Action.MIGRATE, target)
 
     info = await runner.run(Action.INFO, target)
 
@@ -68,23 +81,23 @@ async def test_info_lists_pending_versions_of_a_lagging_schema(
 
 
 async def test_validate_passes_for_intact_and_lagging_schemas(
-    flyway_install: FlywayInstall, runner: FlywayRunner, target: DatabaseTarget, tmp_path: Path
+    engine_factory: EngineFactory, runner: FlywayEngine, target: DatabaseTarget, tmp_path: Path
 ) -> None:
-    await _runner(flyway_install, copy_migrations(tmp_path / "old", upto=2)).run(Action.MIGRATE, target)
+    await engine_factory(copy_migrations(tmp_path / "old", upto=2)).run(Action.MIGRATE, target)
     outcome = await runner.run(Action.VALIDATE, target)
     assert outcome.success
     assert outcome.validation_issues == []
 
 
 async def test_validate_fails_with_checksum_mismatch_although_flyway_exits_zero(
-    flyway_install: FlywayInstall, runner: FlywayRunner, target: DatabaseTarget, tmp_path: Path
+    engine_factory: EngineFactory, runner: FlywayEngine, target: DatabaseTarget, tmp_path: Path
 ) -> None:
     await runner.run(Action.MIGRATE, target)
     edited = copy_migrations(tmp_path / "edited")
     (edited / "V2__create_orders.sql").write_text("CREATE TABLE orders (id BIGINT);\n")
 
     with pytest.raises(FlywayReportedFailureError) as caught:
-        await _runner(flyway_install, edited).run(Action.VALIDATE, target)
+        await engine_factory(edited).run(Action.VALIDATE, target)
 
     outcome = caught.value.outcome
     assert outcome is not None
@@ -94,7 +107,7 @@ async def test_validate_fails_with_checksum_mismatch_although_flyway_exits_zero(
 
 
 async def test_migrate_after_editing_an_applied_script_is_classified_checksum_mismatch(
-    flyway_install: FlywayInstall, runner: FlywayRunner, target: DatabaseTarget, tmp_path: Path,
+    engine_factory: EngineFactory, runner: FlywayEngine, target: DatabaseTarget, tmp_path: Path,
     postgres: PostgresServer, schema: str,
 ) -> None:  # fmt: skip
     await runner.run(Action.MIGRATE, target)
@@ -102,7 +115,7 @@ async def test_migrate_after_editing_an_applied_script_is_classified_checksum_mi
     (edited / "V1__create_accounts.sql").write_text("-- rewritten\nCREATE TABLE accounts (id INT);\n")
 
     with pytest.raises(FlywayReportedFailureError) as caught:
-        await _runner(flyway_install, edited).run(Action.MIGRATE, target)
+        await engine_factory(edited).run(Action.MIGRATE, target)
 
     # The trap in flyway.md: during migrate the mismatch arrives as VALIDATE_ERROR, not CHECKSUM_MISMATCH.
     assert caught.value.outcome is not None
@@ -112,7 +125,7 @@ async def test_migrate_after_editing_an_applied_script_is_classified_checksum_mi
 
 
 async def test_failed_script_reports_partial_progress_and_the_failing_file(
-    flyway_install: FlywayInstall,
+    engine_factory: EngineFactory,
     target: DatabaseTarget,
     tmp_path: Path,
     postgres: PostgresServer,
@@ -122,7 +135,7 @@ async def test_failed_script_reports_partial_progress_and_the_failing_file(
     (broken / "V6__broken.sql").write_text("CREATE TABLE broken (id int;\n")
 
     with pytest.raises(FlywayReportedFailureError) as caught:
-        await _runner(flyway_install, broken).run(Action.MIGRATE, target)
+        await engine_factory(broken).run(Action.MIGRATE, target)
 
     outcome = caught.value.outcome
     assert outcome is not None
@@ -154,7 +167,7 @@ async def test_failed_migrate_is_a_failure_even_when_flyway_exits_zero_without_r
 
 
 async def test_unreachable_database_is_classified_target_unreachable_and_retryable(
-    runner: FlywayRunner, target: DatabaseTarget
+    runner: FlywayEngine, target: DatabaseTarget
 ) -> None:
     closed = _with(target, {"port": 1})
     with pytest.raises(FlywayReportedFailureError) as caught:
@@ -164,7 +177,7 @@ async def test_unreachable_database_is_classified_target_unreachable_and_retryab
 
 
 async def test_password_echoed_by_flyway_is_redacted_from_errors_results_and_logs(
-    runner: FlywayRunner, target: DatabaseTarget, caplog: pytest.LogCaptureFixture
+    runner: FlywayEngine, target: DatabaseTarget, caplog: pytest.LogCaptureFixture
 ) -> None:
     # PostgreSQL echoes the user name on a failed login; a user name equal to the password makes
     # Flyway print the password in its JSON (message, cause chain and stack traces).
@@ -207,7 +220,7 @@ async def test_password_travels_in_the_environment_never_in_the_process_argv(
 
 @pytest.mark.parametrize("bad", ["pass\nword1", "pass\rword1", "pass\x00word1"])
 async def test_control_characters_in_credentials_are_rejected_before_flyway_runs(
-    runner: FlywayRunner, target: DatabaseTarget, postgres: PostgresServer, schema: str, bad: str
+    runner: FlywayEngine, target: DatabaseTarget, postgres: PostgresServer, schema: str, bad: str
 ) -> None:
     with pytest.raises(UnsafeEnvValueError) as caught:
         await runner.run(Action.MIGRATE, _with(target, {"password": bad}))
@@ -219,14 +232,14 @@ async def test_control_characters_in_credentials_are_rejected_before_flyway_runs
 
 @pytest.mark.parametrize("bad_schema", ["a,b", 'x"; DROP SCHEMA public; --', "1leading", "s" * 64, "tenánt"])
 async def test_unsafe_schema_name_is_rejected_with_nothing_run(
-    runner: FlywayRunner, target: DatabaseTarget, postgres: PostgresServer, bad_schema: str
+    runner: FlywayEngine, target: DatabaseTarget, postgres: PostgresServer, bad_schema: str
 ) -> None:
     with pytest.raises(UnsafeIdentifierError):
         await runner.run(Action.MIGRATE, _with(target, {"schema_name": bad_schema}))
     assert not schema_exists(postgres, bad_schema)
 
 
-async def test_short_password_is_refused_for_migrate(runner: FlywayRunner, target: DatabaseTarget) -> None:
+async def test_short_password_is_refused_for_migrate(runner: FlywayEngine, target: DatabaseTarget) -> None:
     with pytest.raises(PasswordTooShortError) as caught:
         await runner.run(Action.MIGRATE, _with(target, {"password": "pw12345"}))
     assert "pw12345" not in str(caught.value)
@@ -276,7 +289,7 @@ async def test_timeout_kills_the_process_group_and_reports_unknown_schema_state(
 
 
 async def test_startup_entry_point_migrates_in_development_and_validates_elsewhere(
-    runner: FlywayRunner, target: DatabaseTarget, postgres: PostgresServer, schema: str
+    runner: FlywayEngine, target: DatabaseTarget, postgres: PostgresServer, schema: str
 ) -> None:
     with pytest.raises(FlywayReportedFailureError) as caught:
         await run_migrations_at_startup(runner, target, environment="production")
@@ -289,7 +302,7 @@ async def test_startup_entry_point_migrates_in_development_and_validates_elsewhe
 
 
 async def test_stray_flyway_conf_in_home_or_cwd_is_never_read(
-    runner: FlywayRunner, target: DatabaseTarget, tmp_path: Path, postgres: PostgresServer, schema: str,
+    runner: FlywayEngine, target: DatabaseTarget, tmp_path: Path, postgres: PostgresServer, schema: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
     # A config that would send migrations to another schema, where a careless runner would pick it up.
@@ -309,7 +322,7 @@ async def test_stray_flyway_conf_in_home_or_cwd_is_never_read(
 
 
 async def test_run_flyway_activity_rereads_the_secret_once_after_an_authentication_failure(
-    runner: FlywayRunner, target: DatabaseTarget, postgres: PostgresServer, schema: str
+    runner: FlywayEngine, target: DatabaseTarget, postgres: PostgresServer, schema: str
 ) -> None:
     from temporalio.testing import ActivityEnvironment
 

@@ -1,0 +1,99 @@
+"""What only the in-process JVM engine has: cancellation and timeouts through PostgreSQL (a JVM thread
+cannot be killed), many tenants at once through one JVM, and the one-JVM-per-process rule."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from activities.database_target import DatabaseTarget
+from activities.errors import ConfigurationError, FlywayTimeoutError
+from activities.flyway import FlywayInstall, FlywaySettings
+from activities.flyway_jvm import JvmFlywayEngine
+from activities.flyway_output import Action
+from tests.support import DEMO_MIGRATIONS, copy_migrations, history
+from worker.devstack import PostgresServer
+
+
+def engine(install: FlywayInstall, locations: Path, **settings: object) -> JvmFlywayEngine:
+    return JvmFlywayEngine(install, FlywaySettings(locations=(locations,), **settings))  # type: ignore[arg-type]
+
+
+def sleeping_backends(postgres: PostgresServer) -> list[str]:
+    with psycopg.connect(postgres.dsn) as conn:
+        rows = conn.execute(
+            "SELECT application_name FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(60)%' "
+            "AND application_name LIKE 'fleetway-%'"
+        ).fetchall()
+    return [r[0] for r in rows]
+
+
+async def wait_for(predicate: object, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+async def test_cancellation_cancels_the_statement_in_postgresql_and_returns_at_once(
+    flyway_install: FlywayInstall,
+    target: DatabaseTarget,
+    postgres: PostgresServer,
+    schema: str,
+    tmp_path: Path,
+) -> None:
+    slow = copy_migrations(tmp_path / "slow", upto=1)
+    (slow / "V2__slow.sql").write_text("SELECT pg_sleep(60);\n")
+    task = asyncio.create_task(engine(flyway_install, slow).run(Action.MIGRATE, target))
+    assert await wait_for(lambda: sleeping_backends(postgres), 30), "the migration never reached pg_sleep"
+
+    cancelled_at = time.monotonic()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert time.monotonic() - cancelled_at < 5
+    assert await wait_for(lambda: not sleeping_backends(postgres), 5)  # the statement is really gone
+    assert history(postgres, schema) == [("1", True)]  # V2's transaction rolled back, not recorded
+
+
+async def test_timeout_cancels_the_statement_and_reports_unknown_schema_state(
+    flyway_install: FlywayInstall, target: DatabaseTarget, postgres: PostgresServer, tmp_path: Path
+) -> None:
+    slow = copy_migrations(tmp_path / "slow", upto=1)
+    (slow / "V2__slow.sql").write_text("SELECT pg_sleep(60);\n")
+    started = time.monotonic()
+    with pytest.raises(FlywayTimeoutError) as caught:
+        await engine(flyway_install, slow, timeout=timedelta(seconds=4)).run(Action.MIGRATE, target)
+    assert time.monotonic() - started < 15
+    assert "schema state is unknown" in str(caught.value) and not caught.value.is_retryable
+    assert await wait_for(lambda: not sleeping_backends(postgres), 5)
+
+
+async def test_one_jvm_migrates_many_tenants_concurrently(
+    flyway_install: FlywayInstall, target: DatabaseTarget, postgres: PostgresServer
+) -> None:
+    shared = engine(flyway_install, DEMO_MIGRATIONS)
+    schemas = [f"c_{uuid.uuid4().hex[:10]}" for _ in range(8)]
+    targets = [
+        DatabaseTarget.model_validate({**target.model_dump(), "password": target.password, "schema_name": s})
+        for s in schemas
+    ]
+    outcomes = await asyncio.gather(*(shared.run(Action.MIGRATE, t) for t in targets))
+    assert [o.ending_version for o in outcomes] == ["5"] * 8
+    for s in schemas:
+        assert history(postgres, s) == [(v, True) for v in ["1", "2", "3", "4", "5"]]
+
+
+def test_the_process_jvm_cannot_switch_flyway_installs(flyway_install: FlywayInstall, tmp_path: Path) -> None:
+    engine(flyway_install, DEMO_MIGRATIONS).start()
+    other = FlywayInstall(lib_dir=tmp_path, java=flyway_install.java, version="other")
+    with pytest.raises(ConfigurationError, match="cannot be restarted"):
+        engine(other, DEMO_MIGRATIONS).start()
