@@ -38,6 +38,8 @@ from workflows.tenant_migration import TenantMigrationWorkflow
 
 __all__ = ["build_worker", "run_worker"]
 
+_FLYWAY_PRESTART = FlywaySettings(locations=())
+
 _log = logging.getLogger(__name__)
 
 
@@ -115,6 +117,12 @@ async def run_worker(settings: Settings) -> None:
     client = await connect(settings.effective_temporal())
     emitter = audit_emitter(settings)
     worker = build_worker(client, settings, emitter=emitter)
+    if settings.flyway.engine == "jvm":
+        # Pay the JVM start (and Flyway's class loading) before polling, not in the first tenant.
+        engine = JvmFlywayEngine(
+            _flyway_install(settings), _FLYWAY_PRESTART, jvm_options=tuple(settings.flyway.jvm_options)
+        )
+        await asyncio.to_thread(engine.start)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

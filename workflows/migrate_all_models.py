@@ -62,6 +62,8 @@ class MigrateAllInput(BaseModel):
             as soon as failed/completed exceeds it (checked after the canary and continuously).
         secrets_backend: name of the worker-side secret backend holding tenant credentials.
         continue_as_new_after: dispatches per run before continuing as new (history bound).
+        drift_check: for validate, also read Flyway ``info`` per tenant so the result carries
+            pending/ahead/failed versions for the drift summary (one more Flyway call per tenant).
         carry: state carried across continue-as-new; never set by callers.
     """
 
@@ -78,6 +80,7 @@ class MigrateAllInput(BaseModel):
     audit: AuditContext = AuditContext()
     secrets_backend: str = "default"
     page_size: int = Field(default=200, ge=1, le=1000)
+    drift_check: bool = True
     flyway_timeout_s: int = Field(default=600, ge=1)
     heartbeat_timeout_s: int = Field(default=30, ge=2, le=600)
     continue_as_new_after: int = Field(default=500, ge=1)

@@ -49,6 +49,7 @@ class TenantMigrationInput(BaseModel):
     flyway_timeout_s: int = Field(default=600, ge=1)
     max_attempts: int = Field(default=5, ge=1, le=50)
     heartbeat_timeout_s: int = Field(default=30, ge=2, le=600)
+    drift_check: bool = True
 
 
 def _from_failure(tenant_id: str, err: ActivityError) -> TenantOutcome:
@@ -118,7 +119,7 @@ class TenantMigrationWorkflow:
                 # The activity confirmed its JVM is dead; end this child as cancelled, not failed.
                 raise asyncio.CancelledError from None
             outcome = _from_failure(request.tenant_id, err)
-        if request.action is Action.VALIDATE and workflow.patched(_DRIFT_PATCH):
+        if request.action is Action.VALIDATE and request.drift_check and workflow.patched(_DRIFT_PATCH):
             outcome = await self._with_drift(request, outcome)
         duration = workflow.now() - started
         outcome = outcome.model_copy(update={"duration_ms": int(duration.total_seconds() * 1000)})

@@ -1,0 +1,428 @@
+"""The fleet benchmark: the shell loop users write today vs fleetway with each Flyway engine.
+
+``./dev bench [--tenants 200] [--parallelism 4] [--engines cli,jvm] [--skip-baseline] [--skip-raw]``
+
+On the embedded stack (one PostgreSQL, the Temporal dev server, the pinned Flyway), each phase gets
+a fresh fleet of N schemas and runs the repo's sample migrations (5 scripts: tables, indexes, a
+50-row backfill), then a no-op validate over the same fleet:
+
+- ``baseline``: the Flyway CLI once per schema with ``xargs -P <parallelism>`` and default JVM flags;
+- ``raw-<engine>``: fleetway's engine called in a plain asyncio loop (no Temporal), for the overhead;
+- ``fleetway-<engine>``: a real ``fleetway worker`` process and one ``MigrateAllWorkflow`` rollout.
+
+It prints tenants per minute, median and p95 per-tenant time, fleetway's orchestration overhead per
+tenant (vs the raw engine), the worker's peak RSS, parent history events per run, the ratios
+against the baseline, and the CLI engine's JVM start-up with default flags, tuned flags and AppCDS.
+Results land in ``bench/results/latest.json`` and ``latest.md``. Not part of the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import secrets
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from activities.database_target import DatabaseTarget
+from activities.flyway import FlywayEngine, FlywayInstall, FlywayRunner, FlywaySettings
+from activities.flyway_jvm import JvmFlywayEngine
+from activities.flyway_output import Action
+from worker.client import connect
+from worker.devstack import PROJECT_ROOT, DevStack, dev_stack
+from worker.settings import TemporalConfig
+from workflows.migrate_all import MigrateAllWorkflow
+from workflows.migrate_all_models import MigrateAllInput
+
+MIGRATIONS = PROJECT_ROOT / "migrations" / "demo"
+RESULTS = PROJECT_ROOT / "bench" / "results"
+FLEETWAY = str(Path(sys.executable).parent / "fleetway")
+
+
+@dataclass
+class Phase:
+    """One measured run over one fleet."""
+
+    name: str
+    action: str
+    tenants: int
+    wall_s: float
+    per_tenant_ms: list[float] = field(default_factory=list, repr=False)
+    failures: int = 0
+    worker_peak_rss_mb: float | None = None
+    parent_history_events: list[int] | None = None
+
+    @property
+    def tenants_per_minute(self) -> float:
+        return self.tenants / self.wall_s * 60
+
+    def summary(self) -> dict[str, Any]:
+        times = sorted(self.per_tenant_ms)
+        p95 = times[min(len(times) - 1, int(len(times) * 0.95))] if times else None
+        data = {k: v for k, v in asdict(self).items() if k != "per_tenant_ms"}
+        data |= {
+            "tenants_per_minute": round(self.tenants_per_minute, 1),
+            "median_ms": round(statistics.median(times), 1) if times else None,
+            "p95_ms": round(p95, 1) if p95 is not None else None,
+            "wall_s": round(self.wall_s, 2),
+        }
+        return data
+
+
+class Bench:
+    """Owns the stack, the benchmark login, and the phases' results."""
+
+    def __init__(self, stack: DevStack, args: argparse.Namespace, workdir: Path) -> None:
+        self.stack, self.args, self.workdir = stack, args, workdir
+        self.password = secrets.token_urlsafe(18)
+        self.role = "fleetway_bench"
+        self.phases: list[Phase] = []
+        with psycopg.connect(stack.postgres.dsn, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                    sql.Identifier(self.role), sql.Literal(self.password)
+                )
+            )
+            conn.execute(sql.SQL("GRANT CREATE ON DATABASE postgres TO {}").format(sql.Identifier(self.role)))
+
+    def fleet(self, prefix: str) -> list[str]:
+        return [f"{prefix}_{i:05d}" for i in range(self.args.tenants)]
+
+    def target(self, schema: str) -> DatabaseTarget:
+        return DatabaseTarget(
+            host="127.0.0.1",
+            port=self.stack.postgres.port,
+            database="postgres",
+            schema_name=schema,
+            user=self.role,
+            password=self.password,
+        )
+
+    def record(self, phase: Phase) -> None:
+        self.phases.append(phase)
+        s = phase.summary()
+        print(
+            f"  {phase.name:<16} {phase.action:<8} {s['wall_s']:>8.1f}s  {s['tenants_per_minute']:>8.1f}/min  "
+            f"median {s['median_ms']} ms  p95 {s['p95_ms']} ms  failures {phase.failures}",
+            file=sys.stderr,
+        )
+
+    # ---- (a) the baseline: xargs -P over the Flyway CLI ---------------------------------------
+
+    def baseline(self, schemas: list[str], action: Action) -> Phase:
+        install = self.stack.flyway
+        script = self.workdir / "one-tenant.sh"
+        script.write_text(
+            "#!/bin/sh\n"
+            "start=$(date +%s%N)\n"
+            f'"{install.java}" -cp "{install.lib_dir}/*" org.flywaydb.commandline.Main -outputType=json '
+            f'-skipCheckForUpdate -locations=filesystem:{MIGRATIONS} -schemas="$1" -defaultSchema="$1" '
+            f"{action.value} > /dev/null 2>&1\nrc=$?\n"
+            'end=$(date +%s%N)\necho "$1 $rc $(( (end - start) / 1000000 ))"\n'
+        )
+        script.chmod(0o755)
+        env = {
+            **os.environ,
+            "FLYWAY_URL": f"jdbc:postgresql://127.0.0.1:{self.stack.postgres.port}/postgres",
+            "FLYWAY_USER": self.role,
+            "FLYWAY_PASSWORD": self.password,
+        }
+        started = time.monotonic()
+        done = subprocess.run(
+            ["xargs", "-P", str(self.args.parallelism), "-n", "1", str(script)],
+            input="\n".join(schemas),
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=self.workdir,
+        )
+        wall = time.monotonic() - started
+        rows = [line.split() for line in done.stdout.splitlines() if line.strip()]
+        return Phase(
+            "baseline-xargs",
+            action.value,
+            len(schemas),
+            wall,
+            [float(r[2]) for r in rows],
+            failures=sum(r[1] != "0" for r in rows),
+        )
+
+    # ---- raw engine: fleetway's engine without Temporal ---------------------------------------
+
+    async def raw(self, engine_name: str, schemas: list[str], action: Action) -> Phase:
+        settings = FlywaySettings(locations=(MIGRATIONS,))
+        engine: FlywayEngine = (
+            FlywayRunner(self.stack.flyway, settings) if engine_name == "cli" else self._jvm(settings)
+        )
+        gate = asyncio.Semaphore(self.args.parallelism)
+        times: list[float] = []
+        failures = 0
+
+        async def one(schema: str) -> None:
+            nonlocal failures
+            async with gate:
+                t0 = time.monotonic()
+                try:
+                    await engine.run(action, self.target(schema))
+                except Exception:
+                    failures += 1
+                times.append((time.monotonic() - t0) * 1000)
+
+        started = time.monotonic()
+        await asyncio.gather(*(one(s) for s in schemas))
+        return Phase(
+            f"raw-{engine_name}", action.value, len(schemas), time.monotonic() - started, times, failures
+        )
+
+    def _jvm(self, settings: FlywaySettings) -> JvmFlywayEngine:
+        engine = JvmFlywayEngine(self.stack.flyway, settings, max_threads=self.args.parallelism + 2)
+        engine.start()  # JVM start-up is a once-per-worker cost, not a per-tenant one
+        return engine
+
+    # ---- fleetway: a real worker process and one rollout --------------------------------------
+
+    async def fleetway(self, engine_name: str, schemas: list[str], actions: list[Action]) -> list[Phase]:
+        task_queue = f"bench-{uuid.uuid4().hex[:8]}"
+        tenants_file = self.workdir / f"{task_queue}.txt"
+        tenants_file.write_text("\n".join(schemas) + "\n")
+        secrets_file = self.workdir / f"{task_queue}-secrets.json"
+        secrets_file.write_text(
+            json.dumps(
+                {
+                    "tenants": {
+                        s: {**self.target(s).model_dump(mode="json"), "password": self.password}
+                        for s in schemas
+                    }
+                }
+            )
+        )
+        env = {
+            **os.environ,
+            "FLEETWAY_TEMPORAL__ADDRESS": self.stack.temporal.address,
+            "FLEETWAY_TEMPORAL__TASK_QUEUE": task_queue,
+            "FLEETWAY_SECRETS__FILE": str(secrets_file),
+            "FLEETWAY_TENANTS__KIND": "file",
+            "FLEETWAY_TENANTS__FILE": str(tenants_file),
+            "FLEETWAY_FLYWAY__LOCATIONS": json.dumps([str(MIGRATIONS)]),
+            "FLEETWAY_FLYWAY__LIB_DIR": str(self.stack.flyway.lib_dir),
+            "FLEETWAY_FLYWAY__ENGINE": engine_name,
+            "FLEETWAY_WORKER__MAX_CONCURRENT_ACTIVITIES": str(self.args.parallelism + 2),
+            "FLEETWAY_WORKER__GRACEFUL_SHUTDOWN_S": "5",
+        }
+        worker = subprocess.Popen([FLEETWAY, "worker"], env=env, start_new_session=True)
+        client = await connect(TemporalConfig(address=self.stack.temporal.address, task_queue=task_queue))
+        phases = []
+        try:
+            for action in actions:
+                rollout_id = f"bench-{engine_name}-{action.value}-{uuid.uuid4().hex[:6]}"
+                started = time.monotonic()
+                result = await client.execute_workflow(
+                    MigrateAllWorkflow.run,
+                    MigrateAllInput(
+                        action=action,
+                        parallelism=self.args.parallelism,
+                        continue_on_error=True,
+                        drift_check=False,  # validate only, like the baseline (drift adds an info call)
+                    ),
+                    id=rollout_id,
+                    task_queue=task_queue,
+                )
+                wall = time.monotonic() - started
+                events = [
+                    e.history_length async for e in client.list_workflows(f"WorkflowId = '{rollout_id}'")
+                ]
+                phase = Phase(
+                    f"fleetway-{engine_name}",
+                    action.value,
+                    len(schemas),
+                    wall,
+                    [float(o.duration_ms) for o in result.outcomes],
+                    result.counts.get("failed", 0),  # type: ignore[call-overload]
+                    parent_history_events=sorted(events),
+                )
+                phases.append(phase)
+            rss = _peak_rss_mb(worker.pid)
+            for phase in phases:
+                phase.worker_peak_rss_mb = rss
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(timeout=60)
+        return phases
+
+    # ---- the CLI engine's JVM start-up ---------------------------------------------------------
+
+    def cli_startup(self, schema: str, runs: int = 7) -> dict[str, float]:
+        install: FlywayInstall = self.stack.flyway
+        url = f"-url=jdbc:postgresql://127.0.0.1:{self.stack.postgres.port}/postgres"
+        common = [
+            "-cp",
+            f"{install.lib_dir}/*",
+            "org.flywaydb.commandline.Main",
+            "-outputType=json",
+            "-skipCheckForUpdate",
+            url,
+            f"-user={self.role}",
+            f"-schemas={schema}",
+            "info",
+        ]
+        base_flags = ["-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-Xshare:auto"]
+        variants = {
+            "default_flags": [],
+            "tuned_flags": base_flags,
+            "tuned_flags_appcds": list(install.jvm_options),
+        }
+        env = {**os.environ, "FLYWAY_PASSWORD": self.password}
+        out: dict[str, float] = {}
+        for name, flags in variants.items():
+            times = []
+            for _ in range(runs):
+                t0 = time.monotonic()
+                subprocess.run(
+                    [str(install.java), *flags, *common],
+                    env=env,
+                    capture_output=True,
+                    check=False,
+                    cwd=self.workdir,
+                )
+                times.append((time.monotonic() - t0) * 1000)
+            out[name] = round(statistics.median(times), 1)
+        return out
+
+
+def _peak_rss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        return None
+    return None
+
+
+def _ratio(a: Phase | None, b: Phase | None) -> float | None:
+    """How many times faster ``a`` is than ``b`` (wall time)."""
+    return round(b.wall_s / a.wall_s, 2) if a and b and a.wall_s else None
+
+
+def report(bench: Bench, startup: dict[str, float] | None) -> dict[str, Any]:
+    by = {(p.name, p.action): p for p in bench.phases}
+    ratios: dict[str, Any] = {}
+    overhead: dict[str, Any] = {}
+    for action in ("migrate", "validate"):
+        base = by.get(("baseline-xargs", action))
+        for engine in ("cli", "jvm"):
+            fw, raw = by.get((f"fleetway-{engine}", action)), by.get((f"raw-{engine}", action))
+            ratios[f"{action}: fleetway-{engine} speed-up vs baseline"] = _ratio(fw, base)
+            if fw and raw:
+                overhead[f"{action}: fleetway-{engine}"] = round(
+                    (fw.wall_s - raw.wall_s) * bench.args.parallelism / fw.tenants * 1000, 1
+                )
+    return {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "flyway": bench.stack.flyway.version,
+        },
+        "tenants": bench.args.tenants,
+        "parallelism": bench.args.parallelism,
+        "phases": [p.summary() for p in bench.phases],
+        "speedup_vs_baseline": ratios,
+        "orchestration_overhead_ms_per_tenant": overhead,
+        "cli_jvm_startup_median_ms": startup,
+    }
+
+
+def markdown(data: dict[str, Any]) -> str:
+    lines = [
+        f"Fleet benchmark: {data['tenants']} tenants, parallelism {data['parallelism']}, "
+        f"{data['machine']['cpus']} CPUs, Flyway {data['machine']['flyway']}",
+        "",
+        "| phase | action | wall s | tenants/min | median ms | p95 ms | failures | worker peak RSS MB | parent history events |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for p in data["phases"]:
+        lines.append(
+            f"| {p['name']} | {p['action']} | {p['wall_s']} | {p['tenants_per_minute']} | {p['median_ms']} | "
+            f"{p['p95_ms']} | {p['failures']} | {p['worker_peak_rss_mb'] or ''} | {p['parent_history_events'] or ''} |"
+        )
+    lines += ["", "| ratio | value |", "|---|---|"]
+    lines += [f"| {k} | {v}× |" for k, v in data["speedup_vs_baseline"].items() if v is not None]
+    lines += [
+        f"| orchestration overhead, {k} | {v} ms/tenant |"
+        for k, v in data["orchestration_overhead_ms_per_tenant"].items()
+    ]
+    if data["cli_jvm_startup_median_ms"]:
+        lines += [f"| CLI run (`info`), {k} | {v} ms |" for k, v in data["cli_jvm_startup_median_ms"].items()]
+    return "\n".join(lines) + "\n"
+
+
+async def run(args: argparse.Namespace) -> int:
+    engines = [e for e in args.engines.split(",") if e]
+    print(
+        f"starting the embedded stack; {args.tenants} tenants per phase, parallelism {args.parallelism}",
+        file=sys.stderr,
+    )
+    async with dev_stack() as stack:
+        with tempfile.TemporaryDirectory(prefix="fleetway-bench-") as tmp:
+            bench = Bench(stack, args, Path(tmp))
+            if not args.skip_baseline:
+                fleet = bench.fleet("base")
+                bench.record(bench.baseline(fleet, Action.MIGRATE))
+                bench.record(bench.baseline(fleet, Action.VALIDATE))
+            for engine in engines:
+                if not args.skip_raw:
+                    fleet = bench.fleet(f"raw{engine}")
+                    bench.record(await bench.raw(engine, fleet, Action.MIGRATE))
+                    bench.record(await bench.raw(engine, fleet, Action.VALIDATE))
+                for phase in await bench.fleetway(
+                    engine, bench.fleet(f"fw{engine}"), [Action.MIGRATE, Action.VALIDATE]
+                ):
+                    bench.record(phase)
+            startup = None if args.skip_baseline else bench.cli_startup(bench.fleet("base")[0])
+            data = report(bench, startup)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "latest.json").write_text(json.dumps(data, indent=2) + "\n")
+    table = markdown(data)
+    (RESULTS / "latest.md").write_text(table)
+    print(table)
+    return 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        prog="bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--tenants", type=int, default=200)
+    parser.add_argument("--parallelism", type=int, default=4)
+    parser.add_argument("--engines", default="cli,jvm", help="comma-separated: cli, jvm")
+    parser.add_argument("--skip-baseline", action="store_true", help="skip the xargs baseline (scale runs)")
+    parser.add_argument("--skip-raw", action="store_true", help="skip the raw-engine phases (scale runs)")
+    args = parser.parse_args()
+    if args.tenants >= 2000 and "cli" in args.engines.split(","):
+        print(
+            "note: large runs are meant for the jvm engine (--engines jvm --skip-baseline)", file=sys.stderr
+        )
+    code = asyncio.run(run(args))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # temporalio/sdk-python#300
+
+
+if __name__ == "__main__":
+    main()
