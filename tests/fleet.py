@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from temporalio.client import Client
@@ -53,14 +54,14 @@ class Fleet:
             conn.execute(f'CREATE SCHEMA "{tenant}"')
             conn.execute(f'CREATE TABLE "{tenant}".squatter (id int)')
 
-    def settings(self, address: str, *, max_activities: int = 8) -> Settings:
+    def settings(self, address: str, *, max_activities: int = 8, engine: str = "cli") -> Settings:
         return Settings(
             temporal=TemporalConfig(address=address, task_queue=self.task_queue),
-            flyway=FlywayConfig(locations=[self.locations]),
+            flyway=FlywayConfig(locations=[self.locations], engine=engine),
             worker=WorkerConfig(max_concurrent_activities=max_activities, graceful_shutdown_s=0),
         )
 
-    def worker(self, client: Client, install: FlywayInstall, **kw: int) -> Worker:
+    def worker(self, client: Client, install: FlywayInstall, **kw: Any) -> Worker:
         settings = self.settings(client.service_client.config.target_host, **kw)
         return build_worker(
             client,

@@ -179,3 +179,22 @@ async def test_migrate_all_stops_with_a_warning_when_the_tenant_source_fails(
     assert result.warnings == [
         "tenant listing failed; dispatch stopped (configuration_error: tenant source 'nowhere' is not configured)"
     ]
+
+
+async def test_rollouts_with_the_in_process_jvm_engine(
+    client: Client, flyway_install: FlywayInstall, postgres: PostgresServer
+) -> None:
+    fleet = make_fleet(postgres, 12)
+    fleet.break_tenant(fleet.tenants[5])
+    async with fleet.worker(client, flyway_install, engine="jvm"):
+        migrated = await _rollout(client, fleet, MigrateAllInput(parallelism=6, continue_on_error=True))
+        validated = await _rollout(
+            client, fleet, MigrateAllInput(action=Action.VALIDATE, parallelism=6, continue_on_error=True)
+        )
+    assert migrated.counts == {Outcome.SUCCEEDED: 11, Outcome.FAILED: 1}
+    assert [(o.tenant_id, o.error_class) for o in migrated.failed] == [
+        (fleet.tenants[5], ErrorClass.SCHEMA_HISTORY_CORRUPT.value)
+    ]
+    assert validated.counts[Outcome.SUCCEEDED] == 11
+    for tenant in fleet.tenants[:5] + fleet.tenants[6:]:
+        assert [v for v, _ in history(postgres, tenant)] == ["1", "2", "3", "4", "5"]

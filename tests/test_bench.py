@@ -1,0 +1,35 @@
+"""The benchmark stays runnable: a tiny run of every phase on its own embedded stack. Figures are not
+asserted (speed targets live in the benchmark's report, not in tests); shape and sanity are."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from worker.devstack import PROJECT_ROOT
+
+
+def test_bench_runs_every_phase_and_writes_its_report(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--tenants", "3", "--parallelism", "2", "--out", str(tmp_path)],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    data = json.loads((tmp_path / "latest.json").read_text())
+    phases = {(p["name"], p["action"]): p for p in data["phases"]}
+    assert set(phases) == {
+        (name, action)
+        for name in ("baseline-xargs", "raw-cli", "fleetway-cli", "raw-jvm", "fleetway-jvm")
+        for action in ("migrate", "validate")
+    }
+    assert all(p["failures"] == 0 and p["tenants"] == 3 for p in phases.values())
+    assert phases[("fleetway-jvm", "migrate")]["worker_peak_rss_mb"] > 0
+    assert all(n < 10_000 for n in phases[("fleetway-cli", "migrate")]["parent_history_events"])
+    assert set(data["cli_jvm_startup_median_ms"]) == {"default_flags", "tuned_flags", "tuned_flags_appcds"}
+    assert "| fleetway-jvm | migrate |" in (tmp_path / "latest.md").read_text()
