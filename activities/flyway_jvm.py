@@ -8,7 +8,8 @@ command line, turns Flyway's result (or exception) into the same JSON document t
 
 Timeouts and cancellation. Flyway's Java API cannot be interrupted mid-statement and a JVM thread
 cannot be killed. Each run therefore connects with its own ``ApplicationName``
-(``fleetway-<random>``) and a JDBC ``socketTimeout`` equal to the run's budget. On cancellation or
+(``fleetway-<random>``), a server-side ``statement_timeout`` and a JDBC ``socketTimeout`` equal to
+the run's budget. On cancellation or
 timeout the engine asks PostgreSQL to cancel that run's backends (``pg_cancel_backend``, allowed for
 the run's own role), which makes Flyway's current statement fail and its thread return; PostgreSQL
 rolls the migration's transaction back. The activity reports cancelled/timed out at once and does
@@ -27,6 +28,7 @@ import logging
 import secrets
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -108,8 +110,10 @@ class JvmFlywayEngine:
         application = f"fleetway-{secrets.token_hex(8)}"
         budget = self._settings.timeout.total_seconds()
         separator = "&" if "?" in env["FLYWAY_URL"] else "?"
+        # statement_timeout bounds each statement server-side; socketTimeout is the client backstop.
+        options = urllib.parse.quote(f"-c statement_timeout={int(budget * 1000)}", safe="")
         url = (
-            f"{env['FLYWAY_URL']}{separator}ApplicationName={application}"
+            f"{env['FLYWAY_URL']}{separator}ApplicationName={application}&options={options}"
             f"&socketTimeout={int(budget) + 5}&connectTimeout=10&tcpKeepAlive=true"
         )
         loop = asyncio.get_running_loop()

@@ -51,6 +51,7 @@ from workflows.migrate_all_models import MigrateAllInput
 MIGRATIONS = PROJECT_ROOT / "migrations" / "demo"
 RESULTS = PROJECT_ROOT / "bench" / "results"
 FLEETWAY = str(Path(sys.executable).parent / "fleetway")
+SCALE_TENANTS = 2000
 
 
 @dataclass
@@ -405,7 +406,7 @@ async def run(args: argparse.Namespace) -> int:
                     for action in [Action(a) for a in args.actions.split(",") if a]:
                         bench.record(await bench.raw(engine, fleet, action))
                 for phase in await bench.fleetway(
-                    engine, bench.fleet(f"fw{engine}"), [Action.MIGRATE, Action.VALIDATE]
+                    engine, bench.fleet(f"fw{engine}"), [Action(a) for a in args.actions.split(",") if a]
                 ):
                     bench.record(phase)
             startup = None if args.skip_baseline else bench.cli_startup(bench.fleet("base")[0])
@@ -425,16 +426,20 @@ def main() -> None:
     )
     parser.add_argument("--tenants", type=int, default=200)
     parser.add_argument("--parallelism", type=int, default=4)
-    parser.add_argument("--engines", default="cli,jvm", help="comma-separated: cli, jvm")
+    parser.add_argument(
+        "--engines", default=None, help="comma-separated: cli, jvm (default: both; jvm at scale)"
+    )
     parser.add_argument("--skip-baseline", action="store_true", help="skip the xargs baseline (scale runs)")
     parser.add_argument("--skip-raw", action="store_true", help="skip the raw-engine phases (scale runs)")
     parser.add_argument("--actions", default="migrate,validate", help="comma-separated: migrate, validate")
     parser.add_argument("--out", default=str(RESULTS), help="where latest.json and latest.md go")
     args = parser.parse_args()
-    if args.tenants >= 2000 and "cli" in args.engines.split(","):
-        print(
-            "note: large runs are meant for the jvm engine (--engines jvm --skip-baseline)", file=sys.stderr
-        )
+    if args.engines is None:
+        if args.tenants >= SCALE_TENANTS:
+            # The scale run: fleetway with the in-process engine only (migrate, then no-op validate).
+            args.engines, args.skip_baseline, args.skip_raw = "jvm", True, True
+        else:
+            args.engines = "cli,jvm"
     code = asyncio.run(run(args))
     sys.stdout.flush()
     sys.stderr.flush()

@@ -10,7 +10,7 @@ import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import pytest
 from opentelemetry import trace
@@ -44,6 +44,23 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     os._exit(_exit_status)
 
 
+class _Server(Protocol):
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+
+
+S = TypeVar("S", bound=_Server)
+
+
+def _running(server: S) -> Iterator[S]:
+    """A session server: started once, stopped at the end whatever happened."""
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture(scope="session")
 def flyway_install() -> FlywayInstall:
     return ensure_flyway()
@@ -51,22 +68,12 @@ def flyway_install() -> FlywayInstall:
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
-    server = PostgresServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from _running(PostgresServer())
 
 
 @pytest.fixture(scope="session")
 def temporal_server() -> Iterator[TemporalDevServer]:
-    server = TemporalDevServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from _running(TemporalDevServer())
 
 
 @pytest.fixture
@@ -113,22 +120,12 @@ async def client(temporal_server: TemporalDevServer) -> Client:
 
 @pytest.fixture(scope="session")
 def openbao() -> Iterator[OpenBaoDevServer]:
-    server = OpenBaoDevServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from _running(OpenBaoDevServer())
 
 
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[MotoServer]:
-    server = MotoServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from _running(MotoServer())
 
 
 @pytest.fixture(scope="session")

@@ -49,6 +49,22 @@ CronOption = Annotated[str, typer.Option(help="Cron spec, UTC.")]
 ParallelismOption = Annotated[int, typer.Option(min=1, max=256)]
 
 
+def _apply(schedule_id: str, action: Action, cron: str, parallelism: int, *, must_exist: bool) -> None:
+    async def go() -> ExitCode:
+        client, settings = await connect_client()
+        request = _request(schedule_id, action, cron, parallelism, settings.effective_temporal().task_queue)
+        if must_exist:
+            schedule = build_schedule(request)
+            await client.get_schedule_handle(schedule_id).update(lambda _: ScheduleUpdate(schedule=schedule))
+            verb = "updated"
+        else:
+            verb = await ensure_schedule(client, request)
+        print(f"{verb} {schedule_id} ({action.value}, cron '{cron}' UTC, overlap skip, catch-up 1h)")
+        return ExitCode.OK
+
+    run_command(go)
+
+
 @schedule_app.command("create")
 def create(
     schedule_id: ScheduleId = DEFAULT_ID,
@@ -57,15 +73,7 @@ def create(
     parallelism: ParallelismOption = 8,
 ) -> None:
     """Create the schedule, or update it when it exists (idempotent: safe on every deploy)."""
-
-    async def go() -> ExitCode:
-        client, settings = await connect_client()
-        request = _request(schedule_id, action, cron, parallelism, settings.effective_temporal().task_queue)
-        verb = await ensure_schedule(client, request)
-        print(f"{verb} {schedule_id} ({action.value}, cron '{cron}' UTC, overlap skip, catch-up 1h)")
-        return ExitCode.OK
-
-    run_command(go)
+    _apply(schedule_id, action, cron, parallelism, must_exist=False)
 
 
 @schedule_app.command("update")
@@ -76,16 +84,7 @@ def update(
     parallelism: ParallelismOption = 8,
 ) -> None:
     """Replace an existing schedule's action and spec (fails when it does not exist)."""
-
-    async def go() -> ExitCode:
-        client, settings = await connect_client()
-        request = _request(schedule_id, action, cron, parallelism, settings.effective_temporal().task_queue)
-        schedule = build_schedule(request)
-        await client.get_schedule_handle(schedule_id).update(lambda _: ScheduleUpdate(schedule=schedule))
-        print(f"updated {schedule_id}")
-        return ExitCode.OK
-
-    run_command(go)
+    _apply(schedule_id, action, cron, parallelism, must_exist=True)
 
 
 @schedule_app.command("delete")

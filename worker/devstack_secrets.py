@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from activities.errors import PrerequisiteMissingError
-from worker.devstack import free_port
+from worker.devstack import free_port, stop_process
 
 __all__ = ["AWS_TEST_ENV", "MotoServer", "OpenBaoDevServer"]
 
@@ -91,13 +91,7 @@ class OpenBaoDevServer:
 
     def stop(self) -> None:
         """Stop the server (SIGTERM, then SIGKILL after 10 s) and remove its home."""
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
+        stop_process(self._proc)
         if self._home is not None:
             self._home.cleanup()
             self._home = None
