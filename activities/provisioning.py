@@ -33,7 +33,7 @@ from activities.errors import (
     to_application_error,
 )
 from activities.pg_roles import PG_IDENTIFIER, PGRoleSpec, deprovision_pg_roles, provision_pg_roles
-from activities.secrets import SecretsProvider, SecretWriter
+from activities.secrets import SecretsProvider, SecretWriter, as_writer
 
 __all__ = [
     "CleanupInput",
@@ -60,24 +60,28 @@ class TenantRoles(BaseModel):
     runtime_role: str = ""
     secrets_backend: str = "default"
 
-    @model_validator(mode="after")
-    def _names(self) -> TenantRoles:
-        schema = self.schema_name or self.tenant_id
-        filled = {
+    @model_validator(mode="before")
+    @classmethod
+    def _default_names(cls, data: Any) -> Any:
+        """Schema defaults to the tenant id, roles to ``<schema>_migrator`` and ``<schema>_app``."""
+        if not isinstance(data, dict):
+            return data
+        schema = data.get("schema_name") or data.get("tenant_id", "")
+        return {
+            **data,
             "schema_name": schema,
-            "migrator_role": self.migrator_role or f"{schema}_migrator",
-            "runtime_role": self.runtime_role or f"{schema}_app",
+            "migrator_role": data.get("migrator_role") or f"{schema}_migrator",
+            "runtime_role": data.get("runtime_role") or f"{schema}_app",
         }
-        for name, value in filled.items():
+
+    @model_validator(mode="after")
+    def _safe_names(self) -> TenantRoles:
+        for name in ("schema_name", "migrator_role", "runtime_role"):
+            value = getattr(self, name)
             if not PG_IDENTIFIER.fullmatch(value):
-                raise ValueError(
-                    f"{name} {value[:80]!a} is not a safe identifier (^[A-Za-z_][A-Za-z0-9_]{{0,62}}$)"
-                )
-        if filled["migrator_role"] == filled["runtime_role"]:
+                raise ValueError(f"{name} {value[:80]!a} is not a safe identifier ({PG_IDENTIFIER.pattern})")
+        if self.migrator_role == self.runtime_role:
             raise ValueError("migrator_role and runtime_role must differ")
-        object.__setattr__(self, "schema_name", filled["schema_name"])
-        object.__setattr__(self, "migrator_role", filled["migrator_role"])
-        object.__setattr__(self, "runtime_role", filled["runtime_role"])
         return self
 
     def spec(self, migrator_password: str | None = None, runtime_password: str | None = None) -> PGRoleSpec:
@@ -162,9 +166,7 @@ class ProvisioningActivities:
         provider = self._backends.get(backend)
         if provider is None:
             raise ConfigurationError(f"secrets backend {backend!r} is not configured")
-        if not (hasattr(provider, "store") and hasattr(provider, "delete")):
-            raise ConfigurationError(f"secrets backend {backend!r} cannot store secrets")
-        return provider  # type: ignore[return-value]
+        return as_writer(provider, backend)
 
     async def _guarded(self, step: Callable[[], T]) -> T:
         """Run a blocking step in a thread and map every failure to one named, safe error."""

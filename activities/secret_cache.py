@@ -14,11 +14,9 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import cast
 
 from activities.database_target import DatabaseTarget
-from activities.errors import ConfigurationError
-from activities.secrets import SecretsProvider, SecretWriter, validate_tenant_id
+from activities.secrets import SecretsProvider, SecretWriter, as_writer, validate_tenant_id
 
 __all__ = ["CacheStats", "CachedSecretsProvider"]
 
@@ -110,6 +108,4 @@ class CachedSecretsProvider:
         self.invalidate(tenant_id)
 
     def _writer(self) -> SecretWriter:
-        if not (hasattr(self._inner, "store") and hasattr(self._inner, "delete")):
-            raise ConfigurationError(f"secret backend {type(self._inner).__name__} cannot store secrets")
-        return cast("SecretWriter", self._inner)
+        return as_writer(self._inner, type(self._inner).__name__)

@@ -14,7 +14,7 @@ import re
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, cast
 
 from activities.database_target import DatabaseTarget
 from activities.errors import (
@@ -31,6 +31,8 @@ __all__ = [
     "SecretWriter",
     "SecretsProvider",
     "StaticSecretsProvider",
+    "as_writer",
+    "check_secret_prefix",
     "check_secret_role",
     "validate_tenant_id",
 ]
@@ -83,6 +85,28 @@ class SecretWriter(Protocol):
     async def delete(self, tenant_id: str, *, role: str = "") -> None:
         """Remove the secret; a missing one is fine."""
         ...
+
+
+def as_writer(provider: SecretsProvider, name: str) -> SecretWriter:
+    """``provider`` as a :class:`SecretWriter`.
+
+    Raises:
+        ConfigurationError: the backend ``name`` can only read (e.g. a static in-memory one).
+    """
+    if not (hasattr(provider, "store") and hasattr(provider, "delete")):
+        raise ConfigurationError(f"secrets backend {name!r} cannot store secrets")
+    return cast("SecretWriter", provider)
+
+
+def check_secret_prefix(prefix: str) -> str:
+    """A non-empty prefix must end with ``/`` (go-bricks), so ``tenant1`` never matches ``tenant10``.
+
+    Raises:
+        ConfigurationError: the prefix does not end with ``/``.
+    """
+    if prefix and not prefix.endswith("/"):
+        raise ConfigurationError(f"secret name prefix {prefix!r} must end with '/'")
+    return prefix
 
 
 def check_secret_role(role: str) -> str:

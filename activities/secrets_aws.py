@@ -20,15 +20,14 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from activities.database_target import DatabaseTarget
 from activities.errors import (
-    ConfigurationError,
     SecretAccessDeniedError,
     SecretBackendError,
     SecretNotFoundError,
 )
 from activities.secret_payload import decode_secret, parse_target, target_payload
-from activities.secrets import check_secret_role, validate_tenant_id
+from activities.secrets import check_secret_prefix, check_secret_role, validate_tenant_id
 
-__all__ = ["DEFAULT_AWS_PREFIX", "AwsSecretsManagerProvider", "check_secret_prefix"]
+__all__ = ["DEFAULT_AWS_PREFIX", "AwsSecretsManagerProvider"]
 
 DEFAULT_AWS_PREFIX: Final = "fleetway/migrate/"
 _NOT_FOUND: Final = frozenset({"ResourceNotFoundException"})
@@ -49,17 +48,6 @@ def _silence_body_logging() -> None:
         logger = logging.getLogger(name)
         if logger.level == logging.NOTSET or logger.level < logging.INFO:
             logger.setLevel(logging.INFO)
-
-
-def check_secret_prefix(prefix: str) -> str:
-    """A non-empty prefix must end with ``/`` (go-bricks), so ``tenant1`` never matches ``tenant10``.
-
-    Raises:
-        ConfigurationError: the prefix does not end with ``/``.
-    """
-    if prefix and not prefix.endswith("/"):
-        raise ConfigurationError(f"secret name prefix {prefix!r} must end with '/'")
-    return prefix
 
 
 class AwsSecretsManagerProvider:

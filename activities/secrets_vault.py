@@ -27,8 +27,7 @@ from activities.errors import (
     SecretNotFoundError,
 )
 from activities.secret_payload import parse_target, target_payload
-from activities.secrets import check_secret_role, validate_tenant_id
-from activities.secrets_aws import check_secret_prefix
+from activities.secrets import check_secret_prefix, check_secret_role, validate_tenant_id
 
 __all__ = ["DEFAULT_VAULT_PREFIX", "VaultAuth", "VaultSecretsProvider"]
 
