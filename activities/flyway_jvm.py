@@ -42,7 +42,7 @@ from activities.flyway import FlywayInstall, FlywaySettings, check_runnable, int
 from activities.flyway_output import Action, ErrorClass, FlywayOutcome
 from activities.redaction import redact
 
-__all__ = ["DEFAULT_JVM_OPTIONS", "JvmFlywayEngine"]
+__all__ = ["DEFAULT_JVM_OPTIONS", "JvmFlywayEngine", "start_jvm"]
 
 _log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ _jvm_lock = threading.Lock()
 _jvm_lib: Path | None = None
 
 
-def _start_jvm(install: FlywayInstall, options: tuple[str, ...]) -> None:
+def start_jvm(install: FlywayInstall, options: tuple[str, ...] = DEFAULT_JVM_OPTIONS) -> None:
     """Start the process's one JVM with the pinned Flyway jars (idempotent; it cannot restart)."""
     global _jvm_lib  # noqa: PLW0603 - one JVM per process is a JPype fact, not a design choice
     with _jvm_lock:
@@ -95,7 +95,7 @@ class JvmFlywayEngine:
 
     def start(self) -> None:
         """Start the JVM now (otherwise the first run does); about 0.6 s once per process."""
-        _start_jvm(self._install, self._options)
+        start_jvm(self._install, self._options)
 
     async def run(
         self, action: Action, target: DatabaseTarget, *, heartbeat: Callable[[], None] | None = None

@@ -8,6 +8,7 @@ Must not: log or echo a payload or password.
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import os
 import re
@@ -208,15 +209,16 @@ class FileSecretsProvider:
                 self._replace(document)
 
     def _read_for_update(self) -> dict[str, Any]:
+        """A private copy of the document to modify (the parsed one is shared with readers)."""
         try:
-            document = json.loads(self._path.read_text())
+            document = self._document()
         except FileNotFoundError:
             return {"tenants": {}}
         except ValueError:
             raise SecretMalformedError(f"secrets file {str(self._path)!r} is not valid JSON") from None
         if not isinstance(document, dict):
             raise SecretMalformedError(f"secrets file {str(self._path)!r} must hold a JSON object")
-        return document
+        return copy.deepcopy(document)
 
     def _replace(self, document: dict[str, Any]) -> None:
         self._path.parent.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,7 @@ from temporalio.worker import Interceptor, Worker
 
 from activities.audit import AuditActivities, Emitter
 from activities.flyway import FlywayActivities, FlywayEngine, FlywayInstall, FlywayRunner, FlywaySettings
-from activities.flyway_jvm import JvmFlywayEngine
+from activities.flyway_jvm import JvmFlywayEngine, start_jvm
 from activities.quiesce import QuiesceActivities, QuiesceController
 from activities.rollouts import RolloutActivities
 from activities.secrets import SecretsProvider
@@ -37,8 +37,6 @@ from workflows.provision_tenant import DeprovisionTenantWorkflow, ProvisionTenan
 from workflows.tenant_migration import TenantMigrationWorkflow
 
 __all__ = ["build_worker", "run_worker"]
-
-_FLYWAY_PRESTART = FlywaySettings(locations=())
 
 _log = logging.getLogger(__name__)
 
@@ -119,10 +117,7 @@ async def run_worker(settings: Settings) -> None:
     worker = build_worker(client, settings, emitter=emitter)
     if settings.flyway.engine == "jvm":
         # Pay the JVM start (and Flyway's class loading) before polling, not in the first tenant.
-        engine = JvmFlywayEngine(
-            _flyway_install(settings), _FLYWAY_PRESTART, jvm_options=tuple(settings.flyway.jvm_options)
-        )
-        await asyncio.to_thread(engine.start)
+        await asyncio.to_thread(start_jvm, _flyway_install(settings), tuple(settings.flyway.jvm_options))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import stat
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -28,6 +30,7 @@ from activities.errors import (
 from activities.flyway import FlywayActivities, FlywayRunner, RunFlywayInput
 from activities.flyway_output import Action
 from activities.secret_cache import CachedSecretsProvider
+from activities.secrets import FileSecretsProvider
 from activities.secrets_aws import AwsSecretsManagerProvider
 from activities.secrets_vault import VaultAuth, VaultSecretsProvider
 from worker.devstack import PostgresServer
@@ -296,3 +299,37 @@ async def test_flyway_auth_failure_invalidates_the_cache_and_rereads_vault(
     )
     assert outcome.ending_version == "5"
     assert (cache.stats.invalidations, backend.calls) == (1, 2)
+
+
+# ---- the file backend ---------------------------------------------------------------------------
+
+
+async def test_file_backend_rereads_an_edited_file_and_writes_atomically_with_private_mode(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "secrets.json"
+    target = {"host": "h", "database": "d", "user": "u", "password": PASSWORD}
+    path.write_text(json.dumps({"tenants": {"t1": target}}))
+    provider = FileSecretsProvider(path)
+    assert (await provider.resolve("t1")).password.get_secret_value() == PASSWORD
+    path.write_text(json.dumps({"tenants": {"t1": target | {"password": "rotated-in-the-file-1"}}}))
+    assert (await provider.resolve("t1")).password.get_secret_value() == "rotated-in-the-file-1"
+
+    await provider.store(
+        "t2", DatabaseTarget(host="h2", database="d", user="u2", password=SecretStr(PASSWORD))
+    )
+    await provider.store(
+        "t2",
+        DatabaseTarget(host="h2", database="d", user="app", password=SecretStr(PASSWORD)),
+        role="runtime",
+    )
+    assert (await provider.resolve("t2")).user == "u2"
+    assert json.loads(path.read_text())["runtime"]["t2"]["user"] == "app"
+    assert (await provider.resolve("t1")).host == "h"  # other entries kept
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    await provider.delete("t2")
+    with pytest.raises(SecretNotFoundError):
+        await provider.resolve("t2")
+    path.write_text("{not json")
+    with pytest.raises(SecretMalformedError, match="not valid JSON"):
+        await provider.resolve("t1")
