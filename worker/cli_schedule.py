@@ -13,7 +13,8 @@ from temporalio.client import ScheduleUpdate
 
 from activities.errors import ConfigurationError
 from activities.flyway_output import Action
-from worker.cli_runtime import connect_client, run_command, stderr
+from worker.cli_runtime import connect_client, load_settings, run_command, stderr
+from worker.client import connect
 from worker.output import ExitCode, OutputFormat
 from worker.schedules import DEFAULT_CRON, ScheduleRequest, build_schedule, ensure_schedule, latest_run_id
 from workflows.drift import DriftKind, DriftSummary, render_markdown, summarize
@@ -33,16 +34,6 @@ class DriftFormat(StrEnum):
     MARKDOWN = "markdown"
 
 
-def _request(
-    schedule_id: str, action: Action, cron: str, parallelism: int, task_queue: str
-) -> ScheduleRequest:
-    if action is Action.MIGRATE:
-        raise ConfigurationError("a schedule runs validate or info; migrate is started by a pipeline")
-    return ScheduleRequest(
-        schedule_id=schedule_id, task_queue=task_queue, action=action, cron=cron, parallelism=parallelism
-    )
-
-
 ScheduleId = Annotated[str, typer.Option("--id", help="Schedule id.")]
 ActionOption = Annotated[Action, typer.Option(help="validate (tampering) or info (pending versions).")]
 CronOption = Annotated[str, typer.Option(help="Cron spec, UTC.")]
@@ -51,10 +42,17 @@ ParallelismOption = Annotated[int, typer.Option(min=1, max=256)]
 
 def _apply(schedule_id: str, action: Action, cron: str, parallelism: int, *, must_exist: bool) -> None:
     async def go() -> ExitCode:
-        client, settings = await connect_client()
-        request = _request(schedule_id, action, cron, parallelism, settings.effective_temporal().task_queue)
+        settings = load_settings()
+        request = ScheduleRequest(
+            schedule_id=schedule_id,
+            task_queue=settings.effective_temporal().task_queue,
+            action=action,
+            cron=cron,
+            parallelism=parallelism,
+        )
+        schedule = build_schedule(request)  # validates before anything is contacted
+        client = await connect(settings.effective_temporal())
         if must_exist:
-            schedule = build_schedule(request)
             await client.get_schedule_handle(schedule_id).update(lambda _: ScheduleUpdate(schedule=schedule))
             verb = "updated"
         else:

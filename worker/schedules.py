@@ -26,6 +26,7 @@ from temporalio.client import (
 )
 
 from activities.audit import AuditContext
+from activities.errors import ConfigurationError
 from activities.flyway_output import Action
 from workflows.migrate_all import MigrateAllWorkflow
 from workflows.migrate_all_models import MigrateAllInput
@@ -50,9 +51,13 @@ class ScheduleRequest:
 
 
 def build_schedule(request: ScheduleRequest) -> Schedule:
-    """The Temporal schedule for ``request`` (runs get ids ``<schedule id>-run-<timestamp>``)."""
+    """The Temporal schedule for ``request`` (runs get ids ``<schedule id>-run-<timestamp>``).
+
+    Raises:
+        ConfigurationError: the action is ``migrate`` (schedules only check; pipelines migrate).
+    """
     if request.action is Action.MIGRATE:
-        raise ValueError("schedules run validate or info; migrations are started by a pipeline")
+        raise ConfigurationError("a schedule runs validate or info; migrate is started by a pipeline")
     return Schedule(
         action=ScheduleActionStartWorkflow(
             MigrateAllWorkflow.run,

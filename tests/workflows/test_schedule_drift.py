@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -101,3 +102,13 @@ async def test_schedule_runs_validate_and_the_drift_summary_names_each_drifted_t
         "unchecked": 0,
     }
     assert deleted.returncode == 0
+
+
+def test_a_migrate_schedule_is_refused_before_anything_is_contacted() -> None:
+    env = {**os.environ, "FLEETWAY_TEMPORAL__ADDRESS": "127.0.0.1:1"}  # nothing listens there
+    done = fleetway("schedule", "create", "--id", "never", "--action", "migrate", env=env)
+    assert done.returncode == 2
+    assert (
+        done.stderr.strip()
+        == "configuration_error: a schedule runs validate or info; migrate is started by a pipeline"
+    )
