@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -21,12 +20,10 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from activities.audit import AuditEvent
-from activities.errors import ConfigurationError
-from activities.pg_ddl import ensure_objects_sync
+from activities.pg_ddl import ensure_objects_sync, table_identifier
 
 __all__ = ["JsonlAuditSink", "PostgresAuditSink"]
 
-_TABLE: Final = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_]{0,62}\.)?[A-Za-z_][A-Za-z0-9_]{0,50}$")
 _COLUMNS: Final = (
     "event_id", "type", "target", "principal", "started_at", "completed_at", "outcome", "version",
     "from_state", "to_state", "error_class", "git_sha", "pipeline_run_id", "attributes",
@@ -41,12 +38,11 @@ class PostgresAuditSink:
     """
 
     def __init__(self, dsn: str, *, table: str = "fleetway_audit_events") -> None:
-        if not _TABLE.fullmatch(table):
-            raise ConfigurationError(f"audit table {table!r} is not a safe (schema-qualified) identifier")
+        # 51 characters leave room for the trigger and index names derived from the table's.
+        self._table = table_identifier(table, what="audit", max_name=51)
         self._dsn = dsn
         self._name = table
         schema, _, name = table.rpartition(".")
-        self._table = sql.Identifier(*table.split("."))
         self._function = sql.Identifier(*(s for s in (schema, f"{name}_append_only") if s))
         self._trigger_row = sql.Identifier(f"{name}_no_update_delete")
         self._trigger_stmt = sql.Identifier(f"{name}_no_truncate")

@@ -8,10 +8,13 @@ transaction-scoped advisory lock keyed on the object's name removes the race ins
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import psycopg
 from psycopg import sql
+
+from activities.errors import ConfigurationError
 
 
 async def ensure_objects(
@@ -30,3 +33,17 @@ def ensure_objects_sync(conn: psycopg.Connection[Any], lock_name: str, *ddl: sql
         conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (lock_name,))
         for statement in ddl:
             conn.execute(statement)
+
+
+def table_identifier(table: str, *, what: str, max_name: int = 63) -> sql.Identifier:
+    """``table`` (optionally ``schema.table``) as a quoted identifier, after a strict pattern check.
+
+    ``max_name`` lets a caller keep room for names it derives from the table's (triggers, indexes).
+
+    Raises:
+        ConfigurationError: naming ``what`` and the rule; nothing is executed.
+    """
+    pattern = rf"(?:[A-Za-z_][A-Za-z0-9_]{{0,62}}\.)?[A-Za-z_][A-Za-z0-9_]{{0,{max_name - 1}}}"
+    if not re.fullmatch(pattern, table, re.ASCII):
+        raise ConfigurationError(f"{what} table {table!r} is not a safe (schema-qualified) identifier")
+    return sql.Identifier(*table.split("."))

@@ -9,7 +9,6 @@ workers with skewed clocks agree. Must not: log a DSN.
 
 from __future__ import annotations
 
-import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Final, Protocol
@@ -21,14 +20,13 @@ from temporalio import activity
 
 from activities.audit import UNSPECIFIED_PRINCIPAL, AuditEvent, AuditEventType, AuditOutcome
 from activities.errors import (
-    ConfigurationError,
     FleetwayError,
     InvalidQuiesceTtlError,
     QuiesceBackendError,
     QuiesceNotSetError,
     to_application_error,
 )
-from activities.pg_ddl import ensure_objects
+from activities.pg_ddl import ensure_objects, table_identifier
 
 __all__ = [
     "DEFAULT_TTL",
@@ -46,7 +44,6 @@ __all__ = [
 GLOBAL_SCOPE: Final = "global"
 DEFAULT_TTL: Final = timedelta(minutes=30)
 MAX_TTL: Final = timedelta(hours=2)
-_TABLE: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?$")
 
 
 class QuiesceStatus(BaseModel):
@@ -167,11 +164,9 @@ class PostgresQuiesceController:
     """The flag as a row in a control-plane table; single statements keep concurrent operators safe."""
 
     def __init__(self, dsn: str, *, table: str = "fleetway_quiesce", scope: str = GLOBAL_SCOPE) -> None:
-        if not _TABLE.fullmatch(table):
-            raise ConfigurationError(f"quiesce table {table!r} is not a safe (schema-qualified) identifier")
+        self._table = table_identifier(table, what="quiesce")
         self._dsn = dsn
         self._table_name = table
-        self._table = sql.Identifier(*table.split("."))
         self._scope = scope
         self._created = False
 
