@@ -60,7 +60,8 @@ class RolloutActivities:
     async def failed_tenants_of(self, rollout_id: str) -> list[str]:
         """The tenants that failed or were cancelled in a finished rollout (for ``rerun_failed_of``).
 
-        Reads the result as plain JSON (activities must not import workflow models).
+        Reads the result as plain JSON (activities must not import workflow models): the detailed
+        failures plus the ids kept past the detail budget. Refused when some were not even named.
         """
         handle = self._client.get_workflow_handle(rollout_id, result_type=dict)
         try:
@@ -69,10 +70,20 @@ class RolloutActivities:
             raise to_application_error(
                 ConfigurationError(f"rollout {rollout_id!r} not found or has no result")
             ) from None
+        lost = result.get("failed_lost") or 0
+        if lost:
+            # Re-running a subset while calling it "the failed tenants" would hide the rest.
+            raise to_application_error(
+                ConfigurationError(
+                    f"rollout {rollout_id!r} had {lost} more failed tenants than its result could name; "
+                    "re-run the whole fleet instead (tenants already migrated are no-ops)"
+                )
+            )
         rerun = {Outcome.FAILED.value, Outcome.CANCELED.value}  # cancelled ones never finished either
         failed = result.get("failed") or []
-        return [
+        detailed = [
             str(item["tenant_id"])
             for item in failed
             if isinstance(item, dict) and "tenant_id" in item and item.get("outcome") in rerun
         ]
+        return detailed + [str(t) for t in result.get("failed_overflow") or []]

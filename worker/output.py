@@ -66,6 +66,8 @@ def render_result(result: MigrateAllResult, fmt: OutputFormat, *, dry_run: bool 
         "total": result.total,
         "counts": {k.value: v for k, v in result.counts.items()},
         "truncated": result.truncated,
+        "failed_overflow": result.failed_overflow,
+        "failed_lost": result.failed_lost,
         "warnings": result.warnings,
     }
     if fmt is OutputFormat.JSON:
@@ -94,6 +96,13 @@ def render_result(result: MigrateAllResult, fmt: OutputFormat, *, dry_run: bool 
     console.print(
         f"{result.total} tenants: {counts or 'none'}" + (" (outcomes truncated)" if result.truncated else "")
     )
+    if result.failed_overflow or result.failed_lost:
+        shown = ", ".join(result.failed_overflow[:20]) + (" …" if len(result.failed_overflow) > 20 else "")
+        console.print(
+            f"{len(result.failed_overflow) + result.failed_lost} more failed tenants not shown in detail"
+            + (f": {shown}" if shown else "")
+            + (" (ids: --output json)" if len(result.failed_overflow) > 20 else "")
+        )
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
 

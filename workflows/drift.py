@@ -78,7 +78,7 @@ class DriftSummary(BaseModel):
 
 
 def summarize(result: MigrateAllResult) -> DriftSummary:
-    """Build the summary from a finished rollout (``truncated`` when outcomes were capped)."""
+    """Build the summary from a finished rollout (``truncated`` when not every tenant is listed)."""
     drifted = [
         TenantDrift(
             tenant_id=o.tenant_id,
@@ -93,11 +93,16 @@ def summarize(result: MigrateAllResult) -> DriftSummary:
         if (kinds := drift_kinds(o))
     ]
     counts = Counter(kind for tenant in drifted for kind in tenant.kinds)
+    drifted_total = len(drifted)
+    if result.drift or result.drifted:
+        # The rollout counted every tenant; the kept outcomes may be only the first ones.
+        counts = Counter({DriftKind(k): v for k, v in result.drift.items()})
+        drifted_total = result.drifted
     return DriftSummary(
         rollout_id=result.rollout_id,
         action=result.action,
         total=result.total,
-        clean=result.total - len(drifted),
+        clean=result.total - drifted_total,
         counts={k: counts.get(k, 0) for k in DriftKind},
         tenants=sorted(drifted, key=lambda t: t.tenant_id),
         truncated=result.truncated,
@@ -128,5 +133,5 @@ def render_markdown(summary: DriftSummary) -> str:
             ]
             lines.append("| " + " | ".join(f"`{c}`" if c else "" for c in cells) + " |")
     if summary.truncated:
-        lines += ["", "_Only the first outcomes were kept; counts above cover the kept outcomes._"]
+        lines += ["", "_Counts cover every tenant; only the first drifted tenants are listed._"]
     return "\n".join(lines) + "\n"

@@ -10,7 +10,7 @@ randomness here.
 from __future__ import annotations
 
 import asyncio
-from collections import Counter, deque
+from collections import deque
 from datetime import timedelta
 
 from temporalio import workflow
@@ -20,24 +20,26 @@ from temporalio.exceptions import (
     ApplicationError,
     CancelledError,
     ChildWorkflowError,
+    FailureError,
     WorkflowAlreadyStartedError,
 )
 
 with workflow.unsafe.imports_passed_through():
+    from activities.audit import UNSPECIFIED_PRINCIPAL
     from activities.flyway_output import Action, ErrorClass
     from activities.quiesce import QuiesceActivities
     from activities.rollouts import Outcome, RolloutActivities, TenantOutcome
     from activities.tenant_source_static import ListTenantsInput, TenantSourceActivities
     from activities.tenant_walk import MAX_PAGES, cursor_digest
-    from workflows.drift import DriftKind, drift_kinds
+    from workflows.drift import DriftKind
     from workflows.migrate_all_models import (
-        MAX_OUTCOMES_KEPT,
         MigrateAllInput,
         MigrateAllResult,
         Progress,
         RolloutCarry,
         RolloutStatus,
     )
+    from workflows.outcome_ledger import OutcomeLedger
     from workflows.tenant_migration import TenantMigrationInput, TenantMigrationWorkflow
 
 __all__ = ["ACTION_ATTRIBUTE", "OUTCOME_ATTRIBUTE", "MigrateAllWorkflow"]
@@ -49,6 +51,12 @@ ACTION_ATTRIBUTE = SearchAttributeKey.for_keyword("FleetwayAction")
 OUTCOME_ATTRIBUTE = SearchAttributeKey.for_keyword("FleetwayOutcome")
 _SHORT = timedelta(seconds=30)
 _MAX_WARNINGS = 20
+
+
+def _reason(err: ActivityError) -> str:
+    """A failed activity's published type and vetted message, for a result warning."""
+    cause = err.cause
+    return f"{cause.type}: {cause.message}" if isinstance(cause, ApplicationError) else "activity failed"
 
 
 @workflow.defn(name="MigrateAllWorkflow")
@@ -69,10 +77,15 @@ class MigrateAllWorkflow:
         self._pages = carry.pages
         self._cursor_digests = set(carry.cursor_digests)
         self._dispatched = carry.dispatched
-        self._counts: Counter[Outcome] = Counter(carry.counts)
-        self._outcomes = list(carry.outcomes)
-        self._dropped = carry.dropped_outcomes
-        self._drift: Counter[DriftKind] = Counter({DriftKind(k): v for k, v in carry.drift.items()})
+        self._ledger = OutcomeLedger(
+            counts=carry.counts,
+            drift=carry.drift,
+            drifted=carry.drifted,
+            kept=carry.outcomes,
+            failed_overflow=carry.failed_overflow,
+            failed_lost=carry.failed_lost,
+            dropped=carry.dropped_outcomes,
+        )
         self._warnings = list(carry.warnings)
         self._parallelism = carry.parallelism or request.parallelism
         self._paused = carry.paused
@@ -115,9 +128,9 @@ class MigrateAllWorkflow:
         return Progress(
             status=self._stop or (RolloutStatus.PAUSED if self._paused else RolloutStatus.RUNNING),
             dispatched=self._dispatched,
-            counts=dict(self._counts),
+            counts=dict(self._ledger.counts),
             in_flight=sorted(self._in_flight),
-            failed=[o for o in self._outcomes if o.outcome is not Outcome.SUCCEEDED][-100:],
+            failed=self._ledger.failed[-100:],
             parallelism=self._parallelism,
             paused=self._paused,
             source_exhausted=self._exhausted and not self._pending,
@@ -144,23 +157,34 @@ class MigrateAllWorkflow:
             raise
         await workflow.wait_condition(workflow.all_handlers_finished)
         if continue_as_new and self._stop is None:
-            workflow.continue_as_new(request.model_copy(update={"carry": self._carry()}))
+            # The explicit tenant list lives on in ``carry.pending``; carrying it twice would double
+            # the payload (10,000 ids) for nothing.
+            workflow.continue_as_new(request.model_copy(update={"carry": self._carry(), "tenants": []}))
         return self._finish()
 
     async def _start(self, request: MigrateAllInput) -> None:
         workflow.upsert_search_attributes([ACTION_ATTRIBUTE.value_set(request.action.value)])
+        if not request.audit.principal.strip():
+            # Never invent a principal: the audit trail says <unspecified>, and the result says why.
+            self._warn(f"no principal in the audit context; audit events say {UNSPECIFIED_PRINCIPAL}")
         if request.tenants:
             self._pending.extend(request.tenants)
             self._exhausted = True
         elif request.rerun_failed_of:
-            failed = await workflow.execute_activity_method(
-                RolloutActivities.failed_tenants_of,
-                request.rerun_failed_of,
-                start_to_close_timeout=_SHORT,
-                retry_policy=RetryPolicy(maximum_attempts=3),
-            )
-            self._pending.extend(failed)
             self._exhausted = True
+            try:
+                failed = await workflow.execute_activity_method(
+                    RolloutActivities.failed_tenants_of,
+                    request.rerun_failed_of,
+                    start_to_close_timeout=_SHORT,
+                    retry_policy=RetryPolicy(maximum_attempts=3),
+                )
+            except ActivityError as err:
+                # Like a listing failure: nothing dispatched, the reason in the result.
+                self._warn(f"rerun list unavailable; nothing dispatched ({_reason(err)})")
+                self._stop = RolloutStatus.FAILED
+                return
+            self._pending.extend(failed)
 
     async def _dispatch(self) -> bool:
         """Dispatch until the fleet is done or something stops us; True when it is time to CAN."""
@@ -197,7 +221,7 @@ class MigrateAllWorkflow:
         return not (canary and self._dispatched >= canary and self._completed() < canary)
 
     def _completed(self) -> int:
-        return sum(self._counts.values())
+        return self._ledger.completed
 
     async def _next_tenant(self) -> str | None:
         while not self._pending and not self._exhausted:
@@ -213,13 +237,7 @@ class MigrateAllWorkflow:
             except ActivityError as err:
                 # Stop dispatching but let in-flight children finish: failing the workflow here
                 # would hand them to the parent close policy mid-migration.
-                cause = err.cause
-                reason = (
-                    f"{cause.type}: {cause.message}"
-                    if isinstance(cause, ApplicationError)
-                    else "activity failed"
-                )
-                self._warn(f"tenant listing failed; dispatch stopped ({reason})")
+                self._warn(f"tenant listing failed; dispatch stopped ({_reason(err)})")
                 self._stop = RolloutStatus.FAILED
                 return None
             self._pages += 1
@@ -263,8 +281,12 @@ class MigrateAllWorkflow:
                     start_to_close_timeout=timedelta(seconds=15),
                     retry_policy=RetryPolicy(maximum_attempts=2),
                 )
-        except ActivityError:
-            # Fail open (go-bricks): a broken flag store must not freeze every rollout.
+        except FailureError as err:
+            if isinstance(err, CancelledError):
+                raise
+            # Fail open (go-bricks): a broken flag store must not freeze every rollout. A local
+            # activity's failure arrives unwrapped (ApplicationError/TimeoutError, not
+            # ActivityError), so catch every Temporal failure but cancellation.
             self._warn("quiesce check failed; dispatch proceeded (fail-open)")
             workflow.logger.warning("quiesce check failed; proceeding (fail-open)")
             return True
@@ -311,16 +333,10 @@ class MigrateAllWorkflow:
         self._record(outcome)
 
     def _record(self, outcome: TenantOutcome) -> None:
-        self._counts[outcome.outcome] += 1
-        kinds = drift_kinds(outcome) if self._request.action is not Action.MIGRATE else []
-        self._drift.update(kinds)
-        if outcome.outcome is not Outcome.SUCCEEDED or kinds or len(self._outcomes) < MAX_OUTCOMES_KEPT:
-            self._outcomes.append(outcome)
-        else:
-            self._dropped += 1
+        self._ledger.record(outcome, track_drift=self._request.action is not Action.MIGRATE)
         if self._stop is not None:
             return
-        failed = self._counts[Outcome.FAILED]
+        failed = self._ledger.counts[Outcome.FAILED]
         ratio = self._request.max_failure_ratio
         if ratio is not None:
             completed = self._completed()
@@ -346,10 +362,13 @@ class MigrateAllWorkflow:
             pages=self._pages,
             cursor_digests=sorted(self._cursor_digests),
             dispatched=self._dispatched,
-            counts=dict(self._counts),
-            outcomes=self._outcomes,
-            dropped_outcomes=self._dropped,
-            drift={k.value: v for k, v in self._drift.items()},
+            counts=dict(self._ledger.counts),
+            outcomes=self._ledger.outcomes,
+            dropped_outcomes=self._ledger.dropped,
+            failed_overflow=self._ledger.failed_overflow,
+            failed_lost=self._ledger.failed_lost,
+            drift={k.value: v for k, v in self._ledger.drift.items()},
+            drifted=self._ledger.drifted,
             warnings=self._warnings,
             parallelism=self._parallelism,
             paused=self._paused,
@@ -359,27 +378,31 @@ class MigrateAllWorkflow:
     def _finish(self) -> MigrateAllResult:
         if self._stop is not None:
             status = self._stop
-        elif self._counts[Outcome.FAILED]:
+        elif self._ledger.counts[Outcome.FAILED]:
             status = RolloutStatus.FAILED
         else:
             status = RolloutStatus.SUCCEEDED
         workflow.upsert_search_attributes([OUTCOME_ATTRIBUTE.value_set(status.value)])
         memo: dict[str, object] = {
-            "counts": {k.value: v for k, v in self._counts.items()},
+            "counts": {k.value: v for k, v in self._ledger.counts.items()},
             "status": status.value,
         }
         if self._request.action is not Action.MIGRATE:
-            memo["drift"] = {k.value: self._drift.get(k, 0) for k in DriftKind}
+            memo["drift"] = {k.value: self._ledger.drift.get(k, 0) for k in DriftKind}
         workflow.upsert_memo(memo)
         return MigrateAllResult(
             rollout_id=workflow.info().workflow_id,
             action=self._request.action,
             status=status,
             total=self._completed(),
-            counts=dict(self._counts),
-            failed=[o for o in self._outcomes if o.outcome is not Outcome.SUCCEEDED],
-            outcomes=self._outcomes,
-            truncated=self._dropped > 0,
+            counts=dict(self._ledger.counts),
+            failed=self._ledger.failed,
+            outcomes=self._ledger.outcomes,
+            truncated=self._ledger.truncated,
             warnings=self._warnings,
             runs=self._runs,
+            failed_overflow=self._ledger.failed_overflow,
+            failed_lost=self._ledger.failed_lost,
+            drift={k.value: v for k, v in self._ledger.drift.items()},
+            drifted=self._ledger.drifted,
         )

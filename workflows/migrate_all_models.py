@@ -20,7 +20,6 @@ with workflow.unsafe.imports_passed_through():
     from activities.secrets import validate_tenant_id
 
 __all__ = [
-    "MAX_OUTCOMES_KEPT",
     "MigrateAllInput",
     "MigrateAllResult",
     "Progress",
@@ -28,9 +27,6 @@ __all__ = [
     "RolloutStatus",
 ]
 
-# Per-tenant outcomes kept in the result (failures always, up to this many too): the rest is
-# counted, so a 10,000-tenant result stays far below Temporal's 2 MB payload limit.
-MAX_OUTCOMES_KEPT: Final = 2000
 MAX_EXPLICIT_TENANTS: Final = 10000
 
 
@@ -118,7 +114,10 @@ class RolloutCarry(BaseModel):
     counts: dict[Outcome, int] = Field(default_factory=dict)
     outcomes: list[TenantOutcome] = Field(default_factory=list)
     dropped_outcomes: int = 0
+    failed_overflow: list[str] = Field(default_factory=list)
+    failed_lost: int = 0
     drift: dict[str, int] = Field(default_factory=dict)
+    drifted: int = 0
     warnings: list[str] = Field(default_factory=list)
     parallelism: int = 0
     paused: bool = False
@@ -142,7 +141,17 @@ class Progress(BaseModel):
 
 
 class MigrateAllResult(BaseModel):
-    """The rollout's end: counts, the failures, and per-tenant outcomes (capped, see ``truncated``)."""
+    """The rollout's end: counts, the failures, and per-tenant outcomes (bounded in bytes).
+
+    Attributes:
+        counts: every finished tenant, by outcome.
+        failed: the kept non-successes in detail (also in ``outcomes``).
+        outcomes: kept per-tenant outcomes in completion order, failures included.
+        failed_overflow: failed or cancelled tenants whose detail did not fit (ids only).
+        failed_lost: failed or cancelled tenants not even named (a rerun of this rollout is refused).
+        truncated: some tenant is counted but not kept in detail.
+        drift: drift kinds over every tenant (validate/info); ``drifted``: tenants with any drift.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -156,6 +165,10 @@ class MigrateAllResult(BaseModel):
     truncated: bool = False
     warnings: list[str] = Field(default_factory=list)
     runs: int = 1
+    failed_overflow: list[str] = Field(default_factory=list)
+    failed_lost: int = 0
+    drift: dict[str, int] = Field(default_factory=dict)
+    drifted: int = 0
 
 
 MigrateAllInput.model_rebuild()

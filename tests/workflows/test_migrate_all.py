@@ -8,12 +8,15 @@ import uuid
 import pytest
 from temporalio.client import Client
 
+from activities.audit import AuditContext
 from activities.flyway import FlywayInstall
 from activities.flyway_output import Action, ErrorClass
+from activities.quiesce import PostgresQuiesceController
 from activities.rollouts import Outcome
 from tests.fleet import Fleet, make_fleet
 from tests.support import history
-from worker.devstack import PostgresServer
+from worker.devstack import PostgresServer, free_port
+from workflows import outcome_ledger
 from workflows.migrate_all import MigrateAllWorkflow
 from workflows.migrate_all_models import MigrateAllInput, MigrateAllResult, RolloutStatus
 
@@ -104,6 +107,43 @@ async def test_migrate_all_rerun_failed_runs_exactly_the_failed_tenants(
     assert rerun.status is RolloutStatus.FAILED
 
 
+async def test_migrate_all_past_its_byte_budgets_names_failures_by_id_and_refuses_a_partial_rerun(
+    client: Client, flyway_install: FlywayInstall, postgres: PostgresServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The budgets shrunk so 4 failures overflow them, across continue-as-new (2 dispatches a run).
+    fleet = make_fleet(postgres, 6)
+    broken = fleet.tenants[1:5]
+    for tenant in broken:
+        fleet.break_tenant(tenant)
+    one_id = len(broken[0]) + 3
+    monkeypatch.setattr(outcome_ledger, "FAILED_DETAIL_BUDGET", 1)  # no failure fits in detail
+    request = MigrateAllInput(continue_on_error=True, parallelism=1, continue_as_new_after=2)
+    async with fleet.worker(client, flyway_install):
+        monkeypatch.setattr(outcome_ledger, "FAILED_IDS_BUDGET", 2 * one_id)
+        tight = await _rollout(client, fleet, request)
+        monkeypatch.setattr(outcome_ledger, "FAILED_IDS_BUDGET", 100 * one_id)
+        named = await _rollout(client, fleet, request)
+        refused = await _rollout(client, fleet, MigrateAllInput(rerun_failed_of=tight.rollout_id))
+        rerun = await _rollout(
+            client, fleet, MigrateAllInput(rerun_failed_of=named.rollout_id, continue_on_error=True)
+        )
+
+    assert tight.runs >= 3
+    assert tight.counts == {Outcome.SUCCEEDED: 2, Outcome.FAILED: 4}
+    assert (tight.failed, tight.failed_overflow, tight.failed_lost) == ([], broken[:2], 2)
+    assert tight.truncated
+    assert (named.failed, named.failed_overflow, named.failed_lost) == ([], broken, 0)
+    # Two failures have no name left: a "rerun of the failed tenants" would be partial, so none runs.
+    assert (refused.status, refused.total) == (RolloutStatus.FAILED, 0)
+    assert any(
+        f"rollout {tight.rollout_id!r} had 2 more failed tenants than its result could name" in w
+        for w in refused.warnings
+    )
+    # Exactly the failed tenants ran again (still broken; still past the detail budget, so by id).
+    assert rerun.counts == {Outcome.FAILED: 4}
+    assert sorted(rerun.failed_overflow) == broken
+
+
 async def test_migrate_all_continue_as_new_skips_and_repeats_no_tenant(
     client: Client, flyway_install: FlywayInstall, postgres: PostgresServer
 ) -> None:
@@ -167,12 +207,36 @@ async def test_migrate_all_stops_dispatch_when_quiesce_flag_set_mid_rollout(
     assert Outcome.CANCELED not in result.counts
 
 
+async def test_migrate_all_fails_open_with_a_warning_when_the_quiesce_store_is_unreachable(
+    client: Client, flyway_install: FlywayInstall, postgres: PostgresServer
+) -> None:
+    # A real PostgreSQL quiesce store on a port nothing listens on: every check fails to connect.
+    fleet = make_fleet(postgres, 3)
+    fleet.quiesce = PostgresQuiesceController(
+        f"host=127.0.0.1 port={free_port()} user=postgres dbname=postgres"
+    )
+    async with fleet.worker(client, flyway_install):
+        result = await _rollout(client, fleet, MigrateAllInput(parallelism=1))
+
+    # go-bricks fails open: a broken flag store must not freeze every rollout, but it is reported once.
+    assert result.status is RolloutStatus.SUCCEEDED
+    assert result.counts == {Outcome.SUCCEEDED: 3}
+    assert result.warnings == [
+        "no principal in the audit context; audit events say <unspecified>",
+        "quiesce check failed; dispatch proceeded (fail-open)",
+    ]
+
+
 async def test_migrate_all_stops_with_a_warning_when_the_tenant_source_fails(
     client: Client, flyway_install: FlywayInstall, postgres: PostgresServer
 ) -> None:
     fleet = make_fleet(postgres, 2)
     async with fleet.worker(client, flyway_install):
-        result = await _rollout(client, fleet, MigrateAllInput(tenant_source="nowhere"))
+        result = await _rollout(
+            client,
+            fleet,
+            MigrateAllInput(tenant_source="nowhere", audit=AuditContext(principal="ci@example.com")),
+        )
 
     assert result.status is RolloutStatus.FAILED
     assert result.total == 0
