@@ -15,7 +15,7 @@ import os
 import signal
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -95,14 +95,12 @@ class FlywaySettings:
         timeout: budget for one Flyway process; past it the process group is killed.
         lock_retry_count: seconds Flyway waits for another runner's advisory lock.
         connect_retries: Flyway's own connection retries (0: let Temporal retry instead).
-        heartbeat_every: seconds between heartbeats while Flyway runs.
     """
 
     locations: tuple[Path, ...]
     timeout: timedelta = timedelta(minutes=5)
     lock_retry_count: int = 50
     connect_retries: int = 0
-    heartbeat_every: float = 2.0
 
 
 class FlywayRunner:
@@ -140,9 +138,7 @@ class FlywayRunner:
         args.append(action.value)
         return args
 
-    async def run(
-        self, action: Action, target: DatabaseTarget, *, heartbeat: Callable[[], None] | None = None
-    ) -> FlywayOutcome:
+    async def run(self, action: Action, target: DatabaseTarget) -> FlywayOutcome:
         """Run one Flyway verb against ``target`` and return its parsed, successful outcome.
 
         Raises:
@@ -160,7 +156,7 @@ class FlywayRunner:
         started = time.monotonic()
         with tempfile.TemporaryDirectory(prefix="fleetway-flyway-") as scratch:
             env.update({"HOME": scratch, "PATH": os.defpath, "LANG": "C.UTF-8"})
-            returncode, raw = await self._execute(argv, env, cwd=scratch, heartbeat=heartbeat)
+            returncode, raw = await self._execute(argv, env, cwd=scratch)
         output = redact(raw, password)
         elapsed_ms = int((time.monotonic() - started) * 1000)
         return interpret_output(action, output, returncode=returncode, elapsed_ms=elapsed_ms)
@@ -171,7 +167,6 @@ class FlywayRunner:
         env: Mapping[str, str],
         *,
         cwd: str,
-        heartbeat: Callable[[], None] | None,
     ) -> tuple[int, str]:
         proc = await asyncio.create_subprocess_exec(
             *argv,
@@ -195,16 +190,12 @@ class FlywayRunner:
                         "migration is possible)",
                         error_class=ErrorClass.INTERNAL_ERROR,
                     )
-                done, _ = await asyncio.wait(
-                    {communicate}, timeout=min(remaining, self._settings.heartbeat_every)
-                )
+                done, _ = await asyncio.wait({communicate}, timeout=remaining)
                 if done:
                     stdout, _ = communicate.result()
                     return proc.returncode if proc.returncode is not None else -1, stdout.decode(
                         "utf-8", errors="replace"
                     )
-                if heartbeat is not None:
-                    heartbeat()
         except asyncio.CancelledError:
             await asyncio.shield(self._kill_group(proc, communicate))
             _log.warning("flyway cancelled; process group killed; schema state is unknown")
@@ -230,9 +221,7 @@ class FlywayEngine(Protocol):
     outcomes and raise the same errors; the engine tests run against both.
     """
 
-    async def run(
-        self, action: Action, target: DatabaseTarget, *, heartbeat: Callable[[], None] | None = None
-    ) -> FlywayOutcome:
+    async def run(self, action: Action, target: DatabaseTarget) -> FlywayOutcome:
         """Run one verb against ``target`` (see :meth:`FlywayRunner.run` for the contract)."""
         ...
 
@@ -339,6 +328,31 @@ class RunFlywayInput(BaseModel):
     secrets_backend: str = "default"
 
 
+@contextlib.asynccontextmanager
+async def _heartbeating() -> AsyncIterator[None]:
+    """Heartbeat at a third of this activity's heartbeat timeout (at most every 2 s) meanwhile.
+
+    The interval follows the timeout the workflow chose: a fixed interval at or above a short
+    timeout (2 s is allowed) lets the server time a healthy run out and retry it. Heartbeats
+    also carry cancellation to this activity, which the engines turn into killing Flyway.
+    """
+    timeout = activity.info().heartbeat_timeout
+    interval = min(2.0, timeout.total_seconds() / 3) if timeout else 2.0
+
+    async def beat() -> None:
+        while True:
+            activity.heartbeat()
+            await asyncio.sleep(interval)
+
+    beating = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        beating.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await beating
+
+
 class FlywayActivities:
     """The Flyway activity, bound to a runner and the worker's configured secret backends."""
 
@@ -358,17 +372,18 @@ class FlywayActivities:
             provider = self._secrets.get(request.secrets_backend)
             if provider is None:
                 raise ConfigurationError(f"secrets backend {request.secrets_backend!r} is not configured")
-            target = await provider.resolve(tenant_id)
-            try:
-                return await self._runner.run(request.action, target, heartbeat=activity.heartbeat)
-            except FlywayReportedFailureError as exc:
-                if exc.outcome is None or not exc.outcome.sql_state.startswith(_AUTH_SQLSTATE_PREFIX):
-                    raise
-                activity.logger.warning(
-                    "flyway authentication failed; re-reading secret", extra={"tenant_id": tenant_id}
-                )
-                provider.invalidate(tenant_id)
+            async with _heartbeating():
                 target = await provider.resolve(tenant_id)
-                return await self._runner.run(request.action, target, heartbeat=activity.heartbeat)
+                try:
+                    return await self._runner.run(request.action, target)
+                except FlywayReportedFailureError as exc:
+                    if exc.outcome is None or not exc.outcome.sql_state.startswith(_AUTH_SQLSTATE_PREFIX):
+                        raise
+                    activity.logger.warning(
+                        "flyway authentication failed; re-reading secret", extra={"tenant_id": tenant_id}
+                    )
+                    provider.invalidate(tenant_id)
+                    target = await provider.resolve(tenant_id)
+                    return await self._runner.run(request.action, target)
         except FleetwayError as exc:  # the only conversion point; library code just raises
             raise to_application_error(exc) from None

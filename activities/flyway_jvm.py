@@ -29,7 +29,6 @@ import secrets
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Final
@@ -97,9 +96,7 @@ class JvmFlywayEngine:
         """Start the JVM now (otherwise the first run does); about 0.6 s once per process."""
         start_jvm(self._install, self._options)
 
-    async def run(
-        self, action: Action, target: DatabaseTarget, *, heartbeat: Callable[[], None] | None = None
-    ) -> FlywayOutcome:
+    async def run(self, action: Action, target: DatabaseTarget) -> FlywayOutcome:
         """Same contract as :meth:`FlywayRunner.run`."""
         env = check_runnable(action, target)
         if target.vendor is not Vendor.POSTGRESQL:
@@ -133,11 +130,9 @@ class JvmFlywayEngine:
                         "state is unknown (a partially applied migration is possible)",
                         error_class=ErrorClass.INTERNAL_ERROR,
                     )
-                done, _ = await asyncio.wait({call}, timeout=min(remaining, self._settings.heartbeat_every))
+                done, _ = await asyncio.wait({call}, timeout=remaining)
                 if done:
                     break
-                if heartbeat is not None:
-                    heartbeat()
         except asyncio.CancelledError:
             await asyncio.shield(self._cancel_backends(target, application, call))
             _log.warning("flyway cancelled; its statements were cancelled in PostgreSQL")

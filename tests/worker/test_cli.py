@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 from pathlib import Path
 
 from temporalio.client import Client
 
 from activities.flyway import FlywayInstall
+from activities.quiesce import PostgresQuiesceController
 from tests.fleet import fleetway, make_fleet
 from tests.support import schema_exists
 from worker.devstack import PostgresServer, TemporalDevServer
@@ -107,3 +109,49 @@ def test_cli_quiesce_set_status_clear_round_trip_on_postgres(
     assert cleared.returncode == 0 and "state=cleared" in cleared.stdout
     assert again.returncode == 2 and "quiesce_not_set" in again.stderr
     assert postgres.superuser_password not in set_.stdout + set_.stderr + status.stdout
+
+
+async def test_cli_tenants_file_canary_halt_detach_and_the_quiesced_exit_code(
+    client: Client, flyway_install: FlywayInstall, postgres: PostgresServer,
+    temporal_server: TemporalDevServer, tmp_path: Path,
+) -> None:  # fmt: skip
+    fleet = make_fleet(postgres, 6)
+    fleet.break_tenant(fleet.tenants[0])
+    table = f"q_{fleet.task_queue.replace('-', '_')}"
+    fleet.quiesce = PostgresQuiesceController(postgres.dsn, table=table)
+    env = fleet.cli_env(temporal_server.address, tmp_path, flyway_install)
+    env |= {"FLEETWAY_QUIESCE__DSN": postgres.dsn, "FLEETWAY_QUIESCE__TABLE": table}
+    tenants_file = tmp_path / "tenants.json"
+    tenants_file.write_text(json.dumps(fleet.tenants[:4]))
+    detached_id = f"detached-{fleet.task_queue}"
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return fleetway(*args, "--principal", "ci", env=env)
+
+    async with fleet.worker(client, flyway_install):
+        halted = await asyncio.to_thread(
+            cli, "migrate", "--tenants-file", str(tenants_file), "--parallelism", "1",
+            "--canary", "2", "--max-failure-ratio", "0.1", "-o", "json",
+        )  # fmt: skip
+        detached = await asyncio.to_thread(
+            cli, "migrate", "--tenant", fleet.tenants[5], "--detach", "--rollout-id", detached_id
+        )
+        await client.get_workflow_handle(detached_id).result()
+        status = await asyncio.to_thread(fleetway, "status", detached_id, "-o", "json", env=env)
+        assert fleetway("quiesce", "set", "--reason", "freeze", "--by", "ops", env=env).returncode == 0
+        quiesced = await asyncio.to_thread(cli, "migrate", "--tenant", fleet.tenants[4], "-o", "ndjson")
+        assert fleetway("quiesce", "clear", "--by", "ops", env=env).returncode == 0
+
+    # Canary of 2 from the file: one of the two failed (ratio 0.5 > 0.1), so it halted there: exit 1.
+    assert halted.returncode == 1, halted.stderr
+    result = json.loads(halted.stdout)
+    assert (result["status"], result["counts"]) == ("halted", {"failed": 1, "succeeded": 1})
+    assert not any(schema_exists(postgres, t) for t in fleet.tenants[2:4])
+    # Detached: the id on stdout, exit 0 at once; the rollout ran; status reports it by outcome.
+    assert (detached.returncode, detached.stdout.strip()) == (0, detached_id)
+    assert status.returncode == 0 and json.loads(status.stdout)["status"] == "succeeded"
+    # The global flag set: nothing dispatched, "quiesced" is exit 3, not a failure.
+    assert quiesced.returncode == 3, quiesced.stderr
+    summary = json.loads(quiesced.stdout.splitlines()[-1])
+    assert (summary["status"], summary["total"]) == ("quiesced", 0)
+    assert not schema_exists(postgres, fleet.tenants[4])

@@ -73,6 +73,34 @@ async def test_rollout_completes_after_the_worker_is_killed_with_sigkill(
         assert history(postgres, tenant) == [(v, True) for v in ["1", "2", "3", "4", "5", "6"]]
 
 
+@pytest.mark.parametrize("engine", ["cli", "jvm"])
+async def test_a_migration_longer_than_the_heartbeat_timeout_succeeds_on_its_first_attempt(
+    client: Client, flyway_install: FlywayInstall, postgres: PostgresServer, tmp_path: Path, engine: str
+) -> None:
+    fleet = make_fleet(postgres, 1)
+    fleet.locations = _slow_migrations(tmp_path, 7)  # 3.5x the heartbeat timeout below
+    rollout_id = f"hb-{uuid.uuid4().hex[:8]}"
+    async with fleet.worker(client, flyway_install, engine=engine):
+        result = await client.execute_workflow(
+            MigrateAllWorkflow.run,
+            MigrateAllInput(heartbeat_timeout_s=2),
+            id=rollout_id,
+            task_queue=fleet.task_queue,
+        )
+        child = client.get_workflow_handle(f"{rollout_id}/{fleet.tenants[0]}")
+        events = [e async for e in child.fetch_history_events()]
+
+    assert result.counts == {Outcome.SUCCEEDED: 1}
+    started = [
+        e.activity_task_started_event_attributes
+        for e in events
+        if e.HasField("activity_task_started_event_attributes")
+    ]
+    # The Flyway activity and the audit emit, each on attempt 1: no heartbeat timeout, no retry.
+    assert [a.attempt for a in started] == [1, 1]
+    assert not any(e.HasField("activity_task_timed_out_event_attributes") for e in events)
+
+
 async def test_cancel_from_the_cli_cancels_rollout_and_children_and_leaves_no_jvm(
     client: Client, flyway_install: FlywayInstall, postgres: PostgresServer,
     temporal_server: TemporalDevServer, tmp_path: Path,
