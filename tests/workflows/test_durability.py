@@ -12,6 +12,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
@@ -161,6 +162,41 @@ async def test_pause_resume_set_parallelism_and_progress_steer_a_running_rollout
 
     assert result.status is RolloutStatus.SUCCEEDED
     assert result.counts == {Outcome.SUCCEEDED: 8}
+
+
+async def test_every_operator_handler_is_described_for_the_temporal_ui(
+    client: Client, flyway_install: FlywayInstall, postgres: PostgresServer
+) -> None:
+    fleet = make_fleet(postgres, 1)
+    async with fleet.worker(client, flyway_install):
+        handle = await client.start_workflow(
+            MigrateAllWorkflow.run,
+            MigrateAllInput(),
+            id=f"meta-{uuid.uuid4().hex[:8]}",
+            task_queue=fleet.task_queue,
+        )
+        await handle.result()
+        # What the UI reads to list a workflow's handlers.
+        metadata = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
+
+    definition = metadata.definition
+    described = {
+        kind: {h.name: h.description for h in handlers}
+        for kind, handlers in (
+            ("signal", definition.signal_definitions),
+            ("update", definition.update_definitions),
+            ("query", definition.query_definitions),
+        )
+    }
+    assert set(described["signal"]) == {"quiesce", "pause", "resume"}
+    assert set(described["update"]) == {"set_parallelism"}
+    assert "progress" in described["query"]
+    assert all(
+        description
+        for kind, handlers in described.items()
+        for name, description in handlers.items()
+        if not name.startswith("__")
+    ), described
 
 
 async def test_pipeline_starts_a_rollout_with_the_temporal_cli_and_plain_json(
