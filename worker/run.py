@@ -107,6 +107,7 @@ def build_worker(
         max_concurrent_activities=settings.worker.max_concurrent_activities,
         interceptors=interceptors,
         graceful_shutdown_timeout=timedelta(seconds=settings.worker.graceful_shutdown_s),
+        max_heartbeat_throttle_interval=timedelta(seconds=settings.worker.heartbeat_flush_s),
     )
 
 

@@ -237,6 +237,11 @@ class WorkerConfig(BaseModel):
     """Activities (Flyway runs) at once per worker."""
     graceful_shutdown_s: int = Field(default=30, ge=0)
     """SIGTERM grace for in-flight activities; set above the longest migration."""
+    # Cancellation reaches an activity only in a heartbeat's reply, and the SDK otherwise flushes
+    # heartbeats at 0.8x the heartbeat timeout (24 s at the default 30 s): a cancelled rollout's
+    # JVMs ran on that long. Each in-flight activity costs one server call per interval.
+    heartbeat_flush_s: float = Field(default=2.0, gt=0, le=60)
+    """Most seconds between heartbeats reaching the server; bounds how fast a cancel kills Flyway."""
 
 
 class Settings(BaseSettings):

@@ -131,6 +131,35 @@ async def test_cancel_from_the_cli_cancels_rollout_and_children_and_leaves_no_jv
     assert java_pids(fleet.tenants[0][:7]) == []
 
 
+async def test_fail_fast_cancels_the_in_flight_tenants_and_leaves_no_jvm(
+    client: Client, flyway_install: FlywayInstall, postgres: PostgresServer, tmp_path: Path
+) -> None:
+    fleet = make_fleet(postgres, 4)
+    fleet.locations = _slow_migrations(tmp_path, 60)
+    broken = fleet.tenants[3]  # dispatched last: the other three are mid-migration when it fails
+    fleet.break_tenant(broken)
+    loop = asyncio.get_running_loop()
+    async with fleet.worker(client, flyway_install):
+        started = loop.time()
+        result = await client.execute_workflow(
+            MigrateAllWorkflow.run,
+            MigrateAllInput(parallelism=4),
+            id=f"ff-{uuid.uuid4().hex[:8]}",
+            task_queue=fleet.task_queue,
+        )
+        elapsed = loop.time() - started
+
+    assert result.status is RolloutStatus.FAILED
+    assert result.counts == {Outcome.FAILED: 1, Outcome.CANCELED: 3}
+    assert [(o.tenant_id, o.error_class) for o in result.failed if o.outcome is Outcome.FAILED] == [
+        (broken, "schema_history_corrupt")
+    ]
+    assert elapsed < 15  # nobody waited for the 60 s migrations (SDK default heartbeat flush: ~24 s)
+    assert java_pids(fleet.tenants[0][:7]) == []
+    for tenant in fleet.tenants[:3]:  # V6 never committed anywhere
+        assert [v for v, _ in history(postgres, tenant)] == ["1", "2", "3", "4", "5"]
+
+
 async def test_pause_resume_set_parallelism_and_progress_steer_a_running_rollout(
     client: Client, flyway_install: FlywayInstall, postgres: PostgresServer,
     temporal_server: TemporalDevServer, tmp_path: Path,
