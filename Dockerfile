@@ -16,11 +16,11 @@ RUN apt-get update \
 RUN useradd --system --uid 10001 --create-home --home-dir /home/fleetway fleetway
 WORKDIR /app
 COPY --from=flyway /opt/flyway/lib/flyway /opt/flyway/lib/flyway
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY activities ./activities
 COPY workflows ./workflows
 COPY worker ./worker
-RUN pip install --no-cache-dir .
+RUN pip install --no-cache-dir -c constraints.txt .
 COPY migrations ./migrations
 ENV FLEETWAY_FLYWAY__LIB_DIR=/opt/flyway/lib/flyway \
     FLEETWAY_FLYWAY__LOCATIONS='["/app/migrations/demo"]' \
