@@ -18,8 +18,8 @@ def _canonical(name: str) -> str:
 
 def test_every_installed_distribution_is_pinned_at_its_installed_version() -> None:
     pins = {}
-    for line in PROJECT_ROOT.joinpath("constraints.txt").read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
+    for raw in PROJECT_ROOT.joinpath("constraints.txt").read_text().splitlines():
+        line = raw.split("#", 1)[0].strip()
         if line:
             name, _, version = line.partition("==")
             assert version, f"not an exact pin: {line!r}"
