@@ -2,7 +2,8 @@
 
 Each command parses options, builds a model, calls the client and renders through
 ``worker/output.py``. Exit codes: 0 ok, 1 a tenant failed or the rollout halted, 2 bad usage or
-config, 3 quiesced or paused. Processes end with ``os._exit`` (temporalio/sdk-python#300).
+config, 3 quiesced or paused, 130 Ctrl-C (the rollout runs on). Processes end with ``os._exit``
+(temporalio/sdk-python#300).
 """
 
 from __future__ import annotations
@@ -122,6 +123,12 @@ def _rollout_command(action: Action) -> Callable[..., None]:
                 return ExitCode.OK
             try:
                 result = await _follow(client, workflow_id, output)
+            except asyncio.CancelledError:  # Ctrl-C: stop following; never cancel the rollout
+                stderr.print(
+                    f"detached from {workflow_id}; it keeps running "
+                    f"(fleetway status {workflow_id} | fleetway cancel {workflow_id})"
+                )
+                raise
             except WorkflowFailureError as exc:
                 stderr.print(f"rollout {workflow_id} ended: {type(exc.cause).__name__}")
                 return ExitCode.FAILED

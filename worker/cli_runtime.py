@@ -66,6 +66,9 @@ def run_command(coro_fn: Callable[[], Awaitable[ExitCode]], *, service: str = "f
         code = ExitCode.USAGE
     except CommandExit as exc:
         code = exc.code
+    except KeyboardInterrupt:
+        # Ctrl-C ends this process only: server-side work (a rollout, a provisioning) runs on.
+        code = ExitCode.INTERRUPTED
     shutdown_telemetry()
     sys.stdout.flush()
     sys.stderr.flush()

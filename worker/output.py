@@ -22,6 +22,7 @@ class ExitCode(IntEnum):
     FAILED = 1
     USAGE = 2
     QUIESCED = 3
+    INTERRUPTED = 130  # Ctrl-C: the CLI stopped following; the rollout was not touched
 
 
 class OutputFormat(StrEnum):

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import signal
 import subprocess
 from pathlib import Path
 
 from temporalio.client import Client
+from temporalio.service import RPCError
 
 from activities.flyway import FlywayInstall
 from activities.quiesce import PostgresQuiesceController
-from tests.fleet import fleetway, make_fleet
-from tests.support import schema_exists
+from tests.fleet import FLEETWAY, fleetway, make_fleet
+from tests.support import copy_migrations, schema_exists
 from worker.devstack import PostgresServer, TemporalDevServer
+from workflows.migrate_all import MigrateAllWorkflow
+from workflows.migrate_all_models import MigrateAllResult, RolloutStatus
 
 
 async def test_cli_migrate_streams_ndjson_and_exits_by_outcome(
@@ -155,3 +160,33 @@ async def test_cli_tenants_file_canary_halt_detach_and_the_quiesced_exit_code(
     summary = json.loads(quiesced.stdout.splitlines()[-1])
     assert (summary["status"], summary["total"]) == ("quiesced", 0)
     assert not schema_exists(postgres, fleet.tenants[4])
+
+
+async def test_ctrl_c_on_an_attached_rollout_detaches_and_the_rollout_runs_on(
+    client: Client, flyway_install: FlywayInstall, postgres: PostgresServer,
+    temporal_server: TemporalDevServer, tmp_path: Path,
+) -> None:  # fmt: skip
+    fleet = make_fleet(postgres, 2)
+    fleet.locations = copy_migrations(tmp_path / "slow")
+    (fleet.locations / "V6__slow.sql").write_text("SELECT pg_sleep(3);\n")
+    env = fleet.cli_env(temporal_server.address, tmp_path, flyway_install)
+    rollout_id = f"ctrlc-{fleet.task_queue}"
+    async with fleet.worker(client, flyway_install):
+        proc = subprocess.Popen(
+            [FLEETWAY, "migrate", "--principal", "ci", "--parallelism", "1", "--rollout-id", rollout_id],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        handle = client.get_workflow_handle(rollout_id, result_type=MigrateAllResult)
+        for _ in range(200):  # attached and following
+            with contextlib.suppress(RPCError):
+                if (await handle.query(MigrateAllWorkflow.progress)).in_flight:
+                    break
+            await asyncio.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = await asyncio.to_thread(proc.communicate, timeout=30)
+        result = await handle.result()
+
+    assert proc.returncode == 130, stderr
+    assert f"detached from {rollout_id}; it keeps running" in stderr
+    assert "Traceback" not in stderr
+    assert result.status is RolloutStatus.SUCCEEDED and result.total == 2  # Ctrl-C never cancels a rollout
