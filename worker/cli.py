@@ -31,6 +31,7 @@ from worker.backends import audit_emitter, quiesce_controller, tenant_lister
 from worker.cli_provision import deprovision, provision
 from worker.cli_runtime import connect_client, load_settings, run_command, stderr
 from worker.cli_schedule import drift, schedule_app
+from worker.client import has_pollers
 from worker.output import ExitCode, OutputFormat, exit_code_for, render_progress, render_result
 from worker.run import run_worker
 from workflows.migrate_all import MigrateAllWorkflow
@@ -107,13 +108,16 @@ def _rollout_command(action: Action) -> Callable[..., None]:
             )
             client, settings = await connect_client()
             workflow_id = rollout_id or f"rollout-{effective.value}-{uuid.uuid4().hex[:10]}"
+            task_queue = settings.effective_temporal().task_queue
             await client.start_workflow(
-                MigrateAllWorkflow.run,
-                request,
-                id=workflow_id,
-                task_queue=settings.effective_temporal().task_queue,
+                MigrateAllWorkflow.run, request, id=workflow_id, task_queue=task_queue
             )
             stderr.print(f"started {workflow_id}")
+            if not await has_pollers(client, task_queue):
+                stderr.print(
+                    f"warning: no worker polls task queue {task_queue!r}; the rollout waits until one does "
+                    "(start one with: fleetway worker)"
+                )
             if detach:
                 print(
                     json.dumps({"rollout_id": workflow_id})

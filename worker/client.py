@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client, TLSConfig
 from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError
 
 from worker.settings import TemporalConfig
 
-__all__ = ["connect"]
+__all__ = ["connect", "has_pollers"]
 
 
 async def connect(config: TemporalConfig) -> Client:
@@ -32,3 +36,22 @@ async def connect(config: TemporalConfig) -> Client:
         api_key=config.api_key.get_secret_value() if config.api_key else None,
         tls=tls,
     )
+
+
+async def has_pollers(client: Client, task_queue: str) -> bool:
+    """Whether some worker polled ``task_queue`` for workflow tasks lately (the server's view).
+
+    A rollout started where no worker listens just waits; saying so beats a silent, stuck CLI.
+    An error answers True: this is a hint, never a reason to fail a command.
+    """
+    try:
+        response = await client.workflow_service.describe_task_queue(
+            DescribeTaskQueueRequest(
+                namespace=client.namespace,
+                task_queue=TaskQueue(name=task_queue),
+                task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+            )
+        )
+    except RPCError:
+        return True
+    return bool(response.pollers)

@@ -154,6 +154,7 @@ async def test_cli_tenants_file_canary_halt_detach_and_the_quiesced_exit_code(
     assert not any(schema_exists(postgres, t) for t in fleet.tenants[2:4])
     # Detached: the id on stdout, exit 0 at once; the rollout ran; status reports it by outcome.
     assert (detached.returncode, detached.stdout.strip()) == (0, detached_id)
+    assert "no worker polls" not in detached.stderr
     assert status.returncode == 0 and json.loads(status.stdout)["status"] == "succeeded"
     # The global flag set: nothing dispatched, "quiesced" is exit 3, not a failure.
     assert quiesced.returncode == 3, quiesced.stderr
@@ -190,3 +191,20 @@ async def test_ctrl_c_on_an_attached_rollout_detaches_and_the_rollout_runs_on(
     assert f"detached from {rollout_id}; it keeps running" in stderr
     assert "Traceback" not in stderr
     assert result.status is RolloutStatus.SUCCEEDED and result.total == 2  # Ctrl-C never cancels a rollout
+
+
+async def test_a_rollout_started_where_no_worker_listens_says_so(
+    client: Client, postgres: PostgresServer, temporal_server: TemporalDevServer,
+    flyway_install: FlywayInstall, tmp_path: Path,
+) -> None:  # fmt: skip
+    fleet = make_fleet(postgres, 1)  # its task queue has never had a worker
+    env = fleet.cli_env(temporal_server.address, tmp_path, flyway_install)
+    rollout_id = f"lonely-{fleet.task_queue}"
+    done = await asyncio.to_thread(
+        fleetway, "migrate", "--principal", "ci", "--detach", "--rollout-id", rollout_id, env=env
+    )
+    await client.get_workflow_handle(rollout_id).terminate("test cleanup")
+
+    assert done.returncode == 0, done.stderr
+    assert f"warning: no worker polls task queue '{fleet.task_queue}'" in done.stderr
+    assert "fleetway worker" in done.stderr
