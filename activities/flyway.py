@@ -340,9 +340,9 @@ async def _heartbeating() -> AsyncIterator[None]:
     interval = min(2.0, timeout.total_seconds() / 3) if timeout else 2.0
 
     async def beat() -> None:
-        while True:
-            activity.heartbeat()
+        while True:  # the first beat after one interval: most runs end before it (no extra RPC)
             await asyncio.sleep(interval)
+            activity.heartbeat()
 
     beating = asyncio.create_task(beat())
     try:
