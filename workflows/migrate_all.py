@@ -77,15 +77,7 @@ class MigrateAllWorkflow:
         self._pages = carry.pages
         self._cursor_digests = set(carry.cursor_digests)
         self._dispatched = carry.dispatched
-        self._ledger = OutcomeLedger(
-            counts=carry.counts,
-            drift=carry.drift,
-            drifted=carry.drifted,
-            kept=carry.outcomes,
-            failed_overflow=carry.failed_overflow,
-            failed_lost=carry.failed_lost,
-            dropped=carry.dropped_outcomes,
-        )
+        self._ledger = OutcomeLedger.from_carry(carry)
         self._warnings = list(carry.warnings)
         self._parallelism = carry.parallelism or request.parallelism
         self._paused = carry.paused

@@ -24,6 +24,7 @@ from typing import Final
 
 from activities.rollouts import Outcome, TenantOutcome
 from workflows.drift import DriftKind, drift_kinds
+from workflows.migrate_all_models import RolloutCarry
 
 __all__ = [
     "FAILED_DETAIL_BUDGET",
@@ -73,6 +74,19 @@ class OutcomeLedger:
             self._keep(outcome)
         for tenant in failed_overflow:
             self._keep_id(tenant)
+
+    @classmethod
+    def from_carry(cls, carry: RolloutCarry) -> OutcomeLedger:
+        """The ledger a previous run of the rollout handed over through continue-as-new."""
+        return cls(
+            counts=carry.counts,
+            drift=carry.drift,
+            drifted=carry.drifted,
+            kept=carry.outcomes,
+            failed_overflow=carry.failed_overflow,
+            failed_lost=carry.failed_lost,
+            dropped=carry.dropped_outcomes,
+        )
 
     def record(self, outcome: TenantOutcome, *, track_drift: bool) -> None:
         """Count one finished tenant and keep it if its budget allows."""

@@ -156,15 +156,7 @@ def test_a_carried_ledger_rebuilds_the_same_record_and_accepts_older_carries() -
         ledger.record(_worst_failure(i), track_drift=False)
     carry = _carry(ledger)
 
-    rebuilt = OutcomeLedger(
-        counts=carry.counts,
-        drift=carry.drift,
-        drifted=carry.drifted,
-        kept=carry.outcomes,
-        failed_overflow=carry.failed_overflow,
-        failed_lost=carry.failed_lost,
-        dropped=carry.dropped_outcomes,
-    )
+    rebuilt = OutcomeLedger.from_carry(carry)
     assert (rebuilt.counts, rebuilt.outcomes, rebuilt.failed) == (
         ledger.counts,
         ledger.outcomes,
