@@ -139,6 +139,7 @@ async def _run_fleet(stack: DevStack, ids: list[str], backend_env: dict[str, str
     fleetway = str(Path(sys.executable).parent / "fleetway")
     print(f"Temporal UI: {stack.temporal.ui_url}", file=sys.stderr)
     worker = await asyncio.create_subprocess_exec(fleetway, "worker", env=env)
+    migrate: asyncio.subprocess.Process | None = None
     try:
         migrate = await asyncio.create_subprocess_exec(
             fleetway, "migrate", "--principal", "demo", "--parallelism", "4", env=env
@@ -151,7 +152,9 @@ async def _run_fleet(stack: DevStack, ids: list[str], backend_env: dict[str, str
             stop = asyncio.Event()
             asyncio.get_running_loop().add_signal_handler(signal.SIGINT, stop.set)
             await stop.wait()
-    finally:
-        worker.send_signal(signal.SIGTERM)
-        await worker.wait()
+    finally:  # interrupted or not, no process of ours outlives the stack
+        for process in (migrate, worker):
+            if process is not None and process.returncode is None:
+                process.send_signal(signal.SIGTERM)
+                await process.wait()
     return code

@@ -13,12 +13,13 @@ import logging
 import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -410,11 +411,33 @@ async def dev_stack() -> AsyncIterator[DevStack]:
     flyway = await asyncio.to_thread(ensure_flyway)
     postgres = PostgresServer()
     temporal = TemporalDevServer()
+    with _sigterm_as_ctrl_c():
+        try:
+            await asyncio.gather(asyncio.to_thread(postgres.start), asyncio.to_thread(temporal.start))
+            yield DevStack(postgres=postgres, temporal=temporal, flyway=flyway)
+        finally:
+            await asyncio.gather(asyncio.to_thread(temporal.stop), asyncio.to_thread(postgres.stop))
+
+
+@contextlib.contextmanager
+def _sigterm_as_ctrl_c() -> Iterator[None]:
+    """While the stack runs, SIGTERM (``timeout``, a CI cancel, ``kill``) unwinds like Ctrl-C.
+
+    Python's default SIGTERM ends the process at once, skipping the ``finally`` above, and the
+    servers (PostgreSQL runs as another user) would outlive it. Re-raised as SIGINT, it reaches
+    ``asyncio.run``'s handler: the main task is cancelled, every ``finally`` runs, and the caller
+    sees ``KeyboardInterrupt``.
+    """
+    loop = asyncio.get_running_loop()
     try:
-        await asyncio.gather(asyncio.to_thread(postgres.start), asyncio.to_thread(temporal.start))
-        yield DevStack(postgres=postgres, temporal=temporal, flyway=flyway)
+        loop.add_signal_handler(signal.SIGTERM, signal.raise_signal, signal.SIGINT)
+    except (NotImplementedError, RuntimeError, ValueError):  # not the main thread's loop
+        yield
+        return
+    try:
+        yield
     finally:
-        await asyncio.gather(asyncio.to_thread(temporal.stop), asyncio.to_thread(postgres.stop))
+        loop.remove_signal_handler(signal.SIGTERM)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -177,15 +177,19 @@ async def test_ctrl_c_on_an_attached_rollout_detaches_and_the_rollout_runs_on(
             [FLEETWAY, "migrate", "--principal", "ci", "--parallelism", "1", "--rollout-id", rollout_id],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
-        handle = client.get_workflow_handle(rollout_id, result_type=MigrateAllResult)
-        for _ in range(200):  # attached and following
-            with contextlib.suppress(RPCError):
-                if (await handle.query(MigrateAllWorkflow.progress)).in_flight:
-                    break
-            await asyncio.sleep(0.1)
-        proc.send_signal(signal.SIGINT)
-        _, stderr = await asyncio.to_thread(proc.communicate, timeout=30)
-        result = await handle.result()
+        try:
+            handle = client.get_workflow_handle(rollout_id, result_type=MigrateAllResult)
+            for _ in range(200):  # attached and following
+                with contextlib.suppress(RPCError):
+                    if (await handle.query(MigrateAllWorkflow.progress)).in_flight:
+                        break
+                await asyncio.sleep(0.1)
+            proc.send_signal(signal.SIGINT)
+            _, stderr = await asyncio.to_thread(proc.communicate, timeout=30)
+            result = await handle.result()
+        finally:
+            proc.kill()  # never leave a CLI behind when an assertion above fails
+            proc.wait()
 
     assert proc.returncode == 130, stderr
     assert f"detached from {rollout_id}; it keeps running" in stderr

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import os
+import signal
+import socket
+import subprocess
+import urllib.parse
+from pathlib import Path
 
 import pytest
 
-from tests.fleet import fleetway
+from tests.fleet import FLEETWAY, fleetway
 
 
 @pytest.mark.parametrize("backend", ["vault", "aws"])
@@ -15,3 +20,79 @@ def test_demo_rollout_with_credentials_in_a_real_secret_store(backend: str) -> N
     assert done.returncode == 0, done.stderr[-3000:]
     assert "4 tenants: succeeded=4" in done.stdout
     assert ("OpenBao" if backend == "vault" else "AWS Secrets Manager (moto)") in done.stderr
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every live process below ``pid`` (PostgreSQL, the Temporal server, worker, migrate)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(") ", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def _postmasters() -> set[int]:
+    """Embedded PostgreSQL servers (pg_ctl daemonizes them, so they are nobody's descendants)."""
+    found = set()
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            argv = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv[0].endswith(b"/postgres") and any(b"fleetway-pg-" in a for a in argv):
+            found.add(int(cmdline.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_sigterm_mid_demo_stops_every_server_it_started() -> None:
+    before = _postmasters()
+    proc = subprocess.Popen(
+        [FLEETWAY, "demo", "--tenants", "4"], env=dict(os.environ),
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    started: set[int] = set()
+    try:
+        assert proc.stderr is not None
+        ui_url = ""
+        for line in proc.stderr:  # the stack is up and the rollout is starting
+            if line.startswith("Temporal UI: "):
+                ui_url = line.split(": ", 1)[1].strip()
+                break
+        assert ui_url, "the demo never printed its Temporal UI address"
+        started = _descendants(proc.pid) | (_postmasters() - before)
+        assert len(started) >= 3  # PostgreSQL, the Temporal server and the worker at least
+
+        proc.send_signal(signal.SIGTERM)
+        _, rest = proc.communicate(timeout=90)  # EOF only once no process of the demo holds stderr
+        code = proc.returncode
+        leftovers = [Path(f"/proc/{pid}/cmdline").read_bytes() for pid in started if _alive(pid)]
+    finally:  # a failing test must not leak the servers either
+        for pid in [proc.pid, *started]:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()
+
+    assert code == 130, rest[-3000:]  # interrupted, like Ctrl-C
+    assert not leftovers, leftovers
+    port = urllib.parse.urlsplit(ui_url).port
+    assert port
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", port)) != 0  # the Temporal UI is gone too
