@@ -17,9 +17,7 @@ from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
-from temporalio.service import RPCError
+from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 
 from activities.audit import AuditContext
 from activities.errors import ConfigurationError
@@ -32,6 +30,7 @@ from worker.cli_provision import deprovision, provision
 from worker.cli_runtime import connect_client, load_settings, run_command, stderr
 from worker.cli_schedule import drift, schedule_app
 from worker.client import has_pollers
+from worker.follow import follow_rollout
 from worker.output import ExitCode, OutputFormat, exit_code_for, render_progress, render_result
 from worker.run import run_worker
 from workflows.migrate_all import MigrateAllWorkflow
@@ -43,33 +42,6 @@ app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="Durable multi-tenant Flyway rollouts on Temporal."
 )
 T = TypeVar("T")
-
-
-async def _follow(client: Client, rollout_id: str, fmt: OutputFormat) -> MigrateAllResult:
-    """Wait for the rollout, with a live bar on an interactive stderr."""
-    handle = client.get_workflow_handle(rollout_id, result_type=MigrateAllResult)
-    result_task: asyncio.Future[MigrateAllResult] = asyncio.ensure_future(handle.result())
-    if fmt is OutputFormat.TEXT and stderr.is_terminal:
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=stderr,
-        ) as bar:
-            task = bar.add_task(rollout_id, total=None)
-            while not result_task.done():
-                try:
-                    p = await handle.query(MigrateAllWorkflow.progress)
-                    done = sum(p.counts.values())
-                    total = None if not p.source_exhausted else done + len(p.in_flight)
-                    bar.update(
-                        task, completed=done, total=total, description=f"{rollout_id} [{p.status.value}]"
-                    )
-                except RPCError:
-                    pass
-                await asyncio.wait({result_task}, timeout=0.5)
-    return await result_task
 
 
 def _rollout_command(action: Action) -> Callable[..., None]:
@@ -126,7 +98,7 @@ def _rollout_command(action: Action) -> Callable[..., None]:
                 )
                 return ExitCode.OK
             try:
-                result = await _follow(client, workflow_id, output)
+                result, streamed = await follow_rollout(client, workflow_id, output, stderr)
             except asyncio.CancelledError:  # Ctrl-C: stop following; never cancel the rollout
                 stderr.print(
                     f"detached from {workflow_id}; it keeps running "
@@ -136,7 +108,7 @@ def _rollout_command(action: Action) -> Callable[..., None]:
             except WorkflowFailureError as exc:
                 stderr.print(f"rollout {workflow_id} ended: {type(exc.cause).__name__}")
                 return ExitCode.FAILED
-            render_result(result, output, dry_run=dry_run)
+            render_result(result, output, dry_run=dry_run, streamed=streamed)
             return exit_code_for(result.status)
 
         if dry_run and action is not Action.MIGRATE:

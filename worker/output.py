@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Set
 from enum import IntEnum, StrEnum
 
 from rich.console import Console
@@ -57,8 +58,13 @@ def _versions(o: TenantOutcome, *, dry_run: bool) -> str:
     )
 
 
-def render_result(result: MigrateAllResult, fmt: OutputFormat, *, dry_run: bool = False) -> None:
-    """Print the final result: a table, one JSON document, or one line per tenant plus a summary."""
+def render_result(
+    result: MigrateAllResult, fmt: OutputFormat, *, dry_run: bool = False, streamed: Set[str] = frozenset()
+) -> None:
+    """Print the final result: a table, one JSON document, or one line per tenant plus a summary.
+
+    ``streamed``: tenants whose NDJSON lines the live feed printed already (not printed again).
+    """
     summary = {
         "event": "summary",
         "rollout_id": result.rollout_id,
@@ -76,7 +82,8 @@ def render_result(result: MigrateAllResult, fmt: OutputFormat, *, dry_run: bool 
         return
     if fmt is OutputFormat.NDJSON:
         for o in result.outcomes:
-            print(json.dumps({"event": "tenant_complete", **o.model_dump(mode="json")}))
+            if o.tenant_id not in streamed:
+                print(json.dumps({"event": "tenant_complete", **o.model_dump(mode="json")}))
         print(json.dumps(summary))
         return
     console = Console(no_color=None, highlight=False)

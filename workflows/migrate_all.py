@@ -10,6 +10,7 @@ randomness here.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections import deque
 from datetime import timedelta
 
@@ -33,6 +34,9 @@ with workflow.unsafe.imports_passed_through():
     from activities.tenant_walk import MAX_PAGES, cursor_digest
     from workflows.drift import DriftKind
     from workflows.migrate_all_models import (
+        COMPLETIONS_PER_QUERY,
+        RECENT_COMPLETIONS_KEPT,
+        Completions,
         MigrateAllInput,
         MigrateAllResult,
         Progress,
@@ -78,6 +82,7 @@ class MigrateAllWorkflow:
         self._cursor_digests = set(carry.cursor_digests)
         self._dispatched = carry.dispatched
         self._ledger = OutcomeLedger.from_carry(carry)
+        self._recent: deque[TenantOutcome] = deque(maxlen=RECENT_COMPLETIONS_KEPT)
         self._warnings = list(carry.warnings)
         self._parallelism = carry.parallelism or request.parallelism
         self._paused = carry.paused
@@ -128,6 +133,17 @@ class MigrateAllWorkflow:
             source_exhausted=self._exhausted and not self._pending,
             run=self._runs,
         )
+
+    @workflow.query(
+        description="Tenants finished after sequence number 'after' (a page), for live streaming."
+    )
+    def completions(self, after: int) -> Completions:
+        """The live feed ``fleetway migrate -o ndjson`` streams (see :class:`Completions`)."""
+        last = self._ledger.completed
+        oldest = last - len(self._recent) + 1  # sequence number of self._recent[0]
+        start = max(after + 1, oldest)
+        items = list(itertools.islice(self._recent, start - oldest, start - oldest + COMPLETIONS_PER_QUERY))
+        return Completions(items=items, first_seq=start, last_seq=last, missed=max(0, oldest - (after + 1)))
 
     # ---- the rollout ---------------------------------------------------------------------------
 
@@ -326,6 +342,7 @@ class MigrateAllWorkflow:
 
     def _record(self, outcome: TenantOutcome) -> None:
         self._ledger.record(outcome, track_drift=self._request.action is not Action.MIGRATE)
+        self._recent.append(outcome)
         if self._stop is not None:
             return
         failed = self._ledger.counts[Outcome.FAILED]

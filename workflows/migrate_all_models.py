@@ -20,6 +20,9 @@ with workflow.unsafe.imports_passed_through():
     from activities.secrets import validate_tenant_id
 
 __all__ = [
+    "COMPLETIONS_PER_QUERY",
+    "RECENT_COMPLETIONS_KEPT",
+    "Completions",
     "MigrateAllInput",
     "MigrateAllResult",
     "Progress",
@@ -28,6 +31,11 @@ __all__ = [
 ]
 
 MAX_EXPLICIT_TENANTS: Final = 10000
+# The live feed of finished tenants (``completions`` query): the latest ones per run, in memory
+# only (never in history or the carry). A follower polling every second at 1,000 tenants/min
+# needs ~17; the slack absorbs a slow or briefly disconnected follower.
+RECENT_COMPLETIONS_KEPT: Final = 2000
+COMPLETIONS_PER_QUERY: Final = 500
 
 
 class RolloutStatus(StrEnum):
@@ -138,6 +146,26 @@ class Progress(BaseModel):
     paused: bool
     source_exhausted: bool
     run: int
+
+
+class Completions(BaseModel):
+    """A page of the live feed: tenants that finished after sequence number ``after``.
+
+    Sequence numbers count finished tenants across the whole rollout (1 = the first to finish),
+    continuing across continue-as-new; each run serves only its own finishes.
+
+    Attributes:
+        items: outcomes with sequence numbers ``first_seq`` .. ``first_seq + len(items) - 1``.
+        last_seq: the newest sequence number this run has finished.
+        missed: finishes after ``after`` that this run no longer holds (the follower fell behind).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    items: list[TenantOutcome]
+    first_seq: int
+    last_seq: int
+    missed: int = 0
 
 
 class MigrateAllResult(BaseModel):

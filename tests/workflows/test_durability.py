@@ -11,6 +11,7 @@ import subprocess
 import uuid
 from pathlib import Path
 
+import psycopg
 import pytest
 from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
@@ -156,10 +157,12 @@ async def test_fail_fast_cancels_the_in_flight_tenants_and_leaves_no_jvm(
     ]
     assert elapsed < 15  # nobody waited for the 60 s migrations (SDK default heartbeat flush: ~24 s)
     assert java_pids(fleet.tenants[0][:7]) == []
-    for tenant in fleet.tenants[
-        :3
-    ]:  # killed mid-run: a clean prefix of V1..V5 (load decides how far), never V6
-        rows = history(postgres, tenant)
+    # Killed mid-run: a clean prefix of V1..V5 (load decides how far, maybe nothing), never V6.
+    for tenant in fleet.tenants[:3]:
+        try:
+            rows = history(postgres, tenant)
+        except psycopg.errors.UndefinedTable:  # killed before Flyway created its history table
+            rows = []
         assert all(ok for _, ok in rows)
         assert [v for v, _ in rows] == ["1", "2", "3", "4", "5"][: len(rows)]
 
@@ -223,7 +226,7 @@ async def test_every_operator_handler_is_described_for_the_temporal_ui(
     }
     assert set(described["signal"]) == {"quiesce", "pause", "resume"}
     assert set(described["update"]) == {"set_parallelism"}
-    assert "progress" in described["query"]
+    assert {"progress", "completions"} <= set(described["query"])
     assert all(
         description
         for kind, handlers in described.items()
