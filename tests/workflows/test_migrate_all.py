@@ -55,6 +55,18 @@ async def test_migrate_all_fails_fast_at_the_first_broken_tenant(
 
     assert result.status is RolloutStatus.FAILED
     assert result.total == 1
+    # What the Temporal UI filters on: the search attributes, and the memo's counts.
+    query = (
+        f'FleetwayAction = "migrate" AND FleetwayOutcome = "failed" AND WorkflowId = "{result.rollout_id}"'
+    )
+    for _ in range(100):  # visibility is eventually consistent
+        found = [w async for w in client.list_workflows(query)]
+        if found:
+            break
+        await asyncio.sleep(0.1)
+    assert [w.id for w in found] == [result.rollout_id]
+    memo = await found[0].memo()
+    assert memo["status"] == "failed" and memo["counts"] == {"failed": 1}
     assert [(o.tenant_id, o.error_class) for o in result.failed] == [
         (fleet.tenants[0], ErrorClass.SCHEMA_HISTORY_CORRUPT.value)
     ]
