@@ -35,6 +35,9 @@ _MESSAGE_MAX = 300
 # workflow.patched marker: validate gained a follow-up info read (drift). Histories recorded before
 # it replay without the extra activity; remove the marker once no such run can still be open.
 _DRIFT_PATCH = "validate-then-info-drift"
+# workflow.patched marker: the audit emit became a local activity (histories before it replay the
+# regular one).
+_LOCAL_AUDIT_PATCH = "audit-emit-local-activity"
 
 
 class TenantMigrationInput(BaseModel):
@@ -178,9 +181,20 @@ class TenantMigrationWorkflow:
                 "migration.from": outcome.version_before,
             },
         )
-        await workflow.execute_activity_method(
-            AuditActivities.emit_audit,
-            event,
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=RetryPolicy(maximum_attempts=10),
-        )
+        retry = RetryPolicy(maximum_attempts=10)
+        if workflow.patched(_LOCAL_AUDIT_PATCH):
+            # A local activity: emitting only enqueues the event for the worker's sink thread, so a
+            # task-queue round trip per tenant bought nothing but latency.
+            await workflow.execute_local_activity_method(
+                AuditActivities.emit_audit,
+                event,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=retry,
+            )
+        else:
+            await workflow.execute_activity_method(
+                AuditActivities.emit_audit,
+                event,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=retry,
+            )
