@@ -50,6 +50,7 @@ DEFAULT_JVM_OPTIONS: Final = ("-Xmx256m", "-XX:MaxMetaspaceSize=128m", "-XX:+Use
 _CANCEL_WAIT_S: Final = 5.0
 
 _jvm_lock = threading.Lock()
+_convert_lock = threading.Lock()  # see JvmFlywayEngine._call
 _jvm_lib: Path | None = None
 
 
@@ -67,7 +68,10 @@ def start_jvm(install: FlywayInstall, options: tuple[str, ...] = DEFAULT_JVM_OPT
                     f"this process's JVM already runs Flyway from {_jvm_lib}; a JVM cannot be restarted"
                 )
             return
-        jpype.startJVM(*options, classpath=[f"{install.lib_dir}/*"], convertStrings=False)
+        # -Xrs always: without it the JVM takes over SIGTERM/SIGINT for the whole process and
+        # exits 143 at once, so a worker would skip its graceful drain (and the demo its cleanup).
+        flags = options if "-Xrs" in options else (*options, "-Xrs")
+        jpype.startJVM(*flags, classpath=[f"{install.lib_dir}/*"], convertStrings=False)
         level = jpype.JClass("java.util.logging.Level")
         # Flyway logs through java.util.logging here (no SLF4J on the classpath): keep warnings only;
         # results come back as documents, not log lines.
@@ -149,36 +153,43 @@ class JvmFlywayEngine:
         """
         import jpype  # noqa: PLC0415
 
-        flyway_class = jpype.JClass("org.flywaydb.core.Flyway")
-        json_utils = jpype.JClass("org.flywaydb.core.internal.util.JsonUtils")
-        error_output = jpype.JClass("org.flywaydb.core.api.output.ErrorOutput")
-        # Threads JPype attaches have no context class loader: name the loader Flyway scans with.
-        loader = jpype.JClass("java.lang.ClassLoader").getSystemClassLoader()
+        with _convert_lock:
+            flyway_class = jpype.JClass("org.flywaydb.core.Flyway")
+            json_utils = jpype.JClass("org.flywaydb.core.internal.util.JsonUtils")
+            error_output = jpype.JClass("org.flywaydb.core.api.output.ErrorOutput")
+            # Threads JPype attaches have no context class loader: name the loader Flyway scans with.
+            loader = jpype.JClass("java.lang.ClassLoader").getSystemClassLoader()
         s = self._settings
         try:
-            config = (
-                flyway_class.configure(loader)
-                .dataSource(url, user, password or None)
-                .locations(*[f"filesystem:{p}" for p in s.locations])
-                .validateMigrationNaming(True)
-                .cleanDisabled(True)
-                .connectRetries(s.connect_retries)
-                .lockRetryCount(s.lock_retry_count)
-            )
-            if schema:
-                config = config.schemas(schema).defaultSchema(schema)
-            if action is Action.VALIDATE:
-                config = config.ignoreMigrationPatterns("*:pending", "*:future")
-            flyway = config.load()
+            # Argument conversion and overload matching run under _convert_lock: JPype builds a
+            # class's conversion hints lazily and two threads doing so at once crashed a worker
+            # (SIGSEGV in JPHintsConversion::matches, seen once in a benchmark). Microseconds per
+            # run; the Flyway work itself (migrate/validate/info) runs outside the lock, in parallel.
+            with _convert_lock:
+                config = (
+                    flyway_class.configure(loader)
+                    .dataSource(url, user, password or None)
+                    .locations(*[f"filesystem:{p}" for p in s.locations])
+                    .validateMigrationNaming(True)
+                    .cleanDisabled(True)
+                    .connectRetries(s.connect_retries)
+                    .lockRetryCount(s.lock_retry_count)
+                )
+                if schema:
+                    config = config.schemas(schema).defaultSchema(schema)
+                if action is Action.VALIDATE:
+                    config = config.ignoreMigrationPatterns("*:pending", "*:future")
+                flyway = config.load()
             if action is Action.MIGRATE:
                 result: Any = flyway.migrate()
             elif action is Action.VALIDATE:
                 result = flyway.validateWithResult()
             else:
                 result = flyway.info().getInfoResult()
-            return str(json_utils.toJson(result)), False
+            with _convert_lock:
+                return str(json_utils.toJson(result)), False
         except jpype.JException as exc:
-            with contextlib.suppress(jpype.JException):
+            with _convert_lock, contextlib.suppress(jpype.JException):
                 return str(json_utils.toJson(error_output.toOperationResult(exc))), False
             return f"engine error: {exc.getClass().getName()}", True
 

@@ -4,6 +4,8 @@ cannot be killed), many tenants at once through one JVM, and the one-JVM-per-pro
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 import uuid
 from datetime import timedelta
@@ -18,7 +20,7 @@ from activities.flyway import FlywayInstall, FlywaySettings
 from activities.flyway_jvm import JvmFlywayEngine
 from activities.flyway_output import Action
 from tests.support import DEMO_MIGRATIONS, copy_migrations, history
-from worker.devstack import PostgresServer
+from worker.devstack import PROJECT_ROOT, PostgresServer
 
 
 def engine(install: FlywayInstall, locations: Path, **settings: object) -> JvmFlywayEngine:
@@ -97,3 +99,32 @@ def test_the_process_jvm_cannot_switch_flyway_installs(flyway_install: FlywayIns
     other = FlywayInstall(lib_dir=tmp_path, java=flyway_install.java, version="other")
     with pytest.raises(ConfigurationError, match="cannot be restarted"):
         engine(other, DEMO_MIGRATIONS).start()
+
+
+def test_the_process_jvm_leaves_sigterm_to_python(flyway_install: FlywayInstall) -> None:
+    """A JVM started in-process must not take SIGTERM over (it would exit 143 at once, skipping a
+    worker's graceful drain and the demo's and benchmark's cleanup). Needs a fresh process: this
+    one's JVM is already up."""
+    script = f"""
+import os, signal, time
+from pathlib import Path
+from activities.flyway import FlywayInstall
+from activities.flyway_jvm import start_jvm
+seen = []
+signal.signal(signal.SIGTERM, lambda *_: seen.append("python"))  # installed first, as dev_stack does
+start_jvm(FlywayInstall(lib_dir=Path({str(flyway_install.lib_dir)!r}), java=Path({str(flyway_install.java)!r}), version=""),
+          ("-Xmx128m", "-XX:+UseSerialGC"))  # caller options without -Xrs: start_jvm adds it
+os.kill(os.getpid(), signal.SIGTERM)
+time.sleep(1)
+print(seen, flush=True)
+os._exit(0)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (done.returncode, done.stdout.strip()) == (0, "['python']"), done.stderr[-2000:]

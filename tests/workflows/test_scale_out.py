@@ -9,6 +9,7 @@ import subprocess
 import uuid
 from pathlib import Path
 
+import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
@@ -62,16 +63,18 @@ async def test_two_worker_processes_share_one_rollout(
     assert {f"{p.pid}@" for p in workers} == {i.split("@")[0] + "@" for i in identities}  # both did work
 
 
+@pytest.mark.parametrize("engine", ["cli", "jvm"])
 async def test_sigterm_during_a_rollout_drains_the_worker_and_loses_nothing(
     client: Client, flyway_install: FlywayInstall, postgres: PostgresServer, temporal_server: TemporalDevServer,
-    tmp_path: Path,
+    tmp_path: Path, engine: str,
 ) -> None:  # fmt: skip
+    # With the JVM engine the JVM lives in the worker process: it must leave SIGTERM to Python (-Xrs).
     fleet = make_fleet(postgres, 8)
     fleet.locations = slow(tmp_path, 1.0)
     env = fleet.cli_env(temporal_server.address, tmp_path, flyway_install) | {
         "FLEETWAY_WORKER__GRACEFUL_SHUTDOWN_S": "30"
     }
-    first = subprocess.Popen([FLEETWAY, "worker"], env=env, start_new_session=True)
+    first = subprocess.Popen([FLEETWAY, "worker", "--engine", engine], env=env, start_new_session=True)
     handle = await client.start_workflow(
         MigrateAllWorkflow.run, MigrateAllInput(parallelism=3), id=f"deploy-{uuid.uuid4().hex[:8]}",
         task_queue=fleet.task_queue,
@@ -79,7 +82,9 @@ async def test_sigterm_during_a_rollout_drains_the_worker_and_loses_nothing(
     await _wait_progress(handle, lambda p: sum(p.counts.values()) >= 1 and len(p.in_flight) >= 2)
     first.send_signal(signal.SIGTERM)  # what a rolling deploy does
     assert await asyncio.to_thread(first.wait, 60) == 0  # graceful: in-flight Flyway runs finished
-    second = subprocess.Popen([FLEETWAY, "worker"], env=env, start_new_session=True)  # the new version
+    second = subprocess.Popen(  # the new version
+        [FLEETWAY, "worker", "--engine", engine], env=env, start_new_session=True
+    )
     try:
         result = await asyncio.wait_for(handle.result(), timeout=150)
     finally:
