@@ -21,7 +21,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from activities.rollouts import TenantOutcome
-from worker.output import OutputFormat
+from worker.output import OutputFormat, tenant_line
 from workflows.migrate_all import MigrateAllWorkflow
 from workflows.migrate_all_models import MigrateAllResult
 
@@ -65,7 +65,7 @@ class Feed:
         """Print one tenant's line unless it was printed already."""
         if outcome.tenant_id not in self.printed:
             self.printed.add(outcome.tenant_id)
-            self._emit(json.dumps({"event": "tenant_complete", **outcome.model_dump(mode="json")}))
+            self._emit(tenant_line(outcome))
 
 
 async def follow_rollout(

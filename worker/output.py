@@ -13,7 +13,7 @@ from rich.table import Table
 from activities.rollouts import Outcome, TenantOutcome
 from workflows.migrate_all_models import MigrateAllResult, Progress, RolloutStatus
 
-__all__ = ["ExitCode", "OutputFormat", "exit_code_for", "render_progress", "render_result"]
+__all__ = ["ExitCode", "OutputFormat", "exit_code_for", "render_progress", "render_result", "tenant_line"]
 
 
 class ExitCode(IntEnum):
@@ -58,6 +58,11 @@ def _versions(o: TenantOutcome, *, dry_run: bool) -> str:
     )
 
 
+def tenant_line(outcome: TenantOutcome) -> str:
+    """One tenant's NDJSON line (``tenant_complete``), as the live feed and the final result print it."""
+    return json.dumps({"event": "tenant_complete", **outcome.model_dump(mode="json")})
+
+
 def render_result(
     result: MigrateAllResult, fmt: OutputFormat, *, dry_run: bool = False, streamed: Set[str] = frozenset()
 ) -> None:
@@ -83,7 +88,7 @@ def render_result(
     if fmt is OutputFormat.NDJSON:
         for o in result.outcomes:
             if o.tenant_id not in streamed:
-                print(json.dumps({"event": "tenant_complete", **o.model_dump(mode="json")}))
+                print(tenant_line(o))
         print(json.dumps(summary))
         return
     console = Console(no_color=None, highlight=False)
