@@ -58,6 +58,7 @@ class AuditOutcome(StrEnum):
     SUCCESS = "success"
     FAILED = "failed"
     SKIPPED = "skipped"
+    CANCELED = "canceled"  # fleetway's addition: a cancelled tenant run, with what it applied
 
 
 class AuditContext(BaseModel):

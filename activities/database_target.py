@@ -11,6 +11,7 @@ import urllib.parse
 from enum import StrEnum
 from typing import Final
 
+from psycopg.conninfo import make_conninfo
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from activities.errors import UnsafeEnvValueError, UnsafeIdentifierError
@@ -24,6 +25,7 @@ __all__ = [
     "check_pg_identifier",
     "flyway_environment",
     "jdbc_url",
+    "libpq_conninfo",
 ]
 
 PG_IDENTIFIER: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
@@ -115,6 +117,27 @@ def jdbc_url(target: DatabaseTarget) -> str:
     query = urllib.parse.urlencode({k: v for k, v in params.items() if v})
     url = f"jdbc:postgresql://{host}/{urllib.parse.quote(target.database, safe='')}"
     return f"{url}?{query}" if query else url
+
+
+def libpq_conninfo(target: DatabaseTarget, *, application_name: str, connect_timeout: int = 10) -> str:
+    """A libpq connection string reaching ``target`` as Flyway does (TLS included).
+
+    Holds the password: pass it straight to the connection call, never log it.
+    """
+    params = {
+        "host": target.host,
+        "port": str(target.port),
+        "dbname": target.database,
+        "user": target.user,
+        "password": target.password.get_secret_value(),
+        "connect_timeout": str(connect_timeout),
+        "application_name": application_name,
+        "sslmode": target.tls.mode,
+        "sslrootcert": target.tls.ca_file,
+        "sslcert": target.tls.cert_file,
+        "sslkey": target.tls.key_file,
+    }
+    return make_conninfo(**{k: v for k, v in params.items() if v})
 
 
 def flyway_environment(target: DatabaseTarget) -> dict[str, str]:

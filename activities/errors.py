@@ -50,6 +50,7 @@ __all__ = [
     "QuiesceBackendError",
     "QuiesceBlockedError",
     "QuiesceNotSetError",
+    "SchemaHistoryUnavailableError",
     "SecretAccessDeniedError",
     "SecretBackendError",
     "SecretMalformedError",
@@ -222,6 +223,13 @@ class QuiesceNotSetError(FleetwayError):
     error_type = "quiesce_not_set"
 
 
+class SchemaHistoryUnavailableError(FleetwayError):
+    """A tenant's ``flyway_schema_history`` could not be read (database unreachable); transient."""
+
+    error_type = "schema_history_unavailable"
+    retryable = True
+
+
 class QuiesceBackendError(FleetwayError):
     """The control-plane database could not be reached or refused the statement."""
 
@@ -229,14 +237,20 @@ class QuiesceBackendError(FleetwayError):
     retryable = True
 
 
-def to_application_error(exc: FleetwayError) -> ApplicationError:
+def to_application_error(exc: FleetwayError, *, final_reason: str = "") -> ApplicationError:
     """Convert a fleetway error into the Temporal error an activity raises.
 
     The only conversion point (activity wrappers call it): ``type`` is the published class for
     Flyway failures and ``error_type`` otherwise, so retry policies and workflows can branch on it
     without parsing text. The message is ours and vetted; no ``__cause__`` is attached.
+    ``final_reason``: a retryable error that must not be retried any more (its retry budget is
+    spent); the reason is appended to the message.
     """
+    message = f"{exc}; {final_reason}" if final_reason else str(exc)
     if isinstance(exc, FlywayError):
         details = [exc.error_type] + ([exc.outcome.model_dump(mode="json")] if exc.outcome else [])
-        return ApplicationError(str(exc), *details, type=exc.error_class, non_retryable=not exc.is_retryable)
-    return ApplicationError(str(exc), type=exc.error_type, non_retryable=not exc.retryable)
+        retryable = exc.is_retryable and not final_reason
+        return ApplicationError(message, *details, type=exc.error_class, non_retryable=not retryable)
+    return ApplicationError(
+        message, type=exc.error_type, non_retryable=not exc.retryable or bool(final_reason)
+    )

@@ -4,20 +4,32 @@ The runner owns the subprocess contract: credentials only in the child's environ
 working directory and HOME (no stray ``flyway.conf``/``flyway.toml``), its own process group,
 a time budget, and a kill of the whole group on timeout or cancellation. Output is redacted
 before it is parsed, logged or returned. Must not: put a credential in argv, a log or a result.
+
+Nothing of a run outlives the worker. The JVM is started with a parent-death signal
+(``PR_SET_PDEATHSIG`` = SIGKILL, set in the child between fork and exec), so the kernel kills it
+the moment the worker dies, by any signal, SIGKILL included. Chosen over a supervising pipe
+because it needs no helper process and no cooperation from the JVM, and it cannot be missed: the
+kernel delivers it. (It fires when the *thread* that forked dies; that is the event loop's
+thread, which lives as long as the worker.) A child whose parent died before the signal was set
+exits at once (``getppid`` check). The run's statements are then ended by PostgreSQL itself
+(``client_connection_check_interval``, see ``activities/flyway_session.py``); on a timeout or a
+cancel the runner also cancels them explicitly after killing the process group.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import os
 import signal
+import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Final, Protocol
 
@@ -33,6 +45,7 @@ from activities.database_target import (
 from activities.errors import (
     ConfigurationError,
     FleetwayError,
+    FlywayError,
     FlywayOutputUnparsedError,
     FlywayReportedFailureError,
     FlywayTimeoutError,
@@ -47,7 +60,9 @@ from activities.flyway_output import (
     find_flyway_document,
     outcome_from_document,
 )
+from activities.flyway_session import RunSessions
 from activities.redaction import MIN_REDACTABLE_LENGTH, redact
+from activities.schema_history import check_history_marker
 from activities.secrets import SecretsProvider, validate_tenant_id
 
 __all__ = [
@@ -70,6 +85,20 @@ _MAIN_CLASS: Final = "org.flywaydb.commandline.Main"
 # Bounds the wait for a killed JVM to be reaped; deliberately not derived from the run timeout.
 _KILL_GRACE_S: Final = 10.0
 _AUTH_SQLSTATE_PREFIX: Final = "28"
+_PR_SET_PDEATHSIG: Final = 1
+_libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _die_with(parent_pid: int) -> None:
+    """In the child, before exec: die by SIGKILL when the parent dies (see the module docstring)."""
+    if _libc is not None:
+        _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent_pid:  # the parent died before the signal was armed
+        os._exit(1)
 
 
 @dataclass(frozen=True)
@@ -138,8 +167,11 @@ class FlywayRunner:
         args.append(action.value)
         return args
 
-    async def run(self, action: Action, target: DatabaseTarget) -> FlywayOutcome:
+    async def run(self, action: Action, target: DatabaseTarget, *, installed_by: str = "") -> FlywayOutcome:
         """Run one Flyway verb against ``target`` and return its parsed, successful outcome.
+
+        ``installed_by``: recorded in ``flyway_schema_history.installed_by`` for every script this
+        run applies (a rollout's marker; default: the database user).
 
         Raises:
             PasswordTooShortError: migrate with a non-empty password under 8 bytes (nothing ran).
@@ -151,12 +183,14 @@ class FlywayRunner:
             asyncio.CancelledError: cancelled; the process group was killed first.
         """
         password = target.password.get_secret_value()
-        env = check_runnable(action, target)
+        env = check_runnable(action, target, installed_by=installed_by)
+        sessions = RunSessions(self._settings.timeout.total_seconds())
+        env["FLYWAY_URL"] = sessions.jdbc_url(env["FLYWAY_URL"], target)
         argv = self.argv(action, target)
         started = time.monotonic()
         with tempfile.TemporaryDirectory(prefix="fleetway-flyway-") as scratch:
             env.update({"HOME": scratch, "PATH": os.defpath, "LANG": "C.UTF-8"})
-            returncode, raw = await self._execute(argv, env, cwd=scratch)
+            returncode, raw = await self._execute(argv, env, cwd=scratch, sessions=sessions, target=target)
         output = redact(raw, password)
         elapsed_ms = int((time.monotonic() - started) * 1000)
         return interpret_output(action, output, returncode=returncode, elapsed_ms=elapsed_ms)
@@ -167,7 +201,10 @@ class FlywayRunner:
         env: Mapping[str, str],
         *,
         cwd: str,
+        sessions: RunSessions,
+        target: DatabaseTarget,
     ) -> tuple[int, str]:
+        parent = os.getpid()
         proc = await asyncio.create_subprocess_exec(
             *argv,
             cwd=cwd,
@@ -176,6 +213,7 @@ class FlywayRunner:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,  # launcher and JVM share a group we can kill as one
+            preexec_fn=lambda: _die_with(parent),
         )
         communicate = asyncio.ensure_future(proc.communicate())
         deadline = time.monotonic() + self._settings.timeout.total_seconds()
@@ -184,6 +222,7 @@ class FlywayRunner:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     await self._kill_group(proc, communicate)
+                    await sessions.cancel(target)
                     raise FlywayTimeoutError(
                         f"flyway timed out after {self._settings.timeout.total_seconds():.0f}s and its "
                         "process group was killed; schema state is unknown (a partially applied "
@@ -197,9 +236,19 @@ class FlywayRunner:
                         "utf-8", errors="replace"
                     )
         except asyncio.CancelledError:
-            await asyncio.shield(self._kill_group(proc, communicate))
-            _log.warning("flyway cancelled; process group killed; schema state is unknown")
+            await asyncio.shield(self._stop(proc, communicate, sessions, target))
+            _log.warning("flyway cancelled; process group killed, statements cancelled")
             raise
+
+    async def _stop(
+        self,
+        proc: asyncio.subprocess.Process,
+        communicate: asyncio.Future[tuple[bytes, bytes]],
+        sessions: RunSessions,
+        target: DatabaseTarget,
+    ) -> None:
+        await self._kill_group(proc, communicate)
+        await sessions.cancel(target)
 
     @staticmethod
     async def _kill_group(
@@ -221,25 +270,28 @@ class FlywayEngine(Protocol):
     outcomes and raise the same errors; the engine tests run against both.
     """
 
-    async def run(self, action: Action, target: DatabaseTarget) -> FlywayOutcome:
+    async def run(self, action: Action, target: DatabaseTarget, *, installed_by: str = "") -> FlywayOutcome:
         """Run one verb against ``target`` (see :meth:`FlywayRunner.run` for the contract)."""
         ...
 
 
-def check_runnable(action: Action, target: DatabaseTarget) -> dict[str, str]:
+def check_runnable(action: Action, target: DatabaseTarget, *, installed_by: str = "") -> dict[str, str]:
     """The checks every engine makes before Flyway runs; returns the ``FLYWAY_*`` connection fields.
 
     Raises:
         PasswordTooShortError: migrate with a non-empty password under 8 bytes.
         UnsafeEnvValueError: CR/LF/NUL in a connection field.
-        UnsafeIdentifierError: unsafe schema name.
+        UnsafeIdentifierError: unsafe schema name or ``installed_by`` marker.
     """
     password = target.password.get_secret_value()
     if action is Action.MIGRATE and password and len(password.encode()) < MIN_REDACTABLE_LENGTH:
         raise PasswordTooShortError(
             f"password is shorter than {MIN_REDACTABLE_LENGTH} bytes; refusing to migrate"
         )
-    return flyway_environment(target)
+    env = flyway_environment(target)
+    if installed_by:
+        env["FLYWAY_INSTALLED_BY"] = check_history_marker(installed_by)
+    return env
 
 
 def interpret_output(action: Action, output: str, *, returncode: int, elapsed_ms: int) -> FlywayOutcome:
@@ -319,6 +371,11 @@ class RunFlywayInput(BaseModel):
     """Input of ``run_flyway``: which verb, for which tenant, resolved through which backend.
 
     Only references: the activity resolves the credentials itself.
+
+    Attributes:
+        installed_by: the rollout's history marker, recorded with every script applied.
+        retry_budget_s: seconds since the first attempt was scheduled within which a retryable
+            failure is left to Temporal to retry; past it the failure is final (0: no budget).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -326,6 +383,8 @@ class RunFlywayInput(BaseModel):
     action: Action
     tenant_id: str = Field(min_length=1, max_length=128)
     secrets_backend: str = "default"
+    installed_by: str = ""
+    retry_budget_s: int = Field(default=0, ge=0)
 
 
 @contextlib.asynccontextmanager
@@ -365,25 +424,49 @@ class FlywayActivities:
         """Resolve the tenant's target, run Flyway, heartbeat throughout, map errors.
 
         A Flyway authentication failure invalidates the cached secret and retries once with a
-        fresh read, so a rotated password is picked up mid-rollout.
+        fresh read, so a rotated password is picked up mid-rollout. The outcome carries the
+        attempt number: the workflow trusts a single first attempt's report and reads the schema
+        history after any other.
         """
+        info = activity.info()
         try:
-            tenant_id = validate_tenant_id(request.tenant_id)
-            provider = self._secrets.get(request.secrets_backend)
-            if provider is None:
-                raise ConfigurationError(f"secrets backend {request.secrets_backend!r} is not configured")
-            async with _heartbeating():
-                target = await provider.resolve(tenant_id)
-                try:
-                    return await self._runner.run(request.action, target)
-                except FlywayReportedFailureError as exc:
-                    if exc.outcome is None or not exc.outcome.sql_state.startswith(_AUTH_SQLSTATE_PREFIX):
-                        raise
-                    activity.logger.warning(
-                        "flyway authentication failed; re-reading secret", extra={"tenant_id": tenant_id}
-                    )
-                    provider.invalidate(tenant_id)
-                    target = await provider.resolve(tenant_id)
-                    return await self._runner.run(request.action, target)
+            outcome = await self._run(request)
         except FleetwayError as exc:  # the only conversion point; library code just raises
-            raise to_application_error(exc) from None
+            if isinstance(exc, FlywayError) and exc.outcome is not None:
+                exc.outcome = exc.outcome.model_copy(update={"attempt": info.attempt})
+            raise to_application_error(exc, final_reason=_budget_spent(request, exc, info)) from None
+        return outcome.model_copy(update={"attempt": info.attempt})
+
+    async def _run(self, request: RunFlywayInput) -> FlywayOutcome:
+        tenant_id = validate_tenant_id(request.tenant_id)
+        provider = self._secrets.get(request.secrets_backend)
+        if provider is None:
+            raise ConfigurationError(f"secrets backend {request.secrets_backend!r} is not configured")
+        async with _heartbeating():
+            target = await provider.resolve(tenant_id)
+            try:
+                return await self._runner.run(request.action, target, installed_by=request.installed_by)
+            except FlywayReportedFailureError as exc:
+                if exc.outcome is None or not exc.outcome.sql_state.startswith(_AUTH_SQLSTATE_PREFIX):
+                    raise
+                activity.logger.warning(
+                    "flyway authentication failed; re-reading secret", extra={"tenant_id": tenant_id}
+                )
+                provider.invalidate(tenant_id)
+                target = await provider.resolve(tenant_id)
+                return await self._runner.run(request.action, target, installed_by=request.installed_by)
+
+
+def _budget_spent(request: RunFlywayInput, exc: FleetwayError, info: activity.Info) -> str:
+    """Why a retryable failure is final now ("" while the tenant's retry budget lasts).
+
+    The budget is time since the first attempt was scheduled, not a count: a 20 s outage costs
+    the same whether it produced three refused connections or thirty.
+    """
+    retryable = exc.is_retryable if isinstance(exc, FlywayError) else exc.retryable
+    if not retryable or request.retry_budget_s <= 0:
+        return ""
+    elapsed = (_utcnow() - info.scheduled_time).total_seconds()
+    if elapsed < request.retry_budget_s:
+        return ""
+    return f"retry budget of {request.retry_budget_s}s spent after {info.attempt} attempts"

@@ -7,9 +7,9 @@ command line, turns Flyway's result (or exception) into the same JSON document t
 :func:`interpret_output` — so outcomes and error classes are the CLI engine's, by construction.
 
 Timeouts and cancellation. Flyway's Java API cannot be interrupted mid-statement and a JVM thread
-cannot be killed. Each run therefore connects with its own ``ApplicationName``
-(``fleetway-<random>``), a server-side ``statement_timeout`` and a JDBC ``socketTimeout`` equal to
-the run's budget. On cancellation or
+cannot be killed. Each run therefore connects through ``RunSessions`` (its own
+``ApplicationName``, a server-side ``statement_timeout`` and a JDBC ``socketTimeout`` equal to the
+run's budget, see ``activities/flyway_session.py``). On cancellation or
 timeout the engine asks PostgreSQL to cancel that run's backends (``pg_cancel_backend``, allowed for
 the run's own role), which makes Flyway's current statement fail and its thread return; PostgreSQL
 rolls the migration's transaction back. The activity reports cancelled/timed out at once and does
@@ -24,24 +24,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-import secrets
 import threading
 import time
-import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Final
 
-import psycopg
-
 from activities.database_target import DatabaseTarget, Vendor
 from activities.errors import ConfigurationError, FlywayTimeoutError, PrerequisiteMissingError
-from activities.flyway import FlywayInstall, FlywaySettings, check_runnable, interpret_output
+from activities.flyway import FlywayEngine, FlywayInstall, FlywaySettings, check_runnable, interpret_output
 from activities.flyway_output import Action, ErrorClass, FlywayOutcome
+from activities.flyway_session import RunSessions
 from activities.redaction import redact
 
-__all__ = ["DEFAULT_JVM_OPTIONS", "JvmFlywayEngine", "start_jvm"]
+__all__ = ["DEFAULT_JVM_OPTIONS", "JvmFlywayEngine", "VendorRoutedEngine", "start_jvm"]
 
 _log = logging.getLogger(__name__)
 
@@ -100,35 +98,32 @@ class JvmFlywayEngine:
         """Start the JVM now (otherwise the first run does); about 0.6 s once per process."""
         start_jvm(self._install, self._options)
 
-    async def run(self, action: Action, target: DatabaseTarget) -> FlywayOutcome:
+    async def run(self, action: Action, target: DatabaseTarget, *, installed_by: str = "") -> FlywayOutcome:
         """Same contract as :meth:`FlywayRunner.run`."""
-        env = check_runnable(action, target)
+        env = check_runnable(action, target, installed_by=installed_by)
         if target.vendor is not Vendor.POSTGRESQL:
             raise ConfigurationError(
                 "the jvm engine supports PostgreSQL targets; use the cli engine for Oracle"
             )
         password = target.password.get_secret_value()
-        application = f"fleetway-{secrets.token_hex(8)}"
         budget = self._settings.timeout.total_seconds()
-        separator = "&" if "?" in env["FLYWAY_URL"] else "?"
-        # statement_timeout bounds each statement server-side; socketTimeout is the client backstop.
-        options = urllib.parse.quote(f"-c statement_timeout={int(budget * 1000)}", safe="")
-        url = (
-            f"{env['FLYWAY_URL']}{separator}ApplicationName={application}&options={options}"
-            f"&socketTimeout={int(budget) + 5}&connectTimeout=10&tcpKeepAlive=true"
-        )
+        sessions = RunSessions(budget)
+        url = sessions.jdbc_url(env["FLYWAY_URL"], target)
         loop = asyncio.get_running_loop()
         started = time.monotonic()
         await loop.run_in_executor(self._executor, self.start)
         call = loop.run_in_executor(
-            self._executor, self._call, action, url, target.user, password, target.schema_name
+            self._executor,
+            functools.partial(
+                self._call, action, url, target.user, password, target.schema_name, installed_by=installed_by
+            ),
         )
         deadline = started + budget
         try:
             while True:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    await self._cancel_backends(target, application, call)
+                    await self._cancel_backends(target, sessions, call)
                     raise FlywayTimeoutError(
                         f"flyway timed out after {budget:.0f}s and its statements were cancelled; schema "
                         "state is unknown (a partially applied migration is possible)",
@@ -138,7 +133,7 @@ class JvmFlywayEngine:
                 if done:
                     break
         except asyncio.CancelledError:
-            await asyncio.shield(self._cancel_backends(target, application, call))
+            await asyncio.shield(self._cancel_backends(target, sessions, call))
             _log.warning("flyway cancelled; its statements were cancelled in PostgreSQL")
             raise
         raw, engine_error = call.result()
@@ -146,7 +141,9 @@ class JvmFlywayEngine:
         elapsed_ms = int((time.monotonic() - started) * 1000)
         return interpret_output(action, output, returncode=1 if engine_error else 0, elapsed_ms=elapsed_ms)
 
-    def _call(self, action: Action, url: str, user: str, password: str, schema: str) -> tuple[str, bool]:
+    def _call(
+        self, action: Action, url: str, user: str, password: str, schema: str, *, installed_by: str
+    ) -> tuple[str, bool]:
         """In a worker thread: configure, run, and render the result as the CLI's JSON document.
 
         Returns the document and whether the engine itself failed (a non-Flyway exception).
@@ -177,6 +174,8 @@ class JvmFlywayEngine:
                 )
                 if schema:
                     config = config.schemas(schema).defaultSchema(schema)
+                if installed_by:
+                    config = config.installedBy(installed_by)
                 if action is Action.VALIDATE:
                     config = config.ignoreMigrationPatterns("*:pending", "*:future")
                 flyway = config.load()
@@ -194,20 +193,30 @@ class JvmFlywayEngine:
             return f"engine error: {exc.getClass().getName()}", True
 
     async def _cancel_backends(
-        self, target: DatabaseTarget, application: str, call: asyncio.Future[Any]
+        self, target: DatabaseTarget, sessions: RunSessions, call: asyncio.Future[Any]
     ) -> None:
         """Cancel the run's statements in PostgreSQL, then give its thread a moment to return."""
-        try:
-            async with await psycopg.AsyncConnection.connect(
-                host=target.host, port=target.port, dbname=target.database, user=target.user,
-                password=target.password.get_secret_value(), connect_timeout=5, autocommit=True,
-                application_name="fleetway-cancel",
-            ) as conn:  # fmt: skip
-                await conn.execute(
-                    "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
-                    (application,),
-                )
-        except psycopg.Error as exc:
-            _log.warning("could not cancel flyway's statements (%s)", type(exc).__name__)
+        await sessions.cancel(target)
         with contextlib.suppress(asyncio.TimeoutError, Exception):
             await asyncio.wait_for(asyncio.shield(call), _CANCEL_WAIT_S)
+
+
+class VendorRoutedEngine:
+    """The ``auto`` engine: the JVM engine for PostgreSQL targets, the CLI engine for the rest.
+
+    The JVM engine is the default for PostgreSQL (faster, and it passes the same fault tests);
+    it does not speak Oracle, so Oracle targets of the same worker go through the CLI.
+    """
+
+    def __init__(self, jvm: JvmFlywayEngine, cli: FlywayEngine) -> None:
+        self._jvm = jvm
+        self._cli = cli
+
+    def start(self) -> None:
+        """Start the JVM engine's JVM now (see :meth:`JvmFlywayEngine.start`)."""
+        self._jvm.start()
+
+    async def run(self, action: Action, target: DatabaseTarget, *, installed_by: str = "") -> FlywayOutcome:
+        """Route to the engine for ``target``'s vendor (same contract as :meth:`FlywayRunner.run`)."""
+        engine: FlywayEngine = self._jvm if target.vendor is Vendor.POSTGRESQL else self._cli
+        return await engine.run(action, target, installed_by=installed_by)

@@ -14,6 +14,7 @@ Success is decided from the document, never from the exit code alone: without th
 from __future__ import annotations
 
 import json
+import re
 from enum import StrEnum
 from typing import Any, Final
 
@@ -27,6 +28,7 @@ __all__ = [
     "InfoEntry",
     "ValidationIssue",
     "classify_failure",
+    "classify_sql_state",
     "find_flyway_document",
     "outcome_from_document",
 ]
@@ -104,6 +106,8 @@ class FlywayOutcome(BaseModel):
     detail: str = ""
     validation_issues: list[ValidationIssue] = Field(default_factory=list)
     info: list[InfoEntry] = Field(default_factory=list)
+    failed_version: str = ""
+    attempt: int = 1
 
 
 def _looks_like_flyway(doc: dict[str, Any]) -> bool:
@@ -186,17 +190,55 @@ def classify_failure(
         return ErrorClass.SCHEMA_HISTORY_CORRUPT
     if "FAILED_VERSIONED_MIGRATION" in item_codes or "FAILED_REPEATABLE_MIGRATION" in item_codes:
         return ErrorClass.SCHEMA_HISTORY_CORRUPT  # a failed row left in history (validate's view)
-    if sql_state == "55P03" or any(p in msg for p in _LOCK_PATTERNS):
+    if by_state := classify_sql_state(sql_state):
+        return by_state
+    if any(p in msg for p in _LOCK_PATTERNS):
         return ErrorClass.LOCK_TIMEOUT
-    if error_code == "SCHEMA_DOES_NOT_EXIST" or sql_state in {"3D000", "57P03", "3F000"}:
+    if error_code == "SCHEMA_DOES_NOT_EXIST":
         return ErrorClass.TARGET_NOT_READY
-    if sql_state.startswith(("08", "28")) or any(p in msg for p in _CONNECTION_PATTERNS):
+    if error_code == "DB_CONNECTION" or any(p in msg for p in _CONNECTION_PATTERNS):
         return ErrorClass.TARGET_UNREACHABLE
     return ErrorClass.INTERNAL_ERROR
 
 
+# SQLSTATEs that say "the database, not the script": retried within the tenant's retry budget.
+# Everything else a script can raise (22 data, 23 integrity, 42 syntax/privilege, P0 raise, 0A,
+# 25, 2B, 57014 query_canceled, 58 system, XX internal) is the tenant's own failure: not retried.
+_STATE_CLASSES: Final = (
+    ("08", ErrorClass.TARGET_UNREACHABLE),  # connection exception: refused, broken, lost
+    ("28", ErrorClass.TARGET_UNREACHABLE),  # authentication: the secret is re-read first
+    ("57P01", ErrorClass.TARGET_UNREACHABLE),  # admin_shutdown (server stopping, backend killed)
+    ("57P02", ErrorClass.TARGET_UNREACHABLE),  # crash_shutdown (another backend crashed)
+    ("57P05", ErrorClass.TARGET_UNREACHABLE),  # idle_session_timeout
+    ("57P03", ErrorClass.TARGET_NOT_READY),  # cannot_connect_now (starting up, recovering)
+    ("53", ErrorClass.TARGET_NOT_READY),  # insufficient resources: connections, memory, disk
+    ("3D000", ErrorClass.TARGET_NOT_READY),  # database does not exist (yet)
+    ("3F000", ErrorClass.TARGET_NOT_READY),  # schema does not exist (yet)
+    ("55P03", ErrorClass.LOCK_TIMEOUT),  # lock_not_available
+    ("40P01", ErrorClass.LOCK_TIMEOUT),  # deadlock_detected: the transaction was rolled back
+    ("40001", ErrorClass.LOCK_TIMEOUT),  # serialization_failure: rolled back, safe to re-run
+)
+
+
+def classify_sql_state(sql_state: str) -> ErrorClass | None:
+    """The published class of an infrastructure SQLSTATE, or None for the tenant's own failures."""
+    for prefix, error_class in _STATE_CLASSES:
+        if sql_state.startswith(prefix):
+            return error_class
+    return None
+
+
 def _script_name(path: str) -> str:
     return path.replace("\\", "/").rsplit("/", 1)[-1]
+
+
+def _script_version(path: str) -> str:
+    """``V3_1__add_x.sql`` → ``3.1``; "" for anything else (repeatables, no path)."""
+    match = _VERSIONED_SCRIPT.match(_script_name(path))
+    return match.group(1).replace("_", ".") if match else ""
+
+
+_VERSIONED_SCRIPT: Final = re.compile(r"^V([0-9][0-9._]*?)__")
 
 
 def _failure_detail(error_code: str, error: dict[str, Any]) -> str:
@@ -239,6 +281,7 @@ def outcome_from_document(action: Action, doc: dict[str, Any]) -> FlywayOutcome:
             sql_state=sql_state,
             error_class=classify_failure(code, sql_state=sql_state, message=message),
             detail=_failure_detail(code, error),
+            failed_version=_script_version(_text(error.get("path"))),
         )
     if action is Action.VALIDATE:
         return _validate_outcome(common, doc)

@@ -16,7 +16,7 @@ from temporalio.service import RPCError
 
 from activities.errors import ConfigurationError, to_application_error
 
-__all__ = ["Outcome", "RolloutActivities", "TenantOutcome"]
+__all__ = ["Outcome", "OutcomeSource", "RolloutActivities", "TenantOutcome"]
 
 
 class Outcome(StrEnum):
@@ -28,10 +28,22 @@ class Outcome(StrEnum):
     SKIPPED = "skipped"
 
 
+class OutcomeSource(StrEnum):
+    """Where a tenant outcome's versions come from. Wire value: never rename a member."""
+
+    FLYWAY = "flyway"  # one complete Flyway run reported them (a first attempt that finished)
+    HISTORY = "history"  # read from flyway_schema_history after the run (retried, failed, cancelled)
+    UNKNOWN = "unknown"  # neither: the table could not be read (the message says why)
+
+
 class TenantOutcome(BaseModel):
     """One tenant's result, compact enough to keep thousands in one payload.
 
     ``message`` is fleetway's vetted text (error class and structured detail), at most 300 chars.
+    For migrate, the versions are what happened to the schema during this rollout across every
+    attempt: ``version_before`` when the rollout first touched it, ``version_after`` now,
+    ``applied_versions`` those this rollout applied (whichever attempt did), ``failed_at`` the
+    version whose script failed. ``source`` says whether Flyway's report or the table said so.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -48,6 +60,10 @@ class TenantOutcome(BaseModel):
     duration_ms: int = 0
     error_class: str = ""
     message: str = ""
+    applied_versions: list[str] = []
+    failed_at: str = ""
+    attempts: int = 0
+    source: OutcomeSource | None = None
 
 
 class RolloutActivities:

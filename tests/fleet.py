@@ -17,6 +17,7 @@ import psycopg
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.audit import Emitter
 from activities.database_target import DatabaseTarget
 from activities.flyway import FlywayInstall
 from activities.quiesce import MemoryQuiesceController, QuiesceController
@@ -61,7 +62,9 @@ class Fleet:
             worker=WorkerConfig(max_concurrent_activities=max_activities, graceful_shutdown_s=0),
         )
 
-    def worker(self, client: Client, install: FlywayInstall, **kw: Any) -> Worker:
+    def worker(
+        self, client: Client, install: FlywayInstall, *, emitter: Emitter | None = None, **kw: Any
+    ) -> Worker:
         settings = self.settings(client.service_client.config.target_host, **kw)
         return build_worker(
             client,
@@ -70,6 +73,7 @@ class Fleet:
             tenant_sources={"default": StaticTenantLister(self.tenants)},
             quiesce=self.quiesce,
             flyway_install=install,
+            emitter=emitter,
         )
 
     def cli_env(self, address: str, secrets_dir: Path, install: FlywayInstall) -> dict[str, str]:

@@ -227,7 +227,7 @@ class PostgresServer:
         )
 
     def start(self) -> None:
-        """Initdb (as ``postgres`` when root) and start the server; wait until it accepts logins.
+        """Initdb on first start (as ``postgres`` when root), start the server, wait for logins.
 
         Raises:
             PrerequisiteMissingError: the PostgreSQL server binaries are not installed.
@@ -239,6 +239,11 @@ class PostgresServer:
                 "PostgreSQL server binaries missing (apt-get install -y postgresql)"
             )
         data = self.root / "data"
+        if not (data / "PG_VERSION").exists():
+            self._initdb(bindir, data)
+        self._pg_ctl_start(bindir, data)
+
+    def _initdb(self, bindir: Path, data: Path) -> None:
         pwfile = self.root / "pw"
         pwfile.write_text(self.superuser_password + "\n")
         pwfile.chmod(0o600)
@@ -267,6 +272,8 @@ class PostgresServer:
         with conf.open("a") as fh:
             # Fleet tests open many short connections at once; durability is not the point here.
             fh.write("max_connections = 300\nfsync = off\nsynchronous_commit = off\nfull_page_writes = off\n")
+
+    def _pg_ctl_start(self, bindir: Path, data: Path) -> None:
         start = _run_as_postgres(
             [
                 str(bindir / "pg_ctl"),
@@ -295,13 +302,21 @@ class PostgresServer:
                     raise
                 time.sleep(0.1)
 
-    def stop(self) -> None:
-        """Stop the server (fast mode) and delete its folder."""
+    def halt(self, mode: str = "fast") -> None:
+        """Stop the server but keep its data; :meth:`start` brings it back on the same port.
+
+        ``fast`` ends every session with SQLSTATE 57P01 (admin_shutdown), as a planned restart
+        or failover does; ``immediate`` is a crash (recovery on the next start).
+        """
         bindir = _pg_bindir()
         if bindir is not None and (self.root / "data" / "postmaster.pid").exists():
             _run_as_postgres(
-                [str(bindir / "pg_ctl"), "-D", str(self.root / "data"), "-w", "-m", "fast", "stop"]
+                [str(bindir / "pg_ctl"), "-D", str(self.root / "data"), "-w", "-m", mode, "stop"]
             )
+
+    def stop(self) -> None:
+        """Stop the server (fast mode) and delete its folder."""
+        self.halt()
         shutil.rmtree(self.root, ignore_errors=True)
 
 

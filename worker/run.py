@@ -17,9 +17,10 @@ from temporalio.worker import Interceptor, Worker
 
 from activities.audit import AuditActivities, Emitter
 from activities.flyway import FlywayActivities, FlywayEngine, FlywayInstall, FlywayRunner, FlywaySettings
-from activities.flyway_jvm import JvmFlywayEngine, start_jvm
+from activities.flyway_jvm import JvmFlywayEngine, VendorRoutedEngine, start_jvm
 from activities.quiesce import QuiesceActivities, QuiesceController
 from activities.rollouts import RolloutActivities
+from activities.schema_history import SchemaHistoryActivities
 from activities.secrets import SecretsProvider
 from activities.tenant_source_static import TenantLister, TenantSourceActivities
 from worker.backends import (
@@ -68,16 +69,16 @@ def build_worker(
         timeout=timedelta(seconds=settings.flyway.timeout_s),
         lock_retry_count=settings.flyway.lock_retry_count,
     )
-    runner: FlywayEngine
-    if settings.flyway.engine == "jvm":
-        runner = JvmFlywayEngine(
+    runner: FlywayEngine = FlywayRunner(install, flyway_settings)
+    if settings.flyway.engine != "cli":
+        jvm = JvmFlywayEngine(
             install, flyway_settings, max_threads=settings.worker.max_concurrent_activities + 4,
             jvm_options=tuple(settings.flyway.jvm_options),
         )  # fmt: skip
-    else:
-        runner = FlywayRunner(install, flyway_settings)
+        runner = jvm if settings.flyway.engine == "jvm" else VendorRoutedEngine(jvm, runner)
     secrets = secrets or {"default": secrets_provider(settings)}
     flyway = FlywayActivities(runner, secrets)
+    history = SchemaHistoryActivities(secrets)
     sources = TenantSourceActivities(tenant_sources or {"default": tenant_lister(settings)})
     quiesce_activities = QuiesceActivities(quiesce or quiesce_controller(settings))
     audit = AuditActivities(emitter or Emitter())
@@ -94,6 +95,7 @@ def build_worker(
         ],
         activities=[
             flyway.run_flyway,
+            history.read_schema_history,
             sources.list_tenants_page,
             quiesce_activities.check_quiesce,
             audit.emit_audit,
@@ -116,7 +118,7 @@ async def run_worker(settings: Settings) -> None:
     client = await connect(settings.effective_temporal())
     emitter = audit_emitter(settings)
     worker = build_worker(client, settings, emitter=emitter)
-    if settings.flyway.engine == "jvm":
+    if settings.flyway.engine != "cli":
         # Pay the JVM start (and Flyway's class loading) before polling, not in the first tenant.
         await asyncio.to_thread(start_jvm, _flyway_install(settings), tuple(settings.flyway.jvm_options))
     stop = asyncio.Event()

@@ -77,8 +77,8 @@ class FlywayConfig(BaseModel):
     """Budget of one Flyway run; past it the JVM's process group is killed."""
     lock_retry_count: int = Field(default=50, ge=-1)
     """Seconds to wait for another runner's schema-history lock."""
-    engine: Literal["cli", "jvm"] = "cli"
-    """`cli`: one Flyway process per tenant run; `jvm`: one in-process JVM per worker (JPype), far faster."""
+    engine: Literal["auto", "cli", "jvm"] = "auto"
+    """`auto` (jvm for PostgreSQL, cli for Oracle), `cli` (a process per run) or `jvm` (a JVM per worker)."""
     jvm_options: list[str] = Field(default_factory=lambda: list(DEFAULT_JVM_OPTIONS))
     """JSON list of options for the `jvm` engine's JVM (bounded heap keeps worker memory flat)."""
 

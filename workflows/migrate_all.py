@@ -30,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.flyway_output import Action, ErrorClass
     from activities.quiesce import QuiesceActivities
     from activities.rollouts import Outcome, RolloutActivities, TenantOutcome
+    from activities.schema_history import history_marker
     from activities.tenant_source_static import ListTenantsInput, TenantSourceActivities
     from activities.tenant_walk import MAX_PAGES, cursor_digest
     from workflows.drift import DriftKind
@@ -44,6 +45,7 @@ with workflow.unsafe.imports_passed_through():
         RolloutStatus,
     )
     from workflows.outcome_ledger import OutcomeLedger
+    from workflows.schema_truth import TRUTH_PATCH, reconciled
     from workflows.tenant_migration import TenantMigrationInput, TenantMigrationWorkflow
 
 __all__ = ["ACTION_ATTRIBUTE", "OUTCOME_ATTRIBUTE", "MigrateAllWorkflow"]
@@ -89,6 +91,7 @@ class MigrateAllWorkflow:
         self._runs = carry.runs
         self._in_flight: dict[str, asyncio.Task[None]] = {}
         self._stop: RolloutStatus | None = None
+        self._marker = ""  # the history marker, set in run() (migrate, new histories)
 
     # ---- operator handlers -------------------------------------------------------------------
 
@@ -132,6 +135,7 @@ class MigrateAllWorkflow:
             paused=self._paused,
             source_exhausted=self._exhausted and not self._pending,
             run=self._runs,
+            history_marker=self._marker,
         )
 
     @workflow.query(
@@ -150,6 +154,9 @@ class MigrateAllWorkflow:
     @workflow.run
     async def run(self, request: MigrateAllInput) -> MigrateAllResult:
         """Roll out ``request.action``; return counts and outcomes (cancellation re-raises)."""
+        info = workflow.info()
+        if request.action is Action.MIGRATE and workflow.patched(TRUTH_PATCH):
+            self._marker = history_marker(info.workflow_id, info.first_execution_run_id)
         if request.carry is None:
             await self._start(request)
         continue_as_new = False
@@ -301,10 +308,32 @@ class MigrateAllWorkflow:
         return not status.active
 
     async def _run_child(self, tenant: str) -> None:
+        try:
+            outcome = await self._child_outcome(tenant)
+        finally:
+            self._in_flight.pop(tenant, None)
+        self._record(outcome)
+
+    async def _child_outcome(self, tenant: str) -> TenantOutcome:
+        """The child's outcome, or for a child that ended without one, what its table shows.
+
+        The read happens before the tenant leaves ``_in_flight``: a cancelled rollout waits for it.
+        """
+        outcome = await self._execute_child(tenant)
+        if outcome.source is not None or not self._marker or outcome.outcome is Outcome.SKIPPED:
+            return outcome
+        try:
+            return await reconciled(
+                outcome, secrets_backend=self._request.secrets_backend, marker=self._marker
+            )
+        except asyncio.CancelledError:  # cancelled again while reading: keep what we know
+            return outcome
+
+    async def _execute_child(self, tenant: str) -> TenantOutcome:
         request = self._request
         rollout_id = workflow.info().workflow_id
         try:
-            outcome = await workflow.execute_child_workflow(
+            return await workflow.execute_child_workflow(
                 TenantMigrationWorkflow.run,
                 TenantMigrationInput(
                     action=request.action,
@@ -314,6 +343,8 @@ class MigrateAllWorkflow:
                     flyway_timeout_s=request.flyway_timeout_s,
                     heartbeat_timeout_s=request.heartbeat_timeout_s,
                     drift_check=request.drift_check,
+                    installed_by=self._marker,
+                    retry_budget_s=request.retry_budget_s,
                 ),
                 id=f"{rollout_id}/{tenant}",
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
@@ -321,24 +352,21 @@ class MigrateAllWorkflow:
                 cancellation_type=workflow.ChildWorkflowCancellationType.WAIT_CANCELLATION_COMPLETED,
             )
         except WorkflowAlreadyStartedError:
-            outcome = TenantOutcome(
+            return TenantOutcome(
                 tenant_id=tenant,
                 outcome=Outcome.SKIPPED,
                 message="already run in this rollout (duplicate id)",
             )
         except asyncio.CancelledError:
-            outcome = TenantOutcome(tenant_id=tenant, outcome=Outcome.CANCELED, message="cancelled")
+            return TenantOutcome(tenant_id=tenant, outcome=Outcome.CANCELED, message="cancelled")
         except ChildWorkflowError as err:
             canceled = isinstance(err.cause, CancelledError)
-            outcome = TenantOutcome(
+            return TenantOutcome(
                 tenant_id=tenant,
                 outcome=Outcome.CANCELED if canceled else Outcome.FAILED,
                 error_class="" if canceled else ErrorClass.INTERNAL_ERROR.value,
                 message="cancelled" if canceled else f"child workflow failed: {type(err.cause).__name__}",
             )
-        finally:
-            self._in_flight.pop(tenant, None)
-        self._record(outcome)
 
     def _record(self, outcome: TenantOutcome) -> None:
         self._ledger.record(outcome, track_drift=self._request.action is not Action.MIGRATE)
@@ -414,4 +442,6 @@ class MigrateAllWorkflow:
             failed_lost=self._ledger.failed_lost,
             drift={k.value: v for k, v in self._ledger.drift.items()},
             drifted=self._ledger.drifted,
+            retry_budget_s=self._request.retry_budget_s,
+            history_marker=self._marker,
         )

@@ -68,6 +68,9 @@ class MigrateAllInput(BaseModel):
         continue_as_new_after: dispatches per run before continuing as new (history bound).
         drift_check: for validate, also read Flyway ``info`` per tenant so the result carries
             pending/ahead/failed versions for the drift summary (one more Flyway call per tenant).
+        retry_budget_s: per tenant, how long infrastructure faults (lost worker, heartbeat
+            timeout, refused or dropped connection, database shutting down) are retried, however
+            many attempts that takes; failures of the tenant's own scripts are never retried.
         carry: state carried across continue-as-new; never set by callers.
     """
 
@@ -88,6 +91,7 @@ class MigrateAllInput(BaseModel):
     flyway_timeout_s: int = Field(default=600, ge=1)
     heartbeat_timeout_s: int = Field(default=30, ge=2, le=600)
     continue_as_new_after: int = Field(default=500, ge=1)
+    retry_budget_s: int = Field(default=900, ge=0, le=7 * 86400)
     carry: RolloutCarry | None = None
 
     @field_validator("tenants")
@@ -146,6 +150,7 @@ class Progress(BaseModel):
     paused: bool
     source_exhausted: bool
     run: int
+    history_marker: str = ""
 
 
 class Completions(BaseModel):
@@ -179,6 +184,9 @@ class MigrateAllResult(BaseModel):
         failed_lost: failed or cancelled tenants not even named (a rerun of this rollout is refused).
         truncated: some tenant is counted but not kept in detail.
         drift: drift kinds over every tenant (validate/info); ``drifted``: tenants with any drift.
+        retry_budget_s: the per-tenant retry budget the rollout ran with.
+        history_marker: ``installed_by`` of every script this rollout applied (migrate), so
+            ``flyway_schema_history`` shows which rows are this rollout's.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -197,6 +205,8 @@ class MigrateAllResult(BaseModel):
     failed_lost: int = 0
     drift: dict[str, int] = Field(default_factory=dict)
     drifted: int = 0
+    retry_budget_s: int = 0
+    history_marker: str = ""
 
 
 MigrateAllInput.model_rebuild()

@@ -26,7 +26,8 @@ with workflow.unsafe.imports_passed_through():
     )
     from activities.flyway import FlywayActivities, RunFlywayInput
     from activities.flyway_output import RETRYABLE_CLASSES, Action, ErrorClass, FlywayOutcome
-    from activities.rollouts import Outcome, TenantOutcome
+    from activities.rollouts import Outcome, OutcomeSource, TenantOutcome
+    from workflows.schema_truth import TRUTH_PATCH, reconciled
 
 __all__ = ["TenantMigrationInput", "TenantMigrationWorkflow"]
 
@@ -41,7 +42,15 @@ _LOCAL_AUDIT_PATCH = "audit-emit-local-activity"
 
 
 class TenantMigrationInput(BaseModel):
-    """One tenant's run: the verb, the tenant, where its credentials live, who asked."""
+    """One tenant's run: the verb, the tenant, where its credentials live, who asked.
+
+    Attributes:
+        installed_by: the rollout's history marker; set, the outcome is checked against the
+            schema history after any run that was not one complete first attempt.
+        retry_budget_s: infrastructure failures (lost worker, heartbeat timeout, refused or
+            dropped connection, server shutdown) are retried for this long, however many attempts
+            that takes; 0 keeps the old count of ``max_attempts``.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -53,6 +62,8 @@ class TenantMigrationInput(BaseModel):
     max_attempts: int = Field(default=5, ge=1, le=50)
     heartbeat_timeout_s: int = Field(default=30, ge=2, le=600)
     drift_check: bool = True
+    installed_by: str = ""
+    retry_budget_s: int = Field(default=0, ge=0)
 
 
 def _from_failure(tenant_id: str, err: ActivityError) -> TenantOutcome:
@@ -72,6 +83,10 @@ def _from_failure(tenant_id: str, err: ActivityError) -> TenantOutcome:
         version_before=partial.starting_version if partial else "",
         version_after=partial.ending_version if partial else "",
         applied=len(partial.applied_versions) if partial else 0,
+        applied_versions=partial.applied_versions[:50] if partial else [],
+        failed_at=partial.failed_version if partial else "",
+        attempts=partial.attempt if partial else 0,
+        source=OutcomeSource.FLYWAY if partial else None,
         tampered=[i.version for i in partial.validation_issues if "CHECKSUM" in i.error_code][:50]
         if partial
         else [],
@@ -80,14 +95,53 @@ def _from_failure(tenant_id: str, err: ActivityError) -> TenantOutcome:
     )
 
 
+def _retry_options(request: TenantMigrationInput) -> dict[str, Any]:
+    """The Flyway activity's retries: by time budget (infrastructure faults), never by count.
+
+    Unlimited attempts inside ``schedule_to_close`` = budget + one full run, so an attempt that
+    starts just before the budget ends still gets its whole timeout; the activity itself turns a
+    retryable failure final once the budget is spent. Short backoff (≤ 15 s): a database back
+    after an outage is used within seconds. Tenant-fault classes are never retried.
+    """
+    if request.retry_budget_s <= 0:
+        return {
+            "retry_policy": RetryPolicy(
+                initial_interval=timedelta(seconds=2),
+                backoff_coefficient=2.0,
+                maximum_interval=timedelta(seconds=60),
+                maximum_attempts=request.max_attempts,
+                non_retryable_error_types=_NON_RETRYABLE,
+            )
+        }
+    return {
+        "retry_policy": RetryPolicy(
+            initial_interval=timedelta(seconds=1),
+            backoff_coefficient=2.0,
+            maximum_interval=timedelta(seconds=15),
+            maximum_attempts=0,
+            non_retryable_error_types=_NON_RETRYABLE,
+        ),
+        "schedule_to_close_timeout": timedelta(
+            seconds=request.retry_budget_s + request.flyway_timeout_s + 60
+        ),
+    }
+
+
 @workflow.defn(name="TenantMigrationWorkflow")
 class TenantMigrationWorkflow:
     """Runs Flyway for one tenant and records a ``migration.applied`` event for migrate."""
 
     @workflow.run
     async def run(self, request: TenantMigrationInput) -> TenantOutcome:
-        """Return the tenant's outcome; a Flyway failure is a result, not an exception."""
+        """Return the tenant's outcome; a Flyway failure is a result, not an exception.
+
+        A cancelled run is checked against the schema history and audited before the child ends
+        as cancelled.
+        """
         started = workflow.now()
+        marker = ""
+        if request.action is Action.MIGRATE and request.installed_by and workflow.patched(TRUTH_PATCH):
+            marker = request.installed_by
         try:
             flyway = await workflow.execute_activity_method(
                 FlywayActivities.run_flyway,
@@ -95,16 +149,12 @@ class TenantMigrationWorkflow:
                     action=request.action,
                     tenant_id=request.tenant_id,
                     secrets_backend=request.secrets_backend,
+                    installed_by=marker,
+                    retry_budget_s=request.retry_budget_s,
                 ),
                 start_to_close_timeout=timedelta(seconds=request.flyway_timeout_s + 60),
                 heartbeat_timeout=timedelta(seconds=request.heartbeat_timeout_s),
-                retry_policy=RetryPolicy(
-                    initial_interval=timedelta(seconds=2),
-                    backoff_coefficient=2.0,
-                    maximum_interval=timedelta(seconds=60),
-                    maximum_attempts=request.max_attempts,
-                    non_retryable_error_types=_NON_RETRYABLE,
-                ),
+                **_retry_options(request),
                 # Cancellation must reach the JVM: wait until the activity confirms it killed it.
                 cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
             )
@@ -114,14 +164,27 @@ class TenantMigrationWorkflow:
                 version_before=flyway.starting_version,
                 version_after=flyway.ending_version,
                 applied=len(flyway.applied_versions),
+                applied_versions=flyway.applied_versions[:50],
                 pending=flyway.pending_versions[:50],
                 duration_ms=flyway.duration_ms,
+                attempts=flyway.attempt,
+                source=OutcomeSource.FLYWAY,
             )
+            if marker and flyway.attempt > 1:
+                # An earlier attempt may have applied scripts and lost its report: ask the table.
+                outcome = await self._checked(request, outcome, marker)
         except ActivityError as err:
             if isinstance(err.cause, CancelledError):
-                # The activity confirmed its JVM is dead; end this child as cancelled, not failed.
+                # The activity confirmed its Flyway is gone; say what it left, then end cancelled.
+                if marker:
+                    canceled = TenantOutcome(
+                        tenant_id=request.tenant_id, outcome=Outcome.CANCELED, message="cancelled"
+                    )
+                    await self._audit(request, await self._checked(request, canceled, marker), started)
                 raise asyncio.CancelledError from None
             outcome = _from_failure(request.tenant_id, err)
+            if marker:
+                outcome = await self._checked(request, outcome, marker)
         if request.action is Action.VALIDATE and request.drift_check and workflow.patched(_DRIFT_PATCH):
             outcome = await self._with_drift(request, outcome)
         duration = workflow.now() - started
@@ -129,6 +192,10 @@ class TenantMigrationWorkflow:
         if request.action is Action.MIGRATE:
             await self._audit(request, outcome, started)
         return outcome
+
+    @staticmethod
+    async def _checked(request: TenantMigrationInput, outcome: TenantOutcome, marker: str) -> TenantOutcome:
+        return await reconciled(outcome, secrets_backend=request.secrets_backend, marker=marker)
 
     async def _with_drift(self, request: TenantMigrationInput, outcome: TenantOutcome) -> TenantOutcome:
         """After validate, read ``info`` too, for the drift summary.
@@ -163,6 +230,18 @@ class TenantMigrationWorkflow:
     async def _audit(self, request: TenantMigrationInput, outcome: TenantOutcome, started: Any) -> None:
         info = workflow.info()
         succeeded = outcome.outcome is Outcome.SUCCEEDED
+        audit_outcome = {Outcome.SUCCEEDED: AuditOutcome.SUCCESS, Outcome.CANCELED: AuditOutcome.CANCELED}
+        attributes = {
+            "migration.applied_count": str(outcome.applied),
+            "migration.from": outcome.version_before,
+        }
+        if outcome.source is not None:
+            attributes |= {
+                "migration.applied_versions": ",".join(outcome.applied_versions),
+                "migration.failed_at": outcome.failed_at,
+                "migration.attempts": str(outcome.attempts),
+                "migration.source": outcome.source.value,
+            }
         event = AuditEvent(
             # One event per tenant outcome: a retried emit carries the same id, so sinks dedupe it.
             event_id=f"{info.workflow_id}/{info.run_id}/migration.applied",
@@ -171,15 +250,12 @@ class TenantMigrationWorkflow:
             principal=request.audit.principal or UNSPECIFIED_PRINCIPAL,
             started_at=started,
             completed_at=workflow.now(),
-            outcome=AuditOutcome.SUCCESS if succeeded else AuditOutcome.FAILED,
+            outcome=audit_outcome.get(outcome.outcome, AuditOutcome.FAILED),
             version=outcome.version_after,
             error_class="" if succeeded else outcome.error_class,
             git_sha=request.audit.git_sha,
             pipeline_run_id=request.audit.pipeline_run_id,
-            attributes={
-                "migration.applied_count": str(outcome.applied),
-                "migration.from": outcome.version_before,
-            },
+            attributes=attributes,
         )
         retry = RetryPolicy(maximum_attempts=10)
         if workflow.patched(_LOCAL_AUDIT_PATCH):

@@ -1,0 +1,155 @@
+"""Fault tests on the real stack, judged by each tenant's ``flyway_schema_history``.
+
+A worker killed with SIGKILL every few seconds, PostgreSQL stopped under a running rollout, and a
+cancel during a slow script: each time the report must be what the tables show, and nothing of a
+run may outlive it. Marked ``faults`` (slow); CI runs them with the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+from temporalio.client import Client, WorkflowExecutionStatus
+
+from activities.audit import Emitter
+from activities.audit_sinks import JsonlAuditSink
+from activities.flyway import FlywayInstall
+from activities.rollouts import Outcome
+from bench.faults import fault_migrations, history_rows, kill_loop, report_problems
+from tests.fleet import fleetway, make_fleet
+from tests.support import java_pids, wait_until
+from worker.devstack import PostgresServer, TemporalDevServer
+from workflows.migrate_all import MigrateAllWorkflow
+from workflows.migrate_all_models import MigrateAllInput, RolloutStatus
+
+pytestmark = pytest.mark.faults
+
+ALL = ["1", "2", "3", "4", "5", "6"]
+
+
+@pytest.mark.parametrize("engine", ["cli", "jvm"])
+async def test_worker_killed_every_few_seconds_the_rollout_completes_and_reports_the_tables(
+    flyway_install: FlywayInstall, postgres: PostgresServer, temporal_server: TemporalDevServer,
+    tmp_path: Path, engine: str,
+) -> None:  # fmt: skip
+    fleet = make_fleet(postgres, 50)
+    fleet.locations = fault_migrations(tmp_path / "scripts", sleep_s=0.5)
+    env = fleet.cli_env(temporal_server.address, tmp_path, flyway_install)
+
+    report = await kill_loop(
+        fleet, env, engine=engine, parallelism=8, kill_every=(3, 6), max_kills=10, seed=7
+    )
+    print(report.line())
+
+    assert report.kills >= 5, report.line()
+    assert report.status == "succeeded", report.line()
+    assert report.counts == {"succeeded": 50}
+    assert report.misreported == {}, report.misreported
+    assert report.orphans_over_1s == 0, report.line()
+    if engine == "cli":
+        assert report.orphans_seen > 0  # kills did land on running Flyway processes
+    assert report.max_attempts > 1  # some tenant was retried after a lost attempt
+
+
+def _running_sleeps(postgres: PostgresServer, marker: str) -> int:
+    with psycopg.connect(postgres.dsn, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE %s AND pid <> pg_backend_pid()",
+            (f"%pg_sleep({marker})%",),
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+@pytest.mark.parametrize("engine", ["cli", "jvm"])
+async def test_postgres_stopped_for_20s_mid_rollout_tenants_retry_and_succeed(
+    client: Client, flyway_install: FlywayInstall, tmp_path: Path, engine: str
+) -> None:
+    own = PostgresServer()  # this test stops its server: never the session's
+    own.start()
+    try:
+        fleet = make_fleet(own, 10)
+        fleet.locations = fault_migrations(tmp_path / "scripts", sleep_s=4.25)
+        async with fleet.worker(client, flyway_install, engine=engine):
+            handle = await client.start_workflow(
+                MigrateAllWorkflow.run,
+                MigrateAllInput(parallelism=5, heartbeat_timeout_s=5),
+                id=f"outage-{uuid.uuid4().hex[:8]}",
+                task_queue=fleet.task_queue,
+            )
+            assert await asyncio.to_thread(wait_until, lambda: _running_sleeps(own, "4.25") >= 3, timeout=60)
+            await asyncio.to_thread(own.halt, "fast")  # every session ends with 57P01
+            await asyncio.sleep(20)
+            await asyncio.to_thread(own.start)  # same port, same data
+            result = await asyncio.wait_for(handle.result(), timeout=240)
+
+        assert result.status is RolloutStatus.SUCCEEDED, result
+        assert result.counts == {Outcome.SUCCEEDED: 10}
+        assert result.retry_budget_s == 900
+        outcomes = {o.tenant_id: o for o in result.outcomes}
+        for tenant in fleet.tenants:
+            rows = history_rows(own.dsn, tenant)
+            assert report_problems(outcomes[tenant], rows, result.history_marker, expected=ALL) == []
+        retried = [o for o in result.outcomes if o.attempts > 1]
+        assert len(retried) >= 3  # the ones cut off by the shutdown came back
+        assert all(o.source == "history" for o in retried)
+    finally:
+        own.stop()
+
+
+@pytest.mark.parametrize("engine", ["cli", "jvm"])
+async def test_cancel_during_a_slow_script_leaves_no_process_no_statement_and_a_true_report(
+    client: Client, flyway_install: FlywayInstall, postgres: PostgresServer,
+    temporal_server: TemporalDevServer, tmp_path: Path, engine: str,
+) -> None:  # fmt: skip
+    fleet = make_fleet(postgres, 4)
+    fleet.locations = fault_migrations(tmp_path / "scripts", sleep_s=61.5)
+    env = fleet.cli_env(temporal_server.address, tmp_path, flyway_install)
+    audit_file = tmp_path / "audit.jsonl"
+    emitter = Emitter(JsonlAuditSink(audit_file))
+    rollout_id = f"cancel-{uuid.uuid4().hex[:8]}"
+    loop = asyncio.get_running_loop()
+    async with fleet.worker(client, flyway_install, engine=engine, emitter=emitter):
+        handle = await client.start_workflow(
+            MigrateAllWorkflow.run, MigrateAllInput(parallelism=2), id=rollout_id, task_queue=fleet.task_queue
+        )
+        assert await asyncio.to_thread(wait_until, lambda: _running_sleeps(postgres, "61.5") == 2, timeout=90)
+        done = await asyncio.to_thread(fleetway, "cancel", rollout_id, env=env)
+        cancelled_at = loop.time()
+        assert done.returncode == 0, done.stderr
+        # Within 5 s of the cancel: no Flyway process, no statement of the rollout.
+        assert await asyncio.to_thread(
+            wait_until,
+            lambda: _running_sleeps(postgres, "61.5") == 0 and not java_pids(fleet.tenants[0][:7]),
+            timeout=max(0.1, 5 - (loop.time() - cancelled_at)),
+        )
+        described = await handle.describe()
+        children = [
+            await client.get_workflow_handle(f"{rollout_id}/{t}").describe() for t in fleet.tenants[:2]
+        ]
+        progress = await handle.query(MigrateAllWorkflow.progress)
+    assert await asyncio.to_thread(emitter.close, 10)
+
+    assert described.status is WorkflowExecutionStatus.CANCELED
+    assert [c.status for c in children] == [WorkflowExecutionStatus.CANCELED] * 2
+    reported = {o.tenant_id: o for o in progress.failed}
+    assert set(reported) == set(fleet.tenants[:2])
+    events = {
+        e["target"]: e for e in map(json.loads, audit_file.read_text().splitlines())
+        if e["type"] == "migration.applied"
+    }  # fmt: skip
+    for tenant in fleet.tenants[:2]:
+        rows = history_rows(postgres.dsn, tenant)
+        assert [v for v, _, _ in rows] == ALL[:5]  # V6 was rolled back by the cancel
+        outcome = reported[tenant]
+        assert outcome.outcome is Outcome.CANCELED
+        assert report_problems(outcome, rows, progress.history_marker) == []
+        assert "V1..V5 applied by this rollout" in outcome.message
+        event = events[tenant]
+        assert event["outcome"] == "canceled"
+        assert event["attributes"]["migration.applied_versions"] == "1,2,3,4,5"
+        assert event["version"] == "5"
