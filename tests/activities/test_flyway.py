@@ -354,3 +354,29 @@ async def test_run_flyway_activity_rereads_the_secret_once_after_an_authenticati
 
     assert outcome.ending_version == "5"
     assert provider.invalidations == 1
+
+
+async def test_a_server_ending_the_session_mid_migration_is_retryable_not_the_tenants_failure(
+    engine_factory: EngineFactory, target: DatabaseTarget, postgres: PostgresServer, tmp_path: Path
+) -> None:
+    slow = copy_migrations(tmp_path / "slow")
+    (slow / "V6__slow.sql").write_text("SELECT pg_sleep(30.25);\n")
+    run = asyncio.ensure_future(engine_factory(slow).run(Action.MIGRATE, target))
+
+    def terminate() -> int:  # what a server shutdown or failover does to a session: SQLSTATE 57P01
+        with psycopg.connect(postgres.dsn, autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE query LIKE '%pg_sleep(30.25)%' AND application_name LIKE 'fleetway-%'"
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    deadline = time.monotonic() + 60
+    while not await asyncio.to_thread(terminate):
+        assert time.monotonic() < deadline and not run.done()
+        await asyncio.sleep(0.1)
+    with pytest.raises(FlywayReportedFailureError) as caught:
+        await asyncio.wait_for(run, 30)
+
+    assert caught.value.error_class == ErrorClass.TARGET_UNREACHABLE
+    assert caught.value.is_retryable

@@ -115,6 +115,34 @@ def test_error_envelope_keeps_free_text_out_of_detail() -> None:
         ("DB_CONNECTION", "28P01", "password authentication failed", (), ErrorClass.TARGET_UNREACHABLE),
         ("DB_CONNECTION", "", "java.net.UnknownHostException: nope", (), ErrorClass.TARGET_UNREACHABLE),
         ("FAILED_VERSIONED_MIGRATION", "42601", "syntax error", (), ErrorClass.INTERNAL_ERROR),
+        # A server shutting down under a running migration: the database's fault, retried.
+        (
+            "DB_CONNECTION",
+            "57P01",
+            "terminating connection due to administrator command",
+            (),
+            ErrorClass.TARGET_UNREACHABLE,
+        ),
+        ("FAILED_VERSIONED_MIGRATION", "57P01", "terminating connection", (), ErrorClass.TARGET_UNREACHABLE),
+        (
+            "FAILED_VERSIONED_MIGRATION",
+            "57P02",
+            "crash of another server process",
+            (),
+            ErrorClass.TARGET_UNREACHABLE,
+        ),
+        ("DB_CONNECTION", "57P03", "the database system is starting up", (), ErrorClass.TARGET_NOT_READY),
+        ("FAILED_VERSIONED_MIGRATION", "08006", "An I/O error occurred", (), ErrorClass.TARGET_UNREACHABLE),
+        ("DB_CONNECTION", "53300", "too many clients already", (), ErrorClass.TARGET_NOT_READY),
+        ("FAILED_VERSIONED_MIGRATION", "40P01", "deadlock detected", (), ErrorClass.LOCK_TIMEOUT),
+        ("FAILED_VERSIONED_MIGRATION", "40001", "could not serialize access", (), ErrorClass.LOCK_TIMEOUT),
+        ("DB_CONNECTION", "", "Connection to 127.0.0.1:1 refused", (), ErrorClass.TARGET_UNREACHABLE),
+        # The tenant's own SQL: never retried.
+        ("FAILED_VERSIONED_MIGRATION", "23505", "duplicate key", (), ErrorClass.INTERNAL_ERROR),
+        ("FAILED_VERSIONED_MIGRATION", "22012", "division by zero", (), ErrorClass.INTERNAL_ERROR),
+        ("FAILED_VERSIONED_MIGRATION", "P0001", "raise exception", (), ErrorClass.INTERNAL_ERROR),
+        ("FAILED_VERSIONED_MIGRATION", "57014", "canceling statement", (), ErrorClass.INTERNAL_ERROR),
+        ("FAILED_VERSIONED_MIGRATION", "XX000", "internal error", (), ErrorClass.INTERNAL_ERROR),
         ("FAULT", "", "NullPointerException", (), ErrorClass.INTERNAL_ERROR),
     ],
 )
@@ -174,3 +202,16 @@ def test_control_characters_in_any_connection_field_are_rejected_naming_the_fiel
 def test_host_that_could_smuggle_url_parameters_is_rejected() -> None:
     with pytest.raises(ValueError, match="host"):
         DatabaseTarget(host="db/app?socketFactory=evil", database="app", user="u")
+
+
+def test_a_failed_script_names_its_version() -> None:
+    doc = {
+        "error": {"errorCode": "FAILED_VERSIONED_MIGRATION", "sqlState": "42601",
+                  "path": "/m/V3_1__add_index.sql", "message": "x"},
+        "initialSchemaVersion": "2", "migrations": [{"version": "3"}],
+    }  # fmt: skip
+    outcome = outcome_from_document(Action.MIGRATE, doc)
+    assert outcome.failed_version == "3.1"
+    assert outcome.ending_version == "3"
+    repeatable = {"error": {"errorCode": "FAILED_REPEATABLE_MIGRATION", "path": "/m/R__views.sql"}}
+    assert outcome_from_document(Action.MIGRATE, repeatable).failed_version == ""

@@ -1,0 +1,104 @@
+"""The history marker, the summary of a tenant's schema history, and reading it from real PostgreSQL."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from activities.database_target import DatabaseTarget
+from activities.errors import SchemaHistoryUnavailableError, UnsafeIdentifierError
+from activities.flyway import FlywayEngine
+from activities.flyway_output import Action
+from activities.schema_history import (
+    HistoryRow,
+    check_history_marker,
+    history_marker,
+    read_history,
+    summarize_history,
+)
+from worker.devstack import PostgresServer
+
+MARK = "fleetway:r1:abcd1234"
+
+
+def _rows(*rows: tuple[str, bool, str]) -> list[HistoryRow]:
+    return [HistoryRow(version=v, success=s, installed_by=b) for v, s, b in rows]
+
+
+def test_marker_names_the_rollout_fits_flywys_column_and_differs_when_an_id_is_reused() -> None:
+    first = history_marker("nightly-2026-12-01", "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0")
+    assert first == "fleetway:nightly-2026-12-01:0f1e2d3c"
+    assert history_marker("nightly-2026-12-01", "11111111-2222-3333-4444-555555555555") != first
+    hostile = history_marker("x'; DROP TABLE t;--\n" + "y" * 300, "abc")
+    assert len(hostile) <= 100 and check_history_marker(hostile) == hostile
+    assert "'" not in hostile and "\n" not in hostile
+
+
+@pytest.mark.parametrize(
+    "bad", ["", "postgres", "fleetway:", "fleetway:a b", "fleetway:x\n", "fleetway:" + "a" * 91]
+)
+def test_a_marker_we_could_not_have_made_is_refused(bad: str) -> None:
+    with pytest.raises(UnsafeIdentifierError):
+        check_history_marker(bad)
+
+
+def test_summary_counts_only_this_rollouts_rows_and_takes_the_version_before_its_first() -> None:
+    rows = _rows(("1", True, "postgres"), ("2", True, "postgres"), ("3", True, MARK), ("4", True, MARK))
+    summary = summarize_history(rows, MARK)
+    assert (summary.version_before, summary.version_after, summary.applied) == ("2", "4", ["3", "4"])
+    assert summary.failed == [] and summary.repeated == []
+
+
+def test_summary_of_an_untouched_schema_and_of_a_failed_non_transactional_script() -> None:
+    untouched = summarize_history(_rows(("1", True, "other"), ("2", True, "other")), MARK)
+    assert (untouched.version_before, untouched.version_after, untouched.applied) == ("2", "2", [])
+    failed = summarize_history(_rows(("1", True, MARK), ("2", False, MARK)), MARK)
+    assert (failed.version_before, failed.version_after, failed.applied, failed.failed) == (
+        "",
+        "1",
+        ["1"],
+        ["2"],
+    )
+    twice = summarize_history(_rows(("1", True, MARK), ("1", True, MARK)), MARK)
+    assert twice.repeated == ["1"]
+
+
+async def test_read_history_of_a_schema_flyway_never_touched_says_no_table(target: DatabaseTarget) -> None:
+    summary = await read_history(target, MARK)
+    assert not summary.table_exists and summary.applied == []
+
+
+async def test_read_history_sees_what_each_engine_applied_under_the_marker(
+    runner: FlywayEngine, target: DatabaseTarget, postgres: PostgresServer, schema: str
+) -> None:
+    await runner.run(Action.MIGRATE, target)  # not this rollout's: installed by the database user
+    ours = target.model_copy(update={"schema_name": schema + "_b"})
+    await runner.run(Action.MIGRATE, ours, installed_by=MARK)
+
+    summary = await read_history(ours, MARK)
+    assert summary.table_exists
+    assert (summary.version_before, summary.version_after) == ("", "5")
+    assert summary.applied == ["1", "2", "3", "4", "5"]
+    with psycopg.connect(postgres.dsn) as conn:
+        by = conn.execute(
+            f'SELECT DISTINCT installed_by FROM "{schema}_b".flyway_schema_history WHERE version IS NOT NULL'
+        ).fetchall()
+    assert by == [(MARK,)]
+    untouched = await read_history(target, MARK)
+    assert untouched.applied == []
+    assert (untouched.version_before, untouched.version_after) == ("5", "5")
+
+
+async def test_read_history_of_an_unreachable_database_is_a_named_retryable_error(
+    target: DatabaseTarget,
+) -> None:
+    closed = DatabaseTarget.model_validate({**target.model_dump(), "port": 1, "password": "x" * 12})
+    with pytest.raises(SchemaHistoryUnavailableError) as caught:
+        await read_history(closed, MARK)
+    assert caught.value.retryable
+    assert "x" * 12 not in str(caught.value)
+
+
+async def test_installed_by_must_be_a_marker(runner: FlywayEngine, target: DatabaseTarget) -> None:
+    with pytest.raises(UnsafeIdentifierError):
+        await runner.run(Action.MIGRATE, target, installed_by="root'; --")
