@@ -126,15 +126,17 @@ for _action in Action:
 
 @app.command()
 def worker(
-    engine: Annotated[str, typer.Option(help="Flyway engine: cli or jvm (default: flyway.engine).")] = "",
+    engine: Annotated[
+        str, typer.Option(help="Flyway engine: auto, cli or jvm (default: flyway.engine).")
+    ] = "",
 ) -> None:
     """Run a worker: registers every workflow and activity; SIGTERM shuts down gracefully."""
 
     async def go() -> ExitCode:
         settings = load_settings()
         if engine:
-            if engine not in ("cli", "jvm"):
-                raise ConfigurationError(f"--engine must be cli or jvm, not {engine!r}")
+            if engine not in ("auto", "cli", "jvm"):
+                raise ConfigurationError(f"--engine must be auto, cli or jvm, not {engine!r}")
             settings = settings.model_copy(
                 update={"flyway": settings.flyway.model_copy(update={"engine": engine})}
             )

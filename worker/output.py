@@ -49,7 +49,8 @@ def _versions(o: TenantOutcome, *, dry_run: bool) -> str:
     if dry_run:
         return f"would apply {', '.join(o.pending)}" if o.pending else "up to date"
     if o.outcome is not Outcome.SUCCEEDED:
-        return ""
+        # What a failed or cancelled tenant holds now (the message names what this rollout applied).
+        return f"at v{o.version_after}" if o.version_after else ""
     before = o.version_before or "∅"
     return (
         f"v{before} → v{o.version_after} ({o.applied} applied)"
