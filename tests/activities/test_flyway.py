@@ -380,3 +380,24 @@ async def test_a_server_ending_the_session_mid_migration_is_retryable_not_the_te
 
     assert caught.value.error_class == ErrorClass.TARGET_UNREACHABLE
     assert caught.value.is_retryable
+
+
+async def test_sqlstates_a_real_server_produces_on_demand_are_classified(
+    engine_factory: EngineFactory, target: DatabaseTarget, tmp_path: Path
+) -> None:
+    runner = engine_factory()
+    # 3D000: the tenant's database does not exist (yet) - retryable, the target is not ready.
+    with pytest.raises(FlywayReportedFailureError) as missing_db:
+        await runner.run(Action.MIGRATE, _with(target, {"database": "no_such_db_here"}))
+    assert (missing_db.value.outcome.sql_state if missing_db.value.outcome else "") == "3D000"
+    assert missing_db.value.error_class == ErrorClass.TARGET_NOT_READY
+    assert missing_db.value.is_retryable
+    # 22012 in the tenant's own script: its failure, never retried, the failing version named.
+    broken = copy_migrations(tmp_path / "div", upto=2)
+    (broken / "V3__divide.sql").write_text("SELECT 1 / 0;\n")
+    with pytest.raises(FlywayReportedFailureError) as own:
+        await engine_factory(broken).run(Action.MIGRATE, target)
+    assert own.value.outcome is not None
+    assert (own.value.outcome.sql_state, own.value.outcome.failed_version) == ("22012", "3")
+    assert own.value.error_class == ErrorClass.INTERNAL_ERROR
+    assert not own.value.is_retryable
