@@ -60,6 +60,9 @@ def _rollout_command(action: Action) -> Callable[..., None]:
         pipeline_run_id: Annotated[str, typer.Option(envvar="FLEETWAY_PIPELINE_RUN_ID")] = "",
         rollout_id: Annotated[str, typer.Option(help="Workflow id (default: generated).")] = "",
         detach: Annotated[bool, typer.Option("--detach", help="Start and print the id.")] = False,
+        paused: Annotated[
+            bool, typer.Option("--paused", help="Start held: nothing runs until `fleetway resume`.")
+        ] = False,
         dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what migrate would apply.")] = False,
         output: Annotated[OutputFormat, typer.Option("--output", "-o")] = OutputFormat.TEXT,
     ) -> None:
@@ -77,6 +80,7 @@ def _rollout_command(action: Action) -> Callable[..., None]:
                 canary_count=canary,
                 max_failure_ratio=max_failure_ratio,
                 audit=AuditContext(principal=principal, git_sha=git_sha, pipeline_run_id=pipeline_run_id),
+                start_paused=paused,
             )
             client, settings = await connect_client()
             workflow_id = rollout_id or f"rollout-{effective.value}-{uuid.uuid4().hex[:10]}"

@@ -87,7 +87,7 @@ class MigrateAllWorkflow:
         self._recent: deque[TenantOutcome] = deque(maxlen=RECENT_COMPLETIONS_KEPT)
         self._warnings = list(carry.warnings)
         self._parallelism = carry.parallelism or request.parallelism
-        self._paused = carry.paused
+        self._paused = carry.paused if request.carry else request.start_paused
         self._runs = carry.runs
         self._in_flight: dict[str, asyncio.Task[None]] = {}
         self._stop: RolloutStatus | None = None

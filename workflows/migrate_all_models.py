@@ -71,6 +71,8 @@ class MigrateAllInput(BaseModel):
         retry_budget_s: per tenant, how long infrastructure faults (lost worker, heartbeat
             timeout, refused or dropped connection, database shutting down) are retried, however
             many attempts that takes; failures of the tenant's own scripts are never retried.
+        start_paused: start held, as after ``pause``: nothing is dispatched until ``resume``
+            (prepare a rollout, then release it).
         carry: state carried across continue-as-new; never set by callers.
     """
 
@@ -92,6 +94,7 @@ class MigrateAllInput(BaseModel):
     heartbeat_timeout_s: int = Field(default=30, ge=2, le=600)
     continue_as_new_after: int = Field(default=500, ge=1)
     retry_budget_s: int = Field(default=900, ge=0, le=7 * 86400)
+    start_paused: bool = False
     carry: RolloutCarry | None = None
 
     @field_validator("tenants")

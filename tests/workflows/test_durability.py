@@ -201,6 +201,26 @@ async def test_pause_resume_set_parallelism_and_progress_steer_a_running_rollout
     assert result.counts == {Outcome.SUCCEEDED: 8}
 
 
+async def test_a_rollout_started_paused_dispatches_nothing_until_resumed(
+    client: Client, flyway_install: FlywayInstall, postgres: PostgresServer
+) -> None:
+    fleet = make_fleet(postgres, 2)
+    async with fleet.worker(client, flyway_install):
+        handle = await client.start_workflow(
+            MigrateAllWorkflow.run,
+            MigrateAllInput(start_paused=True),
+            id=f"held-{uuid.uuid4().hex[:8]}",
+            task_queue=fleet.task_queue,
+        )
+        held = await _wait_progress(handle, lambda p: p.paused)
+        await asyncio.sleep(1)
+        assert (await handle.query(MigrateAllWorkflow.progress)).dispatched == held.dispatched == 0
+        await handle.signal(MigrateAllWorkflow.resume)
+        result = await handle.result()
+
+    assert result.counts == {Outcome.SUCCEEDED: 2}
+
+
 async def test_every_operator_handler_is_described_for_the_temporal_ui(
     client: Client, flyway_install: FlywayInstall, postgres: PostgresServer
 ) -> None:
