@@ -6,12 +6,13 @@ a time budget, and a kill of the whole group on timeout or cancellation. Output 
 before it is parsed, logged or returned. Must not: put a credential in argv, a log or a result.
 
 Nothing of a run outlives the worker. The JVM is started with a parent-death signal
-(``PR_SET_PDEATHSIG`` = SIGKILL, set in the child between fork and exec), so the kernel kills it
-the moment the worker dies, by any signal, SIGKILL included. Chosen over a supervising pipe
-because it needs no helper process and no cooperation from the JVM, and it cannot be missed: the
-kernel delivers it. (It fires when the *thread* that forked dies; that is the event loop's
-thread, which lives as long as the worker.) A child whose parent died before the signal was set
-exits at once (``getppid`` check). The run's statements are then ended by PostgreSQL itself
+(``PR_SET_PDEATHSIG`` = SIGKILL, armed by util-linux ``setpriv --pdeathsig KILL``, which then
+execs the JVM in the same process), so the kernel kills it the moment the worker dies, by any
+signal, SIGKILL included. Chosen over a supervising pipe because it needs no helper process and
+no cooperation from the JVM, and it cannot be missed: the kernel delivers it. (It fires when the
+*thread* that forked dies; that is the event loop's thread, which lives as long as the worker.)
+Not a ``preexec_fn``: Python code between fork and exec can deadlock in a threaded process.
+The run's statements are then ended by PostgreSQL itself
 (``client_connection_check_interval``, see ``activities/flyway_session.py``); on a timeout or a
 cancel the runner also cancels them explicitly after killing the process group.
 """
@@ -20,9 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import logging
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -85,20 +86,23 @@ _MAIN_CLASS: Final = "org.flywaydb.commandline.Main"
 # Bounds the wait for a killed JVM to be reaped; deliberately not derived from the run timeout.
 _KILL_GRACE_S: Final = 10.0
 _AUTH_SQLSTATE_PREFIX: Final = "28"
-_PR_SET_PDEATHSIG: Final = 1
-_libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
 
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _die_with(parent_pid: int) -> None:
-    """In the child, before exec: die by SIGKILL when the parent dies (see the module docstring)."""
-    if _libc is not None:
-        _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != parent_pid:  # the parent died before the signal was armed
-        os._exit(1)
+def _with_parent_death_signal(argv: Sequence[str]) -> list[str]:
+    """``argv`` run through util-linux ``setpriv --pdeathsig KILL`` (see the module docstring).
+
+    setpriv arms the signal and execs Flyway's JVM in the same process, so no Python code runs
+    between fork and exec (a ``preexec_fn`` can deadlock in a process with other threads, such as
+    a worker's JVM threads: seen in CI). Without setpriv (not Linux), argv is returned unchanged.
+    """
+    return [_SETPRIV, "--pdeathsig", "KILL", "--", *argv] if _SETPRIV else list(argv)
+
+
+_SETPRIV: Final = shutil.which("setpriv") if sys.platform.startswith("linux") else None
 
 
 @dataclass(frozen=True)
@@ -204,16 +208,14 @@ class FlywayRunner:
         sessions: RunSessions,
         target: DatabaseTarget,
     ) -> tuple[int, str]:
-        parent = os.getpid()
         proc = await asyncio.create_subprocess_exec(
-            *argv,
+            *_with_parent_death_signal(argv),
             cwd=cwd,
             env=dict(env),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,  # launcher and JVM share a group we can kill as one
-            preexec_fn=lambda: _die_with(parent),
         )
         communicate = asyncio.ensure_future(proc.communicate())
         deadline = time.monotonic() + self._settings.timeout.total_seconds()

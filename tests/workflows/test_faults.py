@@ -47,7 +47,7 @@ async def test_worker_killed_every_few_seconds_the_rollout_completes_and_reports
     print(report.line())
 
     assert report.kills >= 5, report.line()
-    assert report.status == "succeeded", report.line()
+    assert report.status == "succeeded", (report.line(), report.misreported)
     assert report.counts == {"succeeded": 50}
     assert report.misreported == {}, report.misreported
     assert report.orphans_over_1s == 0, report.line()
