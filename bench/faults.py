@@ -17,6 +17,7 @@ import asyncio
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -159,7 +160,12 @@ async def kill_loop(
     ``env`` is a ``fleetway worker`` environment serving ``fleet`` (``Fleet.cli_env``).
     """
     rng = random.Random(seed)  # noqa: S311 - kill timing, not cryptography
-    env = {**env, "FLEETWAY_FLYWAY__ENGINE": engine, "FLEETWAY_WORKER__GRACEFUL_SHUTDOWN_S": "0"}
+    # A killed worker cannot remove its runs' scratch folders: give the workers a private TMPDIR
+    # that this loop removes at the end.
+    worker_tmp = tempfile.mkdtemp(prefix="fleetway-killloop-")
+    env = {
+        **env, "FLEETWAY_FLYWAY__ENGINE": engine, "FLEETWAY_WORKER__GRACEFUL_SHUTDOWN_S": "0", "TMPDIR": worker_tmp,
+    }  # fmt: skip
     report = KillLoopReport(engine=engine, tenants=len(fleet.tenants), parallelism=parallelism)
     client = await connect(TemporalConfig(address=env["FLEETWAY_TEMPORAL__ADDRESS"]))
 
@@ -207,6 +213,7 @@ async def kill_loop(
         except subprocess.TimeoutExpired:
             worker.kill()
             worker.wait()
+        shutil.rmtree(worker_tmp, ignore_errors=True)
     report.wall_s = time.monotonic() - started
     report.status = result.status.value
     report.counts = {k.value: v for k, v in result.counts.items()}
