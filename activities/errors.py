@@ -243,14 +243,14 @@ def to_application_error(exc: FleetwayError, *, final_reason: str = "") -> Appli
     The only conversion point (activity wrappers call it): ``type`` is the published class for
     Flyway failures and ``error_type`` otherwise, so retry policies and workflows can branch on it
     without parsing text. The message is ours and vetted; no ``__cause__`` is attached.
-    ``final_reason``: a retryable error that must not be retried any more (its retry budget is
-    spent); the reason is appended to the message.
+    ``final_reason``: why a retryable error must not be retried any more (its retry budget is
+    spent); it makes the error final and is appended to its message. Ignored for an error that
+    is final anyway.
     """
-    message = f"{exc}; {final_reason}" if final_reason else str(exc)
+    retryable = exc.is_retryable if isinstance(exc, FlywayError) else exc.retryable
+    message = f"{exc}; {final_reason}" if retryable and final_reason else str(exc)
+    non_retryable = not retryable or bool(final_reason)
     if isinstance(exc, FlywayError):
         details = [exc.error_type] + ([exc.outcome.model_dump(mode="json")] if exc.outcome else [])
-        retryable = exc.is_retryable and not final_reason
-        return ApplicationError(message, *details, type=exc.error_class, non_retryable=not retryable)
-    return ApplicationError(
-        message, type=exc.error_type, non_retryable=not exc.retryable or bool(final_reason)
-    )
+        return ApplicationError(message, *details, type=exc.error_class, non_retryable=non_retryable)
+    return ApplicationError(message, type=exc.error_type, non_retryable=non_retryable)

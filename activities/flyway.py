@@ -64,7 +64,7 @@ from activities.flyway_output import (
 from activities.flyway_session import RunSessions
 from activities.redaction import MIN_REDACTABLE_LENGTH, redact
 from activities.schema_history import check_history_marker
-from activities.secrets import SecretsProvider, validate_tenant_id
+from activities.secrets import SecretsProvider, provider_for, validate_tenant_id
 
 __all__ = [
     "DEVELOPMENT_ENVIRONMENTS",
@@ -86,10 +86,6 @@ _MAIN_CLASS: Final = "org.flywaydb.commandline.Main"
 # Bounds the wait for a killed JVM to be reaped; deliberately not derived from the run timeout.
 _KILL_GRACE_S: Final = 10.0
 _AUTH_SQLSTATE_PREFIX: Final = "28"
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def _with_parent_death_signal(argv: Sequence[str]) -> list[str]:
@@ -223,8 +219,7 @@ class FlywayRunner:
             while True:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    await self._kill_group(proc, communicate)
-                    await sessions.cancel(target)
+                    await self._stop(proc, communicate, sessions, target)
                     raise FlywayTimeoutError(
                         f"flyway timed out after {self._settings.timeout.total_seconds():.0f}s and its "
                         "process group was killed; schema state is unknown (a partially applied "
@@ -242,7 +237,7 @@ class FlywayRunner:
             _log.warning("flyway cancelled; process group killed, statements cancelled")
             raise
 
-    async def _stop(
+    async def _stop(  # kill the JVM first: a cancelled statement must not be followed by the next
         self,
         proc: asyncio.subprocess.Process,
         communicate: asyncio.Future[tuple[bytes, bytes]],
@@ -436,14 +431,12 @@ class FlywayActivities:
         except FleetwayError as exc:  # the only conversion point; library code just raises
             if isinstance(exc, FlywayError) and exc.outcome is not None:
                 exc.outcome = exc.outcome.model_copy(update={"attempt": info.attempt})
-            raise to_application_error(exc, final_reason=_budget_spent(request, exc, info)) from None
+            raise to_application_error(exc, final_reason=_budget_spent(request, info)) from None
         return outcome.model_copy(update={"attempt": info.attempt})
 
     async def _run(self, request: RunFlywayInput) -> FlywayOutcome:
         tenant_id = validate_tenant_id(request.tenant_id)
-        provider = self._secrets.get(request.secrets_backend)
-        if provider is None:
-            raise ConfigurationError(f"secrets backend {request.secrets_backend!r} is not configured")
+        provider = provider_for(self._secrets, request.secrets_backend)
         async with _heartbeating():
             target = await provider.resolve(tenant_id)
             try:
@@ -459,16 +452,15 @@ class FlywayActivities:
                 return await self._runner.run(request.action, target, installed_by=request.installed_by)
 
 
-def _budget_spent(request: RunFlywayInput, exc: FleetwayError, info: activity.Info) -> str:
+def _budget_spent(request: RunFlywayInput, info: activity.Info) -> str:
     """Why a retryable failure is final now ("" while the tenant's retry budget lasts).
 
     The budget is time since the first attempt was scheduled, not a count: a 20 s outage costs
     the same whether it produced three refused connections or thirty.
     """
-    retryable = exc.is_retryable if isinstance(exc, FlywayError) else exc.retryable
-    if not retryable or request.retry_budget_s <= 0:
+    if request.retry_budget_s <= 0:
         return ""
-    elapsed = (_utcnow() - info.scheduled_time).total_seconds()
+    elapsed = (datetime.now(UTC) - info.scheduled_time).total_seconds()
     if elapsed < request.retry_budget_s:
         return ""
     return f"retry budget of {request.retry_budget_s}s spent after {info.attempt} attempts"

@@ -33,7 +33,7 @@ from activities.errors import (
     to_application_error,
 )
 from activities.pg_roles import PG_IDENTIFIER, PGRoleSpec, deprovision_pg_roles, provision_pg_roles
-from activities.secrets import SecretsProvider, SecretWriter, as_writer
+from activities.secrets import SecretsProvider, SecretWriter, as_writer, provider_for
 
 __all__ = [
     "CleanupInput",
@@ -163,10 +163,7 @@ class ProvisioningActivities:
         return psycopg.connect(self._dsn, autocommit=True, connect_timeout=10)
 
     def _writer(self, backend: str) -> SecretWriter:
-        provider = self._backends.get(backend)
-        if provider is None:
-            raise ConfigurationError(f"secrets backend {backend!r} is not configured")
-        return as_writer(provider, backend)
+        return as_writer(provider_for(self._backends, backend), backend)
 
     async def _guarded(self, step: Callable[[], T]) -> T:
         """Run a blocking step in a thread and map every failure to one named, safe error."""
@@ -240,12 +237,8 @@ class ProvisioningActivities:
     @activity.defn(name="provision_seed")
     async def seed(self, request: SeedInput) -> None:
         """Run the seed SQL as the migrator (credentials from the backend), in the tenant's schema."""
-        provider = self._backends.get(request.roles.secrets_backend)
-        if provider is None:
-            raise to_application_error(
-                ConfigurationError(f"secrets backend {request.roles.secrets_backend!r} is not configured")
-            )
         try:
+            provider = provider_for(self._backends, request.roles.secrets_backend)
             target = await provider.resolve(request.roles.tenant_id)
         except FleetwayError as exc:
             raise to_application_error(exc) from None

@@ -34,7 +34,7 @@ from activities.errors import (
     UnsafeIdentifierError,
     to_application_error,
 )
-from activities.secrets import SecretsProvider, validate_tenant_id
+from activities.secrets import SecretsProvider, provider_for, validate_tenant_id
 
 __all__ = [
     "HistoryRow",
@@ -188,10 +188,8 @@ class SchemaHistoryActivities:
     async def read_schema_history(self, request: ReadHistoryInput) -> HistorySummary:
         """Resolve the tenant's credentials and summarize its schema history for the rollout."""
         try:
-            tenant_id = validate_tenant_id(request.tenant_id)
-            provider = self._secrets.get(request.secrets_backend)
-            if provider is None:
-                raise ConfigurationError(f"secrets backend {request.secrets_backend!r} is not configured")
-            return await read_history(await provider.resolve(tenant_id), request.marker)
+            provider = provider_for(self._secrets, request.secrets_backend)
+            target = await provider.resolve(validate_tenant_id(request.tenant_id))
+            return await read_history(target, request.marker)
         except FleetwayError as exc:
             raise to_application_error(exc) from None

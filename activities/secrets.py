@@ -35,6 +35,7 @@ __all__ = [
     "as_writer",
     "check_secret_prefix",
     "check_secret_role",
+    "provider_for",
     "validate_tenant_id",
 ]
 
@@ -86,6 +87,18 @@ class SecretWriter(Protocol):
     async def delete(self, tenant_id: str, *, role: str = "") -> None:
         """Remove the secret; a missing one is fine."""
         ...
+
+
+def provider_for(backends: Mapping[str, SecretsProvider], name: str) -> SecretsProvider:
+    """The configured secret backend called ``name`` (every activity that resolves a tenant asks here).
+
+    Raises:
+        ConfigurationError: no backend of that name is configured on this worker.
+    """
+    provider = backends.get(name)
+    if provider is None:
+        raise ConfigurationError(f"secrets backend {name!r} is not configured")
+    return provider
 
 
 def as_writer(provider: SecretsProvider, name: str) -> SecretWriter:

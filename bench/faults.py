@@ -31,7 +31,7 @@ import psycopg
 
 from activities.rollouts import Outcome, TenantOutcome
 from tests.fleet import FLEETWAY, Fleet, make_fleet
-from tests.support import copy_migrations
+from tests.support import copy_migrations, live_processes
 from worker.client import connect
 from worker.devstack import dev_stack
 from worker.settings import TemporalConfig
@@ -97,24 +97,7 @@ def report_problems(
 
 def worker_children(pid: int) -> list[int]:
     """Live (non-zombie) processes whose parent is ``pid`` (a CLI-engine worker's Flyway JVMs)."""
-    children = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            stat = (proc / "stat").read_text().rsplit(") ", 1)[1].split()
-        except OSError:
-            continue
-        if stat[0] != "Z" and int(stat[1]) == pid:
-            children.append(int(proc.name))
-    return children
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(") ", 1)[1][0] != "Z"
-    except OSError:
-        return False
+    return [child for child, parent, _ in live_processes() if parent == pid]
 
 
 @dataclass
@@ -235,7 +218,8 @@ async def _outlived(children: list[int], killed_at: float) -> tuple[float, int]:
     over_1s, elapsed = 0, 0.0
     checked = False
     while children:
-        alive = [p for p in children if _alive(p)]
+        live = {pid for pid, _, _ in live_processes()}
+        alive = [p for p in children if p in live]
         elapsed = time.monotonic() - killed_at
         if not checked and elapsed >= 1:
             over_1s, checked = len(alive), True

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -37,20 +37,23 @@ def copy_migrations(dest: Path, *, upto: int = 99) -> Path:
     return dest
 
 
-def java_pids(marker: str) -> list[int]:
-    """PIDs of live processes whose command line contains ``marker`` (e.g. a test's schema)."""
-    pids = []
+def live_processes() -> Iterator[tuple[int, int, bytes]]:
+    """(pid, parent pid, command line) of every live, non-zombie process, read from /proc."""
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         try:
             cmdline = (proc / "cmdline").read_bytes()
-            state = (proc / "stat").read_text().split(") ", 1)[1][0]
+            stat = (proc / "stat").read_text().rsplit(") ", 1)[1].split()
         except OSError:
             continue
-        if marker.encode() in cmdline and b"java" in cmdline and state != "Z":
-            pids.append(int(proc.name))
-    return pids
+        if stat[0] != "Z":
+            yield int(proc.name), int(stat[1]), cmdline
+
+
+def java_pids(marker: str) -> list[int]:
+    """PIDs of live processes whose command line contains ``marker`` (e.g. a test's schema)."""
+    return [pid for pid, _, cmdline in live_processes() if marker.encode() in cmdline and b"java" in cmdline]
 
 
 def wait_until(predicate: Callable[[], bool], *, timeout: float, interval: float = 0.05) -> bool:
