@@ -11,7 +11,7 @@ RUN mvn -B -q -f flyway/pom.xml dependency:copy-dependencies \
 # Stage 2: the runtime. Debian's OpenJDK 17 JRE, the jars from stage 1, fleetway from this repo.
 FROM python:3.11.11-slim-bookworm
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends openjdk-17-jre-headless \
+    && apt-get install -y --no-install-recommends openjdk-17-jre-headless util-linux \
     && rm -rf /var/lib/apt/lists/*
 RUN useradd --system --uid 10001 --create-home --home-dir /home/fleetway fleetway
 WORKDIR /app

@@ -69,6 +69,7 @@ def test_dockerfile_builds_the_worker_image_layout() -> None:
     final = [i for i in parser.structure if i["startline"] > stages[-1]["startline"]]
     runs = " ".join(i["value"] for i in final if i["instruction"] == "RUN")
     assert "openjdk-17-jre-headless" in runs  # Java in the runtime image
+    assert "util-linux" in runs  # setpriv: Flyway processes die with their worker
     build_runs = " ".join(
         i["value"]
         for i in parser.structure

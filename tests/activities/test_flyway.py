@@ -32,7 +32,7 @@ from activities.flyway import (
 )
 from activities.flyway_output import Action, ErrorClass
 from activities.redaction import REDACTED
-from tests.support import copy_migrations, history, java_pids, schema_exists
+from tests.support import copy_migrations, history, java_pids, schema_exists, wait_until
 from worker.devstack import PostgresServer
 
 
@@ -401,3 +401,95 @@ async def test_sqlstates_a_real_server_produces_on_demand_are_classified(
     assert (own.value.outcome.sql_state, own.value.outcome.failed_version) == ("22012", "3")
     assert own.value.error_class == ErrorClass.INTERNAL_ERROR
     assert not own.value.is_retryable
+
+
+_RUN_UNTIL_KILLED = """
+import asyncio, json, os, sys
+from pathlib import Path
+from activities.database_target import DatabaseTarget
+from activities.flyway import FlywayInstall, FlywayRunner, FlywaySettings
+from activities.flyway_jvm import JvmFlywayEngine
+from activities.flyway_output import Action
+
+spec = json.loads(os.environ["RUN_SPEC"])
+install = FlywayInstall(lib_dir=Path(spec["lib"]), java=Path(spec["java"]), version="test")
+settings = FlywaySettings(locations=(Path(spec["locations"]),))
+engine = FlywayRunner(install, settings) if spec["engine"] == "cli" else JvmFlywayEngine(install, settings)
+asyncio.run(engine.run(Action.MIGRATE, DatabaseTarget.model_validate(spec["target"])))
+"""
+
+
+@pytest.mark.parametrize("engine", ["cli", "jvm"])
+async def test_a_process_killed_with_sigkill_takes_its_flyway_and_its_statement_with_it(
+    flyway_install: FlywayInstall,
+    target: DatabaseTarget,
+    postgres: PostgresServer,
+    tmp_path: Path,
+    engine: str,
+) -> None:
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    slow = copy_migrations(tmp_path / "slow", upto=1)
+    (slow / "V2__slow.sql").write_text("SELECT pg_sleep(30.75);\n")
+    spec = {
+        "engine": engine, "lib": str(flyway_install.lib_dir), "java": str(flyway_install.java),
+        "locations": str(slow), "target": target.model_dump(mode="json") | {"password": postgres.superuser_password},
+    }  # fmt: skip
+    # The spec (with the password) travels in the environment, never in argv.
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _RUN_UNTIL_KILLED], env={**os.environ, "RUN_SPEC": json.dumps(spec)},
+        start_new_session=True,
+    )  # fmt: skip
+
+    def sleeping() -> int:
+        with psycopg.connect(postgres.dsn, autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(30.75)%' "
+                "AND pid <> pg_backend_pid()"
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    try:
+        assert await asyncio.to_thread(wait_until, lambda: sleeping() == 1, timeout=60)
+        jvms = java_pids(str(slow)) if engine == "cli" else []
+        assert (engine == "cli") == bool(
+            jvms
+        )  # the CLI engine's JVM is a child; the jvm engine's is the process
+        os.kill(proc.pid, signal.SIGKILL)  # the process only: its JVM is in its own session
+        killed_at = time.monotonic()
+        proc.wait()
+        assert await asyncio.to_thread(wait_until, lambda: not java_pids(str(slow)), timeout=1.0)
+        assert await asyncio.to_thread(wait_until, lambda: sleeping() == 0, timeout=5.0)
+        assert time.monotonic() - killed_at < 5.5
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert [v for v, _ in history(postgres, target.schema_name)] == ["1"]  # V2 rolled back
+
+
+async def test_the_default_auto_engine_runs_postgresql_in_process_and_oracle_through_the_cli(
+    flyway_install: FlywayInstall, target: DatabaseTarget, postgres: PostgresServer, schema: str
+) -> None:
+    from activities.database_target import Vendor
+    from activities.errors import FlywayError
+    from activities.flyway_jvm import JvmFlywayEngine, VendorRoutedEngine
+    from tests.support import DEMO_MIGRATIONS
+
+    settings = FlywaySettings(locations=(DEMO_MIGRATIONS,))
+    auto = VendorRoutedEngine(
+        JvmFlywayEngine(flyway_install, settings), FlywayRunner(flyway_install, settings)
+    )
+    migrated = await auto.run(Action.MIGRATE, target)
+    assert migrated.applied_versions == ["1", "2", "3", "4", "5"]
+    assert [v for v, _ in history(postgres, schema)] == ["1", "2", "3", "4", "5"]
+    oracle = DatabaseTarget(
+        vendor=Vendor.ORACLE, host="127.0.0.1", port=1, database="FREEPDB1", user="app", password="x" * 12
+    )
+    # The jvm engine refuses Oracle with a ConfigurationError before running anything; auto hands
+    # it to the CLI engine, whose Flyway then fails to reach the (absent) server.
+    with pytest.raises(FlywayError):
+        await auto.run(Action.INFO, oracle)

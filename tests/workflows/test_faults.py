@@ -153,3 +153,42 @@ async def test_cancel_during_a_slow_script_leaves_no_process_no_statement_and_a_
         assert event["outcome"] == "canceled"
         assert event["attributes"]["migration.applied_versions"] == "1,2,3,4,5"
         assert event["version"] == "5"
+
+
+async def test_infrastructure_faults_retry_until_the_time_budget_and_script_failures_never(
+    client: Client, flyway_install: FlywayInstall, postgres: PostgresServer
+) -> None:
+    from activities.secrets import StaticSecretsProvider
+    from activities.tenant_source_static import StaticTenantLister
+    from worker.run import build_worker
+
+    fleet = make_fleet(postgres, 2)
+    unreachable, broken = fleet.tenants
+    fleet.break_tenant(broken)  # a non-empty schema without history: the tenant's own problem
+    targets = {
+        unreachable: fleet.target(unreachable).model_copy(update={"port": 1}),
+        broken: fleet.target(broken),
+    }
+    worker = build_worker(
+        client, fleet.settings(client.service_client.config.target_host, engine="jvm"),
+        secrets={"default": StaticSecretsProvider(targets)},
+        tenant_sources={"default": StaticTenantLister(fleet.tenants)}, flyway_install=flyway_install,
+    )  # fmt: skip
+    async with worker:
+        result = await client.execute_workflow(
+            MigrateAllWorkflow.run,
+            MigrateAllInput(continue_on_error=True, retry_budget_s=20),
+            id=f"budget-{uuid.uuid4().hex[:8]}",
+            task_queue=fleet.task_queue,
+        )
+
+    outcomes = {o.tenant_id: o for o in result.failed}
+    assert result.retry_budget_s == 20
+    refused = outcomes[unreachable]
+    assert refused.error_class == "target_unreachable"
+    assert "retry budget of 20s spent after" in refused.message
+    assert refused.attempts >= 6  # more than the old fixed count of 5: time decides, not a count
+    assert refused.source == "unknown"  # nor can its table be read: said, not guessed
+    own = outcomes[broken]
+    assert own.error_class == "schema_history_corrupt"
+    assert own.attempts == 1
