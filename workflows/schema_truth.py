@@ -62,7 +62,7 @@ def apply_summary(outcome: TenantOutcome, summary: HistorySummary) -> TenantOutc
 
 
 async def reconciled(
-    outcome: TenantOutcome, *, secrets_backend: str, marker: str, timeout_s: int = 60
+    outcome: TenantOutcome, *, secrets_backend: str, marker: str, timeout_s: int = 30
 ) -> TenantOutcome:
     """Read the tenant's schema history and make ``outcome`` say what it shows.
 
