@@ -440,7 +440,9 @@ async def test_a_process_killed_with_sigkill_takes_its_flyway_and_its_statement_
     }  # fmt: skip
     # The spec (with the password) travels in the environment, never in argv.
     proc = subprocess.Popen(
-        [sys.executable, "-c", _RUN_UNTIL_KILLED], env={**os.environ, "RUN_SPEC": json.dumps(spec)},
+        # TMPDIR: the killed process cannot remove its run's scratch folder; pytest's tmp_path can.
+        [sys.executable, "-c", _RUN_UNTIL_KILLED],
+        env={**os.environ, "RUN_SPEC": json.dumps(spec), "TMPDIR": str(tmp_path)},
         start_new_session=True,
     )  # fmt: skip
 
