@@ -6,6 +6,10 @@ carry a secret value, a DSN or Flyway's free-text output.
 
     FleetwayError
     ├── ConfigurationError
+    │   └── MigrationSetInvalidError
+    ├── MigrationSetMismatchError
+    ├── MigrationStoreError
+    ├── WorkerUnavailableError
     ├── PrerequisiteMissingError
     ├── InvalidTenantIdError
     ├── UnsafeIdentifierError
@@ -27,6 +31,7 @@ carry a secret value, a DSN or Flyway's free-text output.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import TYPE_CHECKING, ClassVar
 
 from temporalio.exceptions import ApplicationError
@@ -43,6 +48,9 @@ __all__ = [
     "FlywayTimeoutError",
     "InvalidQuiesceTtlError",
     "InvalidTenantIdError",
+    "MigrationSetInvalidError",
+    "MigrationSetMismatchError",
+    "MigrationStoreError",
     "PasswordTooShortError",
     "PrerequisiteMissingError",
     "ProvisioningError",
@@ -59,6 +67,7 @@ __all__ = [
     "TenantSourceUnavailableError",
     "UnsafeEnvValueError",
     "UnsafeIdentifierError",
+    "WorkerUnavailableError",
     "to_application_error",
 ]
 
@@ -69,16 +78,56 @@ class FleetwayError(Exception):
     Attributes:
         error_type: stable snake_case name, published; matched by retry policies and callers.
         retryable: whether repeating the same call can succeed.
+        retry_after_s: a fixed delay before the next attempt, instead of the retry policy's
+            growing backoff (None: the policy decides).
     """
 
     error_type: ClassVar[str] = "fleetway_error"
     retryable: ClassVar[bool] = False
+    retry_after_s: ClassVar[float | None] = None
 
 
 class ConfigurationError(FleetwayError):
     """A setting is missing or invalid; retrying with the same settings cannot help."""
 
     error_type = "configuration_error"
+
+
+class MigrationSetInvalidError(ConfigurationError):
+    """A migrations folder or set is missing, unreadable, empty, unsafe or not a valid digest.
+
+    Never retried: a run with nothing to apply must not report success, and the same folder
+    will not fix itself.
+    """
+
+    error_type = "migration_set_invalid"
+
+
+class MigrationSetMismatchError(FleetwayError):
+    """This worker cannot run the set a rollout names (its own set differs, no store has it).
+
+    Retryable on purpose: a worker that has the set, or this one after its deploy, takes the
+    tenant on a later attempt; the tenant's retry budget bounds the wait. Nothing was run.
+    """
+
+    error_type = "migration_set_mismatch"
+    retryable = True
+    # A refusal costs milliseconds and touches nothing: retry at a steady 1 s rather than backing
+    # off to 15 s, or a rolling deploy's old workers would stretch every tenant they take.
+    retry_after_s = 1.0
+
+
+class MigrationStoreError(FleetwayError):
+    """The migration set store could not be reached, or what it returned failed verification."""
+
+    error_type = "migration_store_error"
+    retryable = True
+
+
+class WorkerUnavailableError(FleetwayError):
+    """No worker polls the task queue (or none answered in time) for a question only workers answer."""
+
+    error_type = "worker_unavailable"
 
 
 class PrerequisiteMissingError(FleetwayError):
@@ -253,4 +302,5 @@ def to_application_error(exc: FleetwayError, *, final_reason: str = "") -> Appli
     if isinstance(exc, FlywayError):
         details = [exc.error_type] + ([exc.outcome.model_dump(mode="json")] if exc.outcome else [])
         return ApplicationError(message, *details, type=exc.error_class, non_retryable=non_retryable)
-    return ApplicationError(message, type=exc.error_type, non_retryable=non_retryable)
+    delay = timedelta(seconds=exc.retry_after_s) if exc.retry_after_s is not None else None
+    return ApplicationError(message, type=exc.error_type, non_retryable=non_retryable, next_retry_delay=delay)

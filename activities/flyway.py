@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import shutil
@@ -62,6 +63,7 @@ from activities.flyway_output import (
     outcome_from_document,
 )
 from activities.flyway_session import RunSessions
+from activities.migration_store import MigrationSets
 from activities.redaction import MIN_REDACTABLE_LENGTH, redact
 from activities.schema_history import check_history_marker
 from activities.secrets import SecretsProvider, provider_for, validate_tenant_id
@@ -74,6 +76,7 @@ __all__ = [
     "FlywayRunner",
     "FlywaySettings",
     "RunFlywayInput",
+    "check_locations",
     "check_runnable",
     "interpret_output",
     "run_migrations_at_startup",
@@ -120,13 +123,14 @@ class FlywaySettings:
     """How every run is configured (the same for all tenants of a worker).
 
     Attributes:
-        locations: absolute folders holding the versioned SQL scripts.
+        locations: absolute folders holding the versioned SQL scripts, used by runs that name
+            none (a worker's runs always name their set's snapshot; see ``migration_store.py``).
         timeout: budget for one Flyway process; past it the process group is killed.
         lock_retry_count: seconds Flyway waits for another runner's advisory lock.
         connect_retries: Flyway's own connection retries (0: let Temporal retry instead).
     """
 
-    locations: tuple[Path, ...]
+    locations: tuple[Path, ...] = ()
     timeout: timedelta = timedelta(minutes=5)
     lock_retry_count: int = 50
     connect_retries: int = 0
@@ -136,26 +140,30 @@ class FlywayRunner:
     """Runs ``migrate``, ``validate`` or ``info`` for one target through the real Flyway CLI."""
 
     def __init__(self, install: FlywayInstall, settings: FlywaySettings) -> None:
-        for location in settings.locations:
-            if not location.is_absolute() or "," in str(location):
-                raise ConfigurationError(f"flyway location {str(location)!r} must be absolute and comma-free")
+        if settings.locations:  # empty: every run names its own (a worker's migration sets)
+            check_locations(settings.locations)
         self._install = install
         self._settings = settings
 
-    def argv(self, action: Action, target: DatabaseTarget) -> list[str]:
+    def argv(
+        self, action: Action, target: DatabaseTarget, *, locations: tuple[Path, ...] | None = None
+    ) -> list[str]:
         """The full command line for a run: no credential, only vetted identifiers and paths.
 
         Raises:
             UnsafeIdentifierError: the target's schema name is not a safe identifier.
+            ConfigurationError: a location is relative or holds a comma.
         """
         s = self._settings
+        folders = check_locations(locations if locations is not None else s.locations)
         args = [
             str(self._install.java), *self._install.jvm_options,
             "-cp", f"{self._install.lib_dir}/*", _MAIN_CLASS,
             "-outputType=json", "-skipCheckForUpdate", "-validateMigrationNaming=true",
             "-cleanDisabled=true", f"-connectRetries={s.connect_retries}",
             f"-lockRetryCount={s.lock_retry_count}",
-            "-locations=" + ",".join(f"filesystem:{p}" for p in s.locations),
+            "-failOnMissingLocations=true",
+            "-locations=" + ",".join(f"filesystem:{p}" for p in folders),
         ]  # fmt: skip
         if target.schema_name and target.vendor is Vendor.POSTGRESQL:
             schema = check_pg_identifier(target.schema_name, field="schema")
@@ -167,11 +175,19 @@ class FlywayRunner:
         args.append(action.value)
         return args
 
-    async def run(self, action: Action, target: DatabaseTarget, *, installed_by: str = "") -> FlywayOutcome:
+    async def run(
+        self,
+        action: Action,
+        target: DatabaseTarget,
+        *,
+        installed_by: str = "",
+        locations: tuple[Path, ...] | None = None,
+    ) -> FlywayOutcome:
         """Run one Flyway verb against ``target`` and return its parsed, successful outcome.
 
         ``installed_by``: recorded in ``flyway_schema_history.installed_by`` for every script this
-        run applies (a rollout's marker; default: the database user).
+        run applies (a rollout's marker; default: the database user). ``locations``: the folders
+        of this run's migration set (default: the settings' folders).
 
         Raises:
             PasswordTooShortError: migrate with a non-empty password under 8 bytes (nothing ran).
@@ -186,7 +202,7 @@ class FlywayRunner:
         env = check_runnable(action, target, installed_by=installed_by)
         sessions = RunSessions(self._settings.timeout.total_seconds())
         env["FLYWAY_URL"] = sessions.jdbc_url(env["FLYWAY_URL"], target)
-        argv = self.argv(action, target)
+        argv = self.argv(action, target, locations=locations)
         started = time.monotonic()
         with tempfile.TemporaryDirectory(prefix="fleetway-flyway-") as scratch:
             env.update({"HOME": scratch, "PATH": os.defpath, "LANG": "C.UTF-8"})
@@ -267,9 +283,34 @@ class FlywayEngine(Protocol):
     outcomes and raise the same errors; the engine tests run against both.
     """
 
-    async def run(self, action: Action, target: DatabaseTarget, *, installed_by: str = "") -> FlywayOutcome:
+    async def run(
+        self,
+        action: Action,
+        target: DatabaseTarget,
+        *,
+        installed_by: str = "",
+        locations: tuple[Path, ...] | None = None,
+    ) -> FlywayOutcome:
         """Run one verb against ``target`` (see :meth:`FlywayRunner.run` for the contract)."""
         ...
+
+
+def check_locations(locations: tuple[Path, ...]) -> tuple[Path, ...]:
+    """The folders Flyway may read, vetted the same way for both engines.
+
+    Flyway splits ``locations`` on commas (the CLI on its flag, the API on each string), so a
+    comma in a folder name would silently turn one folder into two. Both engines also pass
+    ``failOnMissingLocations``: a folder that vanished fails the run instead of applying nothing.
+
+    Raises:
+        ConfigurationError: no folder, or a folder is relative or holds a comma.
+    """
+    if not locations:
+        raise ConfigurationError("no flyway location given")
+    for location in locations:
+        if not location.is_absolute() or "," in str(location):
+            raise ConfigurationError(f"flyway location {str(location)!r} must be absolute and comma-free")
+    return locations
 
 
 def check_runnable(action: Action, target: DatabaseTarget, *, installed_by: str = "") -> dict[str, str]:
@@ -373,6 +414,9 @@ class RunFlywayInput(BaseModel):
         installed_by: the rollout's history marker, recorded with every script applied.
         retry_budget_s: seconds since the first attempt was scheduled within which a retryable
             failure is left to Temporal to retry; past it the failure is final (0: no budget).
+        migration_set: the digest of the set to run (``sha256:<hex>``); a worker that cannot
+            produce exactly that set refuses, retryably, without running anything. Empty: the
+            worker's own set (histories from before sets were named).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -382,6 +426,7 @@ class RunFlywayInput(BaseModel):
     secrets_backend: str = "default"
     installed_by: str = ""
     retry_budget_s: int = Field(default=0, ge=0)
+    migration_set: str = ""
 
 
 @contextlib.asynccontextmanager
@@ -410,46 +455,71 @@ async def _heartbeating() -> AsyncIterator[None]:
 
 
 class FlywayActivities:
-    """The Flyway activity, bound to a runner and the worker's configured secret backends."""
+    """The Flyway activity, bound to a runner, the worker's secret backends and its migration sets.
 
-    def __init__(self, runner: FlywayEngine, secrets: Mapping[str, SecretsProvider]) -> None:
+    Without ``sets`` (library use, tests of one engine) runs use the runner's own locations and
+    report no set digest.
+    """
+
+    def __init__(
+        self,
+        runner: FlywayEngine,
+        secrets: Mapping[str, SecretsProvider],
+        *,
+        sets: MigrationSets | None = None,
+    ) -> None:
         self._runner = runner
         self._secrets = dict(secrets)
+        self._sets = sets
 
     @activity.defn(name="run_flyway")
     async def run_flyway(self, request: RunFlywayInput) -> FlywayOutcome:
         """Resolve the tenant's target, run Flyway, heartbeat throughout, map errors.
 
-        A Flyway authentication failure invalidates the cached secret and retries once with a
-        fresh read, so a rotated password is picked up mid-rollout. The outcome carries the
-        attempt number: the workflow trusts a single first attempt's report and reads the schema
-        history after any other.
+        The migration set is resolved first (a worker without it refuses before it touches the
+        secret store or the database). A Flyway authentication failure invalidates the cached
+        secret and retries once with a fresh read, so a rotated password is picked up mid-rollout.
+        The outcome carries the attempt number and the set's digest: the workflow trusts a
+        single first attempt's report and reads the schema history after any other.
         """
         info = activity.info()
+        ran = ""
         try:
-            outcome = await self._run(request)
+            tenant_id = validate_tenant_id(request.tenant_id)
+            async with _heartbeating():
+                locations: tuple[Path, ...] | None = None
+                if self._sets is not None:
+                    resolved = await (
+                        self._sets.resolve(request.migration_set)
+                        if request.migration_set
+                        else self._sets.local()
+                    )
+                    ran, locations = resolved.digest, (resolved.path,)
+                outcome = await self._run(request, tenant_id, locations)
         except FleetwayError as exc:  # the only conversion point; library code just raises
             if isinstance(exc, FlywayError) and exc.outcome is not None:
-                exc.outcome = exc.outcome.model_copy(update={"attempt": info.attempt})
+                exc.outcome = exc.outcome.model_copy(update={"attempt": info.attempt, "migration_set": ran})
             raise to_application_error(exc, final_reason=_budget_spent(request, info)) from None
-        return outcome.model_copy(update={"attempt": info.attempt})
+        return outcome.model_copy(update={"attempt": info.attempt, "migration_set": ran})
 
-    async def _run(self, request: RunFlywayInput) -> FlywayOutcome:
-        tenant_id = validate_tenant_id(request.tenant_id)
+    async def _run(
+        self, request: RunFlywayInput, tenant_id: str, locations: tuple[Path, ...] | None
+    ) -> FlywayOutcome:
         provider = provider_for(self._secrets, request.secrets_backend)
-        async with _heartbeating():
-            target = await provider.resolve(tenant_id)
-            try:
-                return await self._runner.run(request.action, target, installed_by=request.installed_by)
-            except FlywayReportedFailureError as exc:
-                if exc.outcome is None or not exc.outcome.sql_state.startswith(_AUTH_SQLSTATE_PREFIX):
-                    raise
-                activity.logger.warning(
-                    "flyway authentication failed; re-reading secret", extra={"tenant_id": tenant_id}
-                )
-                provider.invalidate(tenant_id)
-                target = await provider.resolve(tenant_id)
-                return await self._runner.run(request.action, target, installed_by=request.installed_by)
+        run = functools.partial(
+            self._runner.run, request.action, installed_by=request.installed_by, locations=locations
+        )
+        target = await provider.resolve(tenant_id)
+        try:
+            return await run(target)
+        except FlywayReportedFailureError as exc:
+            if exc.outcome is None or not exc.outcome.sql_state.startswith(_AUTH_SQLSTATE_PREFIX):
+                raise
+            activity.logger.warning(
+                "flyway authentication failed; re-reading secret", extra={"tenant_id": tenant_id}
+            )
+            provider.invalidate(tenant_id)
+            return await run(await provider.resolve(tenant_id))
 
 
 def _budget_spent(request: RunFlywayInput, info: activity.Info) -> str:

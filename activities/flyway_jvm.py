@@ -34,7 +34,14 @@ from typing import Any, Final
 
 from activities.database_target import DatabaseTarget, Vendor
 from activities.errors import ConfigurationError, FlywayTimeoutError, PrerequisiteMissingError
-from activities.flyway import FlywayEngine, FlywayInstall, FlywaySettings, check_runnable, interpret_output
+from activities.flyway import (
+    FlywayEngine,
+    FlywayInstall,
+    FlywaySettings,
+    check_locations,
+    check_runnable,
+    interpret_output,
+)
 from activities.flyway_output import Action, ErrorClass, FlywayOutcome
 from activities.flyway_session import RunSessions
 from activities.redaction import redact
@@ -88,6 +95,8 @@ class JvmFlywayEngine:
         max_threads: int = 16,
         jvm_options: tuple[str, ...] = DEFAULT_JVM_OPTIONS,
     ) -> None:
+        if settings.locations:
+            check_locations(settings.locations)
         self._install = install
         self._settings = settings
         self._options = jvm_options
@@ -98,9 +107,17 @@ class JvmFlywayEngine:
         """Start the JVM now (otherwise the first run does); about 0.6 s once per process."""
         start_jvm(self._install, self._options)
 
-    async def run(self, action: Action, target: DatabaseTarget, *, installed_by: str = "") -> FlywayOutcome:
+    async def run(
+        self,
+        action: Action,
+        target: DatabaseTarget,
+        *,
+        installed_by: str = "",
+        locations: tuple[Path, ...] | None = None,
+    ) -> FlywayOutcome:
         """Same contract as :meth:`FlywayRunner.run`."""
         env = check_runnable(action, target, installed_by=installed_by)
+        folders = check_locations(locations if locations is not None else self._settings.locations)
         if target.vendor is not Vendor.POSTGRESQL:
             raise ConfigurationError(
                 "the jvm engine supports PostgreSQL targets; use the cli engine for Oracle"
@@ -115,7 +132,14 @@ class JvmFlywayEngine:
         call = loop.run_in_executor(
             self._executor,
             functools.partial(
-                self._call, action, url, target.user, password, target.schema_name, installed_by=installed_by
+                self._call,
+                action,
+                url,
+                target.user,
+                password,
+                target.schema_name,
+                installed_by=installed_by,
+                folders=folders,
             ),
         )
         deadline = started + budget
@@ -142,7 +166,15 @@ class JvmFlywayEngine:
         return interpret_output(action, output, returncode=1 if engine_error else 0, elapsed_ms=elapsed_ms)
 
     def _call(
-        self, action: Action, url: str, user: str, password: str, schema: str, *, installed_by: str
+        self,
+        action: Action,
+        url: str,
+        user: str,
+        password: str,
+        schema: str,
+        *,
+        installed_by: str,
+        folders: tuple[Path, ...],
     ) -> tuple[str, bool]:
         """In a worker thread: configure, run, and render the result as the CLI's JSON document.
 
@@ -166,7 +198,8 @@ class JvmFlywayEngine:
                 config = (
                     flyway_class.configure(loader)
                     .dataSource(url, user, password or None)
-                    .locations(*[f"filesystem:{p}" for p in s.locations])
+                    .locations(*[f"filesystem:{p}" for p in folders])
+                    .failOnMissingLocations(True)
                     .validateMigrationNaming(True)
                     .cleanDisabled(True)
                     .connectRetries(s.connect_retries)
@@ -216,7 +249,14 @@ class VendorRoutedEngine:
         """Start the JVM engine's JVM now (see :meth:`JvmFlywayEngine.start`)."""
         self._jvm.start()
 
-    async def run(self, action: Action, target: DatabaseTarget, *, installed_by: str = "") -> FlywayOutcome:
+    async def run(
+        self,
+        action: Action,
+        target: DatabaseTarget,
+        *,
+        installed_by: str = "",
+        locations: tuple[Path, ...] | None = None,
+    ) -> FlywayOutcome:
         """Route to the engine for ``target``'s vendor (same contract as :meth:`FlywayRunner.run`)."""
         engine: FlywayEngine = self._jvm if target.vendor is Vendor.POSTGRESQL else self._cli
-        return await engine.run(action, target, installed_by=installed_by)
+        return await engine.run(action, target, installed_by=installed_by, locations=locations)

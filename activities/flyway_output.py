@@ -108,6 +108,7 @@ class FlywayOutcome(BaseModel):
     info: list[InfoEntry] = Field(default_factory=list)
     failed_version: str = ""
     attempt: int = 1
+    migration_set: str = ""
 
 
 def _looks_like_flyway(doc: dict[str, Any]) -> bool:

@@ -44,6 +44,7 @@ class TenantOutcome(BaseModel):
     attempt: ``version_before`` when the rollout first touched it, ``version_after`` now,
     ``applied_versions`` those this rollout applied (whichever attempt did), ``failed_at`` the
     version whose script failed. ``source`` says whether Flyway's report or the table said so.
+    ``migration_set`` is the digest of the set the tenant ran (or, when nothing ran, was named).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -64,6 +65,7 @@ class TenantOutcome(BaseModel):
     failed_at: str = ""
     attempts: int = 0
     source: OutcomeSource | None = None
+    migration_set: str = ""
 
 
 class RolloutActivities:

@@ -44,6 +44,8 @@ class CachedSecretsProvider:
         if ttl_s < 0 or max_entries < 1:
             raise ValueError("ttl_s must be >= 0 and max_entries >= 1")
         self._inner = inner
+        self.description: str = getattr(inner, "description", type(inner).__name__)
+        """The inner backend's description (caching does not change what is read)."""
         self._ttl = ttl_s
         self._max = max_entries
         self._clock = clock

@@ -139,6 +139,8 @@ class StaticSecretsProvider:
 
     def __init__(self, targets: Mapping[str, DatabaseTarget]) -> None:
         self._targets = dict(targets)
+        self.description = f"static: {len(self._targets)} tenants in memory"
+        """What this backend is, for ``fleetway``'s pre-rollout summary."""
 
     async def resolve(self, tenant_id: str) -> DatabaseTarget:
         """Return the tenant's target (see :class:`SecretsProvider`)."""
@@ -172,6 +174,8 @@ class FileSecretsProvider:
 
     def __init__(self, path: Path) -> None:
         self._path = path
+        self.description = f"file: {path}"
+        """Where secrets are read: shown by ``fleetway`` before a rollout."""
         self._lock = asyncio.Lock()
         self._parsed: tuple[tuple[int, int], object] | None = None
 

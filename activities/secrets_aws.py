@@ -63,6 +63,8 @@ class AwsSecretsManagerProvider:
         client: Any = None,
     ) -> None:
         self._prefix = check_secret_prefix(prefix)
+        self.description = f"aws: {endpoint_url or 'AWS'} region {region or 'default'} prefix {prefix}"
+        """Where secrets are read (no credentials): shown by ``fleetway`` before a rollout."""
         _silence_body_logging()
         if client is None:
             session = boto3.session.Session(profile_name=profile, region_name=region)

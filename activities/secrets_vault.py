@@ -71,6 +71,8 @@ class VaultSecretsProvider:
         if not url.startswith(("https://", "http://")):
             raise ConfigurationError(f"vault url {url!r} must be http(s)")
         self._prefix = check_secret_prefix(prefix)
+        self.description = f"vault: {url} mount {mount} prefix {prefix}"
+        """Where secrets are read (no credentials): shown by ``fleetway`` before a rollout."""
         self._mount = mount
         self._auth = auth
         self._client = hvac.Client(url=url, namespace=namespace, verify=verify, timeout=timeout_s)

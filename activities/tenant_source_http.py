@@ -88,6 +88,8 @@ class HttpTenantLister:
         if max_response_bytes < 1 or max_attempts < 1 or timeout_s <= 0:
             raise ConfigurationError("tenant source limits must be positive")
         self._base = url
+        self.description = f"http: {url.copy_with(username=None, password=None, query=None)}"
+        """Where tenants are listed (no credentials, no query): shown before a rollout."""
         self._token = token
         self._allow_http = allow_http_loopback
         self._timeout = httpx.Timeout(timeout_s)

@@ -5,6 +5,7 @@ Listing never carries secrets: only tenant ids, validated before anything runs f
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -64,6 +65,9 @@ class StaticTenantLister:
         if duplicates:
             raise TenantSourceError(f"duplicate tenant ids: {', '.join(duplicates[:10])}")
         self._ids = ids
+        fingerprint = hashlib.sha256("\n".join(ids).encode()).hexdigest()[:12]
+        self.description = f"static: {len(ids)} tenants (ids sha256 {fingerprint})"
+        """What this source lists, comparable across processes without printing every id."""
 
     async def list_page(self, cursor: str | None, limit: int) -> TenantPage:
         """Return up to ``limit`` ids after the offset ``cursor``."""

@@ -15,6 +15,8 @@ from typing import Any
 
 import psycopg
 from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
 from activities.audit import Emitter
@@ -26,7 +28,7 @@ from activities.tenant_source_static import StaticTenantLister
 from tests.support import DEMO_MIGRATIONS
 from worker.devstack import PostgresServer
 from worker.run import build_worker
-from worker.settings import FlywayConfig, Settings, TemporalConfig, WorkerConfig
+from worker.settings import FlywayConfig, SetsConfig, Settings, TemporalConfig, WorkerConfig
 
 
 @dataclass
@@ -55,10 +57,22 @@ class Fleet:
             conn.execute(f'CREATE SCHEMA "{tenant}"')
             conn.execute(f'CREATE TABLE "{tenant}".squatter (id int)')
 
-    def settings(self, address: str, *, max_activities: int = 8, engine: str = "cli") -> Settings:
+    def settings(
+        self,
+        address: str,
+        *,
+        max_activities: int = 8,
+        engine: str = "cli",
+        locations: list[Path] | None = None,
+        sets: SetsConfig | None = None,
+    ) -> Settings:
+        """Settings of a worker for this fleet; ``locations``/``sets`` give it its own set and cache."""
         return Settings(
             temporal=TemporalConfig(address=address, task_queue=self.task_queue),
-            flyway=FlywayConfig(locations=[self.locations], engine=engine),
+            flyway=FlywayConfig(
+                locations=[self.locations] if locations is None else locations, engine=engine
+            ),
+            sets=sets or SetsConfig(),
             worker=WorkerConfig(max_concurrent_activities=max_activities, graceful_shutdown_s=0),
         )
 
@@ -115,6 +129,16 @@ def fleetway(*args: str, env: dict[str, str], timeout: float = 120) -> subproces
 def make_fleet(postgres: PostgresServer, size: int) -> Fleet:
     prefix = f"f{uuid.uuid4().hex[:6]}"
     return Fleet(postgres=postgres, tenants=[f"{prefix}_{i:03d}" for i in range(size)])
+
+
+async def separate_client(client: Client) -> Client:
+    """A client on its own Temporal runtime: the SDK allows one worker per task queue and runtime,
+    and two in-process workers with different configurations must share one queue here."""
+    return await Client.connect(
+        client.service_client.config.target_host,
+        data_converter=pydantic_data_converter,
+        runtime=Runtime(telemetry=TelemetryConfig()),
+    )
 
 
 @asynccontextmanager

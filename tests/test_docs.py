@@ -3,6 +3,7 @@ exit 0; every env block must name real settings with valid values."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
@@ -14,8 +15,10 @@ import pytest
 
 from activities.flyway import FlywayInstall
 from tests.fleet import FLEETWAY, make_fleet
+from tests.support import copy_migrations, history
+from worker.client import connect, has_pollers
 from worker.devstack import PROJECT_ROOT, PostgresServer, TemporalDevServer
-from worker.settings import Settings
+from worker.settings import Settings, TemporalConfig
 
 GUIDE = PROJECT_ROOT / "docs" / "operators-guide.md"
 FENCE = re.compile(r"^```(\w+)\n(.*?)^```", re.S | re.M)
@@ -64,6 +67,16 @@ def test_env_blocks_are_valid_settings(index: int, tmp_path: Path) -> None:
         assert str(node) == value or (isinstance(node, float) and float(value) == node), key
 
 
+async def _polling(address: str, task_queue: str) -> bool:
+    """Wait (60 s at most) until the guide's worker polls: a reader starts it before following the guide."""
+    client = await connect(TemporalConfig(address=address))
+    for _ in range(600):
+        if await has_pollers(client, task_queue):
+            return True
+        await asyncio.sleep(0.1)
+    return False
+
+
 def test_every_sh_and_python_block_runs_in_order(
     postgres: PostgresServer,
     temporal_server: TemporalDevServer,
@@ -77,10 +90,15 @@ def test_every_sh_and_python_block_runs_in_order(
         "FLEETWAY_AUDIT__SINK": "postgres",
         "FLEETWAY_AUDIT__DSN": postgres.dsn,
         "FLEETWAY_PROVISIONING__ADMIN_DSN": postgres.dsn,
+        "FLEETWAY_SETS__STORE": "dir",
+        "FLEETWAY_SETS__DIR": str(tmp_path / "set-store"),
+        "FLEETWAY_SETS__CACHE": str(tmp_path / "set-cache"),
         "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
     }
+    copy_migrations(tmp_path / "migrations")  # the guide's "your repo's migrations folder"
     worker = subprocess.Popen([FLEETWAY, "worker"], env=env, start_new_session=True)
     try:
+        assert asyncio.run(_polling(temporal_server.address, fleet.task_queue)), "the worker never polled"
         for number, (kind, body) in enumerate(blocks()):
             if kind == "env":
                 continue
@@ -95,6 +113,10 @@ def test_every_sh_and_python_block_runs_in_order(
                 assert "succeeded {'succeeded': 6}" in done.stdout
             if "quiesced" in body:
                 assert "exit code 3 (3: quiesced)" in done.stdout
+            if "release-3.json" in body:
+                assert "[('6',)]" in done.stdout and "succeeded True" in done.stdout
+                for tenant in fleet.tenants:
+                    assert history(postgres, tenant)[-1] == ("6", True)
             if "drift.md" in body:
                 assert "## Schema drift" in done.stdout and "**6 clean**" in done.stdout
     finally:

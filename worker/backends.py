@@ -14,6 +14,13 @@ from pydantic import SecretStr
 from activities.audit import AuditSink, Emitter
 from activities.audit_sinks import JsonlAuditSink, PostgresAuditSink
 from activities.errors import ConfigurationError
+from activities.migration_store import (
+    DirectorySetStore,
+    MigrationSets,
+    MigrationSetStore,
+    S3SetStore,
+    SetCache,
+)
 from activities.provisioning import ProvisioningActivities, ProvisioningTarget
 from activities.quiesce import MemoryQuiesceController, PostgresQuiesceController, QuiesceController
 from activities.secret_cache import CachedSecretsProvider
@@ -26,10 +33,12 @@ from worker.settings import Settings
 
 __all__ = [
     "audit_emitter",
+    "migration_sets",
     "provisioning_activities",
     "quiesce_controller",
     "read_secret_file",
     "secrets_provider",
+    "set_store",
     "tenant_lister",
 ]
 
@@ -89,6 +98,40 @@ def secrets_provider(settings: Settings) -> SecretsProvider:
     if config.cache_ttl_s == 0:
         return inner
     return CachedSecretsProvider(inner, ttl_s=config.cache_ttl_s)
+
+
+def set_store(settings: Settings) -> MigrationSetStore | None:
+    """The configured migration set store (None: ``sets.store = none``)."""
+    config = settings.sets
+    if config.store == "dir":
+        if config.dir is None:
+            raise ConfigurationError("sets.store = dir needs sets.dir")
+        return DirectorySetStore(config.dir)
+    if config.store == "s3":
+        if not config.bucket:
+            raise ConfigurationError("sets.store = s3 needs sets.bucket")
+        return S3SetStore(
+            config.bucket,
+            prefix=config.prefix,
+            region=config.region,
+            endpoint_url=config.endpoint_url,
+            profile=config.profile,
+        )
+    return None
+
+
+def migration_sets(settings: Settings) -> MigrationSets:
+    """The worker's set resolver: its own folders, its snapshot cache, its set store.
+
+    Raises:
+        MigrationSetInvalidError: the own folders are missing, unreadable or empty (checked now,
+            at start, not at the first tenant) and there is no store; or the cache path is unusable.
+    """
+    store = set_store(settings)
+    sets = MigrationSets(settings.flyway.locations, SetCache(settings.sets.cache), store)
+    if settings.flyway.locations or store is None:
+        sets.local_manifest()
+    return sets
 
 
 def tenant_lister(settings: Settings) -> TenantLister:

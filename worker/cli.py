@@ -20,16 +20,16 @@ import typer
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 
 from activities.audit import AuditContext
-from activities.errors import ConfigurationError
+from activities.errors import ConfigurationError, TenantSourceError, WorkerUnavailableError
 from activities.flyway_output import Action
 from activities.quiesce import QuiesceStatus, quiesce_audit_event
 from activities.tenant_source_static import load_tenants_file
-from activities.tenant_walk import list_all_tenants
+from activities.tenant_walk import TenantListing, list_all_tenants
 from worker.backends import audit_emitter, quiesce_controller, tenant_lister
 from worker.cli_provision import deprovision, provision
 from worker.cli_runtime import connect_client, load_settings, run_command, stderr
 from worker.cli_schedule import drift, schedule_app
-from worker.client import has_pollers
+from worker.cli_sets import ask_workers, migrations_app, named_set, print_plan
 from worker.follow import follow_rollout
 from worker.output import ExitCode, OutputFormat, exit_code_for, render_progress, render_result
 from worker.run import run_worker
@@ -64,6 +64,14 @@ def _rollout_command(action: Action) -> Callable[..., None]:
             bool, typer.Option("--paused", help="Start held: nothing runs until `fleetway resume`.")
         ] = False,
         dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what migrate would apply.")] = False,
+        migrations: Annotated[
+            str,
+            typer.Option(
+                "--migrations",
+                help="The migration set: a folder (digested here) or a digest pushed to the set store "
+                "(default: the configured flyway.locations).",
+            ),
+        ] = "",
         output: Annotated[OutputFormat, typer.Option("--output", "-o")] = OutputFormat.TEXT,
     ) -> None:
         async def go() -> ExitCode:
@@ -71,7 +79,10 @@ def _rollout_command(action: Action) -> Callable[..., None]:
             if not principal:
                 stderr.print("warning: no --principal; audit events will say <unspecified>")
             effective = Action.INFO if dry_run else action
+            settings = load_settings()
+            named = named_set(migrations, settings)
             request = MigrateAllInput(
+                migration_set=named.digest,
                 action=effective,
                 tenants=selected,
                 rerun_failed_of=rerun_failed,
@@ -85,15 +96,19 @@ def _rollout_command(action: Action) -> Callable[..., None]:
             client, settings = await connect_client()
             workflow_id = rollout_id or f"rollout-{effective.value}-{uuid.uuid4().hex[:10]}"
             task_queue = settings.effective_temporal().task_queue
+            try:
+                # No wait for a starting worker: the rollout itself waits for one.
+                fleet = await ask_workers(client, task_queue, migration_set=named.digest, wait_s=0)
+            except WorkerUnavailableError as exc:
+                fleet = None
+                stderr.print(f"warning: {exc}; the rollout waits until one does", markup=False)
+            print_plan(
+                settings, fleet, named, lists_source=not selected, retry_budget_s=request.retry_budget_s
+            )
             await client.start_workflow(
                 MigrateAllWorkflow.run, request, id=workflow_id, task_queue=task_queue
             )
             stderr.print(f"started {workflow_id}")
-            if not await has_pollers(client, task_queue):
-                stderr.print(
-                    f"warning: no worker polls task queue {task_queue!r}; the rollout waits until one does "
-                    "(start one with: fleetway worker)"
-                )
             if detach:
                 print(
                     json.dumps({"rollout_id": workflow_id})
@@ -292,11 +307,28 @@ def quiesce(
 
 
 @app.command(name="list-tenants")
-def list_tenants(output: Annotated[OutputFormat, typer.Option("--output", "-o")] = OutputFormat.TEXT) -> None:
-    """Print the tenants a rollout would target (the configured source, every page)."""
+def list_tenants(
+    output: Annotated[OutputFormat, typer.Option("--output", "-o")] = OutputFormat.TEXT,
+    local: Annotated[
+        bool, typer.Option("--local", help="List from this CLI's settings instead of asking a worker.")
+    ] = False,
+) -> None:
+    """Print the tenants a rollout would target: a worker's tenant source, every page."""
 
     async def go() -> ExitCode:
-        listing = await list_all_tenants(tenant_lister(load_settings()), page_size=500)
+        if local:
+            listing = await list_all_tenants(tenant_lister(load_settings()), page_size=500)
+        else:
+            client, settings = await connect_client()
+            fleet = await ask_workers(client, settings.effective_temporal().task_queue, list_tenants=True)
+            stderr.print(
+                f"tenant source {fleet.worker.tenant_source} (worker {fleet.worker.identity})", markup=False
+            )
+            if fleet.error:
+                raise TenantSourceError(f"the worker could not list its tenant source: {fleet.error}")
+            if fleet.truncated:
+                stderr.print(f"warning: only the first {len(fleet.tenants)} tenants are shown", markup=False)
+            listing = TenantListing(tenant_ids=fleet.tenants, duplicates=fleet.duplicates, pages=fleet.pages)
         if listing.duplicates:
             shown = ", ".join(sorted(set(listing.duplicates))[:20])
             stderr.print(
@@ -336,6 +368,7 @@ app.command()(provision)
 app.command()(deprovision)
 app.command()(drift)
 app.add_typer(schedule_app, name="schedule")
+app.add_typer(migrations_app, name="migrations")
 
 
 def main() -> None:

@@ -18,13 +18,16 @@ from temporalio.worker import Interceptor, Worker
 from activities.audit import AuditActivities, Emitter
 from activities.flyway import FlywayActivities, FlywayEngine, FlywayInstall, FlywayRunner, FlywaySettings
 from activities.flyway_jvm import JvmFlywayEngine, VendorRoutedEngine, start_jvm
+from activities.migration_store import MigrationSetActivities
 from activities.quiesce import QuiesceActivities, QuiesceController
 from activities.rollouts import RolloutActivities
 from activities.schema_history import SchemaHistoryActivities
 from activities.secrets import SecretsProvider
 from activities.tenant_source_static import TenantLister, TenantSourceActivities
+from activities.worker_profile import WorkerProfile, WorkerProfileActivities, describe
 from worker.backends import (
     audit_emitter,
+    migration_sets,
     provisioning_activities,
     quiesce_controller,
     secrets_provider,
@@ -33,6 +36,7 @@ from worker.backends import (
 from worker.client import connect
 from worker.devstack import ensure_flyway
 from worker.settings import Settings
+from workflows.describe_fleet import DescribeFleetWorkflow
 from workflows.migrate_all import MigrateAllWorkflow
 from workflows.provision_tenant import DeprovisionTenantWorkflow, ProvisionTenantWorkflow
 from workflows.tenant_migration import TenantMigrationWorkflow
@@ -62,10 +66,14 @@ def build_worker(
     """A worker for ``settings.temporal.task_queue`` with every workflow and activity registered.
 
     Keyword arguments replace what settings would build (tests and embedding applications).
+
+    Raises:
+        MigrationSetInvalidError: the worker's migrations folder is missing, unreadable or empty
+            (and no set store is configured): refused at start, not reported per tenant.
     """
+    sets = migration_sets(settings)
     install = flyway_install or _flyway_install(settings)
     flyway_settings = FlywaySettings(
-        locations=tuple(p.resolve() for p in settings.flyway.locations),
         timeout=timedelta(seconds=settings.flyway.timeout_s),
         lock_retry_count=settings.flyway.lock_retry_count,
     )
@@ -77,18 +85,28 @@ def build_worker(
         )  # fmt: skip
         runner = jvm if settings.flyway.engine == "jvm" else VendorRoutedEngine(jvm, runner)
     secrets = secrets or {"default": secrets_provider(settings)}
-    flyway = FlywayActivities(runner, secrets)
+    tenant_sources = tenant_sources or {"default": tenant_lister(settings)}
+    flyway = FlywayActivities(runner, secrets, sets=sets)
     history = SchemaHistoryActivities(secrets)
-    sources = TenantSourceActivities(tenant_sources or {"default": tenant_lister(settings)})
+    sources = TenantSourceActivities(tenant_sources)
+    task_queue = settings.effective_temporal().task_queue
+    profile = WorkerProfile(
+        task_queue=task_queue,
+        identity=client.identity,
+        engine=settings.flyway.engine,
+        tenant_source=describe(tenant_sources["default"]),
+        secrets_backend=describe(secrets["default"]),
+    )
     quiesce_activities = QuiesceActivities(quiesce or quiesce_controller(settings))
     audit = AuditActivities(emitter or Emitter())
     provisioning = provisioning_activities(settings, secrets)
     rollouts = RolloutActivities(client)
     return Worker(
         client,
-        task_queue=settings.effective_temporal().task_queue,
+        task_queue=task_queue,
         workflows=[
             MigrateAllWorkflow,
+            DescribeFleetWorkflow,
             TenantMigrationWorkflow,
             ProvisionTenantWorkflow,
             DeprovisionTenantWorkflow,
@@ -100,6 +118,8 @@ def build_worker(
             quiesce_activities.check_quiesce,
             audit.emit_audit,
             rollouts.failed_tenants_of,
+            MigrationSetActivities(sets).pin_migration_set,
+            WorkerProfileActivities(profile, sets).describe_worker,
             provisioning.create_schema,
             provisioning.create_roles,
             provisioning.seed,
@@ -114,7 +134,12 @@ def build_worker(
 
 
 async def run_worker(settings: Settings) -> None:
-    """Run until SIGTERM/SIGINT, then shut down gracefully (in-flight activities get to finish)."""
+    """Run until SIGTERM/SIGINT, then shut down gracefully (in-flight activities get to finish).
+
+    Raises:
+        MigrationSetInvalidError: the migrations folder is unusable (before connecting to Temporal).
+    """
+    migration_sets(settings)  # a worker that would apply nothing must not start, let alone poll
     client = await connect(settings.effective_temporal())
     emitter = audit_emitter(settings)
     worker = build_worker(client, settings, emitter=emitter)

@@ -28,6 +28,7 @@ __all__ = [
     "ProvisioningConfig",
     "QuiesceConfig",
     "SecretsConfig",
+    "SetsConfig",
     "Settings",
     "TemporalConfig",
     "TenantSourceConfig",
@@ -68,7 +69,7 @@ class FlywayConfig(BaseModel):
     model_config = _SECTION
 
     locations: list[Path] = Field(default_factory=lambda: [Path("migrations/demo")])
-    """JSON list of folders with the versioned SQL scripts."""
+    """JSON list of folders forming the worker's own migration set (`[]`: sets from the set store only)."""
     lib_dir: Path | None = None
     """Folder of the Flyway jars (default: fetched by Maven into `.fleetway/`)."""
     java: str = "java"
@@ -81,6 +82,29 @@ class FlywayConfig(BaseModel):
     """`auto` (jvm for PostgreSQL, cli for Oracle), `cli` (a process per run) or `jvm` (a JVM per worker)."""
     jvm_options: list[str] = Field(default_factory=lambda: list(DEFAULT_JVM_OPTIONS))
     """JSON list of options for the `jvm` engine's JVM (bounded heap keeps worker memory flat)."""
+
+
+class SetsConfig(BaseModel):
+    """Migration sets: the worker's digest-keyed snapshot cache and the set store it fetches from."""
+
+    model_config = _SECTION
+
+    cache: Path = Path(".fleetway/sets")
+    """Folder of verified set snapshots, one per digest (Flyway reads only these)."""
+    store: Literal["none", "dir", "s3"] = "none"
+    """Where workers fetch sets they lack and `migrations push` uploads: `none`, `dir` or `s3`."""
+    dir: Path | None = None
+    """Folder of a `dir` set store (a shared volume)."""
+    bucket: str | None = None
+    """S3 bucket of an `s3` set store (credentials: the default AWS chain)."""
+    prefix: str = "fleetway/sets/"
+    """Key prefix in the bucket; must end with `/`."""
+    region: str | None = None
+    """AWS region of the bucket (default: the AWS chain's)."""
+    endpoint_url: str | None = None
+    """S3 endpoint override (MinIO, moto)."""
+    profile: str | None = None
+    """Shared-config profile for the bucket."""
 
 
 class AwsSecretsConfig(BaseModel):
@@ -259,6 +283,7 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("TEMPORAL_NAMESPACE", "FLEETWAY_TEMPORAL_NAMESPACE")
     )
     flyway: FlywayConfig = FlywayConfig()
+    sets: SetsConfig = SetsConfig()
     secrets: SecretsConfig = SecretsConfig()
     tenants: TenantSourceConfig = TenantSourceConfig()
     quiesce: QuiesceConfig = QuiesceConfig()

@@ -28,6 +28,7 @@ from temporalio.exceptions import (
 with workflow.unsafe.imports_passed_through():
     from activities.audit import UNSPECIFIED_PRINCIPAL
     from activities.flyway_output import Action, ErrorClass
+    from activities.migration_store import MigrationSetActivities
     from activities.quiesce import QuiesceActivities
     from activities.rollouts import Outcome, RolloutActivities, TenantOutcome
     from activities.schema_history import history_marker
@@ -53,6 +54,9 @@ __all__ = ["ACTION_ATTRIBUTE", "OUTCOME_ATTRIBUTE", "MigrateAllWorkflow"]
 # workflow.patched marker: the per-dispatch quiesce check became a local activity. Open runs that
 # began before keep replaying the regular activity; drop the marker once none can remain.
 _LOCAL_QUIESCE_PATCH = "quiesce-check-local-activity"
+# workflow.patched marker: a rollout names one migration set (pinned at start when its input names
+# none) and passes it to every child. Runs that began before replay without the pin activity.
+_SET_PATCH = "rollout-names-migration-set"
 ACTION_ATTRIBUTE = SearchAttributeKey.for_keyword("FleetwayAction")
 OUTCOME_ATTRIBUTE = SearchAttributeKey.for_keyword("FleetwayOutcome")
 _SHORT = timedelta(seconds=30)
@@ -92,6 +96,7 @@ class MigrateAllWorkflow:
         self._in_flight: dict[str, asyncio.Task[None]] = {}
         self._stop: RolloutStatus | None = None
         self._marker = ""  # the history marker, set in run() (migrate, new histories)
+        self._set = request.migration_set  # pinned in _start when the input names none
 
     # ---- operator handlers -------------------------------------------------------------------
 
@@ -136,6 +141,7 @@ class MigrateAllWorkflow:
             source_exhausted=self._exhausted and not self._pending,
             run=self._runs,
             history_marker=self._marker,
+            migration_set=self._set,
         )
 
     @workflow.query(
@@ -174,11 +180,17 @@ class MigrateAllWorkflow:
         if continue_as_new and self._stop is None:
             # The explicit tenant list lives on in ``carry.pending``; carrying it twice would double
             # the payload (10,000 ids) for nothing.
-            workflow.continue_as_new(request.model_copy(update={"carry": self._carry(), "tenants": []}))
+            workflow.continue_as_new(
+                request.model_copy(update={"carry": self._carry(), "tenants": [], "migration_set": self._set})
+            )
         return self._finish()
 
     async def _start(self, request: MigrateAllInput) -> None:
         workflow.upsert_search_attributes([ACTION_ATTRIBUTE.value_set(request.action.value)])
+        if workflow.patched(_SET_PATCH):
+            if not self._set and not await self._pin_set():
+                return
+            workflow.upsert_memo({"migration_set": self._set})
         if not request.audit.principal.strip():
             # Never invent a principal: the audit trail says <unspecified>, and the result says why.
             self._warn(f"no principal in the audit context; audit events say {UNSPECIFIED_PRINCIPAL}")
@@ -200,6 +212,21 @@ class MigrateAllWorkflow:
                 self._stop = RolloutStatus.FAILED
                 return
             self._pending.extend(failed)
+
+    async def _pin_set(self) -> bool:
+        """Name the set of the worker that answers (the input named none); False: stopped."""
+        try:
+            self._set = await workflow.execute_activity_method(
+                MigrationSetActivities.pin_migration_set,
+                start_to_close_timeout=timedelta(minutes=2),
+                retry_policy=RetryPolicy(maximum_attempts=3),
+            )
+        except ActivityError as err:
+            # Like a listing failure: nothing dispatched, the reason in the result.
+            self._warn(f"no migration set named and the worker has none; nothing dispatched ({_reason(err)})")
+            self._stop = RolloutStatus.FAILED
+            return False
+        return True
 
     async def _dispatch(self) -> bool:
         """Dispatch until the fleet is done or something stops us; True when it is time to CAN."""
@@ -345,6 +372,7 @@ class MigrateAllWorkflow:
                     drift_check=request.drift_check,
                     installed_by=self._marker,
                     retry_budget_s=request.retry_budget_s,
+                    migration_set=self._set,
                 ),
                 id=f"{rollout_id}/{tenant}",
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
@@ -424,6 +452,8 @@ class MigrateAllWorkflow:
             "counts": {k.value: v for k, v in self._ledger.counts.items()},
             "status": status.value,
         }
+        if self._set:
+            memo["migration_set"] = self._set
         if self._request.action is not Action.MIGRATE:
             memo["drift"] = {k.value: self._ledger.drift.get(k, 0) for k in DriftKind}
         workflow.upsert_memo(memo)
@@ -444,4 +474,5 @@ class MigrateAllWorkflow:
             drifted=self._ledger.drifted,
             retry_budget_s=self._request.retry_budget_s,
             history_marker=self._marker,
+            migration_set=self._set,
         )

@@ -14,8 +14,9 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from activities.audit import AuditContext
-    from activities.errors import InvalidTenantIdError
+    from activities.errors import InvalidTenantIdError, MigrationSetInvalidError
     from activities.flyway_output import Action
+    from activities.migration_set import check_digest
     from activities.rollouts import Outcome, TenantOutcome
     from activities.secrets import validate_tenant_id
 
@@ -73,6 +74,10 @@ class MigrateAllInput(BaseModel):
             many attempts that takes; failures of the tenant's own scripts are never retried.
         start_paused: start held, as after ``pause``: nothing is dispatched until ``resume``
             (prepare a rollout, then release it).
+        migration_set: the digest (``sha256:<64 hex>``) of the migration set every tenant runs;
+            a worker without exactly that set (in its folder, cache or set store) refuses the
+            tenant retryably (``migration_set_mismatch``). Empty: the rollout pins the set of the
+            first worker that answers and names it from then on.
         carry: state carried across continue-as-new; never set by callers.
     """
 
@@ -95,6 +100,7 @@ class MigrateAllInput(BaseModel):
     continue_as_new_after: int = Field(default=500, ge=1)
     retry_budget_s: int = Field(default=900, ge=0, le=7 * 86400)
     start_paused: bool = False
+    migration_set: str = ""
     carry: RolloutCarry | None = None
 
     @field_validator("tenants")
@@ -107,6 +113,16 @@ class MigrateAllInput(BaseModel):
         if len(set(ids)) != len(ids):
             raise ValueError("tenants must not repeat an id")
         return ids
+
+    @field_validator("migration_set")
+    @classmethod
+    def _valid_digest(cls, value: str) -> str:
+        if not value:
+            return value
+        try:
+            return check_digest(value)
+        except MigrationSetInvalidError as exc:
+            raise ValueError(str(exc)) from None
 
     @model_validator(mode="after")
     def _one_selection(self) -> MigrateAllInput:
@@ -154,6 +170,7 @@ class Progress(BaseModel):
     source_exhausted: bool
     run: int
     history_marker: str = ""
+    migration_set: str = ""
 
 
 class Completions(BaseModel):
@@ -190,6 +207,7 @@ class MigrateAllResult(BaseModel):
         retry_budget_s: the per-tenant retry budget the rollout ran with.
         history_marker: ``installed_by`` of every script this rollout applied (migrate), so
             ``flyway_schema_history`` shows which rows are this rollout's.
+        migration_set: the digest of the set every tenant of this rollout ran.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -210,6 +228,7 @@ class MigrateAllResult(BaseModel):
     drifted: int = 0
     retry_budget_s: int = 0
     history_marker: str = ""
+    migration_set: str = ""
 
 
 MigrateAllInput.model_rebuild()

@@ -50,6 +50,8 @@ class TenantMigrationInput(BaseModel):
         retry_budget_s: infrastructure failures (lost worker, heartbeat timeout, refused or
             dropped connection, server shutdown) are retried for this long, however many attempts
             that takes; 0 keeps the old count of ``max_attempts``.
+        migration_set: the digest of the set every Flyway call of this tenant must run ("":
+            whichever set the worker has, as before sets were named).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -64,6 +66,7 @@ class TenantMigrationInput(BaseModel):
     drift_check: bool = True
     installed_by: str = ""
     retry_budget_s: int = Field(default=0, ge=0)
+    migration_set: str = ""
 
 
 def _from_failure(tenant_id: str, err: ActivityError) -> TenantOutcome:
@@ -87,6 +90,7 @@ def _from_failure(tenant_id: str, err: ActivityError) -> TenantOutcome:
         failed_at=partial.failed_version if partial else "",
         attempts=partial.attempt if partial else 0,
         source=OutcomeSource.FLYWAY if partial else None,
+        migration_set=partial.migration_set if partial else "",
         tampered=[i.version for i in partial.validation_issues if "CHECKSUM" in i.error_code][:50]
         if partial
         else [],
@@ -151,6 +155,7 @@ class TenantMigrationWorkflow:
                     secrets_backend=request.secrets_backend,
                     installed_by=marker,
                     retry_budget_s=request.retry_budget_s,
+                    migration_set=request.migration_set,
                 ),
                 start_to_close_timeout=timedelta(seconds=request.flyway_timeout_s + 60),
                 heartbeat_timeout=timedelta(seconds=request.heartbeat_timeout_s),
@@ -169,6 +174,7 @@ class TenantMigrationWorkflow:
                 duration_ms=flyway.duration_ms,
                 attempts=flyway.attempt,
                 source=OutcomeSource.FLYWAY,
+                migration_set=flyway.migration_set,
             )
             if marker and flyway.attempt > 1:
                 # An earlier attempt may have applied scripts and lost its report: ask the table.
@@ -178,7 +184,10 @@ class TenantMigrationWorkflow:
                 # The activity confirmed its Flyway is gone; say what it left, then end cancelled.
                 if marker:
                     canceled = TenantOutcome(
-                        tenant_id=request.tenant_id, outcome=Outcome.CANCELED, message="cancelled"
+                        tenant_id=request.tenant_id,
+                        outcome=Outcome.CANCELED,
+                        message="cancelled",
+                        migration_set=request.migration_set,
                     )
                     await self._audit(request, await self._checked(request, canceled, marker), started)
                 raise asyncio.CancelledError from None
@@ -188,7 +197,12 @@ class TenantMigrationWorkflow:
         if request.action is Action.VALIDATE and request.drift_check and workflow.patched(_DRIFT_PATCH):
             outcome = await self._with_drift(request, outcome)
         duration = workflow.now() - started
-        outcome = outcome.model_copy(update={"duration_ms": int(duration.total_seconds() * 1000)})
+        outcome = outcome.model_copy(
+            update={
+                "duration_ms": int(duration.total_seconds() * 1000),
+                "migration_set": outcome.migration_set or request.migration_set,
+            }
+        )
         if request.action is Action.MIGRATE:
             await self._audit(request, outcome, started)
         return outcome
@@ -207,7 +221,10 @@ class TenantMigrationWorkflow:
             info = await workflow.execute_activity_method(
                 FlywayActivities.run_flyway,
                 RunFlywayInput(
-                    action=Action.INFO, tenant_id=request.tenant_id, secrets_backend=request.secrets_backend
+                    action=Action.INFO,
+                    tenant_id=request.tenant_id,
+                    secrets_backend=request.secrets_backend,
+                    migration_set=request.migration_set,
                 ),
                 start_to_close_timeout=timedelta(seconds=request.flyway_timeout_s + 60),
                 heartbeat_timeout=timedelta(seconds=request.heartbeat_timeout_s),
@@ -242,6 +259,8 @@ class TenantMigrationWorkflow:
                 "migration.attempts": str(outcome.attempts),
                 "migration.source": outcome.source.value,
             }
+        if outcome.migration_set:
+            attributes["migration.set"] = outcome.migration_set
         event = AuditEvent(
             # One event per tenant outcome: a retried emit carries the same id, so sinks dedupe it.
             event_id=f"{info.workflow_id}/{info.run_id}/migration.applied",

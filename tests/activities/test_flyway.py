@@ -17,6 +17,7 @@ import pytest
 
 from activities.database_target import DatabaseTarget
 from activities.errors import (
+    ConfigurationError,
     FlywayReportedFailureError,
     FlywayTimeoutError,
     PasswordTooShortError,
@@ -164,6 +165,27 @@ async def test_failed_migrate_is_a_failure_even_when_flyway_exits_zero_without_r
     assert caught.value.outcome is not None
     assert caught.value.outcome.applied_versions == ["1"]
     assert caught.value.outcome.error_code == "FAILED_VERSIONED_MIGRATION"
+
+
+async def test_both_engines_refuse_a_missing_location_and_reject_the_same_location_strings(
+    runner: FlywayEngine, target: DatabaseTarget, postgres: PostgresServer, tmp_path: Path
+) -> None:
+    """Flyway 12.4.0 reports success for a missing folder unless failOnMissingLocations is set."""
+    with pytest.raises(FlywayReportedFailureError) as missing:
+        await runner.run(Action.MIGRATE, target, locations=(tmp_path / "gone",))
+    rejected = []
+    for bad in (Path("relative/scripts"), tmp_path / "a,b", ()):
+        with pytest.raises(ConfigurationError) as err:
+            await runner.run(Action.MIGRATE, target, locations=bad if isinstance(bad, tuple) else (bad,))
+        rejected.append(str(err.value))
+
+    assert missing.value.outcome is not None and missing.value.outcome.error_code == "ERROR"
+    assert rejected == [
+        "flyway location 'relative/scripts' must be absolute and comma-free",
+        f"flyway location '{tmp_path / 'a,b'}' must be absolute and comma-free",
+        "no flyway location given",
+    ]
+    assert not schema_exists(postgres, target.schema_name)
 
 
 async def test_unreachable_database_is_classified_target_unreachable_and_retryable(

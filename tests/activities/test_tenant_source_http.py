@@ -216,12 +216,12 @@ def test_cli_list_tenants_reads_the_http_source_with_a_token_file(tmp_path: Path
             "FLEETWAY_TENANTS__HTTP__TOKEN_FILE": str(token_file),
             "FLEETWAY_TENANTS__HTTP__ALLOW_HTTP_LOOPBACK": "true",
         }
-        done = fleetway("list-tenants", "-o", "json", env=env)
+        done = fleetway("list-tenants", "--local", "-o", "json", env=env)
         assert done.returncode == 0, done.stderr
         assert json.loads(done.stdout) == {"tenants": ids, "duplicates": ["cli_001"], "pages": 3}
         assert "duplicate tenant ids (listed once): cli_001" in done.stderr
         assert plane.requests[0][2]["authorization"] == f"Bearer {TOKEN}"
         env["FLEETWAY_TENANTS__HTTP__ALLOW_HTTP_LOOPBACK"] = "false"
-        refused = fleetway("list-tenants", env=env)
+        refused = fleetway("list-tenants", "--local", env=env)
         assert refused.returncode == 2
         assert "configuration_error: tenant source url" in refused.stderr and TOKEN not in refused.stderr

@@ -15,8 +15,9 @@ from temporalio.service import RPCError
 from activities.flyway import FlywayInstall
 from activities.quiesce import PostgresQuiesceController
 from tests.fleet import FLEETWAY, fleetway, make_fleet
-from tests.support import copy_migrations, schema_exists
+from tests.support import DEMO_MIGRATIONS, copy_migrations, history, schema_exists
 from worker.devstack import PostgresServer, TemporalDevServer
+from worker.settings import SetsConfig
 from workflows.migrate_all import MigrateAllWorkflow
 from workflows.migrate_all_models import MigrateAllResult, RolloutStatus
 
@@ -77,18 +78,87 @@ def test_cli_rejects_an_invalid_tenant_id_with_exit_two_and_starts_nothing(
     assert "started" not in done.stderr
 
 
-def test_cli_list_tenants_prints_the_configured_source(
+async def test_cli_list_tenants_answers_from_the_workers_source_not_the_clis(
+    client: Client, postgres: PostgresServer, temporal_server: TemporalDevServer,
+    flyway_install: FlywayInstall, tmp_path: Path,
+) -> None:  # fmt: skip
+    fleet = make_fleet(postgres, 3)
+    env = fleet.cli_env(temporal_server.address, tmp_path, flyway_install)
+    env["FLEETWAY_TENANTS__TENANTS"] = json.dumps(["someone_else"])  # the CLI's own, different source
+    nobody = await asyncio.to_thread(fleetway, "list-tenants", env=env)
+    async with fleet.worker(client, flyway_install):
+        text = await asyncio.to_thread(fleetway, "list-tenants", env=env)
+        as_json = await asyncio.to_thread(fleetway, "list-tenants", "-o", "json", env=env)
+    local = await asyncio.to_thread(fleetway, "list-tenants", "--local", env=env)
+
+    assert text.stdout.split() == fleet.tenants
+    assert json.loads(as_json.stdout) == {"tenants": fleet.tenants, "duplicates": [], "pages": 1}
+    assert "tenant source static: 3 tenants" in text.stderr
+    assert local.stdout.split() == ["someone_else"]
+    assert nobody.returncode == 2
+    assert nobody.stderr.strip() == (
+        f"worker_unavailable: no worker polls task queue {fleet.task_queue!r}; this question is answered "
+        "by the workers (start one with: fleetway worker)"
+    )
+
+
+async def test_cli_pushes_a_set_and_a_store_only_worker_rolls_it_out_by_digest(
+    client: Client, postgres: PostgresServer, temporal_server: TemporalDevServer,
+    flyway_install: FlywayInstall, tmp_path: Path,
+) -> None:  # fmt: skip
+    fleet = make_fleet(postgres, 2)
+    release = copy_migrations(tmp_path / "release", upto=4)
+    env = fleet.cli_env(temporal_server.address, tmp_path, flyway_install) | {
+        "FLEETWAY_SETS__STORE": "dir", "FLEETWAY_SETS__DIR": str(tmp_path / "store"),
+    }  # fmt: skip
+    local = await asyncio.to_thread(fleetway, "migrations", "digest", str(release), env=env)
+    pushed = await asyncio.to_thread(fleetway, "migrations", "push", str(release), env=env)
+    digest = pushed.stdout.strip()
+    store_only = SetsConfig(store="dir", dir=tmp_path / "store", cache=tmp_path / "cache")
+    async with fleet.worker(client, flyway_install, locations=[], sets=store_only):
+        done = await asyncio.to_thread(fleetway, "migrate", "--migrations", digest, "-o", "json", env=env)
+        stale = await asyncio.to_thread(
+            fleetway, "migrate", "--migrations", str(DEMO_MIGRATIONS), "--tenant", fleet.tenants[0],
+            "--detach", env=env,
+        )  # fmt: skip
+        await client.get_workflow_handle(stale.stdout.strip()).cancel()
+
+    assert (local.returncode, pushed.returncode, done.returncode) == (0, 0, 0), done.stderr
+    assert local.stdout.strip() == digest and digest.startswith("sha256:")
+    assert "4 files, 4 new" in pushed.stderr
+    result = json.loads(done.stdout)
+    assert result["migration_set"] == digest
+    assert {(o["version_after"], o["migration_set"]) for o in result["outcomes"]} == {("4", digest)}
+    assert f"task queue      {fleet.task_queue}" in done.stderr
+    assert f"migration set   {digest} (given by digest)" in done.stderr
+    assert "secret backend  static: 2 tenants in memory" in done.stderr
+    assert "warning: this CLI's secret backend is 'file: " in done.stderr
+    for tenant in fleet.tenants:
+        assert [v for v, _ in history(postgres, tenant)] == ["1", "2", "3", "4"]
+    assert "warning: the worker that answered cannot run sha256:" in stale.stderr
+    assert f"dir:{tmp_path / 'store'}" in stale.stderr and "migration_set_mismatch" in stale.stderr
+
+
+def test_cli_worker_refuses_a_migrations_folder_that_would_apply_nothing(
     postgres: PostgresServer,
     temporal_server: TemporalDevServer,
     flyway_install: FlywayInstall,
     tmp_path: Path,
 ) -> None:
-    fleet = make_fleet(postgres, 3)
+    fleet = make_fleet(postgres, 1)
     env = fleet.cli_env(temporal_server.address, tmp_path, flyway_install)
-    text = fleetway("list-tenants", env=env)
-    as_json = fleetway("list-tenants", "-o", "json", env=env)
-    assert text.stdout.split() == fleet.tenants
-    assert json.loads(as_json.stdout) == {"tenants": fleet.tenants, "duplicates": [], "pages": 1}
+    (tmp_path / "empty").mkdir()
+    answers = {}
+    for folder in (tmp_path / "missing", tmp_path / "empty"):
+        env["FLEETWAY_FLYWAY__LOCATIONS"] = json.dumps([str(folder)])
+        for engine in ("cli", "jvm"):
+            answers[folder.name, engine] = fleetway("worker", "--engine", engine, env=env, timeout=60)
+
+    for (name, _), done in answers.items():
+        problem = "does not exist" if name == "missing" else "holds no .sql script"
+        assert done.returncode == 2
+        assert done.stderr.startswith("migration_set_invalid: ") and problem in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1
 
 
 def test_cli_quiesce_set_status_clear_round_trip_on_postgres(

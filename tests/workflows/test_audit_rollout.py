@@ -24,10 +24,12 @@ from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, 
 from activities.audit import AuditContext, AuditEvent, Emitter
 from activities.audit_sinks import PostgresAuditSink
 from activities.flyway import FlywayInstall
+from activities.migration_set import scan_set
 from activities.rollouts import Outcome
 from activities.secrets import StaticSecretsProvider
 from activities.tenant_source_static import StaticTenantLister
 from tests.fleet import Fleet, fleetway, make_fleet
+from tests.support import DEMO_MIGRATIONS
 from worker.devstack import PostgresServer
 from worker.run import build_worker
 from workflows.migrate_all import MigrateAllWorkflow
@@ -110,6 +112,11 @@ async def test_postgres_sink_writes_one_row_per_tenant_outcome_despite_a_retried
             "cafe123",
         ),
     ]
+    with psycopg.connect(dsn) as conn:
+        sets = conn.execute(
+            "SELECT DISTINCT attributes->>'migration.set' FROM fleetway_audit_events"
+        ).fetchall()
+    assert sets == [(scan_set([DEMO_MIGRATIONS])[0].digest,)]  # the set each tenant ran, failures included
 
 
 async def test_one_trace_spans_the_rollout_children_flyway_and_audit(
