@@ -10,6 +10,7 @@ carry a secret value, a DSN or Flyway's free-text output.
     ├── MigrationSetMismatchError
     ├── MigrationStoreError
     ├── WorkerUnavailableError
+    ├── WorkerConfigMismatchError
     ├── PrerequisiteMissingError
     ├── InvalidTenantIdError
     ├── UnsafeIdentifierError
@@ -67,6 +68,7 @@ __all__ = [
     "TenantSourceUnavailableError",
     "UnsafeEnvValueError",
     "UnsafeIdentifierError",
+    "WorkerConfigMismatchError",
     "WorkerUnavailableError",
     "to_application_error",
 ]
@@ -122,6 +124,18 @@ class MigrationStoreError(FleetwayError):
 
     error_type = "migration_store_error"
     retryable = True
+
+
+class WorkerConfigMismatchError(FleetwayError):
+    """This worker's tenant source or secret backend differs from the one the rollout pinned.
+
+    Retryable at a steady 1 s, like a set mismatch: a worker configured like the rollout's first
+    one takes the work; nothing was read or run here.
+    """
+
+    error_type = "worker_config_mismatch"
+    retryable = True
+    retry_after_s = 1.0
 
 
 class WorkerUnavailableError(FleetwayError):

@@ -417,6 +417,8 @@ class RunFlywayInput(BaseModel):
         migration_set: the digest of the set to run (``sha256:<hex>``); a worker that cannot
             produce exactly that set refuses, retryably, without running anything. Empty: the
             worker's own set (histories from before sets were named).
+        pinned_secrets: the description of the secret backend the rollout pinned; a worker whose
+            backend differs refuses retryably (``worker_config_mismatch``). "": none pinned.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -427,6 +429,7 @@ class RunFlywayInput(BaseModel):
     installed_by: str = ""
     retry_budget_s: int = Field(default=0, ge=0)
     migration_set: str = ""
+    pinned_secrets: str = ""
 
 
 @contextlib.asynccontextmanager
@@ -505,7 +508,7 @@ class FlywayActivities:
     async def _run(
         self, request: RunFlywayInput, tenant_id: str, locations: tuple[Path, ...] | None
     ) -> FlywayOutcome:
-        provider = provider_for(self._secrets, request.secrets_backend)
+        provider = provider_for(self._secrets, request.secrets_backend, pinned=request.pinned_secrets)
         run = functools.partial(
             self._runner.run, request.action, installed_by=request.installed_by, locations=locations
         )

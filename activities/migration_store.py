@@ -31,15 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Protocol
 
-from temporalio import activity
-
-from activities.errors import (
-    FleetwayError,
-    MigrationSetInvalidError,
-    MigrationSetMismatchError,
-    MigrationStoreError,
-    to_application_error,
-)
+from activities.errors import MigrationSetInvalidError, MigrationSetMismatchError, MigrationStoreError
 from activities.migration_set import (
     MAX_SET_BYTES,
     Manifest,
@@ -51,7 +43,6 @@ from activities.migration_set import (
 
 __all__ = [
     "DirectorySetStore",
-    "MigrationSetActivities",
     "MigrationSetStore",
     "MigrationSets",
     "ResolvedSet",
@@ -462,22 +453,3 @@ class MigrationSets:
             self._inflight[key] = running
             running.add_done_callback(lambda _: self._inflight.pop(key, None))
         return await asyncio.shield(running)
-
-
-class MigrationSetActivities:
-    """The activity that pins a rollout to a set when its input names none."""
-
-    def __init__(self, sets: MigrationSets) -> None:
-        self._sets = sets
-
-    @activity.defn(name="pin_migration_set")
-    async def pin_migration_set(self) -> str:
-        """Snapshot this worker's own set and return its digest (the rollout then names it).
-
-        A rollout started without a digest (an older pipeline, a hand-written input) still runs
-        one set across the fleet: the one the first worker had, not whichever each worker has.
-        """
-        try:
-            return (await self._sets.local()).digest
-        except FleetwayError as exc:
-            raise to_application_error(exc) from None

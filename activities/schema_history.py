@@ -176,6 +176,7 @@ class ReadHistoryInput(BaseModel):
     tenant_id: str = Field(min_length=1, max_length=128)
     secrets_backend: str = "default"
     marker: str
+    pinned_secrets: str = ""
 
 
 class SchemaHistoryActivities:
@@ -188,7 +189,7 @@ class SchemaHistoryActivities:
     async def read_schema_history(self, request: ReadHistoryInput) -> HistorySummary:
         """Resolve the tenant's credentials and summarize its schema history for the rollout."""
         try:
-            provider = provider_for(self._secrets, request.secrets_backend)
+            provider = provider_for(self._secrets, request.secrets_backend, pinned=request.pinned_secrets)
             target = await provider.resolve(validate_tenant_id(request.tenant_id))
             return await read_history(target, request.marker)
         except FleetwayError as exc:

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final, Protocol, cast
 
+from activities.backend_identity import check_backend
 from activities.database_target import DatabaseTarget
 from activities.errors import (
     ConfigurationError,
@@ -89,15 +90,19 @@ class SecretWriter(Protocol):
         ...
 
 
-def provider_for(backends: Mapping[str, SecretsProvider], name: str) -> SecretsProvider:
+def provider_for(backends: Mapping[str, SecretsProvider], name: str, *, pinned: str = "") -> SecretsProvider:
     """The configured secret backend called ``name`` (every activity that resolves a tenant asks here).
+
+    ``pinned``: the description of the backend the rollout pinned ("" for none).
 
     Raises:
         ConfigurationError: no backend of that name is configured on this worker.
+        WorkerConfigMismatchError: this worker's backend is not the pinned one.
     """
     provider = backends.get(name)
     if provider is None:
         raise ConfigurationError(f"secrets backend {name!r} is not configured")
+    check_backend("secret backend", name, provider, pinned)
     return provider
 
 

@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 from temporalio import activity
 
+from activities.backend_identity import check_backend
 from activities.errors import ConfigurationError, FleetwayError, TenantSourceError, to_application_error
 from activities.secrets import validate_tenant_id
 
@@ -46,6 +47,7 @@ class ListTenantsInput(BaseModel):
     source: str = "default"
     cursor: str | None = None
     limit: int = Field(default=200, ge=1, le=1000)
+    pinned: str = ""  # the description of the source the rollout pinned ("" for none)
 
 
 class TenantLister(Protocol):
@@ -119,6 +121,7 @@ class TenantSourceActivities:
             source = self._sources.get(request.source)
             if source is None:
                 raise ConfigurationError(f"tenant source {request.source!r} is not configured")
+            check_backend("tenant source", request.source, source, request.pinned)
             return await source.list_page(request.cursor, request.limit)
         except FleetwayError as exc:
             raise to_application_error(exc) from None

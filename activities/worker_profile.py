@@ -9,20 +9,18 @@ info, paths and digests.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 
 from pydantic import BaseModel, ConfigDict
 from temporalio import activity
 
-from activities.errors import FleetwayError
+from activities.backend_identity import describe
+from activities.errors import ConfigurationError, FleetwayError, to_application_error
 from activities.migration_store import MigrationSets
+from activities.secrets import SecretsProvider
+from activities.tenant_source_static import TenantLister
 
-__all__ = ["WorkerProfile", "WorkerProfileActivities", "describe"]
-
-
-def describe(backend: object) -> str:
-    """A backend's ``description`` (where it reads from), or its class name when it has none."""
-    text = getattr(backend, "description", "")
-    return text if isinstance(text, str) and text else type(backend).__name__
+__all__ = ["DescribeWorkerInput", "PinRolloutInput", "RolloutPin", "WorkerProfile", "WorkerProfileActivities"]
 
 
 class WorkerProfile(BaseModel):
@@ -57,12 +55,63 @@ class DescribeWorkerInput(BaseModel):
     migration_set: str = ""
 
 
-class WorkerProfileActivities:
-    """Answers ``describe_worker`` from the worker's wiring (static) and its folder (read now)."""
+class PinRolloutInput(BaseModel):
+    """What a starting rollout names: a set digest ("" = this worker's) and its backends' names."""
 
-    def __init__(self, profile: WorkerProfile, sets: MigrationSets) -> None:
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    migration_set: str = ""
+    tenant_source: str = "default"
+    secrets_backend: str = "default"
+
+
+class RolloutPin(BaseModel):
+    """What a rollout runs with from its start on: the set, and its backends' descriptions."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    migration_set: str
+    tenant_source: str = ""
+    secrets_backend: str = ""
+
+
+class WorkerProfileActivities:
+    """Answers ``describe_worker`` and ``pin_rollout`` from the worker's wiring and its folder."""
+
+    def __init__(
+        self,
+        profile: WorkerProfile,
+        sets: MigrationSets,
+        *,
+        sources: Mapping[str, TenantLister],
+        secrets: Mapping[str, SecretsProvider],
+    ) -> None:
         self._profile = profile
         self._sets = sets
+        self._sources = dict(sources)
+        self._secrets = dict(secrets)
+
+    @activity.defn(name="pin_rollout")
+    async def pin_rollout(self, request: PinRolloutInput) -> RolloutPin:
+        """Pin a starting rollout to this worker's backends, and to its own set when none is named.
+
+        A rollout started without a digest (an older pipeline, a hand-written input) still runs one
+        set across the fleet: the one this worker has, not whichever each worker has. Only workers
+        whose tenant source and secret backend are described like this one's serve it afterwards.
+        """
+        try:
+            source = self._sources.get(request.tenant_source)
+            if source is None:
+                raise ConfigurationError(f"tenant source {request.tenant_source!r} is not configured")
+            secrets = self._secrets.get(request.secrets_backend)
+            if secrets is None:
+                raise ConfigurationError(f"secrets backend {request.secrets_backend!r} is not configured")
+            digest = request.migration_set or (await self._sets.local()).digest
+        except FleetwayError as exc:
+            raise to_application_error(exc) from None
+        return RolloutPin(
+            migration_set=digest, tenant_source=describe(source), secrets_backend=describe(secrets)
+        )
 
     @activity.defn(name="describe_worker")
     async def describe_worker(self, request: DescribeWorkerInput) -> WorkerProfile:

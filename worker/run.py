@@ -16,15 +16,15 @@ from temporalio.client import Client
 from temporalio.worker import Interceptor, Worker
 
 from activities.audit import AuditActivities, Emitter
+from activities.backend_identity import describe
 from activities.flyway import FlywayActivities, FlywayEngine, FlywayInstall, FlywayRunner, FlywaySettings
 from activities.flyway_jvm import JvmFlywayEngine, VendorRoutedEngine, start_jvm
-from activities.migration_store import MigrationSetActivities
 from activities.quiesce import QuiesceActivities, QuiesceController
 from activities.rollouts import RolloutActivities
 from activities.schema_history import SchemaHistoryActivities
 from activities.secrets import SecretsProvider
 from activities.tenant_source_static import TenantLister, TenantSourceActivities
-from activities.worker_profile import WorkerProfile, WorkerProfileActivities, describe
+from activities.worker_profile import WorkerProfile, WorkerProfileActivities
 from worker.backends import (
     audit_emitter,
     migration_sets,
@@ -99,6 +99,7 @@ def build_worker(
     )
     quiesce_activities = QuiesceActivities(quiesce or quiesce_controller(settings))
     audit = AuditActivities(emitter or Emitter())
+    profiles = WorkerProfileActivities(profile, sets, sources=tenant_sources, secrets=secrets)
     provisioning = provisioning_activities(settings, secrets)
     rollouts = RolloutActivities(client)
     return Worker(
@@ -118,8 +119,8 @@ def build_worker(
             quiesce_activities.check_quiesce,
             audit.emit_audit,
             rollouts.failed_tenants_of,
-            MigrationSetActivities(sets).pin_migration_set,
-            WorkerProfileActivities(profile, sets).describe_worker,
+            profiles.pin_rollout,
+            profiles.describe_worker,
             provisioning.create_schema,
             provisioning.create_roles,
             provisioning.seed,

@@ -28,12 +28,12 @@ from temporalio.exceptions import (
 with workflow.unsafe.imports_passed_through():
     from activities.audit import UNSPECIFIED_PRINCIPAL
     from activities.flyway_output import Action, ErrorClass
-    from activities.migration_store import MigrationSetActivities
     from activities.quiesce import QuiesceActivities
     from activities.rollouts import Outcome, RolloutActivities, TenantOutcome
     from activities.schema_history import history_marker
     from activities.tenant_source_static import ListTenantsInput, TenantSourceActivities
     from activities.tenant_walk import MAX_PAGES, cursor_digest
+    from activities.worker_profile import PinRolloutInput, WorkerProfileActivities
     from workflows.drift import DriftKind
     from workflows.migrate_all_models import (
         COMPLETIONS_PER_QUERY,
@@ -54,9 +54,10 @@ __all__ = ["ACTION_ATTRIBUTE", "OUTCOME_ATTRIBUTE", "MigrateAllWorkflow"]
 # workflow.patched marker: the per-dispatch quiesce check became a local activity. Open runs that
 # began before keep replaying the regular activity; drop the marker once none can remain.
 _LOCAL_QUIESCE_PATCH = "quiesce-check-local-activity"
-# workflow.patched marker: a rollout names one migration set (pinned at start when its input names
-# none) and passes it to every child. Runs that began before replay without the pin activity.
-_SET_PATCH = "rollout-names-migration-set"
+# workflow.patched marker: a rollout pins its migration set (the worker's when its input names none)
+# and the descriptions of its tenant source and secret backend at start, and passes them on. Runs
+# that began before replay without the pin activity.
+_PIN_PATCH = "rollout-pins-set-and-backends"
 ACTION_ATTRIBUTE = SearchAttributeKey.for_keyword("FleetwayAction")
 OUTCOME_ATTRIBUTE = SearchAttributeKey.for_keyword("FleetwayOutcome")
 _SHORT = timedelta(seconds=30)
@@ -97,6 +98,8 @@ class MigrateAllWorkflow:
         self._stop: RolloutStatus | None = None
         self._marker = ""  # the history marker, set in run() (migrate, new histories)
         self._set = request.migration_set  # pinned in _start when the input names none
+        self._source_pin = carry.pinned_tenant_source  # set in _start (patched histories)
+        self._secrets_pin = carry.pinned_secrets
 
     # ---- operator handlers -------------------------------------------------------------------
 
@@ -142,6 +145,8 @@ class MigrateAllWorkflow:
             run=self._runs,
             history_marker=self._marker,
             migration_set=self._set,
+            pinned_tenant_source=self._source_pin,
+            pinned_secrets=self._secrets_pin,
         )
 
     @workflow.query(
@@ -187,8 +192,8 @@ class MigrateAllWorkflow:
 
     async def _start(self, request: MigrateAllInput) -> None:
         workflow.upsert_search_attributes([ACTION_ATTRIBUTE.value_set(request.action.value)])
-        if workflow.patched(_SET_PATCH):
-            if not self._set and not await self._pin_set():
+        if workflow.patched(_PIN_PATCH):
+            if not await self._pin(request):
                 return
             workflow.upsert_memo({"migration_set": self._set})
         if not request.audit.principal.strip():
@@ -213,19 +218,28 @@ class MigrateAllWorkflow:
                 return
             self._pending.extend(failed)
 
-    async def _pin_set(self) -> bool:
-        """Name the set of the worker that answers (the input named none); False: stopped."""
+    async def _pin(self, request: MigrateAllInput) -> bool:
+        """Pin the set (the worker's, when the input names none) and the backends; False: stopped."""
         try:
-            self._set = await workflow.execute_activity_method(
-                MigrationSetActivities.pin_migration_set,
+            pin = await workflow.execute_activity_method(
+                WorkerProfileActivities.pin_rollout,
+                PinRolloutInput(
+                    migration_set=self._set,
+                    tenant_source=request.tenant_source,
+                    secrets_backend=request.secrets_backend,
+                ),
                 start_to_close_timeout=timedelta(minutes=2),
                 retry_policy=RetryPolicy(maximum_attempts=3),
             )
         except ActivityError as err:
             # Like a listing failure: nothing dispatched, the reason in the result.
-            self._warn(f"no migration set named and the worker has none; nothing dispatched ({_reason(err)})")
+            self._warn(
+                f"the rollout could not be pinned to a set and backends; nothing dispatched ({_reason(err)})"
+            )
             self._stop = RolloutStatus.FAILED
             return False
+        self._set = pin.migration_set
+        self._source_pin, self._secrets_pin = pin.tenant_source, pin.secrets_backend
         return True
 
     async def _dispatch(self) -> bool:
@@ -271,7 +285,10 @@ class MigrateAllWorkflow:
                 page = await workflow.execute_activity_method(
                     TenantSourceActivities.list_tenants_page,
                     ListTenantsInput(
-                        source=self._request.tenant_source, cursor=self._cursor, limit=self._request.page_size
+                        source=self._request.tenant_source,
+                        cursor=self._cursor,
+                        limit=self._request.page_size,
+                        pinned=self._source_pin,
                     ),
                     start_to_close_timeout=timedelta(minutes=2),
                     retry_policy=RetryPolicy(maximum_attempts=5),
@@ -351,7 +368,10 @@ class MigrateAllWorkflow:
             return outcome
         try:
             return await reconciled(
-                outcome, secrets_backend=self._request.secrets_backend, marker=self._marker
+                outcome,
+                secrets_backend=self._request.secrets_backend,
+                marker=self._marker,
+                pinned_secrets=self._secrets_pin,
             )
         except asyncio.CancelledError:  # cancelled again while reading: keep what we know
             return outcome
@@ -373,6 +393,7 @@ class MigrateAllWorkflow:
                     installed_by=self._marker,
                     retry_budget_s=request.retry_budget_s,
                     migration_set=self._set,
+                    pinned_secrets=self._secrets_pin,
                 ),
                 id=f"{rollout_id}/{tenant}",
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
@@ -438,6 +459,8 @@ class MigrateAllWorkflow:
             parallelism=self._parallelism,
             paused=self._paused,
             runs=self._runs + 1,
+            pinned_tenant_source=self._source_pin,
+            pinned_secrets=self._secrets_pin,
         )
 
     def _finish(self) -> MigrateAllResult:
@@ -475,4 +498,6 @@ class MigrateAllWorkflow:
             retry_budget_s=self._request.retry_budget_s,
             history_marker=self._marker,
             migration_set=self._set,
+            pinned_tenant_source=self._source_pin,
+            pinned_secrets=self._secrets_pin,
         )

@@ -153,6 +153,8 @@ class RolloutCarry(BaseModel):
     parallelism: int = 0
     paused: bool = False
     runs: int = 1
+    pinned_tenant_source: str = ""
+    pinned_secrets: str = ""
 
 
 class Progress(BaseModel):
@@ -171,6 +173,8 @@ class Progress(BaseModel):
     run: int
     history_marker: str = ""
     migration_set: str = ""
+    pinned_tenant_source: str = ""
+    pinned_secrets: str = ""
 
 
 class Completions(BaseModel):
@@ -208,6 +212,8 @@ class MigrateAllResult(BaseModel):
         history_marker: ``installed_by`` of every script this rollout applied (migrate), so
             ``flyway_schema_history`` shows which rows are this rollout's.
         migration_set: the digest of the set every tenant of this rollout ran.
+        pinned_tenant_source / pinned_secrets: the descriptions of the tenant source and secret
+            backend the rollout was pinned to at its start; only workers configured alike served it.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -229,6 +235,8 @@ class MigrateAllResult(BaseModel):
     retry_budget_s: int = 0
     history_marker: str = ""
     migration_set: str = ""
+    pinned_tenant_source: str = ""
+    pinned_secrets: str = ""
 
 
 MigrateAllInput.model_rebuild()

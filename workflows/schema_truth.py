@@ -62,7 +62,12 @@ def apply_summary(outcome: TenantOutcome, summary: HistorySummary) -> TenantOutc
 
 
 async def reconciled(
-    outcome: TenantOutcome, *, secrets_backend: str, marker: str, timeout_s: int = 30
+    outcome: TenantOutcome,
+    *,
+    secrets_backend: str,
+    marker: str,
+    pinned_secrets: str = "",
+    timeout_s: int = 30,
 ) -> TenantOutcome:
     """Read the tenant's schema history and make ``outcome`` say what it shows.
 
@@ -72,7 +77,12 @@ async def reconciled(
     try:
         summary = await workflow.execute_activity_method(
             SchemaHistoryActivities.read_schema_history,
-            ReadHistoryInput(tenant_id=outcome.tenant_id, secrets_backend=secrets_backend, marker=marker),
+            ReadHistoryInput(
+                tenant_id=outcome.tenant_id,
+                secrets_backend=secrets_backend,
+                marker=marker,
+                pinned_secrets=pinned_secrets,
+            ),
             schedule_to_close_timeout=timedelta(seconds=timeout_s),
             start_to_close_timeout=timedelta(seconds=20),
             retry_policy=RetryPolicy(

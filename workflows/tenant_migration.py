@@ -52,6 +52,7 @@ class TenantMigrationInput(BaseModel):
             that takes; 0 keeps the old count of ``max_attempts``.
         migration_set: the digest of the set every Flyway call of this tenant must run ("":
             whichever set the worker has, as before sets were named).
+        pinned_secrets: the description of the secret backend the rollout pinned ("": none).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -67,6 +68,7 @@ class TenantMigrationInput(BaseModel):
     installed_by: str = ""
     retry_budget_s: int = Field(default=0, ge=0)
     migration_set: str = ""
+    pinned_secrets: str = ""
 
 
 def _from_failure(tenant_id: str, err: ActivityError) -> TenantOutcome:
@@ -156,6 +158,7 @@ class TenantMigrationWorkflow:
                     installed_by=marker,
                     retry_budget_s=request.retry_budget_s,
                     migration_set=request.migration_set,
+                    pinned_secrets=request.pinned_secrets,
                 ),
                 start_to_close_timeout=timedelta(seconds=request.flyway_timeout_s + 60),
                 heartbeat_timeout=timedelta(seconds=request.heartbeat_timeout_s),
@@ -209,7 +212,12 @@ class TenantMigrationWorkflow:
 
     @staticmethod
     async def _checked(request: TenantMigrationInput, outcome: TenantOutcome, marker: str) -> TenantOutcome:
-        return await reconciled(outcome, secrets_backend=request.secrets_backend, marker=marker)
+        return await reconciled(
+            outcome,
+            secrets_backend=request.secrets_backend,
+            marker=marker,
+            pinned_secrets=request.pinned_secrets,
+        )
 
     async def _with_drift(self, request: TenantMigrationInput, outcome: TenantOutcome) -> TenantOutcome:
         """After validate, read ``info`` too, for the drift summary.
@@ -225,6 +233,7 @@ class TenantMigrationWorkflow:
                     tenant_id=request.tenant_id,
                     secrets_backend=request.secrets_backend,
                     migration_set=request.migration_set,
+                    pinned_secrets=request.pinned_secrets,
                 ),
                 start_to_close_timeout=timedelta(seconds=request.flyway_timeout_s + 60),
                 heartbeat_timeout=timedelta(seconds=request.heartbeat_timeout_s),

@@ -199,3 +199,36 @@ def test_directory_store_is_shared_by_push_and_workers(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "blobs").iterdir()) == sorted(
         e.sha256 for e in manifest.entries
     )
+
+
+async def test_a_worker_configured_otherwise_cannot_serve_a_pinned_rollout(
+    client: Client, flyway_install: FlywayInstall, postgres: PostgresServer, tmp_path: Path
+) -> None:
+    """The issue's demo trap: another deployment's worker on the same queue, with its own tenants and secrets."""
+    ours, theirs = make_fleet(postgres, 3), make_fleet(postgres, 2)
+    theirs.task_queue = ours.task_queue
+    cache = SetsConfig(cache=tmp_path / "c")
+    async with ours.worker(client, flyway_install, sets=cache):
+        listed = await _start(client, ours, MigrateAllInput(start_paused=True))
+        explicit = await _start(
+            client, ours, MigrateAllInput(tenants=ours.tenants[:1], retry_budget_s=3, start_paused=True)
+        )
+        for handle in (listed, explicit):
+            for _ in range(100):
+                if (await handle.query(MigrateAllWorkflow.progress)).pinned_tenant_source:
+                    break
+                await asyncio.sleep(0.1)
+    async with theirs.worker(client, flyway_install, sets=cache):
+        for handle in (listed, explicit):
+            await handle.signal(MigrateAllWorkflow.resume)
+        listed_result, explicit_result = await listed.result(), await explicit.result()
+
+    assert listed_result.pinned_tenant_source.startswith("static: 3 tenants")
+    assert listed_result.pinned_secrets == "static: 3 tenants in memory"
+    assert listed_result.status is RolloutStatus.FAILED and listed_result.total == 0
+    warning = listed_result.warnings[-1]
+    assert "tenant listing failed" in warning and "worker_config_mismatch" in warning
+    assert "'static: 2 tenants" in warning and "pinned to 'static: 3 tenants" in warning
+    (refused,) = explicit_result.outcomes
+    assert refused.error_class == "worker_config_mismatch" and "retry budget of 3s spent" in refused.message
+    assert not any(schema_exists(postgres, t) for t in ours.tenants + theirs.tenants)
