@@ -61,7 +61,7 @@ class PinRolloutInput(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     migration_set: str = ""
-    tenant_source: str = "default"
+    tenant_source: str = "default"  # "": the rollout lists no source (explicit tenants)
     secrets_backend: str = "default"
 
 
@@ -100,8 +100,8 @@ class WorkerProfileActivities:
         whose tenant source and secret backend are described like this one's serve it afterwards.
         """
         try:
-            source = self._sources.get(request.tenant_source)
-            if source is None:
+            source = self._sources.get(request.tenant_source) if request.tenant_source else None
+            if source is None and request.tenant_source:
                 raise ConfigurationError(f"tenant source {request.tenant_source!r} is not configured")
             secrets = self._secrets.get(request.secrets_backend)
             if secrets is None:
@@ -110,7 +110,9 @@ class WorkerProfileActivities:
         except FleetwayError as exc:
             raise to_application_error(exc) from None
         return RolloutPin(
-            migration_set=digest, tenant_source=describe(source), secrets_backend=describe(secrets)
+            migration_set=digest,
+            tenant_source=describe(source) if source is not None else "",
+            secrets_backend=describe(secrets),
         )
 
     @activity.defn(name="describe_worker")

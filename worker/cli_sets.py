@@ -94,8 +94,7 @@ async def ask_workers(
     """
     if not await _polled_within(client, task_queue, wait_s):
         raise WorkerUnavailableError(
-            f"no worker polls task queue {task_queue!r}; this question is answered by the workers "
-            "(start one with: fleetway worker)"
+            f"no worker polls task queue {task_queue!r} (start one with: fleetway worker)"
         )
     timeout = _LIST_TIMEOUT if list_tenants else _DESCRIBE_TIMEOUT
     try:

@@ -22,9 +22,11 @@ import hvac
 import psycopg
 from psycopg import sql
 
+from worker.client import connect, has_pollers
 from worker.devstack import PROJECT_ROOT, DevStack, dev_stack
 from worker.devstack_secrets import AWS_TEST_ENV, MotoServer, OpenBaoDevServer
 from worker.output import ExitCode
+from worker.settings import TemporalConfig
 
 __all__ = ["run_demo"]
 
@@ -141,6 +143,12 @@ async def _run_fleet(stack: DevStack, ids: list[str], backend_env: dict[str, str
     worker = await asyncio.create_subprocess_exec(fleetway, "worker", env=env)
     migrate: asyncio.subprocess.Process | None = None
     try:
+        # Let the worker poll first, so the CLI's summary shows what the worker will use.
+        client = await connect(TemporalConfig(address=stack.temporal.address, task_queue="fleetway"))
+        for _ in range(600):
+            if worker.returncode is not None or await has_pollers(client, "fleetway"):
+                break
+            await asyncio.sleep(0.1)
         migrate = await asyncio.create_subprocess_exec(
             fleetway, "migrate", "--principal", "demo", "--parallelism", "4", env=env
         )

@@ -82,6 +82,7 @@ def render_result(
         "failed_overflow": result.failed_overflow,
         "failed_lost": result.failed_lost,
         "warnings": result.warnings,
+        "migration_set": result.migration_set,
     }
     if fmt is OutputFormat.JSON:
         print(result.model_dump_json(indent=2))
@@ -110,6 +111,8 @@ def render_result(
     console.print(
         f"{result.total} tenants: {counts or 'none'}" + (" (outcomes truncated)" if result.truncated else "")
     )
+    if result.migration_set:
+        console.print(f"migration set {result.migration_set}")
     if result.failed_overflow or result.failed_lost:
         shown = ", ".join(result.failed_overflow[:20]) + (" …" if len(result.failed_overflow) > 20 else "")
         console.print(
@@ -130,6 +133,7 @@ def render_progress(progress: Progress, fmt: OutputFormat, rollout_id: str) -> N
     print(
         f"{rollout_id}: {progress.status.value}; dispatched {progress.dispatched}; {counts}; "
         f"in flight {len(progress.in_flight)}; parallelism {progress.parallelism}"
+        + (f"; set {progress.migration_set}" if progress.migration_set else "")
     )
     for o in progress.failed:
         print(f"  - {o.tenant_id}: {o.outcome.value} {o.error_class} {o.message}".rstrip())

@@ -225,7 +225,8 @@ class MigrateAllWorkflow:
                 WorkerProfileActivities.pin_rollout,
                 PinRolloutInput(
                     migration_set=self._set,
-                    tenant_source=request.tenant_source,
+                    # An explicit list (or a rerun) never reads the source: nothing to pin there.
+                    tenant_source="" if request.tenants or request.rerun_failed_of else request.tenant_source,
                     secrets_backend=request.secrets_backend,
                 ),
                 start_to_close_timeout=timedelta(minutes=2),
@@ -233,9 +234,7 @@ class MigrateAllWorkflow:
             )
         except ActivityError as err:
             # Like a listing failure: nothing dispatched, the reason in the result.
-            self._warn(
-                f"the rollout could not be pinned to a set and backends; nothing dispatched ({_reason(err)})"
-            )
+            self._warn(f"pinning the rollout's set and backends failed; nothing dispatched ({_reason(err)})")
             self._stop = RolloutStatus.FAILED
             return False
         self._set = pin.migration_set

@@ -13,6 +13,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from activities.flyway import FlywayInstall
+from activities.migration_set import scan_set
 from activities.quiesce import PostgresQuiesceController
 from tests.fleet import FLEETWAY, fleetway, make_fleet
 from tests.support import DEMO_MIGRATIONS, copy_migrations, history, schema_exists
@@ -41,6 +42,7 @@ async def test_cli_migrate_streams_ndjson_and_exits_by_outcome(
     assert [line["event"] for line in lines] == ["tenant_complete", "tenant_complete", "summary"]
     assert {line["tenant_id"] for line in lines[:2]} == set(fleet.tenants[:2])
     assert lines[-1]["status"] == "succeeded"
+    assert lines[-1]["migration_set"] == scan_set([DEMO_MIGRATIONS])[0].digest == lines[0]["migration_set"]
     assert bad.returncode == 1
     failed = [
         json.loads(line) for line in bad.stdout.splitlines() if '"failed"' in line and "tenant_id" in line
@@ -97,8 +99,7 @@ async def test_cli_list_tenants_answers_from_the_workers_source_not_the_clis(
     assert local.stdout.split() == ["someone_else"]
     assert nobody.returncode == 2
     assert nobody.stderr.strip() == (
-        f"worker_unavailable: no worker polls task queue {fleet.task_queue!r}; this question is answered "
-        "by the workers (start one with: fleetway worker)"
+        f"worker_unavailable: no worker polls task queue {fleet.task_queue!r} (start one with: fleetway worker)"
     )
 
 

@@ -253,7 +253,8 @@ async def test_migrate_all_stops_with_a_warning_when_the_tenant_source_fails(
     assert result.status is RolloutStatus.FAILED
     assert result.total == 0
     assert result.warnings == [
-        "tenant listing failed; dispatch stopped (configuration_error: tenant source 'nowhere' is not configured)"
+        "pinning the rollout's set and backends failed; nothing dispatched "
+        "(configuration_error: tenant source 'nowhere' is not configured)"
     ]
 
 

@@ -189,6 +189,9 @@ async def test_a_rollout_naming_no_set_pins_the_workers_and_refuses_when_it_has_
     assert pinned.status is RolloutStatus.SUCCEEDED and pinned.migration_set == own == memo["migration_set"]
     assert {o.migration_set for o in pinned.outcomes} == {own}
     assert refused.status is RolloutStatus.FAILED and refused.total == 0
+    assert refused.warnings[-1].startswith(
+        "pinning the rollout's set and backends failed; nothing dispatched"
+    )
     assert "migration_set_invalid" in refused.warnings[-1] and "holds no .sql script" in refused.warnings[-1]
 
 
