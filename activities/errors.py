@@ -12,6 +12,7 @@ carry a secret value, a DSN or Flyway's free-text output.
     ├── WorkerUnavailableError
     ├── WorkerConfigMismatchError
     ├── PrerequisiteMissingError
+    ├── InvalidInputError
     ├── InvalidTenantIdError
     ├── UnsafeIdentifierError
     ├── UnsafeEnvValueError
@@ -35,6 +36,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING, ClassVar
 
+from pydantic import ValidationError
 from temporalio.exceptions import ApplicationError
 
 if TYPE_CHECKING:
@@ -47,6 +49,7 @@ __all__ = [
     "FlywayOutputUnparsedError",
     "FlywayReportedFailureError",
     "FlywayTimeoutError",
+    "InvalidInputError",
     "InvalidQuiesceTtlError",
     "InvalidTenantIdError",
     "MigrationSetInvalidError",
@@ -70,6 +73,7 @@ __all__ = [
     "UnsafeIdentifierError",
     "WorkerConfigMismatchError",
     "WorkerUnavailableError",
+    "from_validation_error",
     "to_application_error",
 ]
 
@@ -150,8 +154,18 @@ class PrerequisiteMissingError(FleetwayError):
     error_type = "prerequisite_missing"
 
 
-class InvalidTenantIdError(FleetwayError):
-    """A tenant id is empty or breaks ``^[A-Za-z0-9_-]{1,128}$`` (after trimming)."""
+class InvalidInputError(FleetwayError, ValueError):
+    """A workflow, activity or command input breaks its model (a field's type, range or rule)."""
+
+    error_type = "invalid_input"
+
+
+class InvalidTenantIdError(FleetwayError, ValueError):
+    """A tenant id is empty or breaks ``^[A-Za-z0-9_-]{1,128}$`` (after trimming).
+
+    Also a ``ValueError``, so a pydantic validator that raises it yields a ``ValidationError``
+    that still carries this error (and its published type) for the one-line rendering.
+    """
 
     error_type = "invalid_tenant_id"
 
@@ -318,3 +332,25 @@ def to_application_error(exc: FleetwayError, *, final_reason: str = "") -> Appli
         return ApplicationError(message, *details, type=exc.error_class, non_retryable=non_retryable)
     delay = timedelta(seconds=exc.retry_after_s) if exc.retry_after_s is not None else None
     return ApplicationError(message, type=exc.error_type, non_retryable=non_retryable, next_retry_delay=delay)
+
+
+_MAX_INPUT_MESSAGE = 1000
+
+
+def from_validation_error(exc: ValidationError) -> FleetwayError:
+    """A pydantic ``ValidationError`` as one named fleetway error, for a one-line answer.
+
+    A single failure raised as a fleetway error by a validator (an invalid tenant id) keeps its
+    own type and message; anything else becomes :class:`InvalidInputError` naming each field and
+    rule (``parallelism: Input should be less than or equal to 256``). No pydantic URL, no dump.
+    """
+    errors = exc.errors(include_url=False)
+    carried = [e.get("ctx", {}).get("error") for e in errors]
+    if len(errors) == 1 and isinstance(carried[0], FleetwayError):
+        return carried[0]
+    parts = []
+    for error, cause in zip(errors, carried, strict=True):
+        where = ".".join(str(p) for p in error["loc"]) or "input"
+        text = f"{cause.error_type}: {cause}" if isinstance(cause, FleetwayError) else error["msg"]
+        parts.append(f"{where}: {text.removeprefix('Value error, ')}")
+    return InvalidInputError("; ".join(parts)[:_MAX_INPUT_MESSAGE])

@@ -13,7 +13,7 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final, Protocol, cast
 
@@ -38,6 +38,7 @@ __all__ = [
     "check_secret_role",
     "provider_for",
     "validate_tenant_id",
+    "validate_tenant_ids",
 ]
 
 TENANT_ID_PATTERN: Final = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
@@ -54,6 +55,36 @@ def validate_tenant_id(raw: str) -> str:
         shown = ascii(raw[:140])
         raise InvalidTenantIdError(f"tenant id {shown} is invalid: must match ^[A-Za-z0-9_-]{{1,128}}$")
     return tenant_id
+
+
+_BAD_IDS_SHOWN = 10
+
+
+def validate_tenant_ids(raws: Sequence[str], *, where: str) -> list[str]:
+    """Every id trimmed and checked; one error naming every bad one (empty and blank ids included).
+
+    ``where`` says where the ids came from ("in --tenant", "in the tenant source's page").
+
+    Raises:
+        InvalidTenantIdError: naming up to 10 bad ids, escaped, and how many there were.
+    """
+    ids, bad = [], []
+    for raw in raws:
+        tenant_id = raw.strip()
+        if TENANT_ID_PATTERN.fullmatch(tenant_id):
+            ids.append(tenant_id)
+        else:
+            bad.append(ascii(raw[:140]))
+    if bad:
+        shown = ", ".join(bad[:_BAD_IDS_SHOWN]) + (
+            f" and {len(bad) - _BAD_IDS_SHOWN} more" if len(bad) > _BAD_IDS_SHOWN else ""
+        )
+        noun = "tenant id" if len(bad) == 1 else f"{len(bad)} tenant ids"
+        verb = "is" if len(bad) == 1 else "are"
+        raise InvalidTenantIdError(
+            f"{noun} {where} {verb} invalid: {shown}; each must match ^[A-Za-z0-9_-]{{1,128}}$"
+        )
+    return ids
 
 
 class SecretsProvider(Protocol):

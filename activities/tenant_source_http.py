@@ -5,10 +5,17 @@
 another team's service and its answers decide which databases get migrated:
 
 - https only; plain http only when explicitly allowed *and* the host is loopback;
-- redirects followed by hand (≤ 10): never to another host, never from https down to http, so the
-  bearer token never leaves the origin;
-- per-request timeout, a response size cap enforced while streaming, not after;
-- every id trimmed and validated (a bad id fails the page, naming the id escaped);
+- redirects followed by hand (≤ 10): never to another host or port (default ports made explicit,
+  so ``https://h/`` and ``http://h/`` are different origins), never from https down to http
+  (whatever ``allow_http_loopback`` says), so the bearer token never leaves the origin and never
+  travels in clear except to a loopback URL configured as such;
+- one deadline (``timeout_s``) for the whole request — connect, redirects, headers and body — so
+  a server trickling a byte every few seconds cannot hold a listing open; a response size cap
+  enforced while streaming, not after;
+- JSON nested deeper than :data:`MAX_JSON_DEPTH` is refused by name (Python's parser would
+  overflow its recursion limit);
+- every id trimmed and validated; a bad, empty or blank id fails the page, naming every bad id
+  escaped;
 - timeouts, connection errors, 429 and 5xx retried with exponential backoff (``Retry-After``
   honoured up to a cap), then :class:`TenantSourceUnavailableError`; anything else is a clear
   :class:`TenantSourceError` with the envelope's error code and message, escaped and truncated.
@@ -29,12 +36,13 @@ import httpx
 from pydantic import SecretStr
 
 from activities.errors import ConfigurationError, TenantSourceError, TenantSourceUnavailableError
-from activities.secrets import validate_tenant_id
+from activities.secrets import validate_tenant_ids
 from activities.tenant_source_static import TenantPage
 
-__all__ = ["DEFAULT_MAX_RESPONSE_BYTES", "HttpTenantLister"]
+__all__ = ["DEFAULT_MAX_RESPONSE_BYTES", "MAX_JSON_DEPTH", "HttpTenantLister", "parse_json_bounded"]
 
 DEFAULT_MAX_RESPONSE_BYTES: Final = 4 * 1024 * 1024
+MAX_JSON_DEPTH: Final = 64  # a page is {"data": {"tenants": [{"id": …}]}}: depth 4
 _MAX_REDIRECTS: Final = 10
 _TRANSIENT_STATUS: Final = frozenset({408, 425, 429, 500, 502, 503, 504})
 _MAX_RETRY_AFTER_S: Final = 30.0
@@ -51,6 +59,45 @@ def _is_loopback(host: str) -> bool:
 
 def _shown(value: object, limit: int = 200) -> str:
     return ascii(str(value)[:limit])
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int]:
+    """(scheme, host, port) with the default port made explicit: http://h/ and https://h/ differ."""
+    default = 443 if url.scheme == "https" else 80
+    return url.scheme, url.host, url.port or default
+
+
+def parse_json_bounded(body: bytes, *, what: str) -> object:
+    """``json.loads`` that refuses nesting deeper than :data:`MAX_JSON_DEPTH` by name.
+
+    The depth is measured on the raw bytes before parsing (brackets outside strings), so a hostile
+    ``[[[[…`` of any depth costs one linear scan, never a ``RecursionError``.
+
+    Raises:
+        TenantSourceError: invalid JSON, or nested deeper than the limit.
+    """
+    depth, deepest, in_string, escaped = 0, 0, False, False
+    for byte in body:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):
+            depth += 1
+            deepest = max(deepest, depth)
+            if deepest > MAX_JSON_DEPTH:
+                raise TenantSourceError(f"{what} is JSON nested deeper than {MAX_JSON_DEPTH} levels; refused")
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        raise TenantSourceError(f"{what} is not valid JSON") from None
 
 
 class HttpTenantLister:
@@ -93,6 +140,7 @@ class HttpTenantLister:
         self._token = token
         self._allow_http = allow_http_loopback
         self._timeout = httpx.Timeout(timeout_s)
+        self._deadline_s = timeout_s
         self._max_bytes = max_response_bytes
         self._attempts = max_attempts
         self._backoff = backoff_s
@@ -122,7 +170,10 @@ class HttpTenantLister:
         last = ""
         for attempt in range(1, self._attempts + 1):
             try:
-                status, body, retry_after = await self._get(url)
+                async with asyncio.timeout(self._deadline_s):
+                    status, body, retry_after = await self._get(url)
+            except TimeoutError:
+                last, retry_after = f"no complete answer within {self._deadline_s:g}s", None
             except (httpx.TimeoutException, httpx.TransportError) as exc:
                 last, retry_after = type(exc).__name__, None
             else:
@@ -157,17 +208,28 @@ class HttpTenantLister:
         raise TenantSourceError(f"tenant source stopped after {_MAX_REDIRECTS} redirects")
 
     def _redirect_target(self, current: httpx.URL, location: str) -> httpx.URL:
+        """Where a redirect may go: the same host, never a downgrade, http only to a loopback host.
+
+        Raises:
+            TenantSourceError: no Location, another host or port, https → http, a non-http scheme,
+                or plain http to a host that is not loopback or not allowed.
+        """
         if not location:
             raise TenantSourceError("tenant source sent a redirect without a Location")
         target = current.join(location)
-        if (target.host, target.port) != (current.host, current.port):
+        if target.scheme not in {"http", "https"}:
+            raise TenantSourceError(f"tenant source redirected to scheme {target.scheme!r}; refusing")
+        if current.scheme == "https" and target.scheme == "http":
+            raise TenantSourceError(
+                f"tenant source redirected from https to {_shown(str(target))}; refusing to downgrade"
+            )
+        if target.scheme == "http" and not (self._allow_http and _is_loopback(target.host)):
+            raise TenantSourceError(f"tenant source redirected to plain http {_shown(str(target))}; refusing")
+        upgraded = current.scheme == "http" and target.scheme == "https" and target.host == current.host
+        if _origin(target)[1:] != _origin(current)[1:] and not upgraded:
             raise TenantSourceError(
                 f"tenant source redirected off-host to {_shown(str(target))}; refusing to follow"
             )
-        if target.scheme != current.scheme and not (target.scheme == "https" or self._allow_http):
-            raise TenantSourceError(f"tenant source redirected to {target.scheme}; refusing to downgrade")
-        if target.scheme not in {"http", "https"}:
-            raise TenantSourceError(f"tenant source redirected to scheme {target.scheme!r}; refusing")
         return target
 
     async def _read_capped(self, response: httpx.Response) -> bytes:
@@ -192,9 +254,10 @@ class HttpTenantLister:
     def _describe_error(status: int, body: bytes) -> str:
         message = f"tenant source returned HTTP {status}"
         try:
-            error = json.loads(body).get("error")
-        except (ValueError, AttributeError):
+            document = parse_json_bounded(body, what="the error body")
+        except TenantSourceError:
             return message
+        error = document.get("error") if isinstance(document, dict) else None
         if isinstance(error, dict):
             code, text = error.get("code"), error.get("message")
             if code or text:
@@ -202,23 +265,22 @@ class HttpTenantLister:
         return message
 
     def _parse(self, body: bytes, cursor: str | None) -> TenantPage:
-        try:
-            document = json.loads(body)
-        except ValueError:
-            raise TenantSourceError("tenant source answered with invalid JSON") from None
-        data = document.get("data") if isinstance(document, dict) else None
+        document = parse_json_bounded(body, what="the tenant source's answer")
+        if not isinstance(document, dict):
+            raise TenantSourceError("tenant source envelope has no 'data' object")
+        data = document.get("data")
         if not isinstance(data, dict):
             raise TenantSourceError("tenant source envelope has no 'data' object")
         tenants = data.get("tenants")
         if not isinstance(tenants, list):
             raise TenantSourceError("tenant source 'data.tenants' is not a list")
-        ids: list[str] = []
+        raw_ids: list[str] = []
         for item in tenants:
             raw = item.get("id") if isinstance(item, dict) else None
             if not isinstance(raw, str):
                 raise TenantSourceError(f"tenant source entry {_shown(item, 80)} has no string 'id'")
-            if raw.strip():
-                ids.append(validate_tenant_id(raw))
+            raw_ids.append(raw)
+        ids = validate_tenant_ids(raw_ids, where="in the tenant source's page")
         next_cursor = data.get("next_cursor", document.get("next_cursor"))
         if next_cursor is not None and not isinstance(next_cursor, str):
             raise TenantSourceError("tenant source 'next_cursor' is not a string")

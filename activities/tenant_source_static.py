@@ -18,7 +18,7 @@ from temporalio import activity
 
 from activities.backend_identity import check_backend
 from activities.errors import ConfigurationError, FleetwayError, TenantSourceError, to_application_error
-from activities.secrets import validate_tenant_id
+from activities.secrets import validate_tenant_ids
 
 __all__ = [
     "ListTenantsInput",
@@ -62,7 +62,7 @@ class StaticTenantLister:
     """A fixed list of tenant ids, validated and de-duplicated up front, paged by offset."""
 
     def __init__(self, tenant_ids: Sequence[str]) -> None:
-        ids = [validate_tenant_id(t) for t in tenant_ids]
+        ids = validate_tenant_ids(tenant_ids, where="in the static tenant list")
         duplicates = sorted(t for t, n in Counter(ids).items() if n > 1)
         if duplicates:
             raise TenantSourceError(f"duplicate tenant ids: {', '.join(duplicates[:10])}")
@@ -105,7 +105,7 @@ def load_tenants_file(path: Path) -> list[str]:
         raw = data
     else:
         raw = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
-    return [validate_tenant_id(t) for t in raw]
+    return validate_tenant_ids(raw, where=f"in tenants file {str(path)!r}")
 
 
 class TenantSourceActivities:

@@ -11,6 +11,7 @@ import ipaddress
 import json
 import ssl
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -34,6 +35,7 @@ class ControlPlane:
     handler: Handler = lambda path, query, headers: (404, {}, b"")
     requests: list[tuple[str, dict[str, str], dict[str, str]]] = field(default_factory=list)
     ca_file: str | None = None
+    trickle_s: float = 0.0  # > 0: send the whole response one byte at a time, this far apart
 
     @property
     def url(self) -> str:
@@ -107,6 +109,9 @@ def control_plane(*, tls_dir: Path | None = None) -> Iterator[ControlPlane]:
             headers = {k.lower(): v for k, v in self.headers.items()}
             plane.requests.append((parsed.path, query, headers))
             status, extra, body = plane.handler(parsed.path, query, headers)
+            if plane.trickle_s:
+                self._trickle(status, extra, body, plane.trickle_s)
+                return
             self.send_response(status)
             for k, v in extra.items():
                 self.send_header(k, v)
@@ -120,6 +125,17 @@ def control_plane(*, tls_dir: Path | None = None) -> Iterator[ControlPlane]:
                 self.wfile.write(b"0\r\n\r\n")
             else:
                 self.wfile.write(body)
+
+        def _trickle(self, status: int, extra: dict[str, str], body: bytes, pause_s: float) -> None:
+            head = f"HTTP/1.1 {status} X\r\nContent-Length: {len(body)}\r\n"
+            head += "".join(f"{k}: {v}\r\n" for k, v in extra.items()) + "\r\n"
+            try:
+                for byte in head.encode() + body:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(pause_s)
+            except OSError:  # the client gave up: what this mode exists to make it do
+                self.close_connection = True
 
         def log_message(self, format: str, *args: object) -> None:
             pass

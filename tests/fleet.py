@@ -15,7 +15,6 @@ from typing import Any
 
 import psycopg
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
@@ -26,6 +25,7 @@ from activities.quiesce import MemoryQuiesceController, QuiesceController
 from activities.secrets import StaticSecretsProvider
 from activities.tenant_source_static import StaticTenantLister
 from tests.support import DEMO_MIGRATIONS
+from worker.client import DATA_CONVERTER
 from worker.devstack import PostgresServer
 from worker.run import build_worker
 from worker.settings import FlywayConfig, SetsConfig, Settings, TemporalConfig, WorkerConfig
@@ -136,7 +136,7 @@ async def separate_client(client: Client) -> Client:
     and two in-process workers with different configurations must share one queue here."""
     return await Client.connect(
         client.service_client.config.target_host,
-        data_converter=pydantic_data_converter,
+        data_converter=DATA_CONVERTER,
         runtime=Runtime(telemetry=TelemetryConfig()),
     )
 

@@ -76,8 +76,6 @@ def _rollout_command(action: Action) -> Callable[..., None]:
     ) -> None:
         async def go() -> ExitCode:
             selected = list(tenant or []) + (load_tenants_file(tenants_file) if tenants_file else [])
-            if not principal:
-                stderr.print("warning: no --principal; audit events will say <unspecified>")
             effective = Action.INFO if dry_run else action
             settings = load_settings()
             named = named_set(migrations, settings)
@@ -93,6 +91,8 @@ def _rollout_command(action: Action) -> Callable[..., None]:
                 audit=AuditContext(principal=principal, git_sha=git_sha, pipeline_run_id=pipeline_run_id),
                 start_paused=paused,
             )
+            if not principal:  # after the input is known valid: a bad input gets one line, nothing else
+                stderr.print("warning: no --principal; audit events will say <unspecified>")
             client, settings = await connect_client()
             workflow_id = rollout_id or f"rollout-{effective.value}-{uuid.uuid4().hex[:10]}"
             task_queue = settings.effective_temporal().task_queue

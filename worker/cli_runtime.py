@@ -18,7 +18,7 @@ from rich.console import Console
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from activities.errors import ConfigurationError, FleetwayError
+from activities.errors import ConfigurationError, FleetwayError, from_validation_error
 from worker.client import connect
 from worker.output import ExitCode
 from worker.settings import Settings
@@ -61,7 +61,11 @@ def run_command(coro_fn: Callable[[], Awaitable[ExitCode]], *, service: str = "f
     except FleetwayError as exc:
         stderr.print(f"{exc.error_type}: {exc}", markup=False)
         code = ExitCode.USAGE
-    except (RPCError, ValidationError) as exc:
+    except ValidationError as exc:
+        named = from_validation_error(exc)
+        stderr.print(f"{named.error_type}: {named}", markup=False)
+        code = ExitCode.USAGE
+    except RPCError as exc:
         stderr.print(f"{type(exc).__name__}: {exc}", markup=False)
         code = ExitCode.USAGE
     except CommandExit as exc:

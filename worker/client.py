@@ -2,17 +2,44 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import ValidationError
+from temporalio.api.common.v1 import Payload
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client, TLSConfig
 from temporalio.contrib.opentelemetry import TracingInterceptor
-from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.contrib.pydantic import PydanticPayloadConverter
+from temporalio.converter import DataConverter
 from temporalio.service import RPCError
 
+from activities.errors import from_validation_error, to_application_error
 from worker.settings import TemporalConfig
 
-__all__ = ["connect", "has_pollers"]
+__all__ = ["DATA_CONVERTER", "connect", "has_pollers"]
+
+
+class _NamedErrorsPayloadConverter(PydanticPayloadConverter):
+    """The pydantic converter, with invalid payloads failing as one named, non-retryable error.
+
+    Without this, a workflow started (by the ``temporal`` CLI, any client) with an input its model
+    refuses stays RUNNING forever, its first task retrying "Failed decoding arguments". Raised
+    as an ``ApplicationError``, the same named error the ``fleetway`` CLI prints fails the workflow
+    (or activity) at once.
+    """
+
+    def from_payloads(self, payloads: Sequence[Payload], type_hints: list[type] | None = None) -> list[Any]:
+        try:
+            return super().from_payloads(payloads, type_hints)
+        except ValidationError as exc:
+            raise to_application_error(from_validation_error(exc)) from None
+
+
+DATA_CONVERTER = DataConverter(payload_converter_class=_NamedErrorsPayloadConverter)
+"""Every client, worker and test uses this converter (pydantic models as plain JSON)."""
 
 
 async def connect(config: TemporalConfig) -> Client:
@@ -31,7 +58,7 @@ async def connect(config: TemporalConfig) -> Client:
     return await Client.connect(
         config.address,
         namespace=config.namespace,
-        data_converter=pydantic_data_converter,
+        data_converter=DATA_CONVERTER,
         interceptors=[TracingInterceptor()],
         api_key=config.api_key.get_secret_value() if config.api_key else None,
         tls=tls,

@@ -14,11 +14,11 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from activities.audit import AuditContext
-    from activities.errors import InvalidTenantIdError, MigrationSetInvalidError
+    from activities.errors import InvalidInputError, MigrationSetInvalidError
     from activities.flyway_output import Action
     from activities.migration_set import check_digest
     from activities.rollouts import Outcome, TenantOutcome
-    from activities.secrets import validate_tenant_id
+    from activities.secrets import validate_tenant_ids
 
 __all__ = [
     "COMPLETIONS_PER_QUERY",
@@ -106,10 +106,9 @@ class MigrateAllInput(BaseModel):
     @field_validator("tenants")
     @classmethod
     def _valid_tenant_ids(cls, value: list[str]) -> list[str]:
-        try:
-            ids = [validate_tenant_id(t) for t in value]
-        except InvalidTenantIdError as exc:
-            raise ValueError(str(exc)) from None
+        ids = validate_tenant_ids(
+            value, where="in the rollout's tenants"
+        )  # InvalidTenantIdError is a ValueError
         if len(set(ids)) != len(ids):
             raise ValueError("tenants must not repeat an id")
         return ids
@@ -122,7 +121,7 @@ class MigrateAllInput(BaseModel):
         try:
             return check_digest(value)
         except MigrationSetInvalidError as exc:
-            raise ValueError(str(exc)) from None
+            raise InvalidInputError(str(exc)) from None
 
     @model_validator(mode="after")
     def _one_selection(self) -> MigrateAllInput:

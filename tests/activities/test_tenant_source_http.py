@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 from pydantic import SecretStr
 
@@ -155,16 +158,23 @@ async def test_invalid_ids_fail_the_page_naming_the_id_escaped() -> None:
         plane.handler = lambda path, q, h: (200, {}, tenants_body(["ok_1", "../etc\npasswd"], None))
         with pytest.raises(InvalidTenantIdError, match=r"'../etc\\npasswd'"):
             await lister(plane.url).list_page(None, 5)
-        plane.handler = lambda path, q, h: (200, {}, tenants_body(["  padded  ", "   "], None))
-        assert (await lister(plane.url).list_page(None, 5)).tenant_ids == [
-            "padded"
-        ]  # trimmed, blanks skipped
+        plane.handler = lambda path, q, h: (200, {}, tenants_body(["  padded  "], None))
+        assert (await lister(plane.url).list_page(None, 5)).tenant_ids == ["padded"]  # trimmed
+        plane.handler = lambda path, q, h: (200, {}, tenants_body(["ok_2", "", "   ", "a b", "ok_3"], None))
+        with pytest.raises(InvalidTenantIdError) as blanks:
+            await lister(plane.url).list_page(None, 5)
+        assert str(blanks.value) == (
+            "3 tenant ids in the tenant source's page are invalid: '', '   ', 'a b'; "
+            "each must match ^[A-Za-z0-9_-]{1,128}$"
+        )
 
 
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        (b"<html>not json</html>", "invalid JSON"),
+        (b"<html>not json</html>", "the tenant source's answer is not valid JSON"),
+        (b"[" * 200_000, "the tenant source's answer is JSON nested deeper than 64 levels; refused"),
+        (b'{"data": {"tenants": [' + b'{"x": ' * 70 + b"1" + b"}" * 70 + b"]}}", "nested deeper than 64"),
         (b'{"tenants": []}', "no 'data' object"),
         (b'{"data": {"tenants": {"id": "a"}}}', "is not a list"),
         (b'{"data": {"tenants": [{"name": "a"}]}}', "has no string 'id'"),
@@ -174,8 +184,82 @@ async def test_invalid_ids_fail_the_page_naming_the_id_escaped() -> None:
 async def test_contract_violations_are_named(body: bytes, message: str) -> None:
     with control_plane() as plane:
         plane.handler = lambda path, q, h: (200, {}, body)
-        with pytest.raises(TenantSourceError, match=message):
+        with pytest.raises(TenantSourceError, match=re.escape(message)):
             await lister(plane.url).list_page(None, 5)
+
+
+def test_cli_list_tenants_names_a_deeply_nested_page_in_one_line(tmp_path: Path) -> None:
+    with control_plane() as plane:
+        plane.handler = lambda path, q, h: (200, {}, b"[" * 200_000)
+        env = {"PATH": "/usr/bin:/bin", "FLEETWAY_TENANTS__KIND": "http",
+               "FLEETWAY_TENANTS__HTTP__URL": plane.url, "FLEETWAY_TENANTS__HTTP__ALLOW_HTTP_LOOPBACK": "true"}  # fmt: skip
+        done = fleetway("list-tenants", "--local", env=env)
+    assert done.returncode == 2
+    assert done.stderr == (
+        "tenant_source_error: the tenant source's answer is JSON nested deeper than 64 levels; refused\n"
+    )
+
+
+async def test_a_trickling_server_is_cut_off_by_the_whole_request_deadline() -> None:
+    """Headers arrive a byte every 0.4 s: each read is quick, the request as a whole is not."""
+    with control_plane() as plane:
+        plane.trickle_s = 0.4
+        plane.handler = lambda path, q, h: (200, {}, tenants_body(["slow"], None))
+        slow = HttpTenantLister(
+            plane.url, allow_http_loopback=True, timeout_s=1.5, max_attempts=2, backoff_s=0
+        )
+        started = time.monotonic()
+        with pytest.raises(TenantSourceUnavailableError) as err:
+            await slow.list_page(None, 5)
+        elapsed = time.monotonic() - started
+    assert (
+        str(err.value) == "tenant source unavailable after 2 attempts (last: no complete answer within 1.5s)"
+    )
+    assert elapsed < 2 * 1.5 + 1  # both attempts cut at their deadline, not after the whole trickle
+
+
+async def test_https_never_redirects_down_to_http_even_with_loopback_http_allowed(tmp_path: Path) -> None:
+    with control_plane(tls_dir=tmp_path) as plane:
+        plane.handler = lambda path, q, h: (
+            (302, {"Location": f"http://127.0.0.1:{plane.port}/x/tenants"}, b"")
+            if path == "/down/tenants"
+            else (200, {}, tenants_body(["a"], None))
+        )
+        assert plane.ca_file is not None
+        down = HttpTenantLister(
+            plane.url + "/down", verify=plane.ca_file, token=SecretStr(TOKEN), allow_http_loopback=True
+        )
+        with pytest.raises(
+            TenantSourceError, match=r"redirected from https to .http://127.0.0.1:.*refusing to downgrade"
+        ):
+            await down.list_page(None, 5)
+    assert [p for p, _, _ in plane.requests] == ["/down/tenants"]  # the http URL was never contacted
+
+
+@pytest.mark.parametrize(
+    ("base", "location", "refusal"),
+    [
+        ("https://cp.example/api", "http://cp.example/api/tenants", "refusing to downgrade"),  # default ports
+        ("https://cp.example/api", "https://cp.example:8443/t", "off-host"),
+        ("https://cp.example/api", "https://other.example/t", "off-host"),
+        ("http://127.0.0.1:8080/api", "http://localhost:8080/t", "off-host"),
+        ("http://127.0.0.1:8080/api", "http://cp.example:8080/t", "plain http"),
+        ("https://cp.example/api", "ftp://cp.example/t", "scheme 'ftp'"),
+    ],
+)
+def test_redirect_rules(base: str, location: str, refusal: str) -> None:
+    source = HttpTenantLister(base, allow_http_loopback=True)
+    with pytest.raises(TenantSourceError, match=refusal):
+        source._redirect_target(httpx.URL(base), location)
+
+
+def test_redirect_rules_allow_same_origin_and_an_upgrade() -> None:
+    source = HttpTenantLister("http://127.0.0.1:8080/api", allow_http_loopback=True)
+    assert str(source._redirect_target(httpx.URL("http://127.0.0.1:8080/api"), "/v2/tenants")).endswith(
+        "127.0.0.1:8080/v2/tenants"
+    )
+    upgraded = source._redirect_target(httpx.URL("http://127.0.0.1/api"), "https://127.0.0.1/api")
+    assert upgraded.scheme == "https"
 
 
 async def test_transient_errors_are_retried_then_reported() -> None:

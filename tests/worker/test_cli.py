@@ -74,10 +74,20 @@ def test_cli_rejects_an_invalid_tenant_id_with_exit_two_and_starts_nothing(
 ) -> None:
     fleet = make_fleet(postgres, 1)
     env = fleet.cli_env(temporal_server.address, tmp_path, flyway_install)
-    done = fleetway("migrate", "--tenant", "acme; DROP", env=env)
-    assert done.returncode == 2
-    assert "acme; DROP" in done.stderr
-    assert "started" not in done.stderr
+    done = fleetway("migrate", "--tenant", "acme; DROP", "--tenant", "ok_1", "--tenant", "bad id", env=env)
+    (tenants_file := tmp_path / "tenants.txt").write_text("ok_2\nbad id\n")
+    from_file = fleetway("migrate", "--tenants-file", str(tenants_file), env=env)
+    big = fleetway("migrate", "--parallelism", "9", "--rollout-id", "x", "-o", "bogus", env=env)
+    assert done.returncode == from_file.returncode == 2
+    assert done.stderr == (
+        "invalid_tenant_id: 2 tenant ids in the rollout's tenants are invalid: 'acme; DROP', 'bad id'; "
+        "each must match ^[A-Za-z0-9_-]{1,128}$\n"
+    )
+    assert from_file.stderr == (
+        f"invalid_tenant_id: tenant id in tenants file {str(tenants_file)!r} is invalid: 'bad id'; "
+        "each must match ^[A-Za-z0-9_-]{1,128}$\n"
+    )
+    assert big.returncode == 2 and "Traceback" not in big.stderr
 
 
 async def test_cli_list_tenants_answers_from_the_workers_source_not_the_clis(

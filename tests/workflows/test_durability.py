@@ -14,14 +14,15 @@ from pathlib import Path
 import psycopg
 import pytest
 from temporalio.api.sdk.v1 import WorkflowMetadata
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
-from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
 from temporalio.worker import Replayer
 
 from activities.flyway import FlywayInstall
 from activities.rollouts import Outcome
 from tests.fleet import FLEETWAY, fleetway, make_fleet
 from tests.support import copy_migrations, history, java_pids
+from worker.client import DATA_CONVERTER
 from worker.devstack import PROJECT_ROOT, PostgresServer, TemporalDevServer
 from workflows.migrate_all import MigrateAllWorkflow
 from workflows.migrate_all_models import MigrateAllInput, MigrateAllResult, RolloutStatus
@@ -281,6 +282,46 @@ async def test_pipeline_starts_a_rollout_with_the_temporal_cli_and_plain_json(
     assert result.counts == {Outcome.SUCCEEDED: 2}
 
 
+@pytest.mark.parametrize(
+    ("payload", "failure"),
+    [
+        ({"tenants": ["acme", "o'brien", "", "ok_2"]},
+         "invalid_tenant_id: 2 tenant ids in the rollout's tenants are invalid: \"o'brien\", ''; "
+         "each must match ^[A-Za-z0-9_-]{1,128}$"),
+        ({"parallelism": 1000, "migration_set": "sha256:abc"},
+         "invalid_input: parallelism: Input should be less than or equal to 256; "
+         "migration_set: invalid_input: migration set digest 'sha256:abc' is not sha256:<64 hex digits>"),
+        ({"action": "drop"}, "invalid_input: action: Input should be 'migrate', 'validate' or 'info'"),
+    ],
+)  # fmt: skip
+async def test_an_invalid_input_from_the_temporal_cli_fails_the_rollout_at_once_with_a_named_error(
+    client: Client,
+    flyway_install: FlywayInstall,
+    postgres: PostgresServer,
+    temporal_server: TemporalDevServer,
+    payload: dict[str, object],
+    failure: str,
+) -> None:
+    from worker.devstack import temporal_binary
+
+    fleet = make_fleet(postgres, 1)
+    rollout_id = f"bad-{uuid.uuid4().hex[:8]}"
+    async with fleet.worker(client, flyway_install):
+        started = subprocess.run(
+            [str(temporal_binary()), "workflow", "start", "--address", temporal_server.address,
+             "--task-queue", fleet.task_queue, "--type", "MigrateAllWorkflow",
+             "--workflow-id", rollout_id, "--input", json.dumps(payload)],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert started.returncode == 0, started.stderr
+        with pytest.raises(WorkflowFailureError) as ended:
+            await asyncio.wait_for(client.get_workflow_handle(rollout_id).result(), 30)
+
+    cause = ended.value.cause
+    assert isinstance(cause, ApplicationError) and cause.non_retryable
+    assert f"{cause.type}: {cause.message}" == failure
+
+
 async def test_recorded_histories_replay_without_nondeterminism(
     client: Client, flyway_install: FlywayInstall, postgres: PostgresServer
 ) -> None:
@@ -299,7 +340,7 @@ async def test_recorded_histories_replay_without_nondeterminism(
         await client.get_workflow_handle(f"{rollout_id}/{t}").fetch_history() for t in fleet.tenants
     ]
     replayer = Replayer(
-        workflows=[MigrateAllWorkflow, TenantMigrationWorkflow], data_converter=pydantic_data_converter
+        workflows=[MigrateAllWorkflow, TenantMigrationWorkflow], data_converter=DATA_CONVERTER
     )
     for recorded in histories:
         await replayer.replay_workflow(recorded)

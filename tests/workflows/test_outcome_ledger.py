@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from temporalio.contrib.pydantic import pydantic_data_converter
-
 from activities.flyway_output import Action, ErrorClass
 from activities.rollouts import Outcome, TenantOutcome
+from worker.client import DATA_CONVERTER
 from workflows.drift import DriftKind, summarize
 from workflows.migrate_all_models import MigrateAllInput, MigrateAllResult, RolloutCarry, RolloutStatus
 from workflows.outcome_ledger import OutcomeLedger
@@ -18,7 +17,7 @@ PAYLOAD_LIMIT = 2 * 1024 * 1024
 
 def _payload_bytes(value: Any) -> int:
     """What Temporal stores: the payload as the workers' data converter encodes it."""
-    return int(pydantic_data_converter.payload_converter.to_payloads([value])[0].ByteSize())
+    return int(DATA_CONVERTER.payload_converter.to_payloads([value])[0].ByteSize())
 
 
 def _worst_failure(i: int) -> TenantOutcome:
