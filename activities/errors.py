@@ -10,6 +10,7 @@ carry a secret value, a DSN or Flyway's free-text output.
     ├── MigrationSetMismatchError
     ├── MigrationStoreError
     ├── WorkerUnavailableError
+    ├── TemporalUnavailableError
     ├── WorkerConfigMismatchError
     ├── PrerequisiteMissingError
     ├── InvalidInputError
@@ -67,6 +68,7 @@ __all__ = [
     "SecretBackendError",
     "SecretMalformedError",
     "SecretNotFoundError",
+    "TemporalUnavailableError",
     "TenantSourceError",
     "TenantSourceUnavailableError",
     "UnsafeEnvValueError",
@@ -140,6 +142,13 @@ class WorkerConfigMismatchError(FleetwayError):
     error_type = "worker_config_mismatch"
     retryable = True
     retry_after_s = 1.0
+
+
+class TemporalUnavailableError(FleetwayError):
+    """The Temporal frontend could not be reached (refused, unresolvable, TLS failure)."""
+
+    error_type = "temporal_unavailable"
+    retryable = True
 
 
 class WorkerUnavailableError(FleetwayError):

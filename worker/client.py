@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,9 +16,10 @@ from temporalio.client import Client, TLSConfig
 from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.contrib.pydantic import PydanticPayloadConverter
 from temporalio.converter import DataConverter
+from temporalio.runtime import LogForwardingConfig, LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.service import RPCError
 
-from activities.errors import from_validation_error, to_application_error
+from activities.errors import TemporalUnavailableError, from_validation_error, to_application_error
 from worker.settings import TemporalConfig
 
 __all__ = ["DATA_CONVERTER", "connect", "has_pollers"]
@@ -42,6 +45,21 @@ DATA_CONVERTER = DataConverter(payload_converter_class=_NamedErrorsPayloadConver
 """Every client, worker and test uses this converter (pydantic models as plain JSON)."""
 
 
+@functools.cache
+def _runtime() -> Runtime:
+    """The process's Temporal runtime, its core logs forwarded to Python logging.
+
+    The core otherwise prints its warnings (``WARN temporalio_client::retry …`` when the server
+    goes away) on stdout, where ``-o json``/``ndjson`` promise nothing but JSON. Forwarded, they go
+    wherever logging goes: stderr, configured once per process in ``worker/``.
+    """
+    forwarding = LogForwardingConfig(logger=logging.getLogger("temporalio.core"))
+    logging_config = LoggingConfig(
+        filter=TelemetryFilter(core_level="WARN", other_level="ERROR"), forwarding=forwarding
+    )
+    return Runtime(telemetry=TelemetryConfig(logging=logging_config))
+
+
 async def connect(config: TemporalConfig) -> Client:
     """Connect with the pydantic converter and the OpenTelemetry tracing interceptor.
 
@@ -55,14 +73,22 @@ async def connect(config: TemporalConfig) -> Client:
             client_private_key=config.tls_client_key.read_bytes() if config.tls_client_key else None,
             server_root_ca_cert=config.tls_server_ca.read_bytes() if config.tls_server_ca else None,
         )
-    return await Client.connect(
-        config.address,
-        namespace=config.namespace,
-        data_converter=DATA_CONVERTER,
-        interceptors=[TracingInterceptor()],
-        api_key=config.api_key.get_secret_value() if config.api_key else None,
-        tls=tls,
-    )
+    try:
+        return await Client.connect(
+            config.address,
+            namespace=config.namespace,
+            data_converter=DATA_CONVERTER,
+            interceptors=[TracingInterceptor()],
+            api_key=config.api_key.get_secret_value() if config.api_key else None,
+            tls=tls,
+            runtime=_runtime(),
+        )
+    except RuntimeError as exc:  # the Rust core's "Failed client connect: …" (a transport error)
+        reason = "connection refused" if "Connection refused" in str(exc) else "no answer"
+        raise TemporalUnavailableError(
+            f"cannot reach Temporal at {config.address} ({reason}); set temporal.address "
+            "(FLEETWAY_TEMPORAL__ADDRESS or TEMPORAL_ADDRESS)"
+        ) from None
 
 
 async def has_pollers(client: Client, task_queue: str) -> bool:

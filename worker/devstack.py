@@ -302,6 +302,14 @@ class PostgresServer:
                     raise
                 time.sleep(0.1)
 
+    @property
+    def pid(self) -> int:
+        """The running server's process id (pg_ctl daemonizes it: it is nobody's child); 0 if none."""
+        try:
+            return int((self.root / "data" / "postmaster.pid").read_text().split("\n", 1)[0])
+        except (OSError, ValueError):
+            return 0
+
     def halt(self, mode: str = "fast") -> None:
         """Stop the server but keep its data; :meth:`start` brings it back on the same port.
 
@@ -429,6 +437,8 @@ async def dev_stack() -> AsyncIterator[DevStack]:
     with _sigterm_as_ctrl_c():
         try:
             await asyncio.gather(asyncio.to_thread(postgres.start), asyncio.to_thread(temporal.start))
+            # pg_ctl daemonizes PostgreSQL: say which process is ours (tools stop servers by pid).
+            print(f"PostgreSQL: 127.0.0.1:{postgres.port} (pid {postgres.pid})", file=sys.stderr)
             yield DevStack(postgres=postgres, temporal=temporal, flyway=flyway)
         finally:
             await asyncio.gather(asyncio.to_thread(temporal.stop), asyncio.to_thread(postgres.stop))
@@ -439,18 +449,32 @@ def _sigterm_as_ctrl_c() -> Iterator[None]:
     """While the stack runs, SIGTERM (``timeout``, a CI cancel, ``kill``) unwinds like Ctrl-C.
 
     Python's default SIGTERM ends the process at once, skipping the ``finally`` above, and the
-    servers (PostgreSQL runs as another user) would outlive it. Re-raised as SIGINT, it reaches
-    ``asyncio.run``'s handler: the main task is cancelled, every ``finally`` runs, and the caller
-    sees ``KeyboardInterrupt``.
+    servers (PostgreSQL runs as another user) would outlive it. The handler cancels the task
+    running the stack, so every ``finally`` runs, then the caller sees ``KeyboardInterrupt``.
+    It does not re-raise SIGTERM as SIGINT: a background job of a non-interactive shell inherits
+    SIGINT as *ignored*, and such a demo ran to completion after a SIGTERM (seen).
     """
     loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    terminated = False
+
+    def on_sigterm() -> None:
+        nonlocal terminated
+        terminated = True
+        if task is not None:
+            task.cancel()
+
     try:
-        loop.add_signal_handler(signal.SIGTERM, signal.raise_signal, signal.SIGINT)
+        loop.add_signal_handler(signal.SIGTERM, on_sigterm)
     except (NotImplementedError, RuntimeError, ValueError):  # not the main thread's loop
         yield
         return
     try:
         yield
+    except asyncio.CancelledError:
+        if terminated:
+            raise KeyboardInterrupt from None
+        raise
     finally:
         loop.remove_signal_handler(signal.SIGTERM)
 
