@@ -27,7 +27,7 @@ from activities.errors import (
 from activities.secret_payload import decode_secret, parse_target, target_payload
 from activities.secrets import check_secret_prefix, check_secret_role, validate_tenant_id
 
-__all__ = ["DEFAULT_AWS_PREFIX", "AwsSecretsManagerProvider"]
+__all__ = ["DEFAULT_AWS_PREFIX", "AwsSecretsManagerProvider", "silence_boto_body_logging"]
 
 DEFAULT_AWS_PREFIX: Final = "fleetway/migrate/"
 _NOT_FOUND: Final = frozenset({"ResourceNotFoundException"})
@@ -37,12 +37,14 @@ _DENIED: Final = frozenset(
 )  # fmt: skip
 
 
-def _silence_body_logging() -> None:
+def silence_boto_body_logging() -> None:
     """Keep botocore from logging secrets: at DEBUG, ``botocore.parsers`` logs every response body.
 
     Measured on the real client: with the root logger at DEBUG, ``GetSecretValue`` put the whole
     ``SecretString`` into a ``Response body:`` record. A worker run with ``FLEETWAY_LOG_LEVEL=DEBUG``
-    must not leak credentials, so botocore and boto3 are held at INFO or above.
+    must not leak credentials, so botocore and boto3 are held at INFO or above. Every process
+    that talks to a secret store through boto3 calls it first (the worker's provider, the demo's
+    seeding: its ``CreateSecret`` request bodies were logged at DEBUG too).
     """
     for name in ("botocore", "boto3"):
         logger = logging.getLogger(name)
@@ -65,7 +67,7 @@ class AwsSecretsManagerProvider:
         self._prefix = check_secret_prefix(prefix)
         self.description = f"aws: {endpoint_url or 'AWS'} region {region or 'default'} prefix {prefix}"
         """Where secrets are read (no credentials): shown by ``fleetway`` before a rollout."""
-        _silence_body_logging()
+        silence_boto_body_logging()
         if client is None:
             session = boto3.session.Session(profile_name=profile, region_name=region)
             client = session.client(

@@ -22,6 +22,7 @@ import hvac
 import psycopg
 from psycopg import sql
 
+from activities.secrets_aws import silence_boto_body_logging
 from worker.client import connect, has_pollers
 from worker.devstack import PROJECT_ROOT, DevStack, dev_stack
 from worker.devstack_secrets import AWS_TEST_ENV, MotoServer, OpenBaoDevServer
@@ -34,6 +35,7 @@ _DEMO_DIR = PROJECT_ROOT / ".fleetway" / "demo"
 
 
 SecretsBackend = Literal["file", "vault", "aws"]
+_SECRET_FILES = ("vault-token", "secrets.json")
 
 
 def _private_file(name: str, text: str) -> Path:
@@ -86,6 +88,7 @@ def _store_secrets(
         moto = MotoServer()
         moto.start()
         servers.callback(moto.stop)
+        silence_boto_body_logging()  # the seeding's CreateSecret bodies hold every password
         aws = boto3.client("secretsmanager", endpoint_url=moto.endpoint_url, **_boto_credentials())
         for t in tenants:  # the AWS RDS rotation shape, plus the tenant's schema
             payload = {
@@ -118,11 +121,15 @@ async def run_demo(*, tenants: int, hold: bool, secrets_backend: SecretsBackend 
     """Run the demo; the exit code is the migrate command's."""
     ids = [f"demo_tenant_{i:03d}" for i in range(1, tenants + 1)]
     print("starting the embedded stack (PostgreSQL, Temporal dev server, Flyway)...", file=sys.stderr)
-    async with dev_stack() as stack:
-        servers = contextlib.ExitStack()
-        with servers:
-            backend_env = _store_secrets(secrets_backend, stack, ids, _migrator_password(stack), servers)
-            return await _run_fleet(stack, ids, backend_env, hold=hold)
+    try:
+        async with dev_stack() as stack:
+            servers = contextlib.ExitStack()
+            with servers:
+                backend_env = _store_secrets(secrets_backend, stack, ids, _migrator_password(stack), servers)
+                return await _run_fleet(stack, ids, backend_env, hold=hold)
+    finally:  # credentials of a stack that is gone: a root token and every tenant's password
+        for name in _SECRET_FILES:
+            (_DEMO_DIR / name).unlink(missing_ok=True)
 
 
 async def _run_fleet(stack: DevStack, ids: list[str], backend_env: dict[str, str], *, hold: bool) -> ExitCode:

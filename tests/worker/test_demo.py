@@ -12,14 +12,19 @@ from pathlib import Path
 import pytest
 
 from tests.fleet import FLEETWAY, fleetway
+from worker.devstack import PROJECT_ROOT
 
 
 @pytest.mark.parametrize("backend", ["vault", "aws"])
 def test_demo_rollout_with_credentials_in_a_real_secret_store(backend: str) -> None:
-    done = fleetway("demo", "--tenants", "4", "--secrets", backend, env=dict(os.environ), timeout=170)
+    env = dict(os.environ) | {"FLEETWAY_LOG_LEVEL": "DEBUG"}  # nothing may log a secret, at any level
+    done = fleetway("demo", "--tenants", "4", "--secrets", backend, env=env, timeout=170)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "4 tenants: succeeded=4" in done.stdout
     assert ("OpenBao" if backend == "vault" else "AWS Secrets Manager (moto)") in done.stderr
+    assert "SecretString" not in done.stderr and "password" not in done.stderr.lower()
+    assert not (PROJECT_ROOT / ".fleetway" / "demo" / "vault-token").exists()
+    assert not (PROJECT_ROOT / ".fleetway" / "demo" / "secrets.json").exists()
 
 
 def _descendants(pid: int) -> set[int]:
