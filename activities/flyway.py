@@ -365,8 +365,9 @@ def interpret_output(action: Action, output: str, *, returncode: int, elapsed_ms
             extra={"action": action.value, "error_class": error_class.value,
                    "error_code": outcome.error_code, "output_tail": output[-4000:]},
         )  # fmt: skip
+        said = f": {outcome.db_message}" if outcome.db_message else ""
         raise FlywayReportedFailureError(
-            f"flyway {action.value} failed: {error_class.value}: {outcome.detail}",
+            f"flyway {action.value} failed: {error_class.value}: {outcome.detail}{said}",
             error_class=error_class,
             retryable=error_class in RETRYABLE_CLASSES,
             outcome=outcome,

@@ -29,6 +29,7 @@ __all__ = [
     "ValidationIssue",
     "classify_failure",
     "classify_sql_state",
+    "database_message",
     "find_flyway_document",
     "outcome_from_document",
 ]
@@ -52,6 +53,7 @@ class ErrorClass(StrEnum):
     TARGET_UNREACHABLE = "target_unreachable"
     QUIESCE_BLOCKED = "quiesce_blocked"
     INTERNAL_ERROR = "internal_error"
+    SCRIPT_FAILED = "script_failed"  # fleetway's addition: a script's own SQL failed (never retried)
 
 
 # Only these can clear by themselves; the rest need a human (edit, repair, fix SQL).
@@ -85,7 +87,10 @@ class FlywayOutcome(BaseModel):
 
     ``starting_version``/``ending_version`` are the schema version before and after (equal on a
     no-op; Flyway reports a null target then). ``detail`` is built from vetted structured fields
-    (error code, script name, line, SQLSTATE), never from Flyway's message.
+    (error code, script name, line, SQLSTATE), never from Flyway's message. ``db_message`` is the
+    database's own primary message for a failed script (``ERROR: syntax error at or near …``):
+    one line, at most 300 characters, from already-redacted output, never the DETAIL line that
+    can quote row values.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -109,6 +114,7 @@ class FlywayOutcome(BaseModel):
     failed_version: str = ""
     attempt: int = 1
     migration_set: str = ""
+    db_message: str = ""
 
 
 def _looks_like_flyway(doc: dict[str, Any]) -> bool:
@@ -181,25 +187,55 @@ def classify_failure(
     """
     msg = message[:16384].lower()
     codes = {error_code, *item_codes}
-    if "CHECKSUM_MISMATCH" in codes or "checksum mismatch" in msg:
+    if (
+        "CHECKSUM_MISMATCH" in codes
+        or "checksum mismatch" in msg
+        or ("validate failed" in msg and "checksum" in msg)
+    ):
         return ErrorClass.CHECKSUM_MISMATCH
     if (
         codes & _HISTORY_CODES
         or "detected failed migration" in msg
-        or ("schema history" in msg and ("corrupt" in msg or "inconsistent" in msg))
+        or "detected resolved migration not applied" in msg
+        or (
+            ("schema history" in msg or "schema_history" in msg)
+            and ("corrupt" in msg or "inconsistent" in msg)
+        )
     ):
         return ErrorClass.SCHEMA_HISTORY_CORRUPT
     if "FAILED_VERSIONED_MIGRATION" in item_codes or "FAILED_REPEATABLE_MIGRATION" in item_codes:
         return ErrorClass.SCHEMA_HISTORY_CORRUPT  # a failed row left in history (validate's view)
     if by_state := classify_sql_state(sql_state):
         return by_state
+    if error_code in _SCRIPT_CODES and sql_state:
+        return ErrorClass.SCRIPT_FAILED  # the database said why, and it is not the database's fault
     if any(p in msg for p in _LOCK_PATTERNS):
         return ErrorClass.LOCK_TIMEOUT
     if error_code == "SCHEMA_DOES_NOT_EXIST":
         return ErrorClass.TARGET_NOT_READY
     if error_code == "DB_CONNECTION" or any(p in msg for p in _CONNECTION_PATTERNS):
         return ErrorClass.TARGET_UNREACHABLE
+    if error_code in _SCRIPT_CODES:
+        return ErrorClass.SCRIPT_FAILED
     return ErrorClass.INTERNAL_ERROR
+
+
+_SCRIPT_CODES: Final = frozenset({"FAILED_VERSIONED_MIGRATION", "FAILED_REPEATABLE_MIGRATION"})
+_DB_MESSAGE: Final = re.compile(r"^Message\s*:\s*(.+)$", re.M)
+DB_MESSAGE_MAX: Final = 300
+
+
+def database_message(flyway_message: str) -> str:
+    """The database's primary message from Flyway's failed-script text ("" when there is none).
+
+    Only the ``Message :`` line: PostgreSQL's DETAIL/WHERE lines follow it indented and may quote
+    row values. Control characters are dropped; the text is cut at :data:`DB_MESSAGE_MAX`.
+    """
+    match = _DB_MESSAGE.search(flyway_message)
+    if match is None:
+        return ""
+    line = "".join(c for c in match.group(1) if c.isprintable()).strip()
+    return line if len(line) <= DB_MESSAGE_MAX else line[: DB_MESSAGE_MAX - 1] + "…"
 
 
 # SQLSTATEs that say "the database, not the script": retried within the tenant's retry budget.
@@ -283,6 +319,7 @@ def outcome_from_document(action: Action, doc: dict[str, Any]) -> FlywayOutcome:
             error_class=classify_failure(code, sql_state=sql_state, message=message),
             detail=_failure_detail(code, error),
             failed_version=_script_version(_text(error.get("path"))),
+            db_message=database_message(_text(error.get("message"))) if code in _SCRIPT_CODES else "",
         )
     if action is Action.VALIDATE:
         return _validate_outcome(common, doc)

@@ -45,6 +45,7 @@ class TenantOutcome(BaseModel):
     ``applied_versions`` those this rollout applied (whichever attempt did), ``failed_at`` the
     version whose script failed. ``source`` says whether Flyway's report or the table said so.
     ``migration_set`` is the digest of the set the tenant ran (or, when nothing ran, was named).
+    ``db_message`` is the database's own message for a failed script (redacted, one line, ≤ 300).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -66,6 +67,7 @@ class TenantOutcome(BaseModel):
     attempts: int = 0
     source: OutcomeSource | None = None
     migration_set: str = ""
+    db_message: str = ""
 
 
 class RolloutActivities:

@@ -113,6 +113,9 @@ def render_result(
     )
     if result.migration_set:
         console.print(f"migration set {result.migration_set}")
+    said = [o for o in sorted(result.outcomes, key=lambda o: o.tenant_id) if o.db_message]
+    for o in said[:_DB_MESSAGES_SHOWN]:  # whole lines: a table cell wraps or cuts them
+        print(f"{o.tenant_id} V{o.failed_at or '?'}: {o.db_message}")
     if result.failed_overflow or result.failed_lost:
         shown = ", ".join(result.failed_overflow[:20]) + (" …" if len(result.failed_overflow) > 20 else "")
         console.print(
@@ -122,6 +125,9 @@ def render_result(
         )
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
+
+
+_DB_MESSAGES_SHOWN = 20
 
 
 def render_progress(progress: Progress, fmt: OutputFormat, rollout_id: str) -> None:

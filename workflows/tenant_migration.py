@@ -93,6 +93,7 @@ def _from_failure(tenant_id: str, err: ActivityError) -> TenantOutcome:
         attempts=partial.attempt if partial else 0,
         source=OutcomeSource.FLYWAY if partial else None,
         migration_set=partial.migration_set if partial else "",
+        db_message=partial.db_message if partial else "",
         tampered=[i.version for i in partial.validation_issues if "CHECKSUM" in i.error_code][:50]
         if partial
         else [],
@@ -270,6 +271,8 @@ class TenantMigrationWorkflow:
             }
         if outcome.migration_set:
             attributes["migration.set"] = outcome.migration_set
+        if outcome.db_message:
+            attributes["migration.db_message"] = outcome.db_message
         event = AuditEvent(
             # One event per tenant outcome: a retried emit carries the same id, so sinks dedupe it.
             event_id=f"{info.workflow_id}/{info.run_id}/migration.applied",

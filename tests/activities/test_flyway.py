@@ -143,6 +143,12 @@ async def test_failed_script_reports_partial_progress_and_the_failing_file(
     assert outcome.applied_versions == ["1", "2", "3", "4", "5"]
     assert outcome.error_code == "FAILED_VERSIONED_MIGRATION"
     assert outcome.detail == "FAILED_VERSIONED_MIGRATION in V6__broken.sql line 1 (SQLSTATE 42601)"
+    assert outcome.error_class is ErrorClass.SCRIPT_FAILED and not caught.value.is_retryable
+    assert outcome.db_message == 'ERROR: syntax error at or near ";"'
+    assert str(caught.value) == (
+        "flyway migrate failed: script_failed: FAILED_VERSIONED_MIGRATION in V6__broken.sql line 1 "
+        '(SQLSTATE 42601): ERROR: syntax error at or near ";"'
+    )
     assert [v for v, _ in history(postgres, schema)] == ["1", "2", "3", "4", "5"]
 
 
@@ -421,7 +427,7 @@ async def test_sqlstates_a_real_server_produces_on_demand_are_classified(
         await engine_factory(broken).run(Action.MIGRATE, target)
     assert own.value.outcome is not None
     assert (own.value.outcome.sql_state, own.value.outcome.failed_version) == ("22012", "3")
-    assert own.value.error_class == ErrorClass.INTERNAL_ERROR
+    assert own.value.error_class == ErrorClass.SCRIPT_FAILED
     assert not own.value.is_retryable
 
 

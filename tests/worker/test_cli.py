@@ -293,3 +293,29 @@ async def test_a_rollout_started_where_no_worker_listens_says_so(
     assert done.returncode == 0, done.stderr
     assert f"warning: no worker polls task queue '{fleet.task_queue}'" in done.stderr
     assert "fleetway worker" in done.stderr
+
+
+async def test_cli_shows_the_databases_own_message_for_a_failed_script(
+    client: Client, postgres: PostgresServer, temporal_server: TemporalDevServer,
+    flyway_install: FlywayInstall, tmp_path: Path,
+) -> None:  # fmt: skip
+    fleet = make_fleet(postgres, 2)
+    fleet.locations = copy_migrations(tmp_path / "broken", upto=2)
+    (fleet.locations / "V3__broken.sql").write_text("CREATE TABLE ok (id int);\nSELEC 1;\n")
+    env = fleet.cli_env(temporal_server.address, tmp_path, flyway_install)
+    async with fleet.worker(client, flyway_install):
+        lines = await asyncio.to_thread(
+            fleetway, "migrate", "--tenant", fleet.tenants[0], "--principal", "ci", "-o", "ndjson", env=env
+        )
+        table = await asyncio.to_thread(
+            fleetway, "migrate", "--tenant", fleet.tenants[1], "--principal", "ci", env=env
+        )
+
+    (failed,) = [json.loads(line) for line in lines.stdout.splitlines() if '"tenant_complete"' in line]
+    assert lines.returncode == table.returncode == 1
+    assert (failed["error_class"], failed["failed_at"]) == ("script_failed", "3")
+    assert failed["db_message"] == 'ERROR: syntax error at or near "SELEC"'
+    assert failed["message"].startswith(
+        "flyway migrate failed: script_failed: FAILED_VERSIONED_MIGRATION in "
+    )
+    assert f'{fleet.tenants[1]} V3: ERROR: syntax error at or near "SELEC"\n' in table.stdout
