@@ -10,6 +10,8 @@ carry a secret value, a DSN or Flyway's free-text output.
     ├── MigrationSetMismatchError
     ├── MigrationStoreError
     ├── WorkerUnavailableError
+    ├── RolloutNotFoundError
+    ├── RolloutNotRunningError
     ├── TemporalUnavailableError
     ├── WorkerConfigMismatchError
     ├── PrerequisiteMissingError
@@ -63,6 +65,8 @@ __all__ = [
     "QuiesceBackendError",
     "QuiesceBlockedError",
     "QuiesceNotSetError",
+    "RolloutNotFoundError",
+    "RolloutNotRunningError",
     "SchemaHistoryUnavailableError",
     "SecretAccessDeniedError",
     "SecretBackendError",
@@ -149,6 +153,18 @@ class TemporalUnavailableError(FleetwayError):
 
     error_type = "temporal_unavailable"
     retryable = True
+
+
+class RolloutNotFoundError(FleetwayError):
+    """No rollout (workflow) with this id exists in the namespace."""
+
+    error_type = "rollout_not_found"
+
+
+class RolloutNotRunningError(FleetwayError):
+    """The rollout has ended; a command that steers a running rollout has nothing to act on."""
+
+    error_type = "rollout_not_running"
 
 
 class WorkerUnavailableError(FleetwayError):

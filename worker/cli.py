@@ -17,10 +17,22 @@ from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
-from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.client import (
+    Client,
+    WorkflowExecutionDescription,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+)
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.audit import AuditContext
-from activities.errors import ConfigurationError, TenantSourceError, WorkerUnavailableError
+from activities.errors import (
+    ConfigurationError,
+    RolloutNotFoundError,
+    RolloutNotRunningError,
+    TenantSourceError,
+    WorkerUnavailableError,
+)
 from activities.flyway_output import Action
 from activities.quiesce import QuiesceStatus, quiesce_audit_event
 from activities.tenant_source_static import load_tenants_file
@@ -30,8 +42,16 @@ from worker.cli_provision import deprovision, provision
 from worker.cli_runtime import connect_client, load_settings, run_command, stderr
 from worker.cli_schedule import drift, schedule_app
 from worker.cli_sets import ask_workers, migrations_app, named_set, print_plan
+from worker.client import has_pollers
 from worker.follow import follow_rollout
-from worker.output import ExitCode, OutputFormat, exit_code_for, render_progress, render_result
+from worker.output import (
+    ExitCode,
+    OutputFormat,
+    exit_code_for,
+    render_progress,
+    render_result,
+    render_server_view,
+)
 from worker.run import run_worker
 from workflows.migrate_all import MigrateAllWorkflow
 from workflows.migrate_all_models import MigrateAllInput, MigrateAllResult
@@ -165,25 +185,71 @@ def worker(
     run_command(go, service="fleetway-worker")
 
 
+_QUERY_TIMEOUT = timedelta(seconds=10)
+_CANCEL_WAIT_S = 120.0
+
+
+async def _describe(client: Client, rollout: str) -> WorkflowExecutionDescription:
+    """The rollout as the server knows it (no worker needed).
+
+    Raises:
+        RolloutNotFoundError: no workflow with that id in the namespace.
+    """
+    try:
+        return await client.get_workflow_handle(rollout).describe()
+    except RPCError as exc:
+        if exc.status is RPCStatusCode.NOT_FOUND:
+            raise RolloutNotFoundError(f"no rollout {rollout!r} in namespace {client.namespace!r}") from None
+        raise
+
+
+async def _running(client: Client, rollout: str, verb: str) -> WorkflowExecutionDescription:
+    """The description of a running rollout; named errors for a missing or ended one."""
+    described = await _describe(client, rollout)
+    if described.status is not WorkflowExecutionStatus.RUNNING:
+        state = described.status.name.lower() if described.status else "unknown"
+        raise RolloutNotRunningError(
+            f"rollout {rollout!r} has ended ({state}); {verb} acts on running rollouts only"
+        )
+    return described
+
+
 @app.command()
 def status(
     rollout: str, output: Annotated[OutputFormat, typer.Option("--output", "-o")] = OutputFormat.TEXT
 ) -> None:
-    """Show a rollout's progress, or its result once it has ended."""
+    """Show a rollout's progress, or its result once it has ended.
+
+    A running rollout's progress is a query, which a worker answers: with no worker polling (or
+    none answering within 10 s) the server's own view is shown instead, saying why.
+    """
 
     async def go() -> ExitCode:
         client, _ = await connect_client()
         handle = client.get_workflow_handle(rollout, result_type=MigrateAllResult)
-        described = await handle.describe()
+        described = await _describe(client, rollout)
         if described.status is WorkflowExecutionStatus.COMPLETED:
             result = await handle.result()
             render_result(result, output)
             return exit_code_for(result.status)
         if described.status is WorkflowExecutionStatus.RUNNING:
-            progress = await handle.query(MigrateAllWorkflow.progress)
-            render_progress(progress, output, rollout)
-            return exit_code_for(progress.status)
-        print(f"{rollout}: {described.status.name.lower() if described.status else 'unknown'}")
+            reason = ""
+            if not await has_pollers(client, described.task_queue):
+                reason = f"no worker polls task queue {described.task_queue!r}"
+            else:
+                try:
+                    progress = await handle.query(MigrateAllWorkflow.progress, rpc_timeout=_QUERY_TIMEOUT)
+                except RPCError as exc:
+                    reason = (
+                        f"no worker answered within {_QUERY_TIMEOUT.seconds}s ({exc.status.name.lower()})"
+                    )
+                else:
+                    render_progress(progress, output, rollout)
+                    return exit_code_for(progress.status)
+            render_server_view(rollout, "running", await described.memo(), output, reason=reason)
+            return ExitCode.OK
+        state = described.status.name.lower() if described.status else "unknown"
+        render_server_view(rollout, state, await described.memo(), output)
         return ExitCode.FAILED
 
     run_command(go)
@@ -193,8 +259,14 @@ def _signal_command(name: str, doc: str) -> Callable[[str], None]:
     def command(rollout: str) -> None:
         async def go() -> ExitCode:
             client, _ = await connect_client()
+            described = await _running(client, rollout, name)
             await client.get_workflow_handle(rollout).signal(name)
             stderr.print(f"{name} sent to {rollout}")
+            if not await has_pollers(client, described.task_queue):
+                stderr.print(
+                    f"no worker polls task queue {described.task_queue!r}; the {name} is recorded and takes "
+                    "effect when one does"
+                )
             return ExitCode.OK
 
         run_command(go)
@@ -215,8 +287,15 @@ def set_parallelism(rollout: str, parallelism: Annotated[int, typer.Argument(min
 
     async def go() -> ExitCode:
         client, _ = await connect_client()
+        described = await _running(client, rollout, "set-parallelism")
+        if not await has_pollers(client, described.task_queue):  # an update waits for a worker's answer
+            raise WorkerUnavailableError(
+                f"no worker polls task queue {described.task_queue!r}; set-parallelism needs one to answer"
+            )
         handle = client.get_workflow_handle(rollout, result_type=MigrateAllResult)
-        previous = await handle.execute_update(MigrateAllWorkflow.set_parallelism, parallelism)
+        previous = await handle.execute_update(
+            MigrateAllWorkflow.set_parallelism, parallelism, rpc_timeout=_QUERY_TIMEOUT
+        )
         stderr.print(f"parallelism {previous} -> {parallelism}")
         return ExitCode.OK
 
@@ -229,10 +308,26 @@ def cancel(rollout: str, wait: Annotated[bool, typer.Option(help="Wait until it 
 
     async def go() -> ExitCode:
         client, _ = await connect_client()
+        described = await _running(client, rollout, "cancel")
         handle = client.get_workflow_handle(rollout)
         await handle.cancel()
+        if not await has_pollers(client, described.task_queue):
+            stderr.print(
+                f"no worker polls task queue {described.task_queue!r}; the cancel is recorded and takes "
+                "effect when one does"
+            )
+            return ExitCode.OK
         if wait:
+            stderr.print(f"cancel requested; waiting for {rollout}'s in-flight tenants to stop")
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + _CANCEL_WAIT_S
             while (await handle.describe()).status is WorkflowExecutionStatus.RUNNING:
+                if loop.time() > deadline:
+                    stderr.print(
+                        f"{rollout} is still stopping after {_CANCEL_WAIT_S:.0f}s; the cancel stands "
+                        f"(fleetway status {rollout})"
+                    )
+                    return ExitCode.OK
                 await asyncio.sleep(0.2)
         stderr.print(f"{rollout} cancelled")
         return ExitCode.OK

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from pydantic import ValidationError
 from rich.console import Console
 from temporalio.client import Client
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.errors import ConfigurationError, FleetwayError, from_validation_error
 from worker.client import connect
@@ -55,6 +55,10 @@ def run_command(coro_fn: Callable[[], Awaitable[ExitCode]], *, service: str = "f
     Telemetry is flushed before the hard exit (``os._exit`` skips atexit handlers).
     """
     logging.basicConfig(level=os.environ.get("FLEETWAY_LOG_LEVEL", "WARNING"), stream=sys.stderr)
+    if service == "fleetway-cli" and "FLEETWAY_LOG_LEVEL" not in os.environ:
+        # The core's retry warnings (one per attempt while a server is away) are not the answer:
+        # the command ends with one named line instead. FLEETWAY_LOG_LEVEL brings them back.
+        logging.getLogger("temporalio.core").setLevel(logging.ERROR)
     shutdown_telemetry = configure_telemetry(service)
     try:
         code: ExitCode = asyncio.run(_as_coroutine(coro_fn))
@@ -66,7 +70,7 @@ def run_command(coro_fn: Callable[[], Awaitable[ExitCode]], *, service: str = "f
         stderr.print(f"{named.error_type}: {named}", markup=False)
         code = ExitCode.USAGE
     except RPCError as exc:
-        stderr.print(f"{type(exc).__name__}: {exc}", markup=False)
+        stderr.print(_rpc_line(exc), markup=False)
         code = ExitCode.USAGE
     except CommandExit as exc:
         code = exc.code
@@ -77,6 +81,13 @@ def run_command(coro_fn: Callable[[], Awaitable[ExitCode]], *, service: str = "f
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(int(code))
+
+
+def _rpc_line(exc: RPCError) -> str:
+    """One named line for a Temporal RPC failure the command did not handle itself."""
+    if exc.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
+        return f"temporal_unavailable: the Temporal server stopped answering ({exc.message})"
+    return f"temporal_error: {exc.status.name.lower()}: {exc.message}"
 
 
 async def connect_client() -> tuple[Client, Settings]:

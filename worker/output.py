@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Set
+from collections.abc import Mapping, Set
 from enum import IntEnum, StrEnum
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -13,7 +14,15 @@ from rich.table import Table
 from activities.rollouts import Outcome, TenantOutcome
 from workflows.migrate_all_models import MigrateAllResult, Progress, RolloutStatus
 
-__all__ = ["ExitCode", "OutputFormat", "exit_code_for", "render_progress", "render_result", "tenant_line"]
+__all__ = [
+    "ExitCode",
+    "OutputFormat",
+    "exit_code_for",
+    "render_progress",
+    "render_result",
+    "render_server_view",
+    "tenant_line",
+]
 
 
 class ExitCode(IntEnum):
@@ -128,6 +137,22 @@ def render_result(
 
 
 _DB_MESSAGES_SHOWN = 20
+
+
+def render_server_view(
+    rollout_id: str, state: str, memo: Mapping[str, Any], fmt: OutputFormat, *, reason: str = ""
+) -> None:
+    """What the server alone knows of a rollout (its state and memo), when no worker can answer."""
+    if fmt is not OutputFormat.TEXT:
+        document = {"event": "server_view", "rollout_id": rollout_id, "status": state, "memo": dict(memo)}
+        print(json.dumps(document | ({"progress_unavailable": reason} if reason else {}), default=str))
+        return
+    counts = memo.get("counts")
+    shown = ", ".join(f"{k}={v}" for k, v in sorted(counts.items())) if isinstance(counts, dict) else ""
+    line = f"{rollout_id}: {state}" + (f"; {shown}" if shown else "")
+    if memo.get("migration_set"):
+        line += f"; set {memo['migration_set']}"
+    print(line + (f" (progress unavailable: {reason})" if reason else ""))
 
 
 def render_progress(progress: Progress, fmt: OutputFormat, rollout_id: str) -> None:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import subprocess
 from pathlib import Path
 
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
 from activities.flyway import FlywayInstall
@@ -17,7 +18,7 @@ from activities.migration_set import scan_set
 from activities.quiesce import PostgresQuiesceController
 from tests.fleet import FLEETWAY, fleetway, make_fleet
 from tests.support import DEMO_MIGRATIONS, copy_migrations, history, schema_exists
-from worker.devstack import PostgresServer, TemporalDevServer
+from worker.devstack import PostgresServer, TemporalDevServer, free_port
 from worker.settings import SetsConfig
 from workflows.migrate_all import MigrateAllWorkflow
 from workflows.migrate_all_models import MigrateAllResult, RolloutStatus
@@ -319,3 +320,86 @@ async def test_cli_shows_the_databases_own_message_for_a_failed_script(
         "flyway migrate failed: script_failed: FAILED_VERSIONED_MIGRATION in "
     )
     assert f'{fleet.tenants[1]} V3: ERROR: syntax error at or near "SELEC"\n' in table.stdout
+
+
+def test_cli_answers_in_one_named_line_when_temporal_is_unreachable(tmp_path: Path) -> None:
+    port = free_port()
+    env = dict(os.environ) | {"FLEETWAY_TEMPORAL__ADDRESS": f"127.0.0.1:{port}"}
+    for argv in (["status", "r-1"], ["cancel", "r-1"], ["pause", "r-1"], ["migrate", "--tenant", "acme"],
+                 ["list-tenants"], ["worker"]):  # fmt: skip
+        done = fleetway(*argv, env=env, timeout=60)
+        assert done.returncode == 2, argv
+        assert done.stderr.splitlines()[-1] == (
+            f"temporal_unavailable: cannot reach Temporal at 127.0.0.1:{port} (connection refused); "
+            "set temporal.address (FLEETWAY_TEMPORAL__ADDRESS or TEMPORAL_ADDRESS)"
+        ), argv
+        assert "Traceback" not in done.stderr and "RuntimeError" not in done.stderr
+
+
+async def test_cli_steering_a_rollout_no_worker_serves_is_bounded_and_says_why(
+    client: Client, postgres: PostgresServer, temporal_server: TemporalDevServer,
+    flyway_install: FlywayInstall, tmp_path: Path,
+) -> None:  # fmt: skip
+    fleet = make_fleet(postgres, 2)
+    env = fleet.cli_env(temporal_server.address, tmp_path, flyway_install)
+    queue = fleet.task_queue
+    started = await asyncio.to_thread(fleetway, "migrate", "--principal", "ci", "--detach", env=env)
+    rollout = started.stdout.strip()
+    status = await asyncio.to_thread(fleetway, "status", rollout, env=env, timeout=30)
+    pause = await asyncio.to_thread(fleetway, "pause", rollout, env=env, timeout=30)
+    resize = await asyncio.to_thread(fleetway, "set-parallelism", rollout, "2", env=env, timeout=30)
+    cancel = await asyncio.to_thread(fleetway, "cancel", rollout, env=env, timeout=30)
+    async with fleet.worker(client, flyway_install):  # a worker arrives: the recorded cancel takes effect
+        for _ in range(300):
+            if (
+                await client.get_workflow_handle(rollout).describe()
+            ).status is not WorkflowExecutionStatus.RUNNING:
+                break
+            await asyncio.sleep(0.1)
+    ended = await asyncio.to_thread(fleetway, "pause", rollout, env=env, timeout=30)
+    unknown = await asyncio.to_thread(fleetway, "status", "no-such-rollout", env=env, timeout=30)
+
+    assert started.returncode == 0 and "no worker polls task queue" in started.stderr
+    assert status.returncode == 0
+    # No worker ever ran the rollout's first task: the server knows only that it runs.
+    assert (
+        status.stdout == f"{rollout}: running (progress unavailable: no worker polls task queue {queue!r})\n"
+    )
+    assert pause.returncode == 0 and "the pause is recorded and takes effect when one does" in pause.stderr
+    assert resize.returncode == 2
+    assert (
+        resize.stderr
+        == f"worker_unavailable: no worker polls task queue {queue!r}; set-parallelism needs one to answer\n"
+    )
+    assert cancel.returncode == 0 and "the cancel is recorded and takes effect when one does" in cancel.stderr
+    assert (await client.get_workflow_handle(rollout).describe()).status is WorkflowExecutionStatus.CANCELED
+    assert ended.returncode == 2
+    assert (
+        ended.stderr
+        == f"rollout_not_running: rollout {rollout!r} has ended (canceled); pause acts on running rollouts only\n"
+    )
+    assert unknown.returncode == 2
+    assert unknown.stderr == "rollout_not_found: no rollout 'no-such-rollout' in namespace 'default'\n"
+
+
+def test_cli_ndjson_stdout_stays_json_when_the_server_goes_away(tmp_path: Path) -> None:
+    server = TemporalDevServer()
+    server.start()
+    try:
+        env = dict(os.environ) | {"FLEETWAY_TEMPORAL__ADDRESS": server.address, "FLEETWAY_TEMPORAL__TASK_QUEUE": "nobody",
+                                  "FLEETWAY_TENANTS__TENANTS": '["acme"]'}  # fmt: skip
+        proc = subprocess.Popen(
+            [FLEETWAY, "migrate", "-o", "ndjson", "--paused", "--principal", "ci"], env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert proc.stderr is not None
+        for line in proc.stderr:  # following now
+            if line.startswith("started "):
+                break
+    finally:
+        server.stop()
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2
+    assert all(json.loads(line) for line in out.splitlines())  # only JSON on stdout, whatever happens
+    assert err.splitlines()[-1].startswith("temporal_unavailable: the Temporal server stopped answering")
+    assert "WARN" not in out and "Traceback" not in err
