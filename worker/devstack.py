@@ -381,6 +381,10 @@ class TemporalDevServer:
             self.namespace,
             "--log-level",
             "error",
+            # No version check: the dev server otherwise resolves version-info.temporal.io at start
+            # (seen with strace); the embedded stack makes no traffic beyond loopback.
+            "--dynamic-config-value",
+            "frontend.enableServerVersionCheck=false",
             *[arg for sa in SEARCH_ATTRIBUTES for arg in ("--search-attribute", sa)],
             *self.extra_args,
         ]
