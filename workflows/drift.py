@@ -15,9 +15,11 @@ from collections import Counter
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
+from temporalio import workflow
 
-from activities.flyway_output import Action, ErrorClass
-from activities.rollouts import Outcome, TenantOutcome
+with workflow.unsafe.imports_passed_through():
+    from activities.flyway_output import Action, ErrorClass
+    from activities.rollouts import Outcome, TenantOutcome
 from workflows.migrate_all_models import MigrateAllResult
 
 __all__ = ["DriftKind", "DriftSummary", "TenantDrift", "drift_kinds", "render_markdown", "summarize"]

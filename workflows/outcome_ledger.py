@@ -22,7 +22,10 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Final
 
-from activities.rollouts import Outcome, TenantOutcome
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from activities.rollouts import Outcome, TenantOutcome
 from workflows.drift import DriftKind, drift_kinds
 from workflows.migrate_all_models import RolloutCarry
 
