@@ -420,6 +420,9 @@ class RunFlywayInput(BaseModel):
             worker's own set (histories from before sets were named).
         pinned_secrets: the description of the secret backend the rollout pinned; a worker whose
             backend differs refuses retryably (``worker_config_mismatch``). "": none pinned.
+        with_info: for validate, also run ``info`` in the same attempt and return its entries and
+            pending versions with the validate outcome (also on a validate failure): the drift
+            read without a second activity.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -431,6 +434,7 @@ class RunFlywayInput(BaseModel):
     retry_budget_s: int = Field(default=0, ge=0)
     migration_set: str = ""
     pinned_secrets: str = ""
+    with_info: bool = False
 
 
 @contextlib.asynccontextmanager
@@ -506,6 +510,25 @@ class FlywayActivities:
             raise to_application_error(exc, final_reason=_budget_spent(request, info)) from None
         return outcome.model_copy(update={"attempt": info.attempt, "migration_set": ran})
 
+    async def _validate_with_info(
+        self, target: DatabaseTarget, locations: tuple[Path, ...] | None
+    ) -> FlywayOutcome:
+        """Validate, then info on the same target: one attempt, one credential resolve.
+
+        A validate failure still gets the info entries (the drift summary needs both); an info
+        failure after a passed validate is the run's failure, as a second activity's would be.
+        """
+        try:
+            validated = await self._runner.run(Action.VALIDATE, target, locations=locations)
+        except FlywayReportedFailureError as exc:
+            if exc.outcome is not None:
+                with contextlib.suppress(FleetwayError):
+                    exc.outcome = exc.outcome.model_copy(
+                        update=await _info_fields(self._runner, target, locations)
+                    )
+            raise
+        return validated.model_copy(update=await _info_fields(self._runner, target, locations))
+
     async def _run(
         self, request: RunFlywayInput, tenant_id: str, locations: tuple[Path, ...] | None
     ) -> FlywayOutcome:
@@ -514,6 +537,8 @@ class FlywayActivities:
             self._runner.run, request.action, installed_by=request.installed_by, locations=locations
         )
         target = await provider.resolve(tenant_id)
+        if request.with_info and request.action is Action.VALIDATE:
+            return await self._validate_with_info(target, locations)
         try:
             return await run(target)
         except FlywayReportedFailureError as exc:
@@ -524,6 +549,18 @@ class FlywayActivities:
             )
             provider.invalidate(tenant_id)
             return await run(await provider.resolve(tenant_id))
+
+
+async def _info_fields(
+    runner: FlywayEngine, target: DatabaseTarget, locations: tuple[Path, ...] | None
+) -> dict[str, object]:
+    """``info``'s entries and pending versions, for merging into a validate outcome."""
+    info = await runner.run(Action.INFO, target, locations=locations)
+    return {
+        "info": info.info,
+        "pending_versions": info.pending_versions,
+        "ending_version": info.ending_version,
+    }
 
 
 def _budget_spent(request: RunFlywayInput, info: activity.Info) -> str:

@@ -74,9 +74,18 @@ async def test_schedule_runs_validate_and_the_drift_summary_names_each_drifted_t
         markdown = await asyncio.to_thread(fleetway, "drift", run_id, "-o", "markdown", env=env)
         text = await asyncio.to_thread(fleetway, "drift", run_id, env=env)
         memo = await (client.get_workflow_handle(run_id)).describe()
+        flyway_calls = {}
+        for tenant in (clean, tampered):  # the drift read rides in the validate activity: one call each
+            events = (await client.get_workflow_handle(f"{run_id}/{tenant}").fetch_history()).events
+            flyway_calls[tenant] = [
+                e.activity_task_scheduled_event_attributes.activity_type.name
+                for e in events
+                if e.HasField("activity_task_scheduled_event_attributes")
+            ]
         deleted = await asyncio.to_thread(fleetway, "schedule", "delete", "--id", schedule_id, env=env)
 
     assert result.action is Action.VALIDATE and result.total == 4
+    assert flyway_calls == {clean: ["run_flyway"], tampered: ["run_flyway"]}
     assert any(row["id"] == schedule_id for row in json.loads(listed.stdout))
     assert as_json.returncode == 1  # drift found
     summary = json.loads(as_json.stdout)
