@@ -33,3 +33,9 @@ def test_bench_runs_every_phase_and_writes_its_report(tmp_path: Path) -> None:
     assert all(n < 10_000 for n in phases[("fleetway-cli", "migrate")]["parent_history_events"])
     assert set(data["cli_jvm_startup_median_ms"]) == {"default_flags", "tuned_flags", "tuned_flags_appcds"}
     assert "| fleetway-jvm | migrate |" in (tmp_path / "latest.md").read_text()
+    assert set(data["fleetway_vs_raw_engine"]) == {
+        f"{action}: fleetway-{engine} wall / raw-{engine} wall"
+        for action in ("migrate", "validate")
+        for engine in ("cli", "jvm")
+    }
+    assert all(ratio > 0 for ratio in data["fleetway_vs_raw_engine"].values())
