@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from activities.errors import TemporalUnavailableError
 from activities.flyway import FlywayInstall
 from tests.fleet import FLEETWAY, make_fleet
 from tests.support import copy_migrations, history
@@ -69,7 +70,16 @@ def test_env_blocks_are_valid_settings(index: int, tmp_path: Path) -> None:
 
 async def _polling(address: str, task_queue: str) -> bool:
     """Wait (60 s at most) until the guide's worker polls: a reader starts it before following the guide."""
-    client = await connect(TemporalConfig(address=address))
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 60
+    while True:  # a loaded CI machine can leave the first connect unanswered: retry, bounded
+        try:
+            client = await connect(TemporalConfig(address=address))
+            break
+        except TemporalUnavailableError:
+            if loop.time() > deadline:
+                raise
+            await asyncio.sleep(0.5)
     for _ in range(600):
         if await has_pollers(client, task_queue):
             return True
