@@ -17,7 +17,7 @@ from temporalio import activity
 from activities.backend_identity import describe
 from activities.errors import ConfigurationError, FleetwayError, to_application_error
 from activities.migration_store import MigrationSets
-from activities.secrets import SecretsProvider
+from activities.secrets import SecretsProvider, provider_for
 from activities.tenant_source_static import TenantLister
 
 __all__ = ["DescribeWorkerInput", "PinRolloutInput", "RolloutPin", "WorkerProfile", "WorkerProfileActivities"]
@@ -103,9 +103,7 @@ class WorkerProfileActivities:
             source = self._sources.get(request.tenant_source) if request.tenant_source else None
             if source is None and request.tenant_source:
                 raise ConfigurationError(f"tenant source {request.tenant_source!r} is not configured")
-            secrets = self._secrets.get(request.secrets_backend)
-            if secrets is None:
-                raise ConfigurationError(f"secrets backend {request.secrets_backend!r} is not configured")
+            secrets = provider_for(self._secrets, request.secrets_backend)
             digest = request.migration_set or (await self._sets.local()).digest
         except FleetwayError as exc:
             raise to_application_error(exc) from None

@@ -112,7 +112,7 @@ def _from_failure(tenant_id: str, err: ActivityError) -> TenantOutcome:
 
 def _with_info(outcome: TenantOutcome, flyway: FlywayOutcome | None) -> TenantOutcome:
     """The drift fields from the info entries a folded validate carried (unchanged without them)."""
-    if flyway is None or not flyway.info:
+    if flyway is None:
         return outcome
     return outcome.model_copy(
         update={
@@ -284,14 +284,7 @@ class TenantMigrationWorkflow:
             if isinstance(err.cause, CancelledError):
                 raise asyncio.CancelledError from None
             return outcome
-        return outcome.model_copy(
-            update={
-                "pending": info.pending_versions[:50],
-                "ahead": [e.version for e in info.info if e.state == "Future"][:50],
-                "failed_versions": [e.version for e in info.info if e.state == "Failed"][:50],
-                "version_after": outcome.version_after or info.ending_version,
-            }
-        )
+        return _with_info(outcome, info)
 
     async def _audit(self, request: TenantMigrationInput, outcome: TenantOutcome, started: Any) -> None:
         info = workflow.info()
