@@ -86,6 +86,13 @@ _log = logging.getLogger(__name__)
 
 DEVELOPMENT_ENVIRONMENTS: Final = frozenset({"development", "dev", "local"})
 _MAIN_CLASS: Final = "org.flywaydb.commandline.Main"
+# Flyway's PostgreSQL default (a transactional advisory lock) runs each script on one connection
+# and writes its history row on another, committed separately (flyway/flyway#3492): a worker
+# killed between the two commits left a script applied without its row, and the retry failed
+# "already exists". The lock connection's open transaction also makes CREATE INDEX CONCURRENTLY
+# wait forever (flyway/flyway#3508). The session lock keeps script and row on one connection and
+# in one commit; both engines pass it (tests/activities/test_flyway.py proves both effects).
+_POSTGRESQL_SESSION_LOCK: Final = "-postgresql.transactional.lock=false"
 # Bounds the wait for a killed JVM to be reaped; deliberately not derived from the run timeout.
 _KILL_GRACE_S: Final = 10.0
 _AUTH_SQLSTATE_PREFIX: Final = "28"
@@ -174,6 +181,8 @@ class FlywayRunner:
             "-failOnMissingLocations=true",
             "-locations=" + ",".join(f"filesystem:{p}" for p in folders),
         ]  # fmt: skip
+        if target.vendor is Vendor.POSTGRESQL:
+            args.append(_POSTGRESQL_SESSION_LOCK)
         if target.schema_name and target.vendor is Vendor.POSTGRESQL:
             schema = check_pg_identifier(target.schema_name, field="schema")
             args += [f"-schemas={schema}", f"-defaultSchema={schema}"]

@@ -56,6 +56,9 @@ _CANCEL_WAIT_S: Final = 5.0
 
 _jvm_lock = threading.Lock()
 _convert_lock = threading.Lock()  # see JvmFlywayEngine._call
+# Flyway's PostgreSQL session lock, so a script and its history row share one connection and
+# one commit (see ``_POSTGRESQL_SESSION_LOCK`` in ``activities/flyway.py``).
+_POSTGRESQL_SESSION_LOCK: Final = {"flyway.postgresql.transactional.lock": "false"}
 _jvm_lib: Path | None = None
 
 
@@ -197,6 +200,7 @@ class JvmFlywayEngine:
             with _convert_lock:
                 config = (
                     flyway_class.configure(loader)
+                    .configuration(_POSTGRESQL_SESSION_LOCK)
                     .dataSource(url, user, password or None)
                     .locations(*[f"filesystem:{p}" for p in folders])
                     .failOnMissingLocations(True)

@@ -10,6 +10,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 import psycopg
@@ -302,7 +303,6 @@ async def test_cancellation_mid_run_kills_the_jvm_within_five_seconds(
 async def test_timeout_kills_the_process_group_and_reports_unknown_schema_state(
     flyway_install: FlywayInstall, target: DatabaseTarget, tmp_path: Path, schema: str
 ) -> None:
-    from datetime import timedelta
 
     slow = copy_migrations(tmp_path / "slow", upto=1)
     (slow / "V2__slow.sql").write_text("SELECT pg_sleep(60);\n")
@@ -523,3 +523,68 @@ async def test_the_default_auto_engine_runs_postgresql_in_process_and_oracle_thr
     # it to the CLI engine, whose Flyway then fails to reach the (absent) server.
     with pytest.raises(FlywayError):
         await auto.run(Action.INFO, oracle)
+
+
+async def test_a_script_and_its_history_row_commit_in_one_transaction(
+    engine_factory: EngineFactory, target: DatabaseTarget, postgres: PostgresServer, schema: str,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """A worker killed between two commits must not leave a script applied without its row.
+
+    Under Flyway's default PostgreSQL transactional lock a script runs on one connection and its
+    history row is written on another (flyway/flyway#3492), so they commit separately: a kill in
+    between left a column added and no V5 row, and the retry failed "already exists" (seen in the
+    kill loop). Both rows must carry the same transaction id.
+    """
+    scripts = tmp_path / "scripts"
+    scripts.mkdir()
+    (scripts / "V1__marks.sql").write_text("CREATE TABLE marks (version TEXT);\n")
+    (scripts / "V2__mark.sql").write_text("INSERT INTO marks VALUES ('2');\n")
+    (scripts / "V3__mark.sql").write_text("INSERT INTO marks VALUES ('3');\n")
+
+    outcome = await engine_factory(scripts).run(Action.MIGRATE, target)
+
+    assert outcome.applied_versions == ["1", "2", "3"]
+    with psycopg.connect(postgres.dsn) as conn:
+        rows = conn.execute(
+            f'SELECT m.version, m.xmin = h.xmin FROM "{schema}".marks m '
+            f'JOIN "{schema}".flyway_schema_history h ON h.version = m.version ORDER BY m.version'
+        ).fetchall()
+    assert rows == [("2", True), ("3", True)]
+
+
+async def test_create_index_concurrently_does_not_wait_on_flyways_own_lock(
+    engine_factory: EngineFactory, target: DatabaseTarget, postgres: PostgresServer, schema: str,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """A non-transactional script (CREATE INDEX CONCURRENTLY) completes on both engines.
+
+    With the transactional lock the lock's open transaction is one CREATE INDEX CONCURRENTLY
+    waits for, forever (flyway/flyway#3508); a session lock is not.
+    """
+    scripts = copy_migrations(tmp_path / "scripts")
+    (scripts / "V6__index_status.sql").write_text(
+        "CREATE INDEX CONCURRENTLY accounts_status_idx ON accounts (status);\n"
+    )
+
+    outcome = await engine_factory(scripts, timeout=timedelta(seconds=60)).run(Action.MIGRATE, target)
+
+    assert outcome.applied_versions == ["1", "2", "3", "4", "5", "6"]
+    assert history(postgres, schema)[-1] == ("6", True)
+
+
+async def test_two_runs_on_one_schema_at_once_apply_each_script_once(
+    engine_factory: EngineFactory, target: DatabaseTarget, postgres: PostgresServer, schema: str,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """Flyway's advisory lock serialises two runners of one schema (a retry racing a lost attempt)."""
+    scripts = copy_migrations(tmp_path / "scripts")
+    (scripts / "V6__settle.sql").write_text("SELECT pg_sleep(1);\n")
+    engine = engine_factory(scripts)
+
+    first, second = await asyncio.gather(
+        engine.run(Action.MIGRATE, target), engine.run(Action.MIGRATE, target)
+    )
+
+    assert sorted(first.applied_versions + second.applied_versions) == ["1", "2", "3", "4", "5", "6"]
+    assert history(postgres, schema) == [(v, True) for v in ["1", "2", "3", "4", "5", "6"]]
