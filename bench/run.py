@@ -1,6 +1,6 @@
 """The fleet benchmark: the shell loop users write today vs fleetway with each Flyway engine.
 
-``./dev bench [--tenants 200] [--parallelism 4] [--engines cli,jvm] [--skip-baseline] [--skip-raw]``
+``./dev bench [--tenants 200] [--parallelism 4[,8,16]] [--engines cli,jvm] [--skip-baseline] [--skip-raw]``
 
 On the embedded stack (one PostgreSQL, the Temporal dev server, the pinned Flyway), each phase gets
 a fresh fleet of N schemas and runs the repo's sample migrations (5 scripts: tables, indexes, a
@@ -9,6 +9,12 @@ a fresh fleet of N schemas and runs the repo's sample migrations (5 scripts: tab
 - ``baseline``: the Flyway CLI once per schema with ``xargs -P <parallelism>`` and default JVM flags;
 - ``raw-<engine>``: fleetway's engine called in a plain asyncio loop (no Temporal), for the overhead;
 - ``fleetway-<engine>``: a real ``fleetway worker`` process and one ``MigrateAllWorkflow`` rollout.
+
+Every timed phase starts from a settled database: ``VACUUM ANALYZE`` and a ``CHECKPOINT``, untimed.
+Without it a phase paid for the autovacuum of the fleets before it (measured: PostgreSQL used 31.8
+CPU-s in a fleetway phase that ran right after the raw phase, 9.2 after a settle; the wall went
+from 41 s to 26 s), so the later phase, always fleetway, looked slower than it was. A comma list of
+parallelisms repeats the raw and fleetway phases at each one.
 
 It prints tenants per minute, median and p95 per-tenant time, fleetway's orchestration overhead per
 tenant (vs the raw engine), the worker's peak RSS, parent history events per run, the ratios
@@ -66,6 +72,7 @@ class Phase:
     failures: int = 0
     worker_peak_rss_mb: float | None = None
     parent_history_events: list[int] | None = None
+    parallelism: int = 0
 
     @property
     def tenants_per_minute(self) -> float:
@@ -101,7 +108,13 @@ class Bench:
             conn.execute(sql.SQL("GRANT CREATE ON DATABASE postgres TO {}").format(sql.Identifier(self.role)))
 
     def fleet(self, prefix: str) -> list[str]:
-        return [f"{prefix}_{i:05d}" for i in range(self.args.tenants)]
+        return [f"{prefix}{self.args.parallelism}_{i:05d}" for i in range(self.args.tenants)]
+
+    def settle(self) -> None:
+        """Untimed: finish the database's pending maintenance so no phase pays for the one before."""
+        with psycopg.connect(self.stack.postgres.dsn, autocommit=True) as conn:
+            conn.execute("VACUUM ANALYZE")
+            conn.execute("CHECKPOINT")
 
     def target(self, schema: str) -> DatabaseTarget:
         return DatabaseTarget(
@@ -114,6 +127,7 @@ class Bench:
         )
 
     def record(self, phase: Phase) -> None:
+        phase.parallelism = self.args.parallelism
         self.phases.append(phase)
         s = phase.summary()
         print(
@@ -142,6 +156,7 @@ class Bench:
             "FLYWAY_USER": self.role,
             "FLYWAY_PASSWORD": self.password,
         }
+        self.settle()
         started = time.monotonic()
         done = subprocess.run(
             ["xargs", "-P", str(self.args.parallelism), "-n", "1", str(script)],
@@ -184,6 +199,7 @@ class Bench:
                     failures += 1
                 times.append((time.monotonic() - t0) * 1000)
 
+        self.settle()
         started = time.monotonic()
         await asyncio.gather(*(one(s) for s in schemas))
         return Phase(
@@ -231,6 +247,7 @@ class Bench:
         try:
             for action in actions:
                 rollout_id = f"bench-{engine_name}-{action.value}-{uuid.uuid4().hex[:6]}"
+                self.settle()
                 started = time.monotonic()
                 result = await client.execute_workflow(
                     MigrateAllWorkflow.run,
@@ -265,6 +282,7 @@ class Bench:
             rss = _peak_rss_mb(worker.pid)
             for phase in phases:
                 phase.worker_peak_rss_mb = rss
+                phase.parallelism = self.args.parallelism
         finally:
             worker.send_signal(signal.SIGTERM)
             worker.wait(timeout=60)
@@ -325,32 +343,34 @@ def _ratio(a: Phase | None, b: Phase | None) -> float | None:
     return round(b.wall_s / a.wall_s, 2) if a and b and a.wall_s else None
 
 
-def report(bench: Bench, startup: dict[str, float] | None) -> dict[str, Any]:
-    by = {(p.name, p.action): p for p in bench.phases}
+def report(bench: Bench, startup: dict[str, float] | None, parallelisms: list[int]) -> dict[str, Any]:
+    by = {(p.name, p.action, p.parallelism): p for p in bench.phases}
     ratios: dict[str, Any] = {}
     overhead: dict[str, Any] = {}
     versus_raw: dict[str, Any] = {}
-    for action in ("migrate", "validate"):
-        base = by.get(("baseline-xargs", action))
+    for level, action in [(level, a) for level in parallelisms for a in ("migrate", "validate")]:
+        # Keys name the parallelism only in a sweep, so a single-level report keeps its old keys.
+        at = f" at P={level}" if len(parallelisms) > 1 else ""
+        base = by.get(("baseline-xargs", action, level))
         for engine in ("cli", "jvm"):
-            fw, raw = by.get((f"fleetway-{engine}", action)), by.get((f"raw-{engine}", action))
-            ratios[f"{action}: fleetway-{engine} speed-up vs baseline"] = _ratio(fw, base)
+            fw, raw = by.get((f"fleetway-{engine}", action, level)), by.get((f"raw-{engine}", action, level))
+            ratios[f"{action}{at}: fleetway-{engine} speed-up vs baseline"] = _ratio(fw, base)
             if fw and raw and raw.wall_s:
                 # The engine's own cost is the floor: the target is fleetway <= 1.25 x raw (issue 15).
-                versus_raw[f"{action}: fleetway-{engine} wall / raw-{engine} wall"] = round(
+                versus_raw[f"{action}{at}: fleetway-{engine} wall / raw-{engine} wall"] = round(
                     fw.wall_s / raw.wall_s, 2
                 )
             if fw and raw:
                 # Extra wall time per tenant over driving the same engine in a plain loop, and the
                 # difference in per-tenant latency (child workflow vs bare engine call), medians.
-                overhead[f"{action}: fleetway-{engine}, wall per tenant"] = round(
+                overhead[f"{action}{at}: fleetway-{engine}, wall per tenant"] = round(
                     (fw.wall_s - raw.wall_s) / fw.tenants * 1000, 1
                 )
                 fw_median, raw_median = (
                     statistics.median(fw.per_tenant_ms),
                     statistics.median(raw.per_tenant_ms),
                 )
-                overhead[f"{action}: fleetway-{engine}, latency per tenant"] = round(
+                overhead[f"{action}{at}: fleetway-{engine}, latency per tenant"] = round(
                     fw_median - raw_median, 1
                 )
     return {
@@ -361,7 +381,7 @@ def report(bench: Bench, startup: dict[str, float] | None) -> dict[str, Any]:
             "flyway": bench.stack.flyway.version,
         },
         "tenants": bench.args.tenants,
-        "parallelism": bench.args.parallelism,
+        "parallelism": parallelisms if len(parallelisms) > 1 else parallelisms[0],
         "phases": [p.summary() for p in bench.phases],
         "speedup_vs_baseline": ratios,
         "orchestration_overhead_ms_per_tenant": overhead,
@@ -375,12 +395,12 @@ def markdown(data: dict[str, Any]) -> str:
         f"Fleet benchmark: {data['tenants']} tenants, parallelism {data['parallelism']}, "
         f"{data['machine']['cpus']} CPUs, Flyway {data['machine']['flyway']}",
         "",
-        "| phase | action | wall s | tenants/min | median ms | p95 ms | failures | worker peak RSS MB | parent history events |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| phase | action | P | wall s | tenants/min | median ms | p95 ms | failures | worker peak RSS MB | parent history events |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for p in data["phases"]:
         lines.append(
-            f"| {p['name']} | {p['action']} | {p['wall_s']} | {p['tenants_per_minute']} | {p['median_ms']} | "
+            f"| {p['name']} | {p['action']} | {p['parallelism']} | {p['wall_s']} | {p['tenants_per_minute']} | {p['median_ms']} | "
             f"{p['p95_ms']} | {p['failures']} | {p['worker_peak_rss_mb'] or ''} | {p['parent_history_events'] or ''} |"
         )
     lines += ["", "| ratio | value |", "|---|---|"]
@@ -397,6 +417,8 @@ def markdown(data: dict[str, Any]) -> str:
 
 async def run(args: argparse.Namespace) -> int:
     engines = [e for e in args.engines.split(",") if e]
+    actions = [Action(a) for a in args.actions.split(",") if a]
+    parallelisms = [int(p) for p in str(args.parallelism).split(",") if p]
     print(
         f"starting the embedded stack; {args.tenants} tenants per phase, parallelism {args.parallelism}",
         file=sys.stderr,
@@ -404,21 +426,22 @@ async def run(args: argparse.Namespace) -> int:
     async with dev_stack() as stack:
         with tempfile.TemporaryDirectory(prefix="fleetway-bench-") as tmp:
             bench = Bench(stack, args, Path(tmp))
-            if not args.skip_baseline:
-                fleet = bench.fleet("base")
-                for action in [Action(a) for a in args.actions.split(",") if a]:
-                    bench.record(bench.baseline(fleet, action))
-            for engine in engines:
-                if not args.skip_raw:
-                    fleet = bench.fleet(f"raw{engine}")
-                    for action in [Action(a) for a in args.actions.split(",") if a]:
-                        bench.record(await bench.raw(engine, fleet, action))
-                for phase in await bench.fleetway(
-                    engine, bench.fleet(f"fw{engine}"), [Action(a) for a in args.actions.split(",") if a]
-                ):
-                    bench.record(phase)
-            startup = None if args.skip_baseline else bench.cli_startup(bench.fleet("base")[0])
-            data = report(bench, startup)
+            startup = None
+            for level in parallelisms:
+                args.parallelism = level
+                if not args.skip_baseline:
+                    fleet = bench.fleet("base")
+                    for action in actions:
+                        bench.record(bench.baseline(fleet, action))
+                    startup = startup or bench.cli_startup(fleet[0])
+                for engine in engines:
+                    if not args.skip_raw:
+                        fleet = bench.fleet(f"raw{engine}")
+                        for action in actions:
+                            bench.record(await bench.raw(engine, fleet, action))
+                    for phase in await bench.fleetway(engine, bench.fleet(f"fw{engine}"), actions):
+                        bench.record(phase)
+            data = report(bench, startup, parallelisms)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "latest.json").write_text(json.dumps(data, indent=2) + "\n")
@@ -433,7 +456,9 @@ def main() -> None:
         prog="bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--tenants", type=int, default=200)
-    parser.add_argument("--parallelism", type=int, default=4)
+    parser.add_argument(
+        "--parallelism", default="4", help="one level, or a comma list (4,8,16): the phases repeat at each"
+    )
     parser.add_argument(
         "--engines", default=None, help="comma-separated: cli, jvm (default: both; jvm at scale)"
     )

@@ -13,7 +13,7 @@ from worker.devstack import PROJECT_ROOT
 
 def test_bench_runs_every_phase_and_writes_its_report(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "bench.run", "--tenants", "3", "--parallelism", "2", "--out", str(tmp_path)],
+        [sys.executable, "-m", "bench.run", "--tenants", "3", "--parallelism", "1,2", "--out", str(tmp_path)],
         cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,
@@ -22,7 +22,8 @@ def test_bench_runs_every_phase_and_writes_its_report(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     data = json.loads((tmp_path / "latest.json").read_text())
-    phases = {(p["name"], p["action"]): p for p in data["phases"]}
+    phases = {(p["name"], p["action"]): p for p in data["phases"] if p["parallelism"] == 2}
+    assert sorted({p["parallelism"] for p in data["phases"]}) == [1, 2]  # the sweep ran each level
     assert set(phases) == {
         (name, action)
         for name in ("baseline-xargs", "raw-cli", "fleetway-cli", "raw-jvm", "fleetway-jvm")
@@ -32,9 +33,10 @@ def test_bench_runs_every_phase_and_writes_its_report(tmp_path: Path) -> None:
     assert phases[("fleetway-jvm", "migrate")]["worker_peak_rss_mb"] > 0
     assert all(n < 10_000 for n in phases[("fleetway-cli", "migrate")]["parent_history_events"])
     assert set(data["cli_jvm_startup_median_ms"]) == {"default_flags", "tuned_flags", "tuned_flags_appcds"}
-    assert "| fleetway-jvm | migrate |" in (tmp_path / "latest.md").read_text()
+    assert "| fleetway-jvm | migrate | 2 |" in (tmp_path / "latest.md").read_text()
     assert set(data["fleetway_vs_raw_engine"]) == {
-        f"{action}: fleetway-{engine} wall / raw-{engine} wall"
+        f"{action} at P={level}: fleetway-{engine} wall / raw-{engine} wall"
+        for level in (1, 2)
         for action in ("migrate", "validate")
         for engine in ("cli", "jvm")
     }
