@@ -13,7 +13,19 @@ from worker.devstack import PROJECT_ROOT
 
 def test_bench_runs_every_phase_and_writes_its_report(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "bench.run", "--tenants", "3", "--parallelism", "1,2", "--warmup", "2", "--out", str(tmp_path)],
+        [
+            sys.executable,
+            "-m",
+            "bench.run",
+            "--tenants",
+            "3",
+            "--parallelism",
+            "1,2",
+            "--warmup",
+            "2",
+            "--out",
+            str(tmp_path),
+        ],
         cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,

@@ -12,6 +12,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import Callable
+from dataclasses import asdict
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, TypeVar
@@ -43,6 +44,7 @@ from worker.cli_runtime import connect_client, load_settings, run_command, stder
 from worker.cli_schedule import drift, schedule_app
 from worker.cli_sets import ask_workers, migrations_app, named_set, print_plan
 from worker.client import has_pollers
+from worker.effective_settings import effective_settings
 from worker.follow import follow_rollout
 from worker.output import (
     ExitCode,
@@ -59,8 +61,29 @@ from workflows.migrate_all_models import MigrateAllInput, MigrateAllResult
 __all__ = ["app", "main"]
 
 app = typer.Typer(
-    no_args_is_help=True, add_completion=False, help="Durable multi-tenant Flyway rollouts on Temporal."
+    no_args_is_help=True,
+    add_completion=False,
+    help="Durable multi-tenant Flyway rollouts on Temporal.",
+    epilog=(
+        "Configuration: environment variables FLEETWAY_<SECTION>__<KEY> (e.g. FLEETWAY_TEMPORAL__ADDRESS), "
+        "a TOML file named by FLEETWAY_CONFIG, or the defaults; TEMPORAL_ADDRESS and TEMPORAL_NAMESPACE "
+        "are honoured. 'fleetway settings' prints what is in effect and where each value came from."
+    ),
 )
+# What each command reads from the settings (shown under its --help).
+_CONNECTS = "Reads temporal.address, temporal.namespace, temporal.task_queue (see 'fleetway settings')."
+_EPILOGS = {
+    "rollout": "Reads temporal.address, temporal.task_queue, and flyway.locations (or --migrations); the "
+    "worker on that task queue supplies the tenant source (tenants.*) and the secret backend (secrets.*). "
+    "See 'fleetway settings'.",
+    "worker": "Reads every section: temporal.* (where to poll), flyway.engine, flyway.locations, sets.* "
+    "(migration sets), tenants.* (the tenant source), secrets.* (credentials), quiesce.*, audit.*, worker.*. "
+    "See 'fleetway settings'.",
+    "quiesce": "Reads quiesce.dsn and quiesce.table (the flag's store; unset: the worker's memory) and "
+    "audit.* (the flip is audited). See 'fleetway settings'.",
+    "list-tenants": "Asks the worker on temporal.task_queue; with --local reads tenants.* itself. "
+    "See 'fleetway settings'.",
+}
 T = TypeVar("T")
 
 
@@ -160,10 +183,10 @@ def _rollout_command(action: Action) -> Callable[..., None]:
 
 
 for _action in Action:
-    app.command(name=_action.value)(_rollout_command(_action))
+    app.command(name=_action.value, epilog=_EPILOGS["rollout"])(_rollout_command(_action))
 
 
-@app.command()
+@app.command(epilog=_EPILOGS["worker"])
 def worker(
     engine: Annotated[
         str, typer.Option(help="Flyway engine: auto, cli or jvm (default: flyway.engine).")
@@ -214,7 +237,7 @@ async def _running(client: Client, rollout: str, verb: str) -> WorkflowExecution
     return described
 
 
-@app.command()
+@app.command(epilog=_CONNECTS)
 def status(
     rollout: str, output: Annotated[OutputFormat, typer.Option("--output", "-o")] = OutputFormat.TEXT
 ) -> None:
@@ -275,13 +298,13 @@ def _signal_command(name: str, doc: str) -> Callable[[str], None]:
     return command
 
 
-app.command(name="pause")(
+app.command(name="pause", epilog=_CONNECTS)(
     _signal_command("pause", "Hold a rollout's dispatching (in-flight tenants finish).")
 )
-app.command(name="resume")(_signal_command("resume", "Lift a pause."))
+app.command(name="resume", epilog=_CONNECTS)(_signal_command("resume", "Lift a pause."))
 
 
-@app.command(name="set-parallelism")
+@app.command(name="set-parallelism", epilog=_CONNECTS)
 def set_parallelism(rollout: str, parallelism: Annotated[int, typer.Argument(min=1, max=256)]) -> None:
     """Change a running rollout's window size."""
 
@@ -302,7 +325,7 @@ def set_parallelism(rollout: str, parallelism: Annotated[int, typer.Argument(min
     run_command(go)
 
 
-@app.command()
+@app.command(epilog=_CONNECTS)
 def cancel(rollout: str, wait: Annotated[bool, typer.Option(help="Wait until it has ended.")] = True) -> None:
     """Cancel a rollout: stop dispatching, cancel children (their Flyway JVMs are killed)."""
 
@@ -362,7 +385,7 @@ def _parse_ttl(text: str) -> timedelta:
         raise ConfigurationError(f"--ttl {text!r} is not a duration like 45m, 2h or 90s") from None
 
 
-@app.command()
+@app.command(epilog=_EPILOGS["quiesce"])
 def quiesce(
     target: Annotated[
         str, typer.Argument(help="set | clear | status (the deployment flag), or a rollout id.")
@@ -401,7 +424,7 @@ def quiesce(
     run_command(go)
 
 
-@app.command(name="list-tenants")
+@app.command(name="list-tenants", epilog=_EPILOGS["list-tenants"])
 def list_tenants(
     output: Annotated[OutputFormat, typer.Option("--output", "-o")] = OutputFormat.TEXT,
     local: Annotated[
@@ -437,6 +460,31 @@ def list_tenants(
                     {"tenants": listing.tenant_ids, "duplicates": listing.duplicates, "pages": listing.pages}
                 )
             )
+        return ExitCode.OK
+
+    run_command(go)
+
+
+@app.command(name="settings")
+def show_settings(
+    output: Annotated[OutputFormat, typer.Option("--output", "-o")] = OutputFormat.TEXT,
+) -> None:
+    """Print every setting this process would run with, and where each came from.
+
+    Sources, highest first: the environment (FLEETWAY_<SECTION>__<KEY>; TEMPORAL_ADDRESS and
+    TEMPORAL_NAMESPACE for the Temporal section), the TOML file named by FLEETWAY_CONFIG, the
+    default. Secrets show as set or unset, never their value.
+    """
+
+    async def go() -> ExitCode:
+        rows = effective_settings(load_settings())
+        if output is OutputFormat.TEXT:
+            # Plain aligned columns, never wrapped: greppable, and pasteable into a ticket.
+            width = min(56, max(len(f"{row.key} = {row.value}") for row in rows))
+            for row in rows:
+                print(f"{row.key} = {row.value}".ljust(width), f" # {row.source}; {row.env}")
+        else:
+            print(json.dumps([asdict(row) for row in rows]))
         return ExitCode.OK
 
     run_command(go)

@@ -35,7 +35,12 @@ _DEMO_DIR = PROJECT_ROOT / ".fleetway" / "demo"
 
 
 SecretsBackend = Literal["file", "vault", "aws"]
-_SECRET_FILES = ("vault-token", "secrets.json")
+_SECRET_FILES = ("vault-token", "secrets.json", "postgres-password")
+# Settings a user's own CLI or worker needs to reach the held stack; never a value that is a secret.
+_SHARED_SETTINGS = (
+    "FLEETWAY_SECRETS__BACKEND", "FLEETWAY_SECRETS__FILE", "FLEETWAY_SECRETS__VAULT__URL",
+    "FLEETWAY_SECRETS__VAULT__TOKEN_FILE", "FLEETWAY_SECRETS__AWS__ENDPOINT_URL", "FLEETWAY_FLYWAY__LIB_DIR",
+)  # fmt: skip
 
 
 def _private_file(name: str, text: str) -> Path:
@@ -163,7 +168,7 @@ async def _run_fleet(stack: DevStack, ids: list[str], backend_env: dict[str, str
         print(f"\naudit trail: {_DEMO_DIR / 'audit.jsonl'}", file=sys.stderr)
         print(f"Temporal UI: {stack.temporal.ui_url}", file=sys.stderr)
         if hold:
-            print("stack kept up; Ctrl-C to stop", file=sys.stderr)
+            print(_hold_banner(stack, env), file=sys.stderr)
             stop = asyncio.Event()
             asyncio.get_running_loop().add_signal_handler(signal.SIGINT, stop.set)
             await stop.wait()
@@ -173,3 +178,28 @@ async def _run_fleet(stack: DevStack, ids: list[str], backend_env: dict[str, str
                 process.send_signal(signal.SIGTERM)
                 await process.wait()
     return code
+
+
+def _hold_banner(stack: DevStack, env: dict[str, str]) -> str:
+    """Every address a user needs to point their own CLI or worker at the held stack.
+
+    The PostgreSQL superuser's password goes to a private file (mode 600, deleted when the demo
+    ends), never to the terminal; the tenants' credentials stay in the demo's secret store.
+    """
+    password_file = _private_file("postgres-password", stack.postgres.superuser_password)
+    port = stack.postgres.port
+    lines = [
+        "stack kept up; Ctrl-C to stop",
+        f"  Temporal frontend: {stack.temporal.address} "
+        "(namespace default; the demo's worker polls 'fleetway')",
+        f"  Temporal UI:       {stack.temporal.ui_url}",
+        f"  PostgreSQL:        postgresql://postgres@127.0.0.1:{port}/postgres (password in {password_file})",
+        f"  tenants' logins:   fleetway_migrator, credentials in the demo's secret store "
+        f"({env.get('FLEETWAY_SECRETS__BACKEND', 'file')})",
+        "to point your own CLI or worker at it (your own task queue keeps the demo's worker out):",
+        f"  export FLEETWAY_TEMPORAL__ADDRESS={stack.temporal.address}",
+        "  export FLEETWAY_TEMPORAL__TASK_QUEUE=my-fleet",
+        *[f"  export {name}={env[name]}" for name in _SHARED_SETTINGS if name in env],
+        f'  export PGHOST=127.0.0.1 PGPORT={port} PGUSER=postgres PGPASSWORD="$(cat {password_file})"',
+    ]
+    return "\n".join(lines)

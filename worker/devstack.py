@@ -405,6 +405,16 @@ class TemporalDevServer:
         """Stop the server (SIGTERM, then SIGKILL after 10 s)."""
         stop_process(self._proc)
 
+    def crash(self) -> None:
+        """SIGKILL the server (ours, by pid) and reap it: a crash, for the fault tests.
+
+        With ``--db-filename`` among ``extra_args`` its state survives, and ``start()`` brings it
+        back on the same gRPC port, so clients and workers reconnect to it.
+        """
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+
 
 def stop_process(proc: subprocess.Popen[bytes] | None, *, grace_s: float = 10) -> None:
     """SIGTERM a server process, SIGKILL it after ``grace_s``; nothing when it is not running."""

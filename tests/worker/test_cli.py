@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import subprocess
+import uuid
 from pathlib import Path
 
 from temporalio.client import Client, WorkflowExecutionStatus
@@ -403,3 +404,47 @@ def test_cli_ndjson_stdout_stays_json_when_the_server_goes_away(tmp_path: Path) 
     assert all(json.loads(line) for line in out.splitlines())  # only JSON on stdout, whatever happens
     assert err.splitlines()[-1].startswith("temporal_unavailable: the Temporal server stopped answering")
     assert "WARN" not in out and "Traceback" not in err
+
+
+def test_settings_prints_each_effective_value_with_its_source_and_never_a_secret(tmp_path: Path) -> None:
+    config = tmp_path / "fleetway.toml"
+    config.write_text('[flyway]\nengine = "cli"\n[worker]\nmax_concurrent_activities = 3\n')
+    secret = "hunter2-" + uuid.uuid4().hex
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLEETWAY_", "TEMPORAL_"))} | {
+        "FLEETWAY_CONFIG": str(config),
+        "FLEETWAY_WORKER__MAX_CONCURRENT_ACTIVITIES": "5",  # the environment beats the file
+        "TEMPORAL_ADDRESS": "10.0.0.1:7233",
+        "FLEETWAY_SECRETS__VAULT__TOKEN": secret,
+    }
+
+    done = fleetway("settings", "-o", "json", env=env)
+    text = fleetway("settings", env=env)
+
+    assert done.returncode == 0, done.stderr
+    rows = {row["key"]: row for row in json.loads(done.stdout)}
+    assert rows["temporal.address"] == {
+        "key": "temporal.address", "env": "FLEETWAY_TEMPORAL__ADDRESS",
+        "value": "10.0.0.1:7233", "source": "environment (TEMPORAL_ADDRESS)",
+    }  # fmt: skip
+    assert (rows["flyway.engine"]["value"], rows["flyway.engine"]["source"]) == ("cli", f"file ({config})")
+    assert rows["worker.max_concurrent_activities"]["value"] == "5"
+    assert rows["worker.max_concurrent_activities"]["source"].startswith("environment")
+    assert (rows["temporal.task_queue"]["value"], rows["temporal.task_queue"]["source"]) == (
+        "fleetway",
+        "default",
+    )
+    assert rows["secrets.vault.token"]["value"] == "set (hidden)"
+    assert rows["tenants.http.token"]["value"] == "unset"
+    assert secret not in done.stdout + done.stderr + text.stdout + text.stderr
+    assert "temporal.address = 10.0.0.1:7233" in text.stdout
+    assert len(rows) == len(text.stdout.splitlines())  # one line per setting, none wrapped
+
+
+def test_every_command_help_names_the_settings_it_reads() -> None:
+    env = dict(os.environ)
+    top = fleetway("--help", env=env).stdout
+    assert "FLEETWAY_CONFIG" in top and "FLEETWAY_TEMPORAL__ADDRESS" in top
+    for command in ("migrate", "validate", "worker", "status", "cancel", "pause", "quiesce", "list-tenants"):
+        text = " ".join(fleetway(command, "--help", env=env).stdout.split())  # rich wraps lines
+        assert "fleetway settings" in text, command
+        assert "temporal." in text or "quiesce." in text, command

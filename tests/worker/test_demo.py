@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import shlex
 import signal
 import socket
 import subprocess
 import urllib.parse
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from tests.fleet import FLEETWAY, fleetway
@@ -94,3 +98,65 @@ def test_sigterm_mid_demo_stops_every_server_it_started(sigint_ignored: bool) ->
     assert port
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", port)) != 0  # the Temporal UI is gone too
+
+
+def test_demo_hold_prints_every_address_a_user_needs_and_they_work() -> None:
+    """``--hold`` names the Temporal frontend, the UI, PostgreSQL and where its password is, and
+    the export lines point a user's own CLI at the stack; the password file goes with the stack."""
+    proc = subprocess.Popen(
+        [FLEETWAY, "demo", "--tenants", "2", "--hold"], env=dict(os.environ),
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    exports: dict[str, str] = {}
+    started: set[int] = set()
+    try:
+        assert proc.stderr is not None
+        seen: list[str] = []
+        for line in proc.stderr:
+            seen.append(line)
+            if line.startswith("PostgreSQL: "):
+                started.add(int(line.rsplit("(pid ", 1)[1].rstrip(")\n")))
+            if line.startswith("  export "):
+                for pair in shlex.split(line.strip()[len("export ") :]):
+                    name, value = pair.split("=", 1)
+                    exports[name] = value
+            if line.startswith("  export PGHOST="):
+                break
+        text = "".join(seen)
+        assert "Temporal frontend: 127.0.0.1:" in text and "Temporal UI:       http://" in text, text[-3000:]
+        started |= _descendants(proc.pid)
+        password_file = Path(re.search(r"password in (\S+)\)", text).group(1))  # type: ignore[union-attr]
+        password = password_file.read_text()
+        assert password not in text  # the file holds it, the terminal never shows it
+        assert password_file.stat().st_mode & 0o777 == 0o600
+
+        # The printed settings reach the held stack: its Temporal (the demo's rollout is there) and
+        # its PostgreSQL (the demo tenants' schemas are there).
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETWAY_")} | {
+            k: v for k, v in exports.items() if k.startswith("FLEETWAY_")
+        }
+        assert env["FLEETWAY_TEMPORAL__TASK_QUEUE"] != "fleetway"
+        listed = fleetway("settings", "-o", "json", env=env)
+        assert listed.returncode == 0, listed.stderr
+        address = {r["key"]: r["value"] for r in json.loads(listed.stdout)}["temporal.address"]
+        assert address == exports["FLEETWAY_TEMPORAL__ADDRESS"]
+        with socket.create_connection(("127.0.0.1", int(address.rsplit(":", 1)[1])), timeout=5):
+            pass
+        dsn = f"host=127.0.0.1 port={exports['PGPORT']} user=postgres dbname=postgres password={password}"
+        with psycopg.connect(dsn) as conn:
+            schemas = conn.execute(
+                "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'demo_tenant_%'"
+            ).fetchone()
+        assert schemas == (2,)
+
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=90)
+    finally:
+        for pid in [proc.pid, *started]:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()
+
+    assert not password_file.exists()  # credentials of a stack that is gone

@@ -23,7 +23,9 @@ from activities.rollouts import Outcome
 from bench.faults import fault_migrations, history_rows, kill_loop, report_problems
 from tests.fleet import fleetway, make_fleet
 from tests.support import java_pids, wait_until
+from worker.client import connect
 from worker.devstack import PostgresServer, TemporalDevServer
+from worker.settings import TemporalConfig
 from workflows.migrate_all import MigrateAllWorkflow
 from workflows.migrate_all_models import MigrateAllInput, RolloutStatus
 
@@ -192,3 +194,43 @@ async def test_infrastructure_faults_retry_until_the_time_budget_and_script_fail
     own = outcomes[broken]
     assert own.error_class == "schema_history_corrupt"
     assert own.attempts == 1
+
+
+@pytest.mark.parametrize("engine", ["cli", "jvm"])
+async def test_temporal_server_killed_and_restarted_mid_rollout_the_report_is_the_tables(
+    flyway_install: FlywayInstall, postgres: PostgresServer, tmp_path: Path, engine: str
+) -> None:
+    """The Temporal server is SIGKILLed under a running rollout and comes back 8 s later.
+
+    Its own server (never the session's), persisted to a SQLite file so a restart keeps the
+    rollout. Activities finishing while it is down cannot report; workers and the client reconnect;
+    the rollout completes, and each tenant's table, not the result, is the judge.
+    """
+    server = TemporalDevServer(extra_args=("--db-filename", str(tmp_path / "temporal.db")))
+    server.start()
+    try:
+        client = await connect(TemporalConfig(address=server.address))
+        fleet = make_fleet(postgres, 12)
+        fleet.locations = fault_migrations(tmp_path / "scripts", sleep_s=2.5)
+        async with fleet.worker(client, flyway_install, engine=engine):
+            handle = await client.start_workflow(
+                MigrateAllWorkflow.run,
+                MigrateAllInput(parallelism=4, heartbeat_timeout_s=5, continue_on_error=True),
+                id=f"server-crash-{uuid.uuid4().hex[:8]}",
+                task_queue=fleet.task_queue,
+            )
+            sleeping = lambda: _running_sleeps(postgres, "2.5") >= 2  # noqa: E731
+            assert await asyncio.to_thread(wait_until, sleeping, timeout=90)
+            await asyncio.to_thread(server.crash)
+            await asyncio.sleep(8)  # the scripts in flight finish while nobody can hear them
+            await asyncio.to_thread(server.start)  # same port, same database file
+            result = await asyncio.wait_for(handle.result(), timeout=300)
+
+        assert result.status is RolloutStatus.SUCCEEDED, result
+        assert result.counts == {Outcome.SUCCEEDED: 12}
+        outcomes = {o.tenant_id: o for o in result.outcomes}
+        for tenant in fleet.tenants:
+            rows = history_rows(postgres.dsn, tenant)
+            assert report_problems(outcomes[tenant], rows, result.history_marker, expected=ALL) == []
+    finally:
+        server.stop()
