@@ -43,7 +43,7 @@ from pydantic import ValidationError
 from temporalio.exceptions import ApplicationError
 
 if TYPE_CHECKING:
-    from activities.flyway_output import FlywayOutcome
+    from activities.flyway.output import FlywayOutcome
 
 __all__ = [
     "ConfigurationError",
@@ -261,7 +261,7 @@ class FlywayError(FleetwayError):
     """Flyway ran but did not succeed.
 
     Attributes:
-        error_class: the published :class:`~activities.flyway_output.ErrorClass` value.
+        error_class: the published :class:`~activities.flyway.output.ErrorClass` value.
         is_retryable: whether this class can clear by itself (lock, unreachable, not ready).
         outcome: the best-effort parsed result (versions applied before a failure), if any.
     """

@@ -18,7 +18,7 @@ from psycopg import sql
 from pydantic import BaseModel, ConfigDict
 from temporalio import activity
 
-from activities.audit import UNSPECIFIED_PRINCIPAL, AuditEvent, AuditEventType, AuditOutcome
+from activities.audit.events import UNSPECIFIED_PRINCIPAL, AuditEvent, AuditEventType, AuditOutcome
 from activities.errors import (
     FleetwayError,
     InvalidQuiesceTtlError,
@@ -26,7 +26,7 @@ from activities.errors import (
     QuiesceNotSetError,
     to_application_error,
 )
-from activities.pg_ddl import ensure_objects, table_identifier
+from activities.postgres.ddl import ensure_objects, table_identifier
 
 __all__ = [
     "DEFAULT_TTL",

@@ -16,9 +16,9 @@ from temporalio import activity
 
 from activities.backend_identity import describe
 from activities.errors import ConfigurationError, FleetwayError, to_application_error
-from activities.migration_store import MigrationSets
-from activities.secrets import SecretsProvider, provider_for
-from activities.tenant_source_static import TenantLister
+from activities.secrets.providers import SecretsProvider, provider_for
+from activities.sets.store import MigrationSets
+from activities.tenants.static import TenantLister
 
 __all__ = ["DescribeWorkerInput", "PinRolloutInput", "RolloutPin", "WorkerProfile", "WorkerProfileActivities"]
 

@@ -46,9 +46,9 @@ import psycopg
 from psycopg import sql
 
 from activities.database_target import DatabaseTarget
-from activities.flyway import FlywayEngine, FlywayInstall, FlywayRunner, FlywaySettings
-from activities.flyway_jvm import JvmFlywayEngine
-from activities.flyway_output import Action
+from activities.flyway.engine import FlywayEngine, FlywayInstall, FlywayRunner, FlywaySettings
+from activities.flyway.jvm import JvmFlywayEngine
+from activities.flyway.output import Action
 from worker.client import connect
 from worker.devstack import PROJECT_ROOT, DevStack, dev_stack
 from worker.settings import TemporalConfig

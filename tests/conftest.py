@@ -20,8 +20,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from temporalio.client import Client
 
 from activities.database_target import DatabaseTarget
-from activities.flyway import FlywayEngine, FlywayInstall, FlywayRunner, FlywaySettings
-from activities.flyway_jvm import JvmFlywayEngine
+from activities.flyway.engine import FlywayEngine, FlywayInstall, FlywayRunner, FlywaySettings
+from activities.flyway.jvm import JvmFlywayEngine
 from tests.support import DEMO_MIGRATIONS
 from worker.client import connect
 from worker.devstack import PostgresServer, TemporalDevServer, ensure_flyway

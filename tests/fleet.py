@@ -18,12 +18,12 @@ from temporalio.client import Client
 from temporalio.runtime import Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
-from activities.audit import Emitter
+from activities.audit.events import Emitter
 from activities.database_target import DatabaseTarget
-from activities.flyway import FlywayInstall
+from activities.flyway.engine import FlywayInstall
 from activities.quiesce import MemoryQuiesceController, QuiesceController
-from activities.secrets import StaticSecretsProvider
-from activities.tenant_source_static import StaticTenantLister
+from activities.secrets.providers import StaticSecretsProvider
+from activities.tenants.static import StaticTenantLister
 from tests.support import DEMO_MIGRATIONS
 from worker.client import DATA_CONVERTER
 from worker.devstack import PostgresServer

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from activities.errors import TemporalUnavailableError
-from activities.flyway import FlywayInstall
+from activities.flyway.engine import FlywayInstall
 from tests.fleet import FLEETWAY, make_fleet
 from tests.support import copy_migrations, history
 from worker.client import connect, has_pollers

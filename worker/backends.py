@@ -11,24 +11,24 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from activities.audit import AuditSink, Emitter
-from activities.audit_sinks import JsonlAuditSink, PostgresAuditSink
+from activities.audit.events import AuditSink, Emitter
+from activities.audit.sinks import JsonlAuditSink, PostgresAuditSink
 from activities.errors import ConfigurationError
-from activities.migration_store import (
+from activities.postgres.provisioning import ProvisioningActivities, ProvisioningTarget
+from activities.quiesce import MemoryQuiesceController, PostgresQuiesceController, QuiesceController
+from activities.secrets.aws import AwsSecretsManagerProvider
+from activities.secrets.cache import CachedSecretsProvider
+from activities.secrets.providers import FileSecretsProvider, SecretsProvider
+from activities.secrets.vault import VaultAuth, VaultSecretsProvider
+from activities.sets.store import (
     DirectorySetStore,
     MigrationSets,
     MigrationSetStore,
     S3SetStore,
     SetCache,
 )
-from activities.provisioning import ProvisioningActivities, ProvisioningTarget
-from activities.quiesce import MemoryQuiesceController, PostgresQuiesceController, QuiesceController
-from activities.secret_cache import CachedSecretsProvider
-from activities.secrets import FileSecretsProvider, SecretsProvider
-from activities.secrets_aws import AwsSecretsManagerProvider
-from activities.secrets_vault import VaultAuth, VaultSecretsProvider
-from activities.tenant_source_http import HttpTenantLister
-from activities.tenant_source_static import StaticTenantLister, TenantLister, load_tenants_file
+from activities.tenants.http import HttpTenantLister
+from activities.tenants.static import StaticTenantLister, TenantLister, load_tenants_file
 from worker.settings import Settings
 
 __all__ = [

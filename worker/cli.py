@@ -26,7 +26,7 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.audit import AuditContext
+from activities.audit.events import AuditContext
 from activities.errors import (
     ConfigurationError,
     RolloutNotFoundError,
@@ -34,10 +34,10 @@ from activities.errors import (
     TenantSourceError,
     WorkerUnavailableError,
 )
-from activities.flyway_output import Action
+from activities.flyway.output import Action
 from activities.quiesce import QuiesceStatus, quiesce_audit_event
-from activities.tenant_source_static import load_tenants_file
-from activities.tenant_walk import TenantListing, list_all_tenants
+from activities.tenants.static import load_tenants_file
+from activities.tenants.walk import TenantListing, list_all_tenants
 from worker.backends import audit_emitter, quiesce_controller, tenant_lister
 from worker.cli_provision import deprovision, provision
 from worker.cli_runtime import connect_client, load_settings, run_command, stderr

@@ -18,10 +18,10 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
-from activities.audit import AuditContext
+from activities.audit.events import AuditContext
 from activities.errors import ConfigurationError
-from activities.provisioning import TenantRoles
-from activities.secrets import validate_tenant_id
+from activities.postgres.provisioning import TenantRoles
+from activities.secrets.providers import validate_tenant_id
 from worker.cli_runtime import connect_client, run_command, stderr
 from worker.output import ExitCode, OutputFormat
 from workflows.provision_tenant import (

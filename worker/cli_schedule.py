@@ -12,7 +12,7 @@ from rich.table import Table
 from temporalio.client import ScheduleUpdate
 
 from activities.errors import ConfigurationError
-from activities.flyway_output import Action
+from activities.flyway.output import Action
 from worker.cli_runtime import connect_client, load_settings, run_command, stderr
 from worker.client import connect
 from worker.output import ExitCode, OutputFormat

@@ -20,8 +20,8 @@ from temporalio.client import Client, WorkflowFailureError
 
 from activities.backend_identity import describe
 from activities.errors import ConfigurationError, MigrationSetInvalidError, WorkerUnavailableError
-from activities.migration_set import check_digest, looks_like_digest, scan_set
-from activities.migration_store import push_set
+from activities.sets.digest import check_digest, looks_like_digest, scan_set
+from activities.sets.store import push_set
 from worker.backends import secrets_provider, set_store, tenant_lister
 from worker.cli_runtime import load_settings, run_command, stderr
 from worker.client import has_pollers

@@ -22,7 +22,7 @@ import hvac
 import psycopg
 from psycopg import sql
 
-from activities.secrets_aws import silence_boto_body_logging
+from activities.secrets.aws import silence_boto_body_logging
 from worker.client import connect, has_pollers
 from worker.devstack import PROJECT_ROOT, DevStack, dev_stack
 from worker.devstack_secrets import AWS_TEST_ENV, MotoServer, OpenBaoDevServer

@@ -27,7 +27,7 @@ from typing import Final
 import psycopg
 
 from activities.errors import PrerequisiteMissingError
-from activities.flyway import FlywayInstall
+from activities.flyway.engine import FlywayInstall
 
 __all__ = [
     "FLYWAY_POM",

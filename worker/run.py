@@ -15,15 +15,21 @@ from pathlib import Path
 from temporalio.client import Client
 from temporalio.worker import Interceptor, Worker
 
-from activities.audit import AuditActivities, Emitter
+from activities.audit.events import AuditActivities, Emitter
 from activities.backend_identity import describe
-from activities.flyway import FlywayActivities, FlywayEngine, FlywayInstall, FlywayRunner, FlywaySettings
-from activities.flyway_jvm import JvmFlywayEngine, VendorRoutedEngine, start_jvm
+from activities.flyway.engine import (
+    FlywayActivities,
+    FlywayEngine,
+    FlywayInstall,
+    FlywayRunner,
+    FlywaySettings,
+)
+from activities.flyway.jvm import JvmFlywayEngine, VendorRoutedEngine, start_jvm
+from activities.flyway.schema_history import SchemaHistoryActivities
 from activities.quiesce import QuiesceActivities, QuiesceController
 from activities.rollouts import RolloutActivities
-from activities.schema_history import SchemaHistoryActivities
-from activities.secrets import SecretsProvider
-from activities.tenant_source_static import TenantLister, TenantSourceActivities
+from activities.secrets.providers import SecretsProvider
+from activities.tenants.static import TenantLister, TenantSourceActivities
 from activities.worker_profile import WorkerProfile, WorkerProfileActivities
 from worker.backends import (
     audit_emitter,

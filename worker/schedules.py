@@ -25,9 +25,9 @@ from temporalio.client import (
     ScheduleUpdateInput,
 )
 
-from activities.audit import AuditContext
+from activities.audit.events import AuditContext
 from activities.errors import ConfigurationError
-from activities.flyway_output import Action
+from activities.flyway.output import Action
 from workflows.migrate_all import MigrateAllWorkflow
 from workflows.migrate_all_models import MigrateAllInput
 

@@ -19,8 +19,8 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.errors import TenantSourceError
-    from activities.tenant_source_static import ListTenantsInput, TenantPage, TenantSourceActivities
-    from activities.tenant_walk import list_all_tenants
+    from activities.tenants.static import ListTenantsInput, TenantPage, TenantSourceActivities
+    from activities.tenants.walk import list_all_tenants
     from activities.worker_profile import DescribeWorkerInput, WorkerProfile, WorkerProfileActivities
 
 __all__ = ["DescribeFleetInput", "DescribeFleetWorkflow", "FleetDescription"]

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from activities.flyway_output import Action, ErrorClass
+    from activities.flyway.output import Action, ErrorClass
     from activities.rollouts import Outcome, TenantOutcome
 from workflows.migrate_all_models import MigrateAllResult
 

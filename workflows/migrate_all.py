@@ -26,13 +26,13 @@ from temporalio.exceptions import (
 )
 
 with workflow.unsafe.imports_passed_through():
-    from activities.audit import UNSPECIFIED_PRINCIPAL
-    from activities.flyway_output import Action, ErrorClass
+    from activities.audit.events import UNSPECIFIED_PRINCIPAL
+    from activities.flyway.output import Action, ErrorClass
+    from activities.flyway.schema_history import history_marker
     from activities.quiesce import QuiesceActivities
     from activities.rollouts import Outcome, RolloutActivities, TenantOutcome
-    from activities.schema_history import history_marker
-    from activities.tenant_source_static import ListTenantsInput, TenantSourceActivities
-    from activities.tenant_walk import MAX_PAGES, cursor_digest
+    from activities.tenants.static import ListTenantsInput, TenantSourceActivities
+    from activities.tenants.walk import MAX_PAGES, cursor_digest
     from activities.worker_profile import PinRolloutInput, WorkerProfileActivities
     from workflows.drift import DriftKind
     from workflows.migrate_all_models import (

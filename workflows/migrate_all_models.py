@@ -13,12 +13,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from activities.audit import AuditContext
+    from activities.audit.events import AuditContext
     from activities.errors import InvalidInputError, MigrationSetInvalidError
-    from activities.flyway_output import Action
-    from activities.migration_set import check_digest
+    from activities.flyway.output import Action
     from activities.rollouts import Outcome, TenantOutcome
-    from activities.secrets import validate_tenant_ids
+    from activities.secrets.providers import validate_tenant_ids
+    from activities.sets.digest import check_digest
 
 __all__ = [
     "COMPLETIONS_PER_QUERY",

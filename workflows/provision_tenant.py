@@ -21,7 +21,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.audit import (
+    from activities.audit.events import (
         UNSPECIFIED_PRINCIPAL,
         AuditActivities,
         AuditContext,
@@ -29,9 +29,9 @@ with workflow.unsafe.imports_passed_through():
         AuditEventType,
         AuditOutcome,
     )
-    from activities.flyway import FlywayActivities, RunFlywayInput
-    from activities.flyway_output import RETRYABLE_CLASSES, Action, ErrorClass
-    from activities.provisioning import CleanupInput, ProvisioningActivities, SeedInput, TenantRoles
+    from activities.flyway.engine import FlywayActivities, RunFlywayInput
+    from activities.flyway.output import RETRYABLE_CLASSES, Action, ErrorClass
+    from activities.postgres.provisioning import CleanupInput, ProvisioningActivities, SeedInput, TenantRoles
     from activities.quiesce import QuiesceActivities
 
 __all__ = [

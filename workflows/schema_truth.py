@@ -15,8 +15,8 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.flyway.schema_history import HistorySummary, ReadHistoryInput, SchemaHistoryActivities
     from activities.rollouts import Outcome, OutcomeSource, TenantOutcome
-    from activities.schema_history import HistorySummary, ReadHistoryInput, SchemaHistoryActivities
 
 __all__ = ["TRUTH_PATCH", "reconciled", "versions_text"]
 

@@ -16,7 +16,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.audit import (
+    from activities.audit.events import (
         UNSPECIFIED_PRINCIPAL,
         AuditActivities,
         AuditContext,
@@ -24,8 +24,8 @@ with workflow.unsafe.imports_passed_through():
         AuditEventType,
         AuditOutcome,
     )
-    from activities.flyway import FlywayActivities, RunFlywayInput
-    from activities.flyway_output import RETRYABLE_CLASSES, Action, ErrorClass, FlywayOutcome
+    from activities.flyway.engine import FlywayActivities, RunFlywayInput
+    from activities.flyway.output import RETRYABLE_CLASSES, Action, ErrorClass, FlywayOutcome
     from activities.rollouts import Outcome, OutcomeSource, TenantOutcome
     from workflows.schema_truth import TRUTH_PATCH, reconciled
 

@@ -25,14 +25,14 @@ from activities.errors import (
     UnsafeEnvValueError,
     UnsafeIdentifierError,
 )
-from activities.flyway import (
+from activities.flyway.engine import (
     FlywayEngine,
     FlywayInstall,
     FlywayRunner,
     FlywaySettings,
     run_migrations_at_startup,
 )
-from activities.flyway_output import Action, ErrorClass
+from activities.flyway.output import Action, ErrorClass
 from activities.redaction import REDACTED
 from tests.support import copy_migrations, history, java_pids, schema_exists, wait_until
 from worker.devstack import PostgresServer
@@ -354,8 +354,8 @@ async def test_run_flyway_activity_rereads_the_secret_once_after_an_authenticati
 ) -> None:
     from temporalio.testing import ActivityEnvironment
 
-    from activities.flyway import FlywayActivities, RunFlywayInput
-    from activities.secrets import StaticSecretsProvider
+    from activities.flyway.engine import FlywayActivities, RunFlywayInput
+    from activities.secrets.providers import StaticSecretsProvider
 
     rotated = "rotated-Passw0rd"
     with psycopg.connect(postgres.dsn, autocommit=True) as conn:
@@ -435,9 +435,9 @@ _RUN_UNTIL_KILLED = """
 import asyncio, json, os, sys
 from pathlib import Path
 from activities.database_target import DatabaseTarget
-from activities.flyway import FlywayInstall, FlywayRunner, FlywaySettings
-from activities.flyway_jvm import JvmFlywayEngine
-from activities.flyway_output import Action
+from activities.flyway.engine import FlywayInstall, FlywayRunner, FlywaySettings
+from activities.flyway.jvm import JvmFlywayEngine
+from activities.flyway.output import Action
 
 spec = json.loads(os.environ["RUN_SPEC"])
 install = FlywayInstall(lib_dir=Path(spec["lib"]), java=Path(spec["java"]), version="test")
@@ -506,7 +506,7 @@ async def test_the_default_auto_engine_runs_postgresql_in_process_and_oracle_thr
 ) -> None:
     from activities.database_target import Vendor
     from activities.errors import FlywayError
-    from activities.flyway_jvm import JvmFlywayEngine, VendorRoutedEngine
+    from activities.flyway.jvm import JvmFlywayEngine, VendorRoutedEngine
     from tests.support import DEMO_MIGRATIONS
 
     settings = FlywaySettings(locations=(DEMO_MIGRATIONS,))

@@ -16,9 +16,9 @@ import pytest
 
 from activities.database_target import DatabaseTarget
 from activities.errors import ConfigurationError, FlywayTimeoutError
-from activities.flyway import FlywayInstall, FlywaySettings
-from activities.flyway_jvm import JvmFlywayEngine
-from activities.flyway_output import Action
+from activities.flyway.engine import FlywayInstall, FlywaySettings
+from activities.flyway.jvm import JvmFlywayEngine
+from activities.flyway.output import Action
 from tests.support import DEMO_MIGRATIONS, copy_migrations, history
 from worker.devstack import PROJECT_ROOT, PostgresServer
 
@@ -108,8 +108,8 @@ def test_the_process_jvm_leaves_sigterm_to_python(flyway_install: FlywayInstall)
     script = f"""
 import os, signal, time
 from pathlib import Path
-from activities.flyway import FlywayInstall
-from activities.flyway_jvm import start_jvm
+from activities.flyway.engine import FlywayInstall
+from activities.flyway.jvm import start_jvm
 seen = []
 signal.signal(signal.SIGTERM, lambda *_: seen.append("python"))  # installed first, as dev_stack does
 start_jvm(FlywayInstall(lib_dir=Path({str(flyway_install.lib_dir)!r}), java=Path({str(flyway_install.java)!r}), version=""),

@@ -8,7 +8,7 @@ import pytest
 
 from activities.database_target import DatabaseTarget, TlsSettings, Vendor, flyway_environment, jdbc_url
 from activities.errors import UnsafeEnvValueError
-from activities.flyway_output import (
+from activities.flyway.output import (
     Action,
     ErrorClass,
     classify_failure,

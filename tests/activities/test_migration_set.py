@@ -13,8 +13,8 @@ import boto3
 import pytest
 
 from activities.errors import MigrationSetInvalidError, MigrationSetMismatchError, MigrationStoreError
-from activities.migration_set import check_digest, parse_manifest, scan_set
-from activities.migration_store import DirectorySetStore, MigrationSets, S3SetStore, SetCache, push_set
+from activities.sets.digest import check_digest, parse_manifest, scan_set
+from activities.sets.store import DirectorySetStore, MigrationSets, S3SetStore, SetCache, push_set
 from tests.support import DEMO_MIGRATIONS, copy_migrations
 from worker.devstack_secrets import AWS_TEST_ENV, MotoServer
 

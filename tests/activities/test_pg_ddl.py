@@ -4,7 +4,7 @@ import uuid
 import psycopg
 from psycopg import sql
 
-from activities.pg_ddl import ensure_objects
+from activities.postgres.ddl import ensure_objects
 from worker.devstack import PostgresServer
 
 

@@ -11,7 +11,12 @@ from psycopg import sql
 from pydantic import SecretStr
 
 from activities.errors import UnsafeEnvValueError, UnsafeIdentifierError
-from activities.pg_roles import PGRoleSpec, deprovision_pg_roles, pg_role_provisioning_sql, provision_pg_roles
+from activities.postgres.roles import (
+    PGRoleSpec,
+    deprovision_pg_roles,
+    pg_role_provisioning_sql,
+    provision_pg_roles,
+)
 from worker.devstack import PostgresServer
 
 MIGRATOR_PW = "migrator-Passw0rd-1"

@@ -7,9 +7,9 @@ import pytest
 
 from activities.database_target import DatabaseTarget
 from activities.errors import SchemaHistoryUnavailableError, UnsafeIdentifierError
-from activities.flyway import FlywayEngine
-from activities.flyway_output import Action
-from activities.schema_history import (
+from activities.flyway.engine import FlywayEngine
+from activities.flyway.output import Action
+from activities.flyway.schema_history import (
     HistoryRow,
     check_history_marker,
     history_marker,

@@ -27,12 +27,12 @@ from activities.errors import (
     SecretMalformedError,
     SecretNotFoundError,
 )
-from activities.flyway import FlywayActivities, FlywayRunner, RunFlywayInput
-from activities.flyway_output import Action
-from activities.secret_cache import CachedSecretsProvider
-from activities.secrets import FileSecretsProvider
-from activities.secrets_aws import AwsSecretsManagerProvider
-from activities.secrets_vault import VaultAuth, VaultSecretsProvider
+from activities.flyway.engine import FlywayActivities, FlywayRunner, RunFlywayInput
+from activities.flyway.output import Action
+from activities.secrets.aws import AwsSecretsManagerProvider
+from activities.secrets.cache import CachedSecretsProvider
+from activities.secrets.providers import FileSecretsProvider
+from activities.secrets.vault import VaultAuth, VaultSecretsProvider
 from worker.devstack import PostgresServer
 from worker.devstack_secrets import AWS_TEST_ENV, MotoServer, OpenBaoDevServer
 

@@ -8,7 +8,7 @@ import pytest
 
 from activities.database_target import Vendor
 from activities.errors import SecretMalformedError
-from activities.secret_payload import decode_secret, parse_target
+from activities.secrets.payload import decode_secret, parse_target
 
 PASSWORD = "s3cret-Payload-Value"
 

@@ -17,8 +17,8 @@ from activities.errors import (
     TenantSourceError,
     TenantSourceUnavailableError,
 )
-from activities.tenant_source_http import HttpTenantLister
-from activities.tenant_walk import list_all_tenants
+from activities.tenants.http import HttpTenantLister
+from activities.tenants.walk import list_all_tenants
 from tests.control_plane import Response, control_plane, paged, tenants_body
 from tests.fleet import fleetway
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from activities.errors import InvalidTenantIdError, TenantSourceError
-from activities.tenant_source_static import StaticTenantLister, load_tenants_file
+from activities.tenants.static import StaticTenantLister, load_tenants_file
 
 
 @pytest.mark.parametrize(

@@ -14,9 +14,9 @@ from pathlib import Path
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
-from activities.flyway import FlywayInstall
-from activities.migration_set import scan_set
+from activities.flyway.engine import FlywayInstall
 from activities.quiesce import PostgresQuiesceController
+from activities.sets.digest import scan_set
 from tests.fleet import FLEETWAY, fleetway, make_fleet
 from tests.support import DEMO_MIGRATIONS, copy_migrations, history, schema_exists
 from worker.devstack import PostgresServer, TemporalDevServer, free_port

@@ -10,7 +10,7 @@ import pytest
 from rich.console import Console
 from temporalio.client import Client
 
-from activities.flyway import FlywayInstall
+from activities.flyway.engine import FlywayInstall
 from tests.fleet import make_fleet
 from worker.devstack import PostgresServer
 from worker.follow import follow_rollout

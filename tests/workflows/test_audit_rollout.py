@@ -21,13 +21,13 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, Interceptor
 
-from activities.audit import AuditContext, AuditEvent, Emitter
-from activities.audit_sinks import PostgresAuditSink
-from activities.flyway import FlywayInstall
-from activities.migration_set import scan_set
+from activities.audit.events import AuditContext, AuditEvent, Emitter
+from activities.audit.sinks import PostgresAuditSink
+from activities.flyway.engine import FlywayInstall
 from activities.rollouts import Outcome
-from activities.secrets import StaticSecretsProvider
-from activities.tenant_source_static import StaticTenantLister
+from activities.secrets.providers import StaticSecretsProvider
+from activities.sets.digest import scan_set
+from activities.tenants.static import StaticTenantLister
 from tests.fleet import Fleet, fleetway, make_fleet
 from tests.support import DEMO_MIGRATIONS
 from worker.devstack import PostgresServer

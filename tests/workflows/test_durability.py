@@ -18,7 +18,7 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureEr
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Replayer
 
-from activities.flyway import FlywayInstall
+from activities.flyway.engine import FlywayInstall
 from activities.rollouts import Outcome
 from tests.fleet import FLEETWAY, fleetway, make_fleet
 from tests.support import copy_migrations, history, java_pids
@@ -412,7 +412,7 @@ def test_workflow_modules_import_only_what_is_known_deterministic(module: Path) 
 def test_the_import_guard_catches_what_a_ban_list_missed() -> None:
     sneaky = (
         "import secrets\nfrom pathlib import Path\nfrom datetime import datetime, timedelta\n"
-        "import urllib.request\nimport threading\nfrom activities.flyway import FlywayRunner\n"
+        "import urllib.request\nimport threading\nfrom activities.flyway.engine import FlywayRunner\n"
     )
     assert _problems(sneaky) == [
         "secrets is not on the allow-list",
@@ -420,5 +420,5 @@ def test_the_import_guard_catches_what_a_ban_list_missed() -> None:
         "datetime: only ['timedelta'] may be imported, not ['datetime', 'timedelta']",
         "urllib.request is not on the allow-list",
         "threading is not on the allow-list",
-        "activities.flyway imported outside workflow.unsafe.imports_passed_through()",
+        "activities.flyway.engine imported outside workflow.unsafe.imports_passed_through()",
     ]

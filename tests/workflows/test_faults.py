@@ -16,9 +16,9 @@ import psycopg
 import pytest
 from temporalio.client import Client, WorkflowExecutionStatus
 
-from activities.audit import Emitter
-from activities.audit_sinks import JsonlAuditSink
-from activities.flyway import FlywayInstall
+from activities.audit.events import Emitter
+from activities.audit.sinks import JsonlAuditSink
+from activities.flyway.engine import FlywayInstall
 from activities.rollouts import Outcome
 from bench.faults import fault_migrations, history_rows, kill_loop, report_problems
 from tests.fleet import fleetway, make_fleet
@@ -160,8 +160,8 @@ async def test_cancel_during_a_slow_script_leaves_no_process_no_statement_and_a_
 async def test_infrastructure_faults_retry_until_the_time_budget_and_script_failures_never(
     client: Client, flyway_install: FlywayInstall, postgres: PostgresServer
 ) -> None:
-    from activities.secrets import StaticSecretsProvider
-    from activities.tenant_source_static import StaticTenantLister
+    from activities.secrets.providers import StaticSecretsProvider
+    from activities.tenants.static import StaticTenantLister
     from worker.run import build_worker
 
     fleet = make_fleet(postgres, 2)

@@ -8,9 +8,9 @@ import uuid
 import pytest
 from temporalio.client import Client
 
-from activities.audit import AuditContext
-from activities.flyway import FlywayInstall
-from activities.flyway_output import Action, ErrorClass
+from activities.audit.events import AuditContext
+from activities.flyway.engine import FlywayInstall
+from activities.flyway.output import Action, ErrorClass
 from activities.quiesce import PostgresQuiesceController
 from activities.rollouts import Outcome
 from tests.fleet import Fleet, make_fleet

@@ -16,10 +16,10 @@ import pytest
 from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 
-from activities.flyway import FlywayInstall
-from activities.migration_set import scan_set
-from activities.migration_store import DirectorySetStore, S3SetStore, push_set
+from activities.flyway.engine import FlywayInstall
 from activities.rollouts import Outcome
+from activities.sets.digest import scan_set
+from activities.sets.store import DirectorySetStore, S3SetStore, push_set
 from tests.fleet import Fleet, make_fleet, separate_client
 from tests.support import DEMO_MIGRATIONS, copy_migrations, history, schema_exists
 from worker.devstack import PostgresServer

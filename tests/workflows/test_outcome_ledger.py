@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from activities.flyway_output import Action, ErrorClass
+from activities.flyway.output import Action, ErrorClass
 from activities.rollouts import Outcome, TenantOutcome
 from worker.client import DATA_CONVERTER
 from workflows.drift import DriftKind, summarize

@@ -22,13 +22,13 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 from temporalio.worker import Worker
 
-from activities.audit import Emitter
-from activities.audit_sinks import PostgresAuditSink
-from activities.flyway import FlywayInstall
-from activities.provisioning import TenantRoles
+from activities.audit.events import Emitter
+from activities.audit.sinks import PostgresAuditSink
+from activities.flyway.engine import FlywayInstall
+from activities.postgres.provisioning import TenantRoles
 from activities.quiesce import MemoryQuiesceController
-from activities.secret_cache import CachedSecretsProvider
-from activities.secrets_vault import VaultAuth, VaultSecretsProvider
+from activities.secrets.cache import CachedSecretsProvider
+from activities.secrets.vault import VaultAuth, VaultSecretsProvider
 from tests.fleet import FLEETWAY, fleetway
 from tests.support import DEMO_MIGRATIONS, copy_migrations, history, schema_exists
 from worker.devstack import PostgresServer, TemporalDevServer

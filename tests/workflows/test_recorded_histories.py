@@ -24,8 +24,8 @@ import pytest
 from temporalio.client import Client, WorkflowHistory
 from temporalio.worker import Replayer
 
-from activities.flyway import FlywayInstall
-from activities.flyway_output import Action
+from activities.flyway.engine import FlywayInstall
+from activities.flyway.output import Action
 from tests.fleet import make_fleet
 from tests.support import copy_migrations
 from tests.workflows.test_provisioning import Harness, tenant_id

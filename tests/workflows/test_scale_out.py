@@ -13,7 +13,7 @@ import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
-from activities.flyway import FlywayInstall
+from activities.flyway.engine import FlywayInstall
 from tests.fleet import FLEETWAY, make_fleet
 from tests.support import copy_migrations, history
 from tests.workflows.test_durability import _wait_progress

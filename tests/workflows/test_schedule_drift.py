@@ -12,8 +12,8 @@ from pathlib import Path
 import psycopg
 from temporalio.client import Client
 
-from activities.flyway import FlywayInstall, FlywayRunner, FlywaySettings
-from activities.flyway_output import Action
+from activities.flyway.engine import FlywayInstall, FlywayRunner, FlywaySettings
+from activities.flyway.output import Action
 from tests.fleet import fleetway, make_fleet
 from tests.support import copy_migrations
 from worker.devstack import PostgresServer, TemporalDevServer

@@ -18,7 +18,7 @@ from psycopg import sql
 from pydantic import SecretStr
 from temporalio.client import Client
 
-from activities.flyway import FlywayInstall
+from activities.flyway.engine import FlywayInstall
 from activities.rollouts import Outcome
 from tests.control_plane import control_plane, paged, tenants_body
 from tests.fleet import Fleet, make_fleet
@@ -188,7 +188,7 @@ async def test_a_cycling_tenant_source_stops_the_rollout_and_duplicates_are_skip
         settings = fleet.settings(client.service_client.config.target_host).model_copy(
             update={"tenants": TenantSourceConfig(kind="http", http=HttpTenantSourceConfig(url=plane.url, allow_http_loopback=True))}
         )  # fmt: skip
-        from activities.secrets import StaticSecretsProvider
+        from activities.secrets.providers import StaticSecretsProvider
 
         worker = build_worker(
             client, settings, flyway_install=flyway_install,

@@ -36,8 +36,8 @@ import httpx
 from pydantic import SecretStr
 
 from activities.errors import ConfigurationError, TenantSourceError, TenantSourceUnavailableError
-from activities.secrets import validate_tenant_ids
-from activities.tenant_source_static import TenantPage
+from activities.secrets.providers import validate_tenant_ids
+from activities.tenants.static import TenantPage
 
 __all__ = ["DEFAULT_MAX_RESPONSE_BYTES", "MAX_JSON_DEPTH", "HttpTenantLister", "parse_json_bounded"]
 

@@ -26,8 +26,8 @@ from activities.errors import (
     SecretMalformedError,
     SecretNotFoundError,
 )
-from activities.secret_payload import parse_target, target_payload
-from activities.secrets import check_secret_prefix, check_secret_role, validate_tenant_id
+from activities.secrets.payload import parse_target, target_payload
+from activities.secrets.providers import check_secret_prefix, check_secret_role, validate_tenant_id
 
 __all__ = ["DEFAULT_VAULT_PREFIX", "VaultAuth", "VaultSecretsProvider"]
 

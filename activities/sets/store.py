@@ -6,7 +6,7 @@ content was verified against the digest. A snapshot comes from the worker's own 
 folder (when that folder's digest is the one named) or from a set store:
 
 - layout (a directory or an S3 bucket/prefix): ``sets/<hex>`` holds the manifest (the digest's
-  preimage, see ``activities/migration_set.py``), ``blobs/<sha256 hex>`` each file's bytes. Blobs
+  preimage, see ``activities/sets/digest.py``), ``blobs/<sha256 hex>`` each file's bytes. Blobs
   are shared between sets (pushing V1..V6 after V1..V5 uploads one script), and the manifest is
   written last, so a manifest in the store means its set is complete;
 - a fetch verifies the manifest against the digest and every blob against its line, then the
@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Final, Protocol
 
 from activities.errors import MigrationSetInvalidError, MigrationSetMismatchError, MigrationStoreError
-from activities.migration_set import (
+from activities.sets.digest import (
     MAX_SET_BYTES,
     Manifest,
     ManifestEntry,

@@ -34,7 +34,7 @@ from activities.errors import (
     UnsafeIdentifierError,
     to_application_error,
 )
-from activities.secrets import SecretsProvider, provider_for, validate_tenant_id
+from activities.secrets.providers import SecretsProvider, provider_for, validate_tenant_id
 
 __all__ = [
     "HistoryRow",

@@ -9,7 +9,7 @@ command line, turns Flyway's result (or exception) into the same JSON document t
 Timeouts and cancellation. Flyway's Java API cannot be interrupted mid-statement and a JVM thread
 cannot be killed. Each run therefore connects through ``RunSessions`` (its own
 ``ApplicationName``, a server-side ``statement_timeout`` and a JDBC ``socketTimeout`` equal to the
-run's budget, see ``activities/flyway_session.py``). On cancellation or
+run's budget, see ``activities/flyway/session.py``). On cancellation or
 timeout the engine asks PostgreSQL to cancel that run's backends (``pg_cancel_backend``, allowed for
 the run's own role), which makes Flyway's current statement fail and its thread return; PostgreSQL
 rolls the migration's transaction back. The activity reports cancelled/timed out at once and does
@@ -34,7 +34,7 @@ from typing import Any, Final
 
 from activities.database_target import DatabaseTarget, Vendor
 from activities.errors import ConfigurationError, FlywayTimeoutError, PrerequisiteMissingError
-from activities.flyway import (
+from activities.flyway.engine import (
     FlywayEngine,
     FlywayInstall,
     FlywaySettings,
@@ -42,8 +42,8 @@ from activities.flyway import (
     check_runnable,
     interpret_output,
 )
-from activities.flyway_output import Action, ErrorClass, FlywayOutcome
-from activities.flyway_session import RunSessions
+from activities.flyway.output import Action, ErrorClass, FlywayOutcome
+from activities.flyway.session import RunSessions
 from activities.redaction import redact
 
 __all__ = ["DEFAULT_JVM_OPTIONS", "JvmFlywayEngine", "VendorRoutedEngine", "start_jvm"]
@@ -57,7 +57,7 @@ _CANCEL_WAIT_S: Final = 5.0
 _jvm_lock = threading.Lock()
 _convert_lock = threading.Lock()  # see JvmFlywayEngine._call
 # Flyway's PostgreSQL session lock, so a script and its history row share one connection and
-# one commit (see ``_POSTGRESQL_SESSION_LOCK`` in ``activities/flyway.py``).
+# one commit (see ``_POSTGRESQL_SESSION_LOCK`` in ``activities/flyway/engine.py``).
 _POSTGRESQL_SESSION_LOCK: Final = {"flyway.postgresql.transactional.lock": "false"}
 _jvm_lib: Path | None = None
 

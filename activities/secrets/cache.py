@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from activities.database_target import DatabaseTarget
-from activities.secrets import SecretsProvider, SecretWriter, as_writer, validate_tenant_id
+from activities.secrets.providers import SecretsProvider, SecretWriter, as_writer, validate_tenant_id
 
 __all__ = ["CacheStats", "CachedSecretsProvider"]
 

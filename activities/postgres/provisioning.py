@@ -1,6 +1,6 @@
 """Provisioning steps for one new tenant, each an idempotent activity the workflow drives.
 
-A tenant is provisioned into a schema with two roles (``activities/pg_roles.py``); the generated
+A tenant is provisioned into a schema with two roles (``activities/postgres/roles.py``); the generated
 passwords exist only inside ``create_roles`` (written to the secret backend, sent to PostgreSQL as
 SCRAM verifiers) and never reach an activity result or history.
 
@@ -32,8 +32,8 @@ from activities.errors import (
     ProvisioningUnavailableError,
     to_application_error,
 )
-from activities.pg_roles import PG_IDENTIFIER, PGRoleSpec, deprovision_pg_roles, provision_pg_roles
-from activities.secrets import SecretsProvider, SecretWriter, as_writer, provider_for
+from activities.postgres.roles import PG_IDENTIFIER, PGRoleSpec, deprovision_pg_roles, provision_pg_roles
+from activities.secrets.providers import SecretsProvider, SecretWriter, as_writer, provider_for
 
 __all__ = [
     "CleanupInput",

@@ -18,7 +18,7 @@ from temporalio import activity
 
 from activities.backend_identity import check_backend
 from activities.errors import ConfigurationError, FleetwayError, TenantSourceError, to_application_error
-from activities.secrets import validate_tenant_ids
+from activities.secrets.providers import validate_tenant_ids
 
 __all__ = [
     "ListTenantsInput",

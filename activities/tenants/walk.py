@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from activities.errors import TenantSourceError
-from activities.tenant_source_static import TenantLister
+from activities.tenants.static import TenantLister
 
 __all__ = ["MAX_PAGES", "TenantListing", "cursor_digest", "list_all_tenants"]
 

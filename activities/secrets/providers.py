@@ -25,7 +25,7 @@ from activities.errors import (
     SecretMalformedError,
     SecretNotFoundError,
 )
-from activities.secret_payload import parse_target, target_payload
+from activities.secrets.payload import parse_target, target_payload
 
 __all__ = [
     "TENANT_ID_PATTERN",

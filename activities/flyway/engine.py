@@ -13,7 +13,7 @@ no cooperation from the JVM, and it cannot be missed: the kernel delivers it. (I
 *thread* that forked dies; that is the event loop's thread, which lives as long as the worker.)
 Not a ``preexec_fn``: Python code between fork and exec can deadlock in a threaded process.
 The run's statements are then ended by PostgreSQL itself
-(``client_connection_check_interval``, see ``activities/flyway_session.py``); on a timeout or a
+(``client_connection_check_interval``, see ``activities/flyway/session.py``); on a timeout or a
 cancel the runner also cancels them explicitly after killing the process group.
 """
 
@@ -54,7 +54,7 @@ from activities.errors import (
     PasswordTooShortError,
     to_application_error,
 )
-from activities.flyway_output import (
+from activities.flyway.output import (
     RETRYABLE_CLASSES,
     Action,
     ErrorClass,
@@ -62,11 +62,11 @@ from activities.flyway_output import (
     find_flyway_document,
     outcome_from_document,
 )
-from activities.flyway_session import RunSessions
-from activities.migration_store import MigrationSets
+from activities.flyway.schema_history import check_history_marker
+from activities.flyway.session import RunSessions
 from activities.redaction import MIN_REDACTABLE_LENGTH, redact
-from activities.schema_history import check_history_marker
-from activities.secrets import SecretsProvider, provider_for, validate_tenant_id
+from activities.secrets.providers import SecretsProvider, provider_for, validate_tenant_id
+from activities.sets.store import MigrationSets
 
 __all__ = [
     "DEVELOPMENT_ENVIRONMENTS",
@@ -140,7 +140,7 @@ class FlywaySettings:
 
     Attributes:
         locations: absolute folders holding the versioned SQL scripts, used by runs that name
-            none (a worker's runs always name their set's snapshot; see ``migration_store.py``).
+            none (a worker's runs always name their set's snapshot; see ``activities/sets/store.py``).
         timeout: budget for one Flyway process; past it the process group is killed.
         lock_retry_count: seconds Flyway waits for another runner's advisory lock.
         connect_retries: Flyway's own connection retries (0: let Temporal retry instead).
@@ -297,7 +297,7 @@ class FlywayRunner:
 class FlywayEngine(Protocol):
     """How Flyway runs: one CLI process per run, or one in-process JVM per worker.
 
-    :class:`FlywayRunner` and ``activities/flyway_jvm.py`` take the same inputs, return the same
+    :class:`FlywayRunner` and ``activities/flyway/jvm.py`` take the same inputs, return the same
     outcomes and raise the same errors; the engine tests run against both.
     """
 

@@ -1,6 +1,6 @@
 """Durable audit sinks users can adopt as is: an append-only PostgreSQL table and a JSON-lines file.
 
-Both run on the emitter's background thread (see ``activities/audit.py``), so they are plain
+Both run on the emitter's background thread (see ``activities/audit/events.py``), so they are plain
 synchronous code. Both are idempotent by ``event_id``: PostgreSQL by primary key
 (``ON CONFLICT DO NOTHING``), the file by remembering the ids it wrote in this process (a file is
 at-least-once across processes; readers dedupe by ``event_id``).
@@ -19,8 +19,8 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from activities.audit import AuditEvent
-from activities.pg_ddl import ensure_objects_sync, table_identifier
+from activities.audit.events import AuditEvent
+from activities.postgres.ddl import ensure_objects_sync, table_identifier
 
 __all__ = ["JsonlAuditSink", "PostgresAuditSink"]
 

@@ -24,8 +24,8 @@ from activities.errors import (
     SecretBackendError,
     SecretNotFoundError,
 )
-from activities.secret_payload import decode_secret, parse_target, target_payload
-from activities.secrets import check_secret_prefix, check_secret_role, validate_tenant_id
+from activities.secrets.payload import decode_secret, parse_target, target_payload
+from activities.secrets.providers import check_secret_prefix, check_secret_role, validate_tenant_id
 
 __all__ = ["DEFAULT_AWS_PREFIX", "AwsSecretsManagerProvider", "silence_boto_body_logging"]
 
