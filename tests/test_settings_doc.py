@@ -1,4 +1,4 @@
-"""Every setting is documented: the README's settings table is exactly what the Settings model generates
+"""Every setting is documented: the settings page's table (docs/settings.md) is exactly what the Settings model generates
 (field docstrings and real defaults), and every environment variable the model accepts is in it."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from worker.settings import Settings
 from worker.settings_table import settings_rows, settings_table
 
 
-def test_readme_settings_table_is_the_generated_one() -> None:
-    readme = PROJECT_ROOT.joinpath("README.md").read_text()
+def test_the_settings_page_table_is_the_generated_one() -> None:
+    readme = PROJECT_ROOT.joinpath("docs", "settings.md").read_text()
     start = readme.index("\n", readme.index("<!-- settings-table:start")) + 1
     end = readme.index("<!-- settings-table:end -->")
     assert readme[start:end] == settings_table(), "run: python -m worker.settings_table"

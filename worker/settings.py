@@ -36,7 +36,7 @@ __all__ = [
     "WorkerConfig",
 ]
 
-# Attribute docstrings become field descriptions: the README settings table is generated from them.
+# Attribute docstrings become field descriptions: docs/settings.md's table is generated from them.
 _SECTION = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
 

@@ -1,6 +1,6 @@
-"""The README's settings table, generated from :mod:`worker.settings` (field docstrings, defaults).
+"""The settings page's table (``docs/settings.md``), generated from :mod:`worker.settings`.
 
-``python -m worker.settings_table`` prints it; a test fails when the README's copy differs, so every
+``python -m worker.settings_table`` prints it; a test fails when the page's copy differs, so every
 setting is documented with its real default.
 """
 
