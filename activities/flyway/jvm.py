@@ -78,7 +78,12 @@ def start_jvm(install: FlywayInstall, options: tuple[str, ...] = DEFAULT_JVM_OPT
             return
         # -Xrs always: without it the JVM takes over SIGTERM/SIGINT for the whole process and
         # exits 143 at once, so a worker would skip its graceful drain (and the demo its cleanup).
-        flags = options if "-Xrs" in options else (*options, "-Xrs")
+        # No attach mechanism either: with -Xrs HotSpot opens /tmp/.java_pid<pid> at start, which a
+        # killed or os._exit'ed worker leaves behind (hundreds were found in /tmp), and nothing may
+        # attach to a process that holds tenant credentials.
+        flags = tuple(options)
+        for flag in ("-Xrs", "-XX:+DisableAttachMechanism"):
+            flags = flags if flag in flags else (*flags, flag)
         jpype.startJVM(*flags, classpath=[f"{install.lib_dir}/*"], convertStrings=False)
         level = jpype.JClass("java.util.logging.Level")
         # Flyway logs through java.util.logging here (no SLF4J on the classpath): keep warnings only;
