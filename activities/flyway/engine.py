@@ -70,6 +70,7 @@ from activities.sets.store import MigrationSets
 
 __all__ = [
     "DEVELOPMENT_ENVIRONMENTS",
+    "POSTGRESQL_SESSION_LOCK",
     "FlywayActivities",
     "FlywayEngine",
     "FlywayInstall",
@@ -92,7 +93,8 @@ _MAIN_CLASS: Final = "org.flywaydb.commandline.Main"
 # "already exists". The lock connection's open transaction also makes CREATE INDEX CONCURRENTLY
 # wait forever (flyway/flyway#3508). The session lock keeps script and row on one connection and
 # in one commit; both engines pass it (tests/activities/test_flyway.py proves both effects).
-_POSTGRESQL_SESSION_LOCK: Final = "-postgresql.transactional.lock=false"
+# One (key, value) for both engines: the CLI takes ``-<key>=<value>``, the Java API ``flyway.<key>``.
+POSTGRESQL_SESSION_LOCK: Final = ("postgresql.transactional.lock", "false")
 # Bounds the wait for a killed JVM to be reaped; deliberately not derived from the run timeout.
 _KILL_GRACE_S: Final = 10.0
 _AUTH_SQLSTATE_PREFIX: Final = "28"
@@ -182,10 +184,11 @@ class FlywayRunner:
             "-locations=" + ",".join(f"filesystem:{p}" for p in folders),
         ]  # fmt: skip
         if target.vendor is Vendor.POSTGRESQL:
-            args.append(_POSTGRESQL_SESSION_LOCK)
-        if target.schema_name and target.vendor is Vendor.POSTGRESQL:
-            schema = check_pg_identifier(target.schema_name, field="schema")
-            args += [f"-schemas={schema}", f"-defaultSchema={schema}"]
+            key, value = POSTGRESQL_SESSION_LOCK
+            args.append(f"-{key}={value}")
+            if target.schema_name:
+                schema = check_pg_identifier(target.schema_name, field="schema")
+                args += [f"-schemas={schema}", f"-defaultSchema={schema}"]
         if action is Action.VALIDATE:
             # Validate asks "are the applied scripts intact?"; a lagging tenant is not invalid
             # (info reports its pending versions), a tenant ahead is reported by info too.

@@ -35,6 +35,7 @@ from typing import Any, Final
 from activities.database_target import DatabaseTarget, Vendor
 from activities.errors import ConfigurationError, FlywayTimeoutError, PrerequisiteMissingError
 from activities.flyway.engine import (
+    POSTGRESQL_SESSION_LOCK,
     FlywayEngine,
     FlywayInstall,
     FlywaySettings,
@@ -56,9 +57,6 @@ _CANCEL_WAIT_S: Final = 5.0
 
 _jvm_lock = threading.Lock()
 _convert_lock = threading.Lock()  # see JvmFlywayEngine._call
-# Flyway's PostgreSQL session lock, so a script and its history row share one connection and
-# one commit (see ``_POSTGRESQL_SESSION_LOCK`` in ``activities/flyway/engine.py``).
-_POSTGRESQL_SESSION_LOCK: Final = {"flyway.postgresql.transactional.lock": "false"}
 _jvm_lib: Path | None = None
 
 
@@ -205,7 +203,7 @@ class JvmFlywayEngine:
             with _convert_lock:
                 config = (
                     flyway_class.configure(loader)
-                    .configuration(_POSTGRESQL_SESSION_LOCK)
+                    .configuration({f"flyway.{POSTGRESQL_SESSION_LOCK[0]}": POSTGRESQL_SESSION_LOCK[1]})
                     .dataSource(url, user, password or None)
                     .locations(*[f"filesystem:{p}" for p in folders])
                     .failOnMissingLocations(True)
