@@ -56,6 +56,16 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+def _reap(proc: subprocess.Popen[str], started: set[int]) -> None:
+    """SIGKILL whatever of the demo (its own pids, never a name pattern) is still alive, and reap it."""
+    for pid in [proc.pid, *started]:
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    proc.wait()
+    if proc.stderr is not None:
+        proc.stderr.close()
+
+
 @pytest.mark.parametrize("sigint_ignored", [False, True])
 def test_sigterm_mid_demo_stops_every_server_it_started(sigint_ignored: bool) -> None:
     """``sigint_ignored``: as a background job of a non-interactive shell starts it (SIGINT = SIG_IGN)."""
@@ -85,12 +95,7 @@ def test_sigterm_mid_demo_stops_every_server_it_started(sigint_ignored: bool) ->
         code = proc.returncode
         leftovers = [Path(f"/proc/{pid}/cmdline").read_bytes() for pid in started if _alive(pid)]
     finally:  # a failing test must not leak the servers either
-        for pid in [proc.pid, *started]:
-            if _alive(pid):
-                os.kill(pid, signal.SIGKILL)
-        proc.wait()
-        if proc.stderr is not None:
-            proc.stderr.close()
+        _reap(proc, started)
 
     assert code == 130, rest[-3000:]  # interrupted, like Ctrl-C
     assert not leftovers, leftovers
@@ -152,11 +157,6 @@ def test_demo_hold_prints_every_address_a_user_needs_and_they_work() -> None:
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=90)
     finally:
-        for pid in [proc.pid, *started]:
-            if _alive(pid):
-                os.kill(pid, signal.SIGKILL)
-        proc.wait()
-        if proc.stderr is not None:
-            proc.stderr.close()
+        _reap(proc, started)
 
     assert not password_file.exists()  # credentials of a stack that is gone
