@@ -17,6 +17,10 @@ carry a secret value, a DSN or Flyway's free-text output.
     ├── PrerequisiteMissingError
     ├── InvalidInputError
     ├── InvalidTenantIdError
+    ├── InvalidTenantLabelError
+    ├── InvalidLabelSelectorError
+    ├── InvalidWavePlanError
+    ├── ApprovalNotPendingError
     ├── UnsafeIdentifierError
     ├── UnsafeEnvValueError
     ├── PasswordTooShortError
@@ -46,6 +50,7 @@ if TYPE_CHECKING:
     from activities.flyway.output import FlywayOutcome
 
 __all__ = [
+    "ApprovalNotPendingError",
     "ConfigurationError",
     "FleetwayError",
     "FlywayError",
@@ -53,8 +58,11 @@ __all__ = [
     "FlywayReportedFailureError",
     "FlywayTimeoutError",
     "InvalidInputError",
+    "InvalidLabelSelectorError",
     "InvalidQuiesceTtlError",
     "InvalidTenantIdError",
+    "InvalidTenantLabelError",
+    "InvalidWavePlanError",
     "MigrationSetInvalidError",
     "MigrationSetMismatchError",
     "MigrationStoreError",
@@ -193,6 +201,36 @@ class InvalidTenantIdError(FleetwayError, ValueError):
     """
 
     error_type = "invalid_tenant_id"
+
+
+class InvalidTenantLabelError(FleetwayError, ValueError):
+    """A tenant label breaks the label rules (key or value alphabet, length, count, a secret-like key).
+
+    A ``ValueError`` too, like :class:`InvalidTenantIdError`, so pydantic validators carry it.
+    """
+
+    error_type = "invalid_tenant_label"
+
+
+class InvalidLabelSelectorError(FleetwayError, ValueError):
+    """A label selector (``tier=internal,region in (eu,us)``) does not parse; nothing was selected."""
+
+    error_type = "invalid_label_selector"
+
+
+class InvalidWavePlanError(FleetwayError, ValueError):
+    """A wave plan is malformed, or cannot be applied to the fleet (an id it names is not listed).
+
+    Raised before anything is dispatched: a rollout whose plan is wrong runs nothing.
+    """
+
+    error_type = "invalid_wave_plan"
+
+
+class ApprovalNotPendingError(FleetwayError):
+    """``approve``/``reject`` found nothing to decide: no wave waits for a decision (or another does)."""
+
+    error_type = "approval_not_pending"
 
 
 class UnsafeIdentifierError(FleetwayError):

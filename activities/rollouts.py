@@ -46,6 +46,7 @@ class TenantOutcome(BaseModel):
     version whose script failed. ``source`` says whether Flyway's report or the table said so.
     ``migration_set`` is the digest of the set the tenant ran (or, when nothing ran, was named).
     ``db_message`` is the database's own message for a failed script (redacted, one line, ≤ 300).
+    ``wave`` names the rollout wave the tenant ran in (ring rollouts only).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -68,6 +69,7 @@ class TenantOutcome(BaseModel):
     source: OutcomeSource | None = None
     migration_set: str = ""
     db_message: str = ""
+    wave: str = ""
 
 
 class RolloutActivities:

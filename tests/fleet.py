@@ -40,6 +40,7 @@ class Fleet:
     task_queue: str = field(default_factory=lambda: f"tq-{uuid.uuid4().hex[:8]}")
     quiesce: QuiesceController = field(default_factory=MemoryQuiesceController)
     locations: Path = DEMO_MIGRATIONS
+    labels: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def target(self, tenant: str) -> DatabaseTarget:
         return DatabaseTarget(
@@ -84,7 +85,7 @@ class Fleet:
             client,
             settings,
             secrets={"default": StaticSecretsProvider({t: self.target(t) for t in self.tenants})},
-            tenant_sources={"default": StaticTenantLister(self.tenants)},
+            tenant_sources={"default": StaticTenantLister(self.tenants, self.labels)},
             quiesce=self.quiesce,
             flyway_install=install,
             emitter=emitter,
@@ -110,6 +111,7 @@ class Fleet:
             "FLEETWAY_TEMPORAL__TASK_QUEUE": self.task_queue,
             "FLEETWAY_SECRETS__FILE": str(secrets_file),
             "FLEETWAY_TENANTS__TENANTS": json.dumps(self.tenants),
+            "FLEETWAY_TENANTS__LABELS": json.dumps(self.labels),
             "FLEETWAY_FLYWAY__LOCATIONS": json.dumps([str(self.locations)]),
             "FLEETWAY_FLYWAY__LIB_DIR": str(install.lib_dir),
             "FLEETWAY_WORKER__GRACEFUL_SHUTDOWN_S": "0",

@@ -28,7 +28,7 @@ from activities.sets.store import (
     SetCache,
 )
 from activities.tenants.http import HttpTenantLister
-from activities.tenants.static import StaticTenantLister, TenantLister, load_tenants_file
+from activities.tenants.static import StaticTenantLister, TenantLister, load_tenant_entries
 from worker.settings import Settings
 
 __all__ = [
@@ -153,8 +153,9 @@ def tenant_lister(settings: Settings) -> TenantLister:
     if tenants.kind == "file":
         if tenants.file is None:
             raise ConfigurationError("tenants.kind = file needs tenants.file")
-        return StaticTenantLister(load_tenants_file(tenants.file))
-    return StaticTenantLister(tenants.tenants)
+        entries = load_tenant_entries(tenants.file)
+        return StaticTenantLister(list(entries), entries)
+    return StaticTenantLister(tenants.tenants, tenants.labels)
 
 
 def audit_emitter(settings: Settings) -> Emitter:

@@ -30,6 +30,7 @@ from activities.quiesce import QuiesceActivities, QuiesceController
 from activities.rollouts import RolloutActivities
 from activities.secrets.providers import SecretsProvider
 from activities.tenants.static import TenantLister, TenantSourceActivities
+from activities.tenants.waves import WavePlanActivities
 from activities.worker_profile import WorkerProfile, WorkerProfileActivities
 from worker.backends import (
     audit_emitter,
@@ -95,6 +96,7 @@ def build_worker(
     flyway = FlywayActivities(runner, secrets, sets=sets)
     history = SchemaHistoryActivities(secrets)
     sources = TenantSourceActivities(tenant_sources)
+    plans = WavePlanActivities(tenant_sources)
     task_queue = settings.effective_temporal().task_queue
     profile = WorkerProfile(
         task_queue=task_queue,
@@ -122,6 +124,7 @@ def build_worker(
             flyway.run_flyway,
             history.read_schema_history,
             sources.list_tenants_page,
+            plans.plan_waves,
             quiesce_activities.check_quiesce,
             audit.emit_audit,
             rollouts.failed_tenants_of,

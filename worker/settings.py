@@ -200,8 +200,10 @@ class TenantSourceConfig(BaseModel):
     """`static`, `file` or `http`."""
     tenants: list[str] = Field(default_factory=list)
     """Static list (JSON list of tenant ids)."""
+    labels: dict[str, dict[str, str]] = Field(default_factory=dict)
+    """Labels of the static list's tenants (JSON object: id → {key: value}), for wave selectors."""
     file: Path | None = None
-    """Tenants file: txt (one id a line), json or yaml."""
+    """Tenants file: txt (one id a line, optionally `key=value` labels after it), json or yaml."""
     http: HttpTenantSourceConfig = HttpTenantSourceConfig()
 
 

@@ -1,7 +1,10 @@
 """MigrateAllWorkflow: a durable, steerable rollout of one Flyway verb across a fleet of tenants.
 
 Lists tenants page by page, checks the quiesce flag before every dispatch, and runs one
-``TenantMigrationWorkflow`` child per tenant in a sliding window. Child ids are
+``TenantMigrationWorkflow`` child per tenant in a sliding window. A ring rollout (``waves``) plans
+the fleet into waves once, at the start (one activity; ids only in history), then runs the waves
+in order: each with its own window and failure threshold, a durable bake timer after it and an
+optional approval gate before it (the ``approve``/``reject`` updates). Child ids are
 ``<rollout_id>/<tenant_id>`` with duplicate ids rejected, so no tenant runs twice in a rollout,
 across worker crashes and continue-as-new. Deterministic orchestration only: no I/O, clocks or
 randomness here.
@@ -10,6 +13,7 @@ randomness here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 from collections import deque
 from datetime import timedelta
@@ -26,13 +30,20 @@ from temporalio.exceptions import (
 )
 
 with workflow.unsafe.imports_passed_through():
-    from activities.audit.events import UNSPECIFIED_PRINCIPAL
+    from activities.audit.events import (
+        UNSPECIFIED_PRINCIPAL,
+        AuditActivities,
+        AuditEvent,
+        AuditEventType,
+        AuditOutcome,
+    )
     from activities.flyway.output import Action, ErrorClass
     from activities.flyway.schema_history import history_marker
     from activities.quiesce import QuiesceActivities
     from activities.rollouts import Outcome, RolloutActivities, TenantOutcome
     from activities.tenants.static import ListTenantsInput, TenantSourceActivities
     from activities.tenants.walk import MAX_PAGES, cursor_digest
+    from activities.tenants.waves import PlanWavesInput, WavePlan, WavePlanActivities, WaveSpec
     from activities.worker_profile import PinRolloutInput, WorkerProfileActivities
     from workflows.drift import DriftKind
     from workflows.migrate_all_models import (
@@ -44,6 +55,9 @@ with workflow.unsafe.imports_passed_through():
         Progress,
         RolloutCarry,
         RolloutStatus,
+        WaveDecision,
+        WaveProgress,
+        WaveState,
     )
     from workflows.outcome_ledger import OutcomeLedger
     from workflows.schema_truth import TRUTH_PATCH, reconciled
@@ -100,6 +114,15 @@ class MigrateAllWorkflow:
         self._set = request.migration_set  # pinned in _start when the input names none
         self._source_pin = carry.pinned_tenant_source  # set in _start (patched histories)
         self._secrets_pin = carry.pinned_secrets
+        # Ring rollouts: each wave's state, the current one, the ids of the waves not yet opened
+        # (the current wave's remaining ids are in _pending), an operator's decision not yet acted on.
+        self._waves: list[WaveProgress] = list(carry.waves)
+        self._wave_index = carry.wave_index
+        self._wave_pending: deque[list[str]] = deque(carry.wave_pending)
+        self._parallelism_set = carry.parallelism_set
+        self._unplanned = carry.unplanned
+        self._decision: tuple[AuditEventType, WaveDecision] | None = None
+        self._halted_wave = ""
 
     # ---- operator handlers -------------------------------------------------------------------
 
@@ -119,16 +142,74 @@ class MigrateAllWorkflow:
         """Resume dispatching."""
         self._paused = False
 
-    @workflow.update(description="Change how many tenants run at once (1..256); returns the old value.")
+    @workflow.update(
+        description="Change how many tenants run at once (1..256); returns the old value. In a ring "
+        "rollout it overrides every wave's own parallelism from now on."
+    )
     def set_parallelism(self, parallelism: int) -> int:
         """Set the window size; takes effect at the next dispatch."""
-        previous, self._parallelism = self._parallelism, parallelism
+        previous = self._window()
+        self._parallelism, self._parallelism_set = parallelism, True
         return previous
 
     @set_parallelism.validator
     def _validate_parallelism(self, parallelism: int) -> None:
         if not 1 <= parallelism <= 256:
             raise ValueError("parallelism must be between 1 and 256")
+
+    @workflow.update(
+        description="Open the wave that waits at its approval gate. Input (all optional): "
+        '{"principal": "you@example.com", "wave": "<the waiting wave>", "reason": "..."}. '
+        "Recorded in the audit trail."
+    )
+    def approve(self, decision: WaveDecision | None = None) -> WaveProgress:
+        """Record an approval; the rollout opens the waiting wave (see ``_open_wave``)."""
+        self._decision = (AuditEventType.WAVE_APPROVED, decision or WaveDecision())
+        return self._waves[self._waiting_index()]
+
+    @approve.validator
+    def _validate_approve(self, decision: WaveDecision | None = None) -> None:
+        self._check_decision(decision, bake_too=False)
+
+    @workflow.update(
+        description="Refuse the wave that waits at its approval gate (or the next one, during a bake): "
+        'the rollout ends halted. Input (all optional): {"principal": "...", "wave": "...", '
+        '"reason": "..."}. Recorded in the audit trail.'
+    )
+    def reject(self, decision: WaveDecision | None = None) -> WaveProgress:
+        """Record a rejection; the rollout halts at that wave."""
+        self._decision = (AuditEventType.WAVE_REJECTED, decision or WaveDecision())
+        return self._waves[self._waiting_index()]
+
+    @reject.validator
+    def _validate_reject(self, decision: WaveDecision | None = None) -> None:
+        self._check_decision(decision, bake_too=True)
+
+    def _waiting_index(self) -> int:
+        """The wave a decision applies to: the one at its gate, or (during a bake) the next."""
+        current = self._waves[self._wave_index]
+        return self._wave_index + 1 if current.state is WaveState.BAKING else self._wave_index
+
+    def _check_decision(self, decision: WaveDecision | None, *, bake_too: bool) -> None:
+        """Refuse (before anything is recorded) a decision with nothing, or something else, to decide."""
+        if not self._waves or self._stop is not None:
+            raise ValueError("approval_not_pending: this rollout has no wave waiting for a decision")
+        current = self._waves[self._wave_index]
+        states = (
+            {WaveState.AWAITING_APPROVAL, WaveState.BAKING} if bake_too else {WaveState.AWAITING_APPROVAL}
+        )
+        if current.state not in states:
+            raise ValueError(
+                f"approval_not_pending: no wave is waiting for approval (wave {current.name!r} is "
+                f"{current.state.value.replace('_', ' ')})"
+            )
+        if self._decision is not None:
+            raise ValueError("approval_not_pending: a decision is already recorded and being acted on")
+        meant = self._waves[self._waiting_index()].name
+        if decision is not None and decision.wave and decision.wave != meant:
+            raise ValueError(
+                f"approval_not_pending: wave {decision.wave!r} is not the one waiting ({meant!r} is)"
+            )
 
     @workflow.query(description="Counts by outcome, in-flight tenants, failed tenants with their class.")
     def progress(self) -> Progress:
@@ -139,14 +220,16 @@ class MigrateAllWorkflow:
             counts=dict(self._ledger.counts),
             in_flight=sorted(self._in_flight),
             failed=self._ledger.failed[-100:],
-            parallelism=self._parallelism,
+            parallelism=self._window(),
             paused=self._paused,
-            source_exhausted=self._exhausted and not self._pending,
+            source_exhausted=self._exhausted and not self._pending and not self._wave_pending,
             run=self._runs,
             history_marker=self._marker,
             migration_set=self._set,
             pinned_tenant_source=self._source_pin,
             pinned_secrets=self._secrets_pin,
+            waves=self._waves,
+            wave=self._waves[self._wave_index].name if self._waves else "",
         )
 
     @workflow.query(
@@ -217,6 +300,188 @@ class MigrateAllWorkflow:
                 self._stop = RolloutStatus.FAILED
                 return
             self._pending.extend(failed)
+        if request.waves and self._stop is None:
+            await self._plan(request)
+
+    async def _plan(self, request: MigrateAllInput) -> None:
+        """Split the fleet (or the explicit/rerun list) into the declared waves: one activity."""
+        explicit = bool(request.tenants or request.rerun_failed_of)
+        try:
+            plan: WavePlan = await workflow.execute_activity_method(
+                WavePlanActivities.plan_waves,
+                PlanWavesInput(
+                    waves=request.waves,
+                    source=request.tenant_source,
+                    pinned=self._source_pin,
+                    restrict_to=list(self._pending) if explicit else [],
+                ),
+                start_to_close_timeout=timedelta(minutes=10),
+                heartbeat_timeout=timedelta(minutes=2),
+                retry_policy=RetryPolicy(maximum_attempts=5),
+            )
+        except ActivityError as err:
+            # Like a listing failure: nothing dispatched, the reason in the result.
+            self._warn(f"wave plan failed; nothing dispatched ({_reason(err)})")
+            self._stop = RolloutStatus.FAILED
+            return
+        self._pending.clear()
+        self._exhausted = True
+        self._wave_pending = deque(p.tenants for p in plan.waves)
+        self._waves = [
+            WaveProgress(
+                name=s.name, selection=s.selection(), planned=len(p.tenants), gate=s.gate, bake_s=s.bake_s
+            )
+            for s, p in zip(request.waves, plan.waves, strict=True)
+        ]
+        self._unplanned = plan.unplanned
+        if plan.unplanned:
+            shown = ", ".join(plan.unplanned_sample[:5]) + (" …" if plan.unplanned > 5 else "")
+            self._warn(f"{plan.unplanned} listed tenants are in no wave and were not run ({shown})")
+        self._memo_wave()
+
+    # ---- ring rollouts -------------------------------------------------------------------------
+
+    def _spec(self) -> WaveSpec:
+        return self._request.waves[self._wave_index]
+
+    def _set_wave(self, index: int | None = None, **changes: object) -> None:
+        at = self._wave_index if index is None else index
+        self._waves[at] = self._waves[at].model_copy(update=changes)
+
+    def _window(self) -> int:
+        """The dispatch window: the current wave's own parallelism unless an operator set one."""
+        if self._waves and not self._parallelism_set:
+            return self._spec().parallelism or self._parallelism
+        return self._parallelism
+
+    def _memo_wave(self) -> None:
+        """The current wave in the memo: the server's view (and the UI) shows it with no worker up."""
+        if not self._waves:
+            return
+        wave = self._waves[self._wave_index]
+        workflow.upsert_memo(
+            {
+                "wave": {
+                    "name": wave.name,
+                    "index": self._wave_index + 1,
+                    "of": len(self._waves),
+                    "state": wave.state.value,
+                    "bake_until": wave.bake_until,
+                }
+            }
+        )
+
+    async def _advance_wave(self) -> bool:
+        """Make the current wave dispatchable: close finished waves, bake, pass gates; False: stop."""
+        while True:
+            wave = self._waves[self._wave_index]
+            if wave.state is WaveState.PENDING and not await self._open_wave():
+                return False
+            if self._pending:
+                return True
+            # Everything of this wave is dispatched: wait for it to finish, then close it.
+            await workflow.wait_condition(lambda: self._stop is not None or not self._in_flight)
+            if self._stop is not None:
+                return False
+            self._set_wave(state=WaveState.DONE)
+            if self._wave_index + 1 >= len(self._waves):
+                self._memo_wave()
+                return False
+            if wave.bake_s and not await self._bake(wave.bake_s):
+                return False
+            self._wave_index += 1
+
+    async def _open_wave(self) -> bool:
+        """Pass the wave's gate (if any), then load its tenants; False: rejected or stopped."""
+        wave = self._waves[self._wave_index]
+        if wave.gate and wave.planned:
+            self._set_wave(state=WaveState.AWAITING_APPROVAL)
+            self._memo_wave()
+            await workflow.wait_condition(lambda: self._stop is not None or self._decision is not None)
+            if self._stop is not None:
+                return False
+            if not await self._act_on_decision():
+                return False
+        self._pending.extend(self._wave_pending.popleft())
+        self._set_wave(state=WaveState.RUNNING)
+        self._memo_wave()
+        return True
+
+    async def _bake(self, seconds: int) -> bool:
+        """Wait ``seconds`` (a durable timer) after a wave; a ``reject`` or a stop ends the rollout."""
+        until = workflow.now() + timedelta(seconds=seconds)
+        self._set_wave(state=WaveState.BAKING, bake_until=until.isoformat())
+        self._memo_wave()
+        with contextlib.suppress(TimeoutError):  # the bake ran its course
+            await workflow.wait_condition(
+                lambda: self._stop is not None or self._decision is not None,
+                timeout=timedelta(seconds=seconds),
+            )
+        self._set_wave(state=WaveState.DONE, bake_until="")
+        if self._stop is not None:
+            return False
+        return self._decision is None or await self._act_on_decision()
+
+    async def _act_on_decision(self) -> bool:
+        """Audit the operator's decision on the waiting wave; True: approved (open it)."""
+        if self._decision is None:  # unreachable: callers wait for a decision first
+            return True
+        kind, decision = self._decision
+        self._decision = None
+        index = self._waiting_index()
+        name = self._waves[index].name
+        principal = decision.principal.strip() or UNSPECIFIED_PRINCIPAL
+        info = workflow.info()
+        approved = kind is AuditEventType.WAVE_APPROVED
+        event = AuditEvent(
+            event_id=f"{info.workflow_id}/wave/{name}/{'approved' if approved else 'rejected'}",
+            type=kind,
+            target=info.workflow_id[:256],
+            principal=principal,
+            completed_at=workflow.now(),
+            outcome=AuditOutcome.SUCCESS,
+            git_sha=self._request.audit.git_sha,
+            pipeline_run_id=self._request.audit.pipeline_run_id,
+            attributes={"rollout.wave": name, "rollout.wave_index": str(index + 1)}
+            | ({"rollout.reason": decision.reason} if decision.reason else {}),
+        )
+        try:
+            await workflow.execute_activity_method(
+                AuditActivities.emit_audit,
+                event,
+                start_to_close_timeout=_SHORT,
+                retry_policy=RetryPolicy(maximum_attempts=5),
+            )
+        except ActivityError as err:
+            self._warn(f"audit of the decision on wave {name!r} failed ({_reason(err)})")
+        if index != self._wave_index:  # rejected during the previous wave's bake
+            self._wave_index = index
+        self._set_wave(decided_by=principal)
+        if not approved:
+            self._set_wave(state=WaveState.REJECTED)
+            self._halt(
+                f"wave {name!r} rejected by {principal}" + (f": {decision.reason}" if decision.reason else "")
+            )
+            return False
+        return True
+
+    def _halt(self, why: str) -> None:
+        """End the rollout ``halted`` at the current wave; in-flight tenants finish."""
+        self._halted_wave = self._waves[self._wave_index].name
+        self._stop = RolloutStatus.HALTED
+        self._warn(f"{why}; rollout halted, later waves not started")
+        self._memo_wave()
+
+    def _wave_threshold_crossed(self) -> bool | None:
+        """Whether the current wave's failures cross its own threshold (None: it has none)."""
+        spec, wave = self._spec(), self._waves[self._wave_index]
+        failed = wave.counts.get(Outcome.FAILED, 0)
+        if spec.max_failures is not None:
+            return failed > spec.max_failures
+        if spec.max_failure_ratio is not None:
+            # Against the wave's planned size: halts as soon as the wave's final ratio must exceed it.
+            return failed > spec.max_failure_ratio * wave.planned
+        return None
 
     async def _pin(self, request: MigrateAllInput) -> bool:
         """Pin the set (the worker's, when the input names none) and the backends; False: stopped."""
@@ -245,11 +510,15 @@ class MigrateAllWorkflow:
         """Dispatch until the fleet is done or something stops us; True when it is time to CAN."""
         this_run = 0
         while self._stop is None:
+            if self._waves and not await self._advance_wave():
+                return False
             await workflow.wait_condition(lambda: self._stop is not None or self._can_dispatch())
             if self._stop is not None:
                 return False
             tenant = await self._next_tenant()
             if tenant is None:
+                if self._waves:
+                    continue  # the wave is dispatched: _advance_wave closes it
                 return False
             if not await self._quiesce_allows():
                 self._pending.appendleft(tenant)
@@ -260,6 +529,8 @@ class MigrateAllWorkflow:
                 return False
             self._in_flight[tenant] = asyncio.create_task(self._run_child(tenant))
             self._dispatched += 1
+            if self._waves:
+                self._set_wave(dispatched=self._waves[self._wave_index].dispatched + 1)
             this_run += 1
             if (
                 this_run >= self._request.continue_as_new_after
@@ -269,7 +540,7 @@ class MigrateAllWorkflow:
         return False
 
     def _can_dispatch(self) -> bool:
-        if self._paused or len(self._in_flight) >= self._parallelism:
+        if self._paused or len(self._in_flight) >= self._window():
             return False
         canary = self._request.canary_count
         # The canary gate: after the first canary_count dispatches, wait for them all to finish.
@@ -417,10 +688,24 @@ class MigrateAllWorkflow:
             )
 
     def _record(self, outcome: TenantOutcome) -> None:
+        if self._waves:
+            # A wave's tenants all finish before the next wave opens: the current wave is theirs.
+            wave = self._waves[self._wave_index]
+            outcome = outcome.model_copy(update={"wave": wave.name})
+            self._set_wave(counts=wave.counts | {outcome.outcome: wave.counts.get(outcome.outcome, 0) + 1})
         self._ledger.record(outcome, track_drift=self._request.action is not Action.MIGRATE)
         self._recent.append(outcome)
         if self._stop is not None:
             return
+        if self._waves and (crossed := self._wave_threshold_crossed()) is not None:
+            if crossed:
+                wave = self._waves[self._wave_index]
+                self._set_wave(state=WaveState.HALTED)
+                self._halt(
+                    f"wave {wave.name!r} crossed its failure threshold "
+                    f"({wave.counts.get(Outcome.FAILED, 0)} of {wave.planned} failed)"
+                )
+            return  # the wave's own threshold replaces the rollout's rules for its tenants
         failed = self._ledger.counts[Outcome.FAILED]
         ratio = self._request.max_failure_ratio
         if ratio is not None:
@@ -460,6 +745,11 @@ class MigrateAllWorkflow:
             runs=self._runs + 1,
             pinned_tenant_source=self._source_pin,
             pinned_secrets=self._secrets_pin,
+            waves=self._waves,
+            wave_index=self._wave_index,
+            wave_pending=list(self._wave_pending),
+            parallelism_set=self._parallelism_set,
+            unplanned=self._unplanned,
         )
 
     def _finish(self) -> MigrateAllResult:
@@ -478,6 +768,14 @@ class MigrateAllWorkflow:
             memo["migration_set"] = self._set
         if self._request.action is not Action.MIGRATE:
             memo["drift"] = {k.value: self._ledger.drift.get(k, 0) for k in DriftKind}
+        if self._waves:
+            if status is RolloutStatus.HALTED and not self._halted_wave:  # the rollout-wide ratio
+                self._halted_wave = self._waves[self._wave_index].name
+                self._set_wave(state=WaveState.HALTED)
+            memo["waves"] = [
+                {"name": w.name, "state": w.state.value, "counts": {k.value: v for k, v in w.counts.items()}}
+                for w in self._waves
+            ]
         workflow.upsert_memo(memo)
         return MigrateAllResult(
             rollout_id=workflow.info().workflow_id,
@@ -499,4 +797,7 @@ class MigrateAllWorkflow:
             migration_set=self._set,
             pinned_tenant_source=self._source_pin,
             pinned_secrets=self._secrets_pin,
+            waves=self._waves,
+            halted_wave=self._halted_wave,
+            unplanned=self._unplanned,
         )

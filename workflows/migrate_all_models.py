@@ -19,6 +19,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.rollouts import Outcome, TenantOutcome
     from activities.secrets.providers import validate_tenant_ids
     from activities.sets.digest import check_digest
+    from activities.tenants.waves import WaveSpec, check_waves
 
 __all__ = [
     "COMPLETIONS_PER_QUERY",
@@ -29,6 +30,9 @@ __all__ = [
     "Progress",
     "RolloutCarry",
     "RolloutStatus",
+    "WaveDecision",
+    "WaveProgress",
+    "WaveState",
 ]
 
 MAX_EXPLICIT_TENANTS: Final = 10000
@@ -49,6 +53,60 @@ class RolloutStatus(StrEnum):
     HALTED = "halted"
     QUIESCED = "quiesced"
     CANCELED = "canceled"
+
+
+class WaveState(StrEnum):
+    """Where one wave of a ring rollout stands. Wire value: never rename a member."""
+
+    PENDING = "pending"
+    AWAITING_APPROVAL = "awaiting_approval"
+    RUNNING = "running"
+    BAKING = "baking"
+    DONE = "done"
+    HALTED = "halted"  # its failures crossed its threshold
+    REJECTED = "rejected"  # an operator refused to start it
+
+
+class WaveProgress(BaseModel):
+    """One wave as it stands: what it selected, how far it got, what it waits for.
+
+    Attributes:
+        selection: how the wave selects (``labels tier=internal``, ``next 10%``).
+        planned: tenants the plan put in this wave; ``dispatched``: started so far.
+        counts: this wave's finished tenants by outcome.
+        bake_until: while ``baking``, when the bake ends (ISO 8601, UTC).
+        decided_by: the principal who approved (or rejected) the gate, ``<unspecified>`` if none given.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    selection: str = ""
+    planned: int = 0
+    dispatched: int = 0
+    counts: dict[Outcome, int] = Field(default_factory=dict)
+    state: WaveState = WaveState.PENDING
+    gate: bool = False
+    bake_s: int = 0
+    bake_until: str = ""
+    decided_by: str = ""
+
+
+class WaveDecision(BaseModel):
+    """The ``approve``/``reject`` update's input; every field optional (``{}`` is valid).
+
+    Attributes:
+        principal: who decides, for the audit trail (empty: ``<unspecified>``, never invented).
+        wave: the wave meant; when given, the decision is refused unless that wave is the one waiting
+            (an operator acting on a stale screen must not open the wrong ring).
+        reason: free text for the audit trail (≤ 500 chars).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    principal: str = Field(default="", max_length=256)
+    wave: str = Field(default="", max_length=64)
+    reason: str = Field(default="", max_length=500)
 
 
 class MigrateAllInput(BaseModel):
@@ -78,6 +136,9 @@ class MigrateAllInput(BaseModel):
             a worker without exactly that set (in its folder, cache or set store) refuses the
             tenant retryably (``migration_set_mismatch``). Empty: the rollout pins the set of the
             first worker that answers and names it from then on.
+        waves: a ring rollout: ordered waves, each selecting tenants (labels, ids, count, percent,
+            rest) with its own parallelism, failure threshold, bake time and approval gate (see
+            ``activities/tenants/waves.py``). Empty: one sweep.
         carry: state carried across continue-as-new; never set by callers.
     """
 
@@ -101,7 +162,14 @@ class MigrateAllInput(BaseModel):
     retry_budget_s: int = Field(default=900, ge=0, le=7 * 86400)
     start_paused: bool = False
     migration_set: str = ""
+    waves: list[WaveSpec] = Field(default_factory=list)
     carry: RolloutCarry | None = None
+
+    @field_validator("waves")
+    @classmethod
+    def _valid_waves(cls, value: list[WaveSpec]) -> list[WaveSpec]:
+        check_waves(value)
+        return value
 
     @field_validator("tenants")
     @classmethod
@@ -127,6 +195,8 @@ class MigrateAllInput(BaseModel):
     def _one_selection(self) -> MigrateAllInput:
         if self.tenants and self.rerun_failed_of:
             raise ValueError("give either tenants or rerun_failed_of, not both")
+        if self.waves and self.canary_count:
+            raise InvalidInputError("give canary_count or waves, not both (a first wave is the canary)")
         return self
 
 
@@ -154,6 +224,11 @@ class RolloutCarry(BaseModel):
     runs: int = 1
     pinned_tenant_source: str = ""
     pinned_secrets: str = ""
+    waves: list[WaveProgress] = Field(default_factory=list)
+    wave_index: int = 0
+    wave_pending: list[list[str]] = Field(default_factory=list)
+    parallelism_set: bool = False
+    unplanned: int = 0
 
 
 class Progress(BaseModel):
@@ -174,6 +249,8 @@ class Progress(BaseModel):
     migration_set: str = ""
     pinned_tenant_source: str = ""
     pinned_secrets: str = ""
+    waves: list[WaveProgress] = Field(default_factory=list)
+    wave: str = ""
 
 
 class Completions(BaseModel):
@@ -213,6 +290,8 @@ class MigrateAllResult(BaseModel):
         migration_set: the digest of the set every tenant of this rollout ran.
         pinned_tenant_source / pinned_secrets: the descriptions of the tenant source and secret
             backend the rollout was pinned to at its start; only workers configured alike served it.
+        waves: each wave of a ring rollout as it ended; ``halted_wave`` the one that halted it
+            (its failures, or a rejected gate); ``unplanned`` listed tenants no wave selected.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -236,6 +315,9 @@ class MigrateAllResult(BaseModel):
     migration_set: str = ""
     pinned_tenant_source: str = ""
     pinned_secrets: str = ""
+    waves: list[WaveProgress] = Field(default_factory=list)
+    halted_wave: str = ""
+    unplanned: int = 0
 
 
 MigrateAllInput.model_rebuild()

@@ -50,6 +50,8 @@ class AuditEventType(StrEnum):
     STATE_TRANSITIONED = "state.transitioned"
     QUIESCE_SET = "quiesce.set"
     QUIESCE_CLEARED = "quiesce.cleared"
+    WAVE_APPROVED = "rollout.wave_approved"  # fleetway's addition: an operator opened a gated wave
+    WAVE_REJECTED = "rollout.wave_rejected"  # … or refused it (the rollout ends halted)
 
 
 class AuditOutcome(StrEnum):

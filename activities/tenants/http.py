@@ -1,8 +1,10 @@
 """The HTTP control-plane tenant source (go-bricks' contract), hardened.
 
 ``GET <base>/tenants?limit=N[&cursor=C]`` → ``{"data": {"tenants": [{"id": ...}], "next_cursor": C}}``
-(``next_cursor`` is also accepted at the top level). Hardening, because the control plane is
-another team's service and its answers decide which databases get migrated:
+(``next_cursor`` is also accepted at the top level). An entry may carry ``"labels": {"tier":
+"enterprise"}`` (optional: go-bricks' shape stays valid); labels are validated like ids.
+Hardening, because the control plane is another team's service and its answers decide which
+databases get migrated:
 
 - https only; plain http only when explicitly allowed *and* the host is loopback;
 - redirects followed by hand (≤ 10): never to another host or port (default ports made explicit,
@@ -37,6 +39,7 @@ from pydantic import SecretStr
 
 from activities.errors import ConfigurationError, TenantSourceError, TenantSourceUnavailableError
 from activities.secrets.providers import validate_tenant_ids
+from activities.tenants.labels import validate_labels
 from activities.tenants.static import TenantPage
 
 __all__ = ["DEFAULT_MAX_RESPONSE_BYTES", "MAX_JSON_DEPTH", "HttpTenantLister", "parse_json_bounded"]
@@ -275,12 +278,19 @@ class HttpTenantLister:
         if not isinstance(tenants, list):
             raise TenantSourceError("tenant source 'data.tenants' is not a list")
         raw_ids: list[str] = []
+        raw_labels: list[object] = []
         for item in tenants:
             raw = item.get("id") if isinstance(item, dict) else None
             if not isinstance(raw, str):
                 raise TenantSourceError(f"tenant source entry {_shown(item, 80)} has no string 'id'")
             raw_ids.append(raw)
+            raw_labels.append(item.get("labels"))
         ids = validate_tenant_ids(raw_ids, where="in the tenant source's page")
+        labels = {
+            tenant: checked
+            for tenant, raw in zip(ids, raw_labels, strict=True)
+            if (checked := validate_labels(raw, tenant=tenant, where="in the tenant source's page"))
+        }
         next_cursor = data.get("next_cursor", document.get("next_cursor"))
         if next_cursor is not None and not isinstance(next_cursor, str):
             raise TenantSourceError("tenant source 'next_cursor' is not a string")
@@ -288,4 +298,4 @@ class HttpTenantLister:
             raise TenantSourceError(
                 f"tenant source repeated next_cursor {_shown(next_cursor, 80)} (cycle detected)"
             )
-        return TenantPage(tenant_ids=ids, next_cursor=next_cursor or None)
+        return TenantPage(tenant_ids=ids, next_cursor=next_cursor or None, labels=labels)

@@ -1,0 +1,247 @@
+"""Ring rollouts on the real stack: label waves, bakes, approval gates, halts, continue-as-new.
+
+``flyway_schema_history`` judges what ran and when: a later wave's first script must be installed
+after an earlier wave's last one, and a wave that must not have started has no history at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+
+import psycopg
+import pytest
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+
+from activities.audit.events import AuditContext, AuditEvent, AuditEventType, Emitter
+from activities.flyway.engine import FlywayInstall
+from activities.rollouts import Outcome
+from activities.tenants.waves import WaveSpec
+from tests.fleet import Fleet, make_fleet
+from tests.support import history, schema_exists
+from worker.devstack import PostgresServer
+from workflows.migrate_all import MigrateAllWorkflow
+from workflows.migrate_all_models import (
+    MigrateAllInput,
+    MigrateAllResult,
+    Progress,
+    RolloutStatus,
+    WaveDecision,
+    WaveState,
+)
+
+
+class ListSink:
+    """An audit sink that keeps what it is given (the durable sinks are tested in test_audit)."""
+
+    def __init__(self) -> None:
+        self.events: list[AuditEvent] = []
+
+    def record(self, event: AuditEvent) -> None:
+        self.events.append(event)
+
+    def close(self) -> None:
+        pass
+
+
+def ring_fleet(postgres: PostgresServer) -> Fleet:
+    """Nine tenants: two internal, three beta, four others (two of them in the EU)."""
+    fleet = make_fleet(postgres, 9)
+    tiers = ["internal"] * 2 + ["beta"] * 3 + ["standard"] * 4
+    fleet.labels = {t: {"tier": tier} for t, tier in zip(fleet.tenants, tiers, strict=True)}
+    for tenant in fleet.tenants[5:7]:
+        fleet.labels[tenant]["region"] = "eu"
+    return fleet
+
+
+def installed_window(postgres: PostgresServer, tenants: list[str]) -> tuple[datetime, datetime]:
+    """The first and last ``installed_on`` over the tenants' schema histories."""
+    union = " UNION ALL ".join(f'SELECT installed_on FROM "{t}".flyway_schema_history' for t in tenants)
+    with psycopg.connect(postgres.dsn) as conn:
+        row = conn.execute(f"SELECT min(installed_on), max(installed_on) FROM ({union}) h").fetchone()
+    assert row is not None
+    return row[0], row[1]
+
+
+async def start(
+    client: Client, fleet: Fleet, request: MigrateAllInput
+) -> WorkflowHandle[MigrateAllWorkflow, MigrateAllResult]:
+    return await client.start_workflow(
+        MigrateAllWorkflow.run, request, id=f"ring-{uuid.uuid4().hex[:8]}", task_queue=fleet.task_queue
+    )
+
+
+async def progress_until(
+    handle: WorkflowHandle[MigrateAllWorkflow, MigrateAllResult],
+    predicate: Callable[[Progress], bool],
+    timeout: float = 60,
+) -> Progress:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        progress = await handle.query(MigrateAllWorkflow.progress)
+        if predicate(progress):
+            return progress
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"progress never matched; last: {progress}")
+        await asyncio.sleep(0.2)
+
+
+def wave_state(name: str, state: WaveState) -> Callable[[Progress], bool]:
+    return lambda p: any(w.name == name and w.state is state for w in p.waves)
+
+
+THREE_WAVES = [
+    WaveSpec(name="internal", labels="tier=internal", bake_s=2, max_failures=0),
+    WaveSpec(name="beta", labels="tier in (beta)", gate=True, parallelism=1),
+    WaveSpec(name="rest", rest=True),
+]
+
+
+async def test_three_label_waves_with_a_bake_and_a_gate_run_in_order_after_approval(
+    client: Client, flyway_install: FlywayInstall, postgres: PostgresServer
+) -> None:
+    fleet = ring_fleet(postgres)
+    internal, beta, rest = fleet.tenants[:2], fleet.tenants[2:5], fleet.tenants[5:]
+    sink = ListSink()
+    async with fleet.worker(client, flyway_install, emitter=Emitter(sink)):
+        handle = await start(
+            client, fleet, MigrateAllInput(waves=THREE_WAVES, audit=AuditContext(principal="ci-pipeline"))
+        )
+        waiting = await progress_until(handle, wave_state("beta", WaveState.AWAITING_APPROVAL))
+        # The gate holds: the first ring ran and baked, the others are untouched.
+        assert [w.state for w in waiting.waves] == [
+            WaveState.DONE,
+            WaveState.AWAITING_APPROVAL,
+            WaveState.PENDING,
+        ]
+        assert [w.planned for w in waiting.waves] == [2, 3, 4]
+        assert waiting.wave == "beta"
+        assert all(len(history(postgres, t)) == 5 for t in internal)
+        assert not any(schema_exists(postgres, t) for t in beta + rest)
+        described = await handle.describe()
+        memo = await described.memo()
+        assert memo["wave"] == {
+            "name": "beta",
+            "index": 2,
+            "of": 3,
+            "state": "awaiting_approval",
+            "bake_until": "",
+        }
+
+        opened = await handle.execute_update(
+            MigrateAllWorkflow.approve,
+            WaveDecision(principal="alice@example.com", wave="beta", reason="dashboards green"),
+        )
+        assert opened.name == "beta"
+        result = await handle.result()
+
+    assert result.status is RolloutStatus.SUCCEEDED, result.warnings
+    assert [(w.name, w.state, w.counts) for w in result.waves] == [
+        ("internal", WaveState.DONE, {Outcome.SUCCEEDED: 2}),
+        ("beta", WaveState.DONE, {Outcome.SUCCEEDED: 3}),
+        ("rest", WaveState.DONE, {Outcome.SUCCEEDED: 4}),
+    ]
+    assert result.waves[1].decided_by == "alice@example.com"
+    assert {o.tenant_id: o.wave for o in result.outcomes} == (
+        dict.fromkeys(internal, "internal") | dict.fromkeys(beta, "beta") | dict.fromkeys(rest, "rest")
+    )
+    # The table's own clock: each ring finished before the next began, and the bake sat between.
+    first, second, third = (installed_window(postgres, ring) for ring in (internal, beta, rest))
+    assert first[1] < second[0] and second[1] < third[0]
+    assert (second[0] - first[1]).total_seconds() >= 2
+    for tenant in fleet.tenants:
+        assert [v for v, _ in history(postgres, tenant)] == ["1", "2", "3", "4", "5"]
+    timers = [
+        e.timer_started_event_attributes.start_to_fire_timeout.seconds
+        async for e in handle.fetch_history_events()
+        if e.event_type == EventType.EVENT_TYPE_TIMER_STARTED
+    ]
+    assert timers == [2]
+    approvals = [e for e in sink.events if e.type is AuditEventType.WAVE_APPROVED]
+    assert [(e.principal, e.target, e.attributes) for e in approvals] == [
+        (
+            "alice@example.com",
+            handle.id,
+            {"rollout.wave": "beta", "rollout.wave_index": "2", "rollout.reason": "dashboards green"},
+        )
+    ]
+
+
+async def test_a_halt_in_the_first_wave_leaves_the_later_waves_untouched(
+    client: Client, flyway_install: FlywayInstall, postgres: PostgresServer
+) -> None:
+    fleet = ring_fleet(postgres)
+    fleet.break_tenant(fleet.tenants[1])  # an internal tenant fails for good
+    async with fleet.worker(client, flyway_install):
+        handle = await start(client, fleet, MigrateAllInput(waves=THREE_WAVES))
+        result = await handle.result()
+
+    assert result.status is RolloutStatus.HALTED
+    assert result.halted_wave == "internal"
+    assert [w.state for w in result.waves] == [WaveState.HALTED, WaveState.PENDING, WaveState.PENDING]
+    assert result.waves[0].counts == {Outcome.SUCCEEDED: 1, Outcome.FAILED: 1}
+    assert any("wave 'internal' crossed its failure threshold (1 of 2 failed)" in w for w in result.warnings)
+    assert len(history(postgres, fleet.tenants[0])) == 5
+    assert not any(schema_exists(postgres, t) for t in fleet.tenants[2:])
+
+
+async def test_reject_at_a_gate_halts_the_rollout_and_is_audited(
+    client: Client, flyway_install: FlywayInstall, postgres: PostgresServer
+) -> None:
+    fleet = ring_fleet(postgres)
+    sink = ListSink()
+    async with fleet.worker(client, flyway_install, emitter=Emitter(sink)):
+        handle = await start(client, fleet, MigrateAllInput(waves=THREE_WAVES))
+        # A decision with nothing waiting is refused, and changes nothing.
+        with pytest.raises(WorkflowUpdateFailedError) as refused:
+            await handle.execute_update(MigrateAllWorkflow.approve, WaveDecision())
+        assert "approval_not_pending" in str(refused.value.cause)
+        await progress_until(handle, wave_state("beta", WaveState.AWAITING_APPROVAL))
+        with pytest.raises(WorkflowUpdateFailedError) as wrong:
+            await handle.execute_update(MigrateAllWorkflow.approve, WaveDecision(wave="rest"))
+        assert "wave 'rest' is not the one waiting ('beta' is)" in str(wrong.value.cause)
+        await handle.execute_update(MigrateAllWorkflow.reject, WaveDecision(principal="bob", reason="p99 up"))
+        result = await handle.result()
+
+    assert result.status is RolloutStatus.HALTED
+    assert result.halted_wave == "beta"
+    assert [w.state for w in result.waves] == [WaveState.DONE, WaveState.REJECTED, WaveState.PENDING]
+    assert result.waves[1].decided_by == "bob"
+    assert any("wave 'beta' rejected by bob: p99 up" in w for w in result.warnings)
+    assert not any(schema_exists(postgres, t) for t in fleet.tenants[2:])
+    assert [(e.type, e.principal) for e in sink.events if e.type.value.startswith("rollout.")] == [
+        (AuditEventType.WAVE_REJECTED, "bob")
+    ]
+
+
+async def test_continue_as_new_inside_a_wave_runs_every_tenant_once_in_its_wave(
+    client: Client, flyway_install: FlywayInstall, postgres: PostgresServer
+) -> None:
+    fleet = make_fleet(postgres, 10)
+    waves = [
+        WaveSpec(name="first", count=6, parallelism=2),
+        WaveSpec(name="second", rest=True, parallelism=3),
+    ]
+    async with fleet.worker(client, flyway_install):
+        handle = await start(client, fleet, MigrateAllInput(waves=waves, continue_as_new_after=4))
+        result = await handle.result()
+
+    assert result.status is RolloutStatus.SUCCEEDED, result.warnings
+    assert result.runs >= 3  # 4 + 2|... dispatches per run: the first wave spans two runs
+    assert [(w.name, w.planned, w.dispatched, w.counts) for w in result.waves] == [
+        ("first", 6, 6, {Outcome.SUCCEEDED: 6}),
+        ("second", 4, 4, {Outcome.SUCCEEDED: 4}),
+    ]
+    assert {o.tenant_id: o.wave for o in result.outcomes} == (
+        dict.fromkeys(fleet.tenants[:6], "first") | dict.fromkeys(fleet.tenants[6:], "second")
+    )
+    for tenant in fleet.tenants:
+        assert [v for v, _ in history(postgres, tenant)] == ["1", "2", "3", "4", "5"]
+    first, second = (
+        installed_window(postgres, fleet.tenants[:6]),
+        installed_window(postgres, fleet.tenants[6:]),
+    )
+    assert first[1] < second[0]
