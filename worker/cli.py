@@ -19,18 +19,14 @@ from typing import Annotated, TypeVar
 
 import typer
 from temporalio.client import (
-    Client,
-    WorkflowExecutionDescription,
     WorkflowExecutionStatus,
     WorkflowFailureError,
 )
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.service import RPCError
 
 from activities.audit.events import AuditContext
 from activities.errors import (
     ConfigurationError,
-    RolloutNotFoundError,
-    RolloutNotRunningError,
     TenantSourceError,
     WorkerUnavailableError,
 )
@@ -40,9 +36,17 @@ from activities.tenants.static import load_tenants_file
 from activities.tenants.walk import TenantListing, list_all_tenants
 from worker.backends import audit_emitter, quiesce_controller, tenant_lister
 from worker.cli_provision import deprovision, provision
-from worker.cli_runtime import connect_client, load_settings, run_command, stderr
+from worker.cli_runtime import (
+    connect_client,
+    describe_rollout,
+    load_settings,
+    run_command,
+    running_rollout,
+    stderr,
+)
 from worker.cli_schedule import drift, schedule_app
 from worker.cli_sets import ask_workers, migrations_app, named_set, print_plan
+from worker.cli_waves import approve, reject
 from worker.client import has_pollers
 from worker.effective_settings import effective_settings
 from worker.follow import follow_rollout
@@ -55,6 +59,7 @@ from worker.output import (
     render_server_view,
 )
 from worker.run import run_worker
+from worker.wave_plan import plan_only, waves_from_options
 from workflows.migrate_all import MigrateAllWorkflow
 from workflows.migrate_all_models import MigrateAllInput, MigrateAllResult
 
@@ -115,11 +120,25 @@ def _rollout_command(action: Action) -> Callable[..., None]:
                 "(default: the configured flyway.locations).",
             ),
         ] = "",
+        wave: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--wave",
+                help="A ring: 'NAME; labels=SELECTOR|tenants=a,b|count=N|percent=P|rest[; parallelism=N]"
+                "[; max-failures=N|max-failure-ratio=R][; bake=30m][; gate]' (repeatable, in order).",
+            ),
+        ] = None,
+        wave_plan: Annotated[
+            Path | None, typer.Option("--wave-plan", help="The waves from a YAML or JSON file.")
+        ] = None,
         output: Annotated[OutputFormat, typer.Option("--output", "-o")] = OutputFormat.TEXT,
     ) -> None:
         async def go() -> ExitCode:
             selected = list(tenant or []) + (load_tenants_file(tenants_file) if tenants_file else [])
             effective = Action.INFO if dry_run else action
+            waves = waves_from_options(list(wave or []), wave_plan)
+            if dry_run:  # the plan and what each wave would apply, now: no gate, bake or halt
+                waves = [plan_only(w) for w in waves]
             settings = load_settings()
             named = named_set(migrations, settings)
             request = MigrateAllInput(
@@ -133,6 +152,7 @@ def _rollout_command(action: Action) -> Callable[..., None]:
                 max_failure_ratio=max_failure_ratio,
                 audit=AuditContext(principal=principal, git_sha=git_sha, pipeline_run_id=pipeline_run_id),
                 start_paused=paused,
+                waves=waves,
             )
             if not principal:  # after the input is known valid: a bad input gets one line, nothing else
                 stderr.print("warning: no --principal; audit events will say <unspecified>")
@@ -212,31 +232,6 @@ _QUERY_TIMEOUT = timedelta(seconds=10)
 _CANCEL_WAIT_S = 120.0
 
 
-async def _describe(client: Client, rollout: str) -> WorkflowExecutionDescription:
-    """The rollout as the server knows it (no worker needed).
-
-    Raises:
-        RolloutNotFoundError: no workflow with that id in the namespace.
-    """
-    try:
-        return await client.get_workflow_handle(rollout).describe()
-    except RPCError as exc:
-        if exc.status is RPCStatusCode.NOT_FOUND:
-            raise RolloutNotFoundError(f"no rollout {rollout!r} in namespace {client.namespace!r}") from None
-        raise
-
-
-async def _running(client: Client, rollout: str, verb: str) -> WorkflowExecutionDescription:
-    """The description of a running rollout; named errors for a missing or ended one."""
-    described = await _describe(client, rollout)
-    if described.status is not WorkflowExecutionStatus.RUNNING:
-        state = described.status.name.lower() if described.status else "unknown"
-        raise RolloutNotRunningError(
-            f"rollout {rollout!r} has ended ({state}); {verb} acts on running rollouts only"
-        )
-    return described
-
-
 @app.command(epilog=_CONNECTS)
 def status(
     rollout: str, output: Annotated[OutputFormat, typer.Option("--output", "-o")] = OutputFormat.TEXT
@@ -250,7 +245,7 @@ def status(
     async def go() -> ExitCode:
         client, _ = await connect_client()
         handle = client.get_workflow_handle(rollout, result_type=MigrateAllResult)
-        described = await _describe(client, rollout)
+        described = await describe_rollout(client, rollout)
         if described.status is WorkflowExecutionStatus.COMPLETED:
             result = await handle.result()
             render_result(result, output)
@@ -282,7 +277,7 @@ def _signal_command(name: str, doc: str) -> Callable[[str], None]:
     def command(rollout: str) -> None:
         async def go() -> ExitCode:
             client, _ = await connect_client()
-            described = await _running(client, rollout, name)
+            described = await running_rollout(client, rollout, name)
             await client.get_workflow_handle(rollout).signal(name)
             stderr.print(f"{name} sent to {rollout}")
             if not await has_pollers(client, described.task_queue):
@@ -310,7 +305,7 @@ def set_parallelism(rollout: str, parallelism: Annotated[int, typer.Argument(min
 
     async def go() -> ExitCode:
         client, _ = await connect_client()
-        described = await _running(client, rollout, "set-parallelism")
+        described = await running_rollout(client, rollout, "set-parallelism")
         if not await has_pollers(client, described.task_queue):  # an update waits for a worker's answer
             raise WorkerUnavailableError(
                 f"no worker polls task queue {described.task_queue!r}; set-parallelism needs one to answer"
@@ -331,7 +326,7 @@ def cancel(rollout: str, wait: Annotated[bool, typer.Option(help="Wait until it 
 
     async def go() -> ExitCode:
         client, _ = await connect_client()
-        described = await _running(client, rollout, "cancel")
+        described = await running_rollout(client, rollout, "cancel")
         handle = client.get_workflow_handle(rollout)
         await handle.cancel()
         if not await has_pollers(client, described.task_queue):
@@ -507,6 +502,8 @@ def demo(
     run_command(lambda: run_demo(tenants=tenants, hold=hold, secrets_backend=secrets))  # type: ignore[arg-type]
 
 
+app.command(name="approve", epilog=_CONNECTS)(approve)
+app.command(name="reject", epilog=_CONNECTS)(reject)
 app.command()(provision)
 app.command()(deprovision)
 app.command()(drift)

@@ -15,16 +15,30 @@ from collections.abc import Awaitable, Callable
 
 from pydantic import ValidationError
 from rich.console import Console
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.errors import ConfigurationError, FleetwayError, from_validation_error
+from activities.errors import (
+    ConfigurationError,
+    FleetwayError,
+    RolloutNotFoundError,
+    RolloutNotRunningError,
+    from_validation_error,
+)
 from worker.client import connect
 from worker.output import ExitCode
 from worker.settings import Settings
 from worker.telemetry import configure_telemetry
 
-__all__ = ["CommandExit", "connect_client", "load_settings", "run_command", "stderr"]
+__all__ = [
+    "CommandExit",
+    "connect_client",
+    "describe_rollout",
+    "load_settings",
+    "run_command",
+    "running_rollout",
+    "stderr",
+]
 
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -94,3 +108,28 @@ async def connect_client() -> tuple[Client, Settings]:
     """Settings and a Temporal client built from them."""
     settings = load_settings()
     return await connect(settings.effective_temporal()), settings
+
+
+async def describe_rollout(client: Client, rollout: str) -> WorkflowExecutionDescription:
+    """The rollout as the server knows it (no worker needed).
+
+    Raises:
+        RolloutNotFoundError: no workflow with that id in the namespace.
+    """
+    try:
+        return await client.get_workflow_handle(rollout).describe()
+    except RPCError as exc:
+        if exc.status is RPCStatusCode.NOT_FOUND:
+            raise RolloutNotFoundError(f"no rollout {rollout!r} in namespace {client.namespace!r}") from None
+        raise
+
+
+async def running_rollout(client: Client, rollout: str, verb: str) -> WorkflowExecutionDescription:
+    """The description of a running rollout; named errors for a missing or ended one."""
+    described = await describe_rollout(client, rollout)
+    if described.status is not WorkflowExecutionStatus.RUNNING:
+        state = described.status.name.lower() if described.status else "unknown"
+        raise RolloutNotRunningError(
+            f"rollout {rollout!r} has ended ({state}); {verb} acts on running rollouts only"
+        )
+    return described

@@ -5,7 +5,8 @@ Why a feed and not the result: the result keeps per-tenant outcomes only up to i
 tenant, as each finishes. The workflow's ``completions`` query serves each run's recent finishes
 by sequence number; the follower pages through it, drains a run that continued-as-new before
 moving to the next (a closed run still answers queries: a worker replays it), and reports a
-``gap`` line if it ever fell further behind than a run keeps.
+``gap`` line if it ever fell further behind than a run keeps. A ring rollout's feed also prints a
+``wave`` line whenever a wave changes state (running, baking until …, awaiting approval, done).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from activities.rollouts import TenantOutcome
-from worker.output import OutputFormat, tenant_line
+from worker.output import OutputFormat, tenant_line, wave_line, wave_status
 from workflows.migrate_all import MigrateAllWorkflow
 from workflows.migrate_all_models import MigrateAllResult
 
@@ -40,6 +41,7 @@ class Feed:
         self._after = 0
         self._run_id = ""
         self.printed: set[str] = set()
+        self._wave_states: dict[str, tuple[str, str]] = {}
 
     async def poll(self) -> None:
         """Print what finished since the last poll, draining a run left by continue-as-new first."""
@@ -48,6 +50,17 @@ class Feed:
             await self._drain(self._run_id)
         self._run_id = latest
         await self._drain(latest)
+        await self._waves(latest)
+
+    async def _waves(self, run_id: str) -> None:
+        """A ``wave`` line for each wave whose state changed since the last poll."""
+        handle = self._client.get_workflow_handle(self._rollout_id, run_id=run_id)
+        progress = await handle.query(MigrateAllWorkflow.progress)
+        for index, wave in enumerate(progress.waves, start=1):
+            state = (wave.state.value, wave.bake_until)
+            if self._wave_states.get(wave.name) != state:
+                self._wave_states[wave.name] = state
+                self._emit(wave_line(self._rollout_id, index, len(progress.waves), wave))
 
     async def _drain(self, run_id: str) -> None:
         handle = self._client.get_workflow_handle(self._rollout_id, run_id=run_id)
@@ -103,9 +116,11 @@ async def follow_rollout(
                     p = await handle.query(MigrateAllWorkflow.progress)
                     completed = sum(p.counts.values())
                     total = None if not p.source_exhausted else completed + len(p.in_flight)
-                    bar.update(
-                        task, completed=completed, total=total, description=f"{rollout_id} [{p.status.value}]"
-                    )
+                    status = p.status.value
+                    if p.waves:
+                        current = next(w for w in p.waves if w.name == p.wave)
+                        status += f"; wave {p.wave} {wave_status(current, rollout_id)}"
+                    bar.update(task, completed=completed, total=total, description=f"{rollout_id} [{status}]")
                 except RPCError:
                     pass
                 await asyncio.wait({result_task}, timeout=_POLL_S)

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from activities.rollouts import Outcome, TenantOutcome
-from workflows.migrate_all_models import MigrateAllResult, Progress, RolloutStatus
+from workflows.migrate_all_models import MigrateAllResult, Progress, RolloutStatus, WaveProgress, WaveState
 
 __all__ = [
     "ExitCode",
@@ -22,6 +22,8 @@ __all__ = [
     "render_result",
     "render_server_view",
     "tenant_line",
+    "wave_line",
+    "wave_status",
 ]
 
 
@@ -68,6 +70,31 @@ def _versions(o: TenantOutcome, *, dry_run: bool) -> str:
     )
 
 
+def wave_status(wave: WaveProgress, rollout_id: str) -> str:
+    """What a wave is doing, in words: ``baking until …``, ``awaiting approval (fleetway approve …)``."""
+    if wave.state is WaveState.BAKING:
+        return f"baking until {wave.bake_until}"
+    if wave.state is WaveState.AWAITING_APPROVAL:
+        return f"awaiting approval (fleetway approve {rollout_id} | fleetway reject {rollout_id})"
+    return wave.state.value.replace("_", " ")
+
+
+def _wave_row(index: int, wave: WaveProgress, of: int, rollout_id: str) -> str:
+    counts = ", ".join(f"{k.value}={v}" for k, v in sorted(wave.counts.items())) or "none finished"
+    decided = f"; decided by {wave.decided_by}" if wave.decided_by else ""
+    return (
+        f"  wave {index}/{of} {wave.name} [{wave.selection}]: {wave_status(wave, rollout_id)}; "
+        f"{wave.dispatched}/{wave.planned} dispatched; {counts}{decided}"
+    )
+
+
+def wave_line(rollout_id: str, index: int, of: int, wave: WaveProgress) -> str:
+    """One wave's NDJSON line (``wave``): emitted by the live feed whenever a wave changes state."""
+    return json.dumps(
+        {"event": "wave", "rollout_id": rollout_id, "index": index, "of": of, **wave.model_dump(mode="json")}
+    )
+
+
 def tenant_line(outcome: TenantOutcome) -> str:
     """One tenant's NDJSON line (``tenant_complete``), as the live feed and the final result print it."""
     return json.dumps({"event": "tenant_complete", **outcome.model_dump(mode="json")})
@@ -80,7 +107,7 @@ def render_result(
 
     ``streamed``: tenants whose NDJSON lines the live feed printed already (not printed again).
     """
-    summary = {
+    summary: dict[str, object] = {
         "event": "summary",
         "rollout_id": result.rollout_id,
         "action": result.action.value,
@@ -93,6 +120,10 @@ def render_result(
         "warnings": result.warnings,
         "migration_set": result.migration_set,
     }
+    if result.waves:
+        summary["waves"] = [w.model_dump(mode="json") for w in result.waves]
+        summary["halted_wave"] = result.halted_wave
+        summary["unplanned"] = result.unplanned
     if fmt is OutputFormat.JSON:
         print(result.model_dump_json(indent=2))
         return
@@ -104,18 +135,32 @@ def render_result(
         return
     console = Console(no_color=None, highlight=False)
     table = Table(title=f"{result.action.value} {result.rollout_id}: {result.status.value}")
-    for column in ("tenant", "outcome", "schema", "duration", "error"):
+    order = {w.name: i for i, w in enumerate(result.waves)}
+    for column in ("wave",) * bool(result.waves) + ("tenant", "outcome", "schema", "duration", "error"):
         table.add_column(column)
-    for o in sorted(result.outcomes, key=lambda o: o.tenant_id):
+    for o in sorted(result.outcomes, key=lambda o: (order.get(o.wave, 0), o.tenant_id)):
         error = (
             f"{o.error_class}: {o.message}"
             if o.error_class
             else ("" if o.outcome is Outcome.SUCCEEDED else o.message)
         )
-        table.add_row(
-            o.tenant_id, o.outcome.value, _versions(o, dry_run=dry_run), f"{o.duration_ms / 1000:.2f}s", error
+        cells = (
+            o.tenant_id,
+            o.outcome.value,
+            _versions(o, dry_run=dry_run),
+            f"{o.duration_ms / 1000:.2f}s",
+            error,
         )
+        table.add_row(*((o.wave,) if result.waves else ()), *cells)
     console.print(table)
+    if result.waves:
+        print("wave plan:" if dry_run else "waves:")
+        for i, wave in enumerate(result.waves, start=1):
+            print(_wave_row(i, wave, len(result.waves), result.rollout_id))
+        if result.halted_wave:
+            print(f"halted at wave {result.halted_wave!r}; later waves were not started")
+        if result.unplanned:
+            print(f"{result.unplanned} listed tenants are in no wave (not run)")
     counts = ", ".join(f"{k.value}={v}" for k, v in sorted(result.counts.items()))
     console.print(
         f"{result.total} tenants: {counts or 'none'}" + (" (outcomes truncated)" if result.truncated else "")
@@ -152,6 +197,11 @@ def render_server_view(
     line = f"{rollout_id}: {state}" + (f"; {shown}" if shown else "")
     if memo.get("migration_set"):
         line += f"; set {memo['migration_set']}"
+    wave = memo.get("wave")
+    if isinstance(wave, dict) and state == "running":
+        line += f"; wave {wave.get('index')}/{wave.get('of')} {wave.get('name')} {wave.get('state')}"
+        if wave.get("bake_until"):
+            line += f" until {wave['bake_until']}"
     print(line + (f" (progress unavailable: {reason})" if reason else ""))
 
 
@@ -166,5 +216,7 @@ def render_progress(progress: Progress, fmt: OutputFormat, rollout_id: str) -> N
         f"in flight {len(progress.in_flight)}; parallelism {progress.parallelism}"
         + (f"; set {progress.migration_set}" if progress.migration_set else "")
     )
+    for i, wave in enumerate(progress.waves, start=1):
+        print(_wave_row(i, wave, len(progress.waves), rollout_id))
     for o in progress.failed:
         print(f"  - {o.tenant_id}: {o.outcome.value} {o.error_class} {o.message}".rstrip())

@@ -7,6 +7,7 @@ after an earlier wave's last one, and a wave that must not have started has no h
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import Callable
 from datetime import datetime
@@ -15,6 +16,7 @@ import psycopg
 import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.service import RPCError
 
 from activities.audit.events import AuditContext, AuditEvent, AuditEventType, Emitter
 from activities.flyway.engine import FlywayInstall
@@ -80,9 +82,11 @@ async def progress_until(
     timeout: float = 60,
 ) -> Progress:
     deadline = asyncio.get_running_loop().time() + timeout
+    progress: Progress | None = None
     while True:
-        progress = await handle.query(MigrateAllWorkflow.progress)
-        if predicate(progress):
+        with contextlib.suppress(RPCError):  # not started yet (a CLI still starting it)
+            progress = await handle.query(MigrateAllWorkflow.progress)
+        if progress is not None and predicate(progress):
             return progress
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"progress never matched; last: {progress}")
