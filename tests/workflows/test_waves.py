@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
+import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -18,7 +21,8 @@ import psycopg
 import pytest
 from temporalio.api.enums.v1 import EventType, IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
-from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.exceptions import CancelledError
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
@@ -26,10 +30,10 @@ from activities.audit.events import AuditContext, AuditEvent, AuditEventType, Em
 from activities.flyway.engine import FlywayInstall
 from activities.rollouts import Outcome
 from activities.tenants.waves import WaveSpec
-from tests.fleet import Fleet, make_fleet
+from tests.fleet import FLEETWAY, Fleet, make_fleet
 from tests.support import history, schema_exists
 from worker.client import DATA_CONVERTER
-from worker.devstack import SEARCH_ATTRIBUTES, PostgresServer
+from worker.devstack import SEARCH_ATTRIBUTES, PostgresServer, TemporalDevServer
 from workflows.migrate_all import MigrateAllWorkflow
 from workflows.migrate_all_models import (
     MigrateAllInput,
@@ -316,3 +320,107 @@ async def test_bakes_of_hours_and_days_pass_on_the_time_skipping_server(
         for ring in (fleet.tenants[:2], fleet.tenants[2:5], fleet.tenants[5:])
     )
     assert first[1] < second[0] and second[1] < third[0]
+
+
+async def test_a_worker_killed_during_a_bake_is_replaced_and_the_bake_is_not_restarted(
+    client: Client, flyway_install: FlywayInstall, postgres: PostgresServer,
+    temporal_server: TemporalDevServer, tmp_path: Path,
+) -> None:  # fmt: skip
+    fleet = ring_fleet(postgres)
+    env = fleet.cli_env(temporal_server.address, tmp_path, flyway_install)
+    first = subprocess.Popen([FLEETWAY, "worker"], env=env, start_new_session=True)
+    second: subprocess.Popen[bytes] | None = None
+    try:
+        waves = [
+            WaveSpec(name="internal", labels="tier=internal", bake_s=8),
+            WaveSpec(name="others", rest=True),
+        ]
+        handle = await start(client, fleet, MigrateAllInput(waves=waves))
+        baking = await progress_until(handle, wave_state("internal", WaveState.BAKING), timeout=90)
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+        await asyncio.sleep(2)  # the bake's timer fires on the server whether or not a worker lives
+        second = subprocess.Popen([FLEETWAY, "worker"], env=env, start_new_session=True)
+        result = await asyncio.wait_for(handle.result(), timeout=120)
+    finally:
+        for process in (first, second):
+            if process is not None and process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+    assert baking.waves[0].bake_until  # when the bake ends was visible while it ran
+    assert result.status is RolloutStatus.SUCCEEDED, result.warnings
+    assert [w.counts for w in result.waves] == [{Outcome.SUCCEEDED: 2}, {Outcome.SUCCEEDED: 7}]
+    timers = [
+        e.timer_started_event_attributes.start_to_fire_timeout.seconds
+        async for e in handle.fetch_history_events()
+        if e.event_type == EventType.EVENT_TYPE_TIMER_STARTED
+    ]
+    assert timers == [8]  # one bake, replayed by the new worker, never started again
+    internal, others = (
+        installed_window(postgres, fleet.tenants[:2]),
+        installed_window(postgres, fleet.tenants[2:]),
+    )
+    assert (others[0] - internal[1]).total_seconds() >= 8
+    for tenant in fleet.tenants:
+        assert [v for v, _ in history(postgres, tenant)] == ["1", "2", "3", "4", "5"]
+
+
+async def test_pause_set_parallelism_quiesce_and_cancel_steer_a_ring_rollout(
+    client: Client, flyway_install: FlywayInstall, postgres: PostgresServer
+) -> None:
+    fleet = make_fleet(postgres, 6)
+    waves = [WaveSpec(name="first", count=3, parallelism=3), WaveSpec(name="gated", rest=True, gate=True)]
+    async with fleet.worker(client, flyway_install):
+        quiesced = await start(client, fleet, MigrateAllInput(waves=waves, start_paused=True))
+        held = await progress_until(quiesced, lambda p: p.waves and p.waves[0].state is WaveState.RUNNING)
+        assert (held.paused, held.dispatched, held.parallelism) == (True, 0, 3)  # the wave's own window
+        assert await quiesced.execute_update(MigrateAllWorkflow.set_parallelism, 1) == 3
+        await quiesced.signal(MigrateAllWorkflow.resume)
+        await progress_until(quiesced, wave_state("gated", WaveState.AWAITING_APPROVAL))
+        await quiesced.signal(MigrateAllWorkflow.quiesce)
+        stopped = await quiesced.result()
+
+        cancelled = await start(client, fleet, MigrateAllInput(waves=waves))
+        await progress_until(cancelled, wave_state("gated", WaveState.AWAITING_APPROVAL))
+        await cancelled.cancel()
+        with pytest.raises(WorkflowFailureError) as ended:
+            await cancelled.result()
+
+    assert stopped.status is RolloutStatus.QUIESCED
+    assert [w.state for w in stopped.waves] == [WaveState.DONE, WaveState.AWAITING_APPROVAL]
+    assert not any(schema_exists(postgres, t) for t in fleet.tenants[3:])
+    # set_parallelism overrode the wave's window of 3: the three ran one after another.
+    windows = sorted(installed_window(postgres, [t]) for t in fleet.tenants[:3])
+    assert windows[0][1] < windows[1][0] and windows[1][1] < windows[2][0]
+    assert isinstance(ended.value.cause, CancelledError)
+
+
+async def test_rerun_failed_with_waves_runs_exactly_the_failed_tenants_in_their_waves(
+    client: Client, flyway_install: FlywayInstall, postgres: PostgresServer
+) -> None:
+    fleet = ring_fleet(postgres)
+    broken = [fleet.tenants[3], fleet.tenants[7]]  # one beta, one standard
+    for tenant in broken:
+        fleet.break_tenant(tenant)
+    waves = [
+        WaveSpec(name="internal", labels="tier=internal"),
+        WaveSpec(name="beta", labels="tier=beta", max_failures=1),
+        WaveSpec(name="rest", rest=True, max_failure_ratio=0.5),
+    ]
+    async with fleet.worker(client, flyway_install):
+        first = await (await start(client, fleet, MigrateAllInput(waves=waves))).result()
+        with psycopg.connect(postgres.dsn, autocommit=True) as conn:
+            for tenant in broken:
+                conn.execute(f'DROP SCHEMA "{tenant}" CASCADE')
+        rerun = await (
+            await start(client, fleet, MigrateAllInput(waves=waves, rerun_failed_of=first.rollout_id))
+        ).result()
+
+    assert first.status is RolloutStatus.FAILED  # under every threshold: the rollout ran to its end
+    assert [w.counts.get(Outcome.FAILED, 0) for w in first.waves] == [0, 1, 1]
+    assert rerun.status is RolloutStatus.SUCCEEDED, rerun.warnings
+    assert [(w.name, w.planned) for w in rerun.waves] == [("internal", 0), ("beta", 1), ("rest", 1)]
+    assert {o.tenant_id: o.wave for o in rerun.outcomes} == {broken[0]: "beta", broken[1]: "rest"}
+    for tenant in fleet.tenants:
+        assert [v for v, _ in history(postgres, tenant)] == ["1", "2", "3", "4", "5"]
