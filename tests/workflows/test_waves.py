@@ -373,7 +373,9 @@ async def test_pause_set_parallelism_quiesce_and_cancel_steer_a_ring_rollout(
     waves = [WaveSpec(name="first", count=3, parallelism=3), WaveSpec(name="gated", rest=True, gate=True)]
     async with fleet.worker(client, flyway_install):
         quiesced = await start(client, fleet, MigrateAllInput(waves=waves, start_paused=True))
-        held = await progress_until(quiesced, lambda p: bool(p.waves) and p.waves[0].state is WaveState.RUNNING)
+        held = await progress_until(
+            quiesced, lambda p: bool(p.waves) and p.waves[0].state is WaveState.RUNNING
+        )
         assert (held.paused, held.dispatched, held.parallelism) == (True, 0, 3)  # the wave's own window
         assert await quiesced.execute_update(MigrateAllWorkflow.set_parallelism, 1) == 3
         await quiesced.signal(MigrateAllWorkflow.resume)
