@@ -5,7 +5,8 @@ non-deterministic change; these were recorded once, committed under ``tests/hist
 replay in CI against whatever the code is now. A change that would break rollouts already running
 (a reordered activity, a dropped ``workflow.patched`` branch, a renamed field without a default)
 fails here. Cover: a migrate with a failure across continue-as-new, a cancelled rollout, a
-validate with drift, a rerun of failures, a provisioning run, the pre-rollout describe. Every
+validate with drift, a rerun of failures, a provisioning run, the pre-rollout describe, a ring
+rollout (bake, approved gate, halt, continue-as-new inside a wave). Every
 ``workflow.patched`` branch of the time of recording is taken by them.
 
 Re-record (after a deliberate, patched change; keep the old files too) with
@@ -26,6 +27,7 @@ from temporalio.worker import Replayer
 
 from activities.flyway.engine import FlywayInstall
 from activities.flyway.output import Action
+from activities.tenants.waves import WaveSpec
 from tests.fleet import make_fleet
 from tests.support import copy_migrations
 from tests.workflows.test_provisioning import Harness, tenant_id
@@ -34,7 +36,7 @@ from worker.devstack import PROJECT_ROOT, PostgresServer
 from worker.devstack_secrets import OpenBaoDevServer
 from workflows.describe_fleet import DescribeFleetInput, DescribeFleetWorkflow
 from workflows.migrate_all import MigrateAllWorkflow
-from workflows.migrate_all_models import MigrateAllInput
+from workflows.migrate_all_models import MigrateAllInput, WaveDecision, WaveState
 from workflows.provision_tenant import DeprovisionTenantWorkflow, ProvisionTenantWorkflow
 from workflows.tenant_migration import TenantMigrationWorkflow
 
@@ -62,6 +64,7 @@ def test_the_committed_histories_cover_every_workflow_and_scenario() -> None:
         "migrate-failure-continue-as-new-child-failed", "cancel-parent", "cancel-child",
         "validate-drift-parent", "validate-drift-child", "rerun-failed-parent", "provision", "describe-fleet",
         "validate-two-activity-drift-parent", "validate-two-activity-drift-child",  # before the drift fold
+        "ring-waves-parent",
     }  # fmt: skip
 
 
@@ -162,3 +165,32 @@ async def test_record_histories(
         provisioning = await harness.start(tenant_id())
         await provisioning.result()
         _save("provision-0", await provisioning.fetch_history())
+
+
+@pytest.mark.skipif(not _RECORD, reason="set FLEETWAY_RECORD_HISTORIES=1 to record")
+async def test_record_ring_rollout_histories(
+    client: Client, flyway_install: FlywayInstall, postgres: PostgresServer
+) -> None:
+    """A ring rollout: a label wave, a bake, a gate approved, a halt, continue-as-new inside a wave."""
+    fleet = make_fleet(postgres, 6)
+    fleet.labels = {t: {"tier": "internal"} for t in fleet.tenants[:2]}
+    fleet.break_tenant(fleet.tenants[5])
+    waves = [
+        WaveSpec(name="internal", labels="tier=internal", bake_s=1),
+        WaveSpec(name="gated", count=2, gate=True),
+        WaveSpec(name="rest", rest=True, max_failures=0),
+    ]
+    async with fleet.worker(client, flyway_install):
+        handle = await client.start_workflow(
+            MigrateAllWorkflow.run, MigrateAllInput(waves=waves, continue_as_new_after=3),
+            id=f"rec-ring-{uuid.uuid4().hex[:6]}", task_queue=fleet.task_queue,
+        )  # fmt: skip
+        for _ in range(600):
+            progress = await handle.query(MigrateAllWorkflow.progress)
+            if progress.waves and progress.waves[1].state is WaveState.AWAITING_APPROVAL:
+                break
+            await asyncio.sleep(0.1)
+        await handle.execute_update(MigrateAllWorkflow.approve, WaveDecision(principal="recorder"))
+        await handle.result()
+        for n, run in enumerate(await _runs(client, handle.id)):
+            _save(f"ring-waves-parent-{n}", run)
