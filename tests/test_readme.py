@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+import psycopg
+
 from tests.support import history
 from worker.devstack import PROJECT_ROOT, PostgresServer, TemporalDevServer
 
@@ -78,7 +80,19 @@ def test_the_walkthrough_migrates_three_tenants_of_your_own(
 
     assert done.returncode == 0, f"--- stdout\n{done.stdout}\n--- stderr\n{done.stderr}"
     for tenant in ("acme", "globex", "initech"):
-        assert history(postgres, tenant) == [("1", True), ("2", True)]
-        assert f"{tenant} at version 2 all succeeded" in done.stdout
+        assert history(postgres, tenant) == [("1", True), ("2", True), ("3", True)]
+        assert f"{tenant} at version 3 all succeeded" in done.stdout
+    # The ring: acme (internal) got V3 first, the others only after the bake and the approval.
+    with psycopg.connect(postgres.dsn) as conn:
+        v3 = dict(
+            conn.execute(
+                " UNION ALL ".join(
+                    f"SELECT '{t}', installed_on FROM \"{t}\".flyway_schema_history WHERE version = '3'"
+                    for t in ("acme", "globex", "initech")
+                )
+            ).fetchall()
+        )
+    assert (min(v3["globex"], v3["initech"]) - v3["acme"]).total_seconds() >= 5
+    assert "approved wave 'everyone'" in done.stdout
     assert "secrets.file = " in done.stdout  # `fleetway settings` showed what the reader set
     assert postgres.superuser_password not in done.stdout + done.stderr

@@ -234,18 +234,31 @@ _CANCEL_WAIT_S = 120.0
 
 @app.command(epilog=_CONNECTS)
 def status(
-    rollout: str, output: Annotated[OutputFormat, typer.Option("--output", "-o")] = OutputFormat.TEXT
+    rollout: str,
+    output: Annotated[OutputFormat, typer.Option("--output", "-o")] = OutputFormat.TEXT,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow",
+            help="Follow a running rollout to its end (as an attached migrate does); exit by outcome.",
+        ),
+    ] = False,
 ) -> None:
     """Show a rollout's progress, or its result once it has ended.
 
     A running rollout's progress is a query, which a worker answers: with no worker polling (or
-    none answering within 10 s) the server's own view is shown instead, saying why.
+    none answering within 10 s) the server's own view is shown instead, saying why. With
+    ``--follow`` (a pipeline that started the rollout ``--detach``ed) it waits for the result.
     """
 
     async def go() -> ExitCode:
         client, _ = await connect_client()
         handle = client.get_workflow_handle(rollout, result_type=MigrateAllResult)
         described = await describe_rollout(client, rollout)
+        if follow and described.status is WorkflowExecutionStatus.RUNNING:
+            result, streamed = await follow_rollout(client, rollout, output, stderr)
+            render_result(result, output, streamed=streamed)
+            return exit_code_for(result.status)
         if described.status is WorkflowExecutionStatus.COMPLETED:
             result = await handle.result()
             render_result(result, output)

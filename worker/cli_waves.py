@@ -8,27 +8,51 @@ back as one ``approval_not_pending`` line.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
-from temporalio.client import WorkflowUpdateFailedError
+from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 
 from activities.errors import ApprovalNotPendingError, WorkerUnavailableError
 from worker.cli_runtime import connect_client, run_command, running_rollout, stderr
 from worker.client import has_pollers
 from worker.output import ExitCode, OutputFormat
 from workflows.migrate_all import MigrateAllWorkflow
-from workflows.migrate_all_models import MigrateAllResult, WaveDecision, WaveProgress
+from workflows.migrate_all_models import MigrateAllResult, WaveDecision, WaveProgress, WaveState
 
 __all__ = ["approve", "reject"]
 
 _UPDATE_TIMEOUT = timedelta(seconds=30)
+_WAIT_POLL_S = 0.5
 
 
-async def _decide(rollout: str, verb: str, decision: WaveDecision) -> WaveProgress:
+async def _wait_for_a_gate(handle: WorkflowHandle[Any, MigrateAllResult], verb: str, wait_s: float) -> None:
+    """Poll until a wave waits for a decision (``reject`` also acts on a bake); bounded by ``wait_s``.
+
+    Raises:
+        ApprovalNotPendingError: none did within ``wait_s``, or the rollout ended meanwhile.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s
+    acting = {WaveState.AWAITING_APPROVAL} | ({WaveState.BAKING} if verb == "reject" else set())
+    while True:
+        progress = await handle.query(MigrateAllWorkflow.progress, rpc_timeout=_UPDATE_TIMEOUT)
+        if progress.status.value not in ("running", "paused"):
+            raise ApprovalNotPendingError(f"the rollout ended ({progress.status.value}) before a wave waited")
+        if any(w.state in acting for w in progress.waves):
+            return
+        if not progress.waves:
+            raise ApprovalNotPendingError("this rollout has no waves, so no gate to decide")
+        if loop.time() > deadline:
+            raise ApprovalNotPendingError(f"no wave waited for a decision within {wait_s:g}s")
+        await asyncio.sleep(_WAIT_POLL_S)
+
+
+async def _decide(rollout: str, verb: str, decision: WaveDecision, wait_s: float) -> WaveProgress:
     client, _ = await connect_client()
     described = await running_rollout(client, rollout, verb)
     if not await has_pollers(client, described.task_queue):  # an update waits for a worker's answer
@@ -36,6 +60,8 @@ async def _decide(rollout: str, verb: str, decision: WaveDecision) -> WaveProgre
             f"no worker polls task queue {described.task_queue!r}; {verb} needs one to answer"
         )
     handle = client.get_workflow_handle(rollout, result_type=MigrateAllResult)
+    if wait_s > 0:
+        await _wait_for_a_gate(handle, verb, wait_s)
     update = MigrateAllWorkflow.approve if verb == "approve" else MigrateAllWorkflow.reject
     try:
         return await handle.execute_update(update, decision, rpc_timeout=_UPDATE_TIMEOUT)
@@ -45,7 +71,7 @@ async def _decide(rollout: str, verb: str, decision: WaveDecision) -> WaveProgre
 
 
 def _command(verb: str, doc: str) -> Callable[..., None]:
-    def command(
+    def command(  # noqa: PLR0917 - typer maps each option to a parameter
         rollout: str,
         wave: Annotated[
             str, typer.Option(help="The wave you mean; refused unless it is the one waiting.")
@@ -54,13 +80,21 @@ def _command(verb: str, doc: str) -> Callable[..., None]:
             str, typer.Option(envvar="FLEETWAY_PRINCIPAL", help="Who decides (audited).")
         ] = "",
         reason: Annotated[str, typer.Option(help="Why (audited).")] = "",
+        wait: Annotated[
+            float,
+            typer.Option(
+                "--wait",
+                min=0,
+                help="Wait up to this many seconds for a wave to reach its gate (a pipeline step).",
+            ),
+        ] = 0,
         output: Annotated[OutputFormat, typer.Option("--output", "-o")] = OutputFormat.TEXT,
     ) -> None:
         async def go() -> ExitCode:
             decision = WaveDecision(principal=principal, wave=wave, reason=reason)
             if not principal:
                 stderr.print(f"warning: no --principal; the audit trail says <unspecified> {verb}d")
-            decided = await _decide(rollout, verb, decision)
+            decided = await _decide(rollout, verb, decision, wait)
             if output is OutputFormat.TEXT:
                 print(f"{verb}d wave {decided.name!r} of {rollout} ({decided.planned} tenants)")
             else:
