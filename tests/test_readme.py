@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import psycopg
@@ -84,7 +85,7 @@ def test_the_walkthrough_migrates_three_tenants_of_your_own(
         assert f"{tenant} at version 3 all succeeded" in done.stdout
     # The ring: acme (internal) got V3 first, the others only after the bake and the approval.
     with psycopg.connect(postgres.dsn) as conn:
-        v3 = dict(
+        v3: dict[str, datetime] = dict(
             conn.execute(
                 " UNION ALL ".join(
                     f"SELECT '{t}', installed_on FROM \"{t}\".flyway_schema_history WHERE version = '3'"

@@ -122,6 +122,7 @@ class MigrateAllWorkflow:
         self._parallelism_set = carry.parallelism_set
         self._unplanned = carry.unplanned
         self._decision: tuple[AuditEventType, WaveDecision] | None = None
+        self._deciding = False  # a decision is being acted on (its audit in flight)
         self._halted_wave = ""
 
     # ---- operator handlers -------------------------------------------------------------------
@@ -203,7 +204,7 @@ class MigrateAllWorkflow:
                 f"approval_not_pending: no wave is waiting for approval (wave {current.name!r} is "
                 f"{current.state.value.replace('_', ' ')})"
             )
-        if self._decision is not None:
+        if self._decision is not None or self._deciding:
             raise ValueError("approval_not_pending: a decision is already recorded and being acted on")
         meant = self._waves[self._waiting_index()].name
         if decision is not None and decision.wave and decision.wave != meant:
@@ -400,7 +401,7 @@ class MigrateAllWorkflow:
             await workflow.wait_condition(lambda: self._stop is not None or self._decision is not None)
             if self._stop is not None:
                 return False
-            if not await self._act_on_decision():
+            if not await self._act_on_decision(self._wave_index):
                 return False
         self._pending.extend(self._wave_pending.popleft())
         self._set_wave(state=WaveState.RUNNING)
@@ -420,19 +421,30 @@ class MigrateAllWorkflow:
         self._set_wave(state=WaveState.DONE, bake_until="")
         if self._stop is not None:
             return False
-        return self._decision is None or await self._act_on_decision()
+        # A decision during a bake is a reject (approve is refused then): it refuses the next wave.
+        return self._decision is None or await self._act_on_decision(self._wave_index + 1)
 
-    async def _act_on_decision(self) -> bool:
-        """Audit the operator's decision on the waiting wave; True: approved (open it)."""
+    async def _act_on_decision(self, index: int) -> bool:
+        """Act on the operator's decision on wave ``index``, then audit it; True: approved (open it).
+
+        The state changes before the audit's activity is awaited, so a second decision arriving
+        meanwhile is refused (``_deciding``), never left behind to open a later gate by itself.
+        """
         if self._decision is None:  # unreachable: callers wait for a decision first
             return True
         kind, decision = self._decision
-        self._decision = None
-        index = self._waiting_index()
+        self._decision, self._deciding = None, True
+        self._wave_index = index
         name = self._waves[index].name
         principal = decision.principal.strip() or UNSPECIFIED_PRINCIPAL
-        info = workflow.info()
         approved = kind is AuditEventType.WAVE_APPROVED
+        self._set_wave(decided_by=principal)
+        if not approved:
+            self._set_wave(state=WaveState.REJECTED)
+            self._halt(
+                f"wave {name!r} rejected by {principal}" + (f": {decision.reason}" if decision.reason else "")
+            )
+        info = workflow.info()
         event = AuditEvent(
             event_id=f"{info.workflow_id}/wave/{name}/{'approved' if approved else 'rejected'}",
             type=kind,
@@ -454,16 +466,9 @@ class MigrateAllWorkflow:
             )
         except ActivityError as err:
             self._warn(f"audit of the decision on wave {name!r} failed ({_reason(err)})")
-        if index != self._wave_index:  # rejected during the previous wave's bake
-            self._wave_index = index
-        self._set_wave(decided_by=principal)
-        if not approved:
-            self._set_wave(state=WaveState.REJECTED)
-            self._halt(
-                f"wave {name!r} rejected by {principal}" + (f": {decision.reason}" if decision.reason else "")
-            )
-            return False
-        return True
+        finally:
+            self._deciding = False
+        return approved
 
     def _halt(self, why: str) -> None:
         """End the rollout ``halted`` at the current wave; in-flight tenants finish."""

@@ -480,3 +480,32 @@ async def test_a_ten_thousand_tenant_ring_rollout_stays_within_its_history_and_p
     assert first_info.history_length < 60 and second_info.history_length < 40
     assert result.status is RolloutStatus.HALTED and result.halted_wave == "internal"
     assert len(history(postgres, real)) == 5
+
+
+async def test_reject_during_a_bake_refuses_the_next_wave_and_ends_the_bake(
+    client: Client, flyway_install: FlywayInstall, postgres: PostgresServer
+) -> None:
+    fleet = make_fleet(postgres, 4)
+    waves = [WaveSpec(name="first", count=2, bake_s="1h"), WaveSpec(name="rest", rest=True)]
+    sink = ListSink()
+    async with fleet.worker(client, flyway_install, emitter=Emitter(sink)):
+        handle = await start(client, fleet, MigrateAllInput(waves=waves))
+        await progress_until(handle, wave_state("first", WaveState.BAKING))
+        with pytest.raises(WorkflowUpdateFailedError) as refused:  # approve has nothing to open during a bake
+            await handle.execute_update(MigrateAllWorkflow.approve, WaveDecision())
+        assert "no wave is waiting for approval (wave 'first' is baking)" in str(refused.value.cause)
+        rejected = await handle.execute_update(
+            MigrateAllWorkflow.reject, WaveDecision(wave="rest", principal="sre")
+        )
+        result = await asyncio.wait_for(handle.result(), timeout=30)  # not an hour: the bake ends at once
+
+    assert rejected.name == "rest"
+    assert result.status is RolloutStatus.HALTED and result.halted_wave == "rest"
+    assert [(w.state, w.decided_by) for w in result.waves] == [
+        (WaveState.DONE, ""),
+        (WaveState.REJECTED, "sre"),
+    ]
+    assert not any(schema_exists(postgres, t) for t in fleet.tenants[2:])
+    assert [
+        (e.type, e.attributes["rollout.wave"]) for e in sink.events if e.type.value.startswith("rollout.")
+    ] == [(AuditEventType.WAVE_REJECTED, "rest")]
