@@ -13,9 +13,9 @@ randomness here.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 from collections import deque
+from contextlib import suppress
 from datetime import timedelta
 
 from temporalio import workflow
@@ -413,7 +413,7 @@ class MigrateAllWorkflow:
         until = workflow.now() + timedelta(seconds=seconds)
         self._set_wave(state=WaveState.BAKING, bake_until=until.isoformat())
         self._memo_wave()
-        with contextlib.suppress(TimeoutError):  # the bake ran its course
+        with suppress(TimeoutError):  # the bake ran its course
             await workflow.wait_condition(
                 lambda: self._stop is not None or self._decision is not None,
                 timeout=timedelta(seconds=seconds),

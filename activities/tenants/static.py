@@ -156,14 +156,14 @@ def load_tenant_entries(path: Path) -> dict[str, dict[str, str]]:
         else:
             raise TenantSourceError(f"tenants file {str(path)!r} must hold a list of tenant id strings")
     else:
-        for number, line in enumerate(text.splitlines(), start=1):
+        for line in text.splitlines():
             if not line.strip() or line.lstrip().startswith("#"):
                 continue
             tenant, *pairs = line.split()
             if any("=" not in pair for pair in pairs):
-                raise TenantSourceError(
-                    f"tenants file {str(path)!r} line {number}: labels after the id are key=value pairs"
-                )
+                # Not "id key=value ...": the whole line is the id, and the id rule names it ('bad id').
+                entries.append((line, None))
+                continue
             entries.append((tenant, dict(pair.split("=", 1) for pair in pairs) if pairs else None))
     ids = validate_tenant_ids([t for t, _ in entries], where=where)
     duplicates = sorted(t for t, n in Counter(ids).items() if n > 1)

@@ -11,6 +11,7 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.errors import (
     InvalidLabelSelectorError,
+    InvalidTenantIdError,
     InvalidTenantLabelError,
     InvalidWavePlanError,
     TenantSourceError,
@@ -235,8 +236,8 @@ def test_tenants_files_carry_labels_in_each_format(tmp_path: Path, name: str, te
 
 
 def test_tenants_file_label_mistakes_are_named(tmp_path: Path) -> None:
-    (path := tmp_path / "t.txt").write_text("acme tier\n")
-    with pytest.raises(TenantSourceError, match="line 1: labels after the id are key=value pairs"):
+    (path := tmp_path / "t.txt").write_text("acme tier\n")  # not "id key=value": the line is one (bad) id
+    with pytest.raises(InvalidTenantIdError, match="'acme tier'"):
         load_tenant_entries(path)
     path.write_text("acme secret_token=abc\n")
     with pytest.raises(InvalidTenantLabelError, match="names a credential"):

@@ -247,7 +247,8 @@ async def test_every_operator_handler_is_described_for_the_temporal_ui(
         )
     }
     assert set(described["signal"]) == {"quiesce", "pause", "resume"}
-    assert set(described["update"]) == {"set_parallelism"}
+    assert set(described["update"]) == {"set_parallelism", "approve", "reject"}
+    assert '{"principal": "you@example.com"' in described["update"]["approve"]  # the UI form's input, shown
     assert {"progress", "completions"} <= set(described["query"])
     assert all(
         description
@@ -354,6 +355,7 @@ _ALLOWED: dict[str, set[str] | None] = {
     "asyncio": None,  # tasks, CancelledError: the SDK runs workflow asyncio deterministically
     "collections": None,
     "collections.abc": None,
+    "contextlib": {"suppress"},  # exception handling only (a bake's timer running out)
     "dataclasses": None,
     "datetime": {"timedelta"},
     "enum": None,

@@ -41,6 +41,7 @@ from workflows.migrate_all_models import (
     Progress,
     RolloutStatus,
     WaveDecision,
+    WaveProgress,
     WaveState,
 )
 
@@ -509,3 +510,23 @@ async def test_reject_during_a_bake_refuses_the_next_wave_and_ends_the_bake(
     assert [
         (e.type, e.attributes["rollout.wave"]) for e in sink.events if e.type.value.startswith("rollout.")
     ] == [(AuditEventType.WAVE_REJECTED, "rest")]
+
+
+async def test_a_gate_on_the_first_wave_opens_with_an_approve_that_carries_no_input(
+    client: Client, flyway_install: FlywayInstall, postgres: PostgresServer
+) -> None:
+    """What the UI sends when its Data field is left empty: no payload at all; the principal stays unspecified."""
+    fleet = make_fleet(postgres, 2)
+    sink = ListSink()
+    async with fleet.worker(client, flyway_install, emitter=Emitter(sink)):
+        handle = await start(
+            client, fleet, MigrateAllInput(waves=[WaveSpec(name="all", rest=True, gate=True)])
+        )
+        waiting = await progress_until(handle, wave_state("all", WaveState.AWAITING_APPROVAL))
+        assert waiting.dispatched == 0 and not any(schema_exists(postgres, t) for t in fleet.tenants)
+        await handle.execute_update("approve", result_type=WaveProgress)
+        result = await handle.result()
+
+    assert result.status is RolloutStatus.SUCCEEDED
+    assert result.waves[0].decided_by == "<unspecified>"
+    assert [e.principal for e in sink.events if e.type is AuditEventType.WAVE_APPROVED] == ["<unspecified>"]
