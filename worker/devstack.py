@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import random
 import secrets
 import shutil
 import signal
@@ -52,9 +53,33 @@ _CACHE: Final = PROJECT_ROOT / ".fleetway"
 SEARCH_ATTRIBUTES: Final = ("FleetwayAction=Keyword", "FleetwayOutcome=Keyword", "FleetwayTenant=Keyword")
 
 
+def _ephemeral_low() -> int:
+    """The lowest port the kernel hands to outgoing connections (``ip_local_port_range``)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (bind to port 0, read it back)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    """A TCP port on 127.0.0.1 that was free a moment ago, below the kernel's ephemeral range.
+
+    Why not bind to port 0: that port comes from the ephemeral range, which the kernel also hands
+    to every outgoing connection, so between this call and the server's own bind a client socket
+    (the demo seeding OpenBao over HTTP, a test's psycopg) could take it; the server then exits
+    after its first port opened (seen in CI: the demo's Temporal refused connections). A port
+    below the range is only ever taken by an explicit bind.
+    """
+    low = max(_ephemeral_low(), 2048)
+    for _ in range(200):
+        port = random.randrange(1024 + (low - 1024) // 4, low)  # noqa: S311 - not a secret
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:  # a crowded range: let the kernel pick
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
@@ -392,14 +417,16 @@ class TemporalDevServer:
             argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
         )
         deadline = time.monotonic() + 30
-        while True:
-            if self._proc.poll() is not None:
-                raise RuntimeError(f"temporal dev server exited with {self._proc.returncode}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                return
-            if time.monotonic() > deadline:
-                raise RuntimeError("temporal dev server did not open its port within 30 s")
-            time.sleep(0.05)
+        # The frontend first, then the UI: the server binds the UI's port last, and exits if it cannot.
+        for port in (self.port, self.ui_port):
+            while True:
+                if self._proc.poll() is not None:
+                    raise RuntimeError(f"temporal dev server exited with {self._proc.returncode}")
+                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"temporal dev server did not open port {port} within 30 s")
+                time.sleep(0.05)
 
     def stop(self) -> None:
         """Stop the server (SIGTERM, then SIGKILL after 10 s)."""

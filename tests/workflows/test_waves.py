@@ -103,6 +103,15 @@ async def progress_until(
         await asyncio.sleep(0.2)
 
 
+async def timer_seconds(handle: WorkflowHandle[MigrateAllWorkflow, MigrateAllResult]) -> list[int]:
+    """Every durable timer the rollout started (its bakes), in seconds, from its history."""
+    return [
+        e.timer_started_event_attributes.start_to_fire_timeout.seconds
+        async for e in handle.fetch_history_events()
+        if e.event_type == EventType.EVENT_TYPE_TIMER_STARTED
+    ]
+
+
 def wave_state(name: str, state: WaveState) -> Callable[[Progress], bool]:
     return lambda p: any(w.name == name and w.state is state for w in p.waves)
 
@@ -168,11 +177,7 @@ async def test_three_label_waves_with_a_bake_and_a_gate_run_in_order_after_appro
     assert (second[0] - first[1]).total_seconds() >= 2
     for tenant in fleet.tenants:
         assert [v for v, _ in history(postgres, tenant)] == ["1", "2", "3", "4", "5"]
-    timers = [
-        e.timer_started_event_attributes.start_to_fire_timeout.seconds
-        async for e in handle.fetch_history_events()
-        if e.event_type == EventType.EVENT_TYPE_TIMER_STARTED
-    ]
+    timers = await timer_seconds(handle)
     assert timers == [2]
     approvals = [e for e in sink.events if e.type is AuditEventType.WAVE_APPROVED]
     assert [(e.principal, e.target, e.attributes) for e in approvals] == [
@@ -310,11 +315,7 @@ async def test_bakes_of_hours_and_days_pass_on_the_time_skipping_server(
     assert result.status is RolloutStatus.SUCCEEDED, result.warnings
     assert [w.counts for w in result.waves] == [{Outcome.SUCCEEDED: n} for n in (2, 3, 4)]
     assert ended - started >= timedelta(hours=30)  # both bakes ran their full course
-    timers = [
-        e.timer_started_event_attributes.start_to_fire_timeout.seconds
-        async for e in handle.fetch_history_events()
-        if e.event_type == EventType.EVENT_TYPE_TIMER_STARTED
-    ]
+    timers = await timer_seconds(handle)
     assert timers == [6 * 3600, 86400]
     first, second, third = (
         installed_window(postgres, ring)
@@ -352,11 +353,7 @@ async def test_a_worker_killed_during_a_bake_is_replaced_and_the_bake_is_not_res
     assert baking.waves[0].bake_until  # when the bake ends was visible while it ran
     assert result.status is RolloutStatus.SUCCEEDED, result.warnings
     assert [w.counts for w in result.waves] == [{Outcome.SUCCEEDED: 2}, {Outcome.SUCCEEDED: 7}]
-    timers = [
-        e.timer_started_event_attributes.start_to_fire_timeout.seconds
-        async for e in handle.fetch_history_events()
-        if e.event_type == EventType.EVENT_TYPE_TIMER_STARTED
-    ]
+    timers = await timer_seconds(handle)
     assert timers == [8]  # one bake, replayed by the new worker, never started again
     internal, others = (
         installed_window(postgres, fleet.tenants[:2]),
