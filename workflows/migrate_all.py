@@ -399,9 +399,9 @@ class MigrateAllWorkflow:
             self._set_wave(state=WaveState.AWAITING_APPROVAL)
             self._memo_wave()
             await workflow.wait_condition(lambda: self._stop is not None or self._decision is not None)
-            if self._stop is not None:
+            if self._stop is not None or self._decision is None:
                 return False
-            if not await self._act_on_decision(self._wave_index):
+            if not await self._act_on_decision(self._wave_index, *self._decision):
                 return False
         self._pending.extend(self._wave_pending.popleft())
         self._set_wave(state=WaveState.RUNNING)
@@ -421,18 +421,17 @@ class MigrateAllWorkflow:
         self._set_wave(state=WaveState.DONE, bake_until="")
         if self._stop is not None:
             return False
+        if self._decision is None:
+            return True
         # A decision during a bake is a reject (approve is refused then): it refuses the next wave.
-        return self._decision is None or await self._act_on_decision(self._wave_index + 1)
+        return await self._act_on_decision(self._wave_index + 1, *self._decision)
 
-    async def _act_on_decision(self, index: int) -> bool:
+    async def _act_on_decision(self, index: int, kind: AuditEventType, decision: WaveDecision) -> bool:
         """Act on the operator's decision on wave ``index``, then audit it; True: approved (open it).
 
         The state changes before the audit's activity is awaited, so a second decision arriving
         meanwhile is refused (``_deciding``), never left behind to open a later gate by itself.
         """
-        if self._decision is None:  # unreachable: callers wait for a decision first
-            return True
-        kind, decision = self._decision
         self._decision, self._deciding = None, True
         self._wave_index = index
         name = self._waves[index].name

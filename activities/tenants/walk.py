@@ -8,6 +8,7 @@ so both see the same fleet. Pure: safe to import from workflows.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -26,17 +27,25 @@ def cursor_digest(cursor: str) -> str:
 
 @dataclass
 class TenantListing:
-    """Every id once, in source order, plus the ids the source returned more than once."""
+    """Every id once, in source order, plus the ids the source returned more than once.
+
+    ``labels``: id → labels for the listed tenants the source labelled (first occurrence wins).
+    """
 
     tenant_ids: list[str] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)
     pages: int = 0
+    labels: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 async def list_all_tenants(
-    lister: TenantLister, *, page_size: int = 200, max_pages: int = MAX_PAGES
+    lister: TenantLister,
+    *,
+    page_size: int = 200,
+    max_pages: int = MAX_PAGES,
+    on_page: Callable[[], None] | None = None,
 ) -> TenantListing:
-    """Walk ``lister`` to its last page.
+    """Walk ``lister`` to its last page; ``on_page`` is called after each (an activity's heartbeat).
 
     Raises:
         TenantSourceError: a cursor came back twice (cycle) or more than ``max_pages`` pages.
@@ -50,12 +59,16 @@ async def list_all_tenants(
             raise TenantSourceError(f"tenant source pagination exceeded {max_pages} pages")
         page = await lister.list_page(cursor, page_size)
         listing.pages += 1
+        if on_page is not None:
+            on_page()
         for tenant in page.tenant_ids:
             if tenant in seen_ids:
                 listing.duplicates.append(tenant)
             else:
                 seen_ids.add(tenant)
                 listing.tenant_ids.append(tenant)
+                if tenant in page.labels:
+                    listing.labels[tenant] = page.labels[tenant]
         if page.next_cursor is None:
             return listing
         digest = cursor_digest(page.next_cursor)

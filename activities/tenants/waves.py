@@ -25,11 +25,16 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from temporalio import activity
 
 from activities.backend_identity import check_backend
-from activities.errors import ConfigurationError, FleetwayError, InvalidWavePlanError, to_application_error
+from activities.errors import (
+    ConfigurationError,
+    FleetwayError,
+    InvalidWavePlanError,
+    to_application_error,
+)
 from activities.secrets.providers import validate_tenant_ids
 from activities.tenants.labels import parse_selector
 from activities.tenants.static import TenantLister
-from activities.tenants.walk import MAX_PAGES, cursor_digest
+from activities.tenants.walk import list_all_tenants
 
 __all__ = [
     "MAX_PLANNED_TENANTS",
@@ -279,31 +284,13 @@ class WavePlanActivities:
         if source is None:
             raise ConfigurationError(f"tenant source {request.source!r} is not configured")
         check_backend("tenant source", request.source, source, request.pinned)
-        listed: dict[str, dict[str, str]] = {}
-        cursor: str | None = None
-        seen: set[str] = set()
-        for _ in range(MAX_PAGES):
-            page = await source.list_page(cursor, request.page_size)
-            activity.heartbeat()
-            for tenant in page.tenant_ids:
-                listed.setdefault(tenant, page.labels.get(tenant, {}))
-            if len(listed) > MAX_PLANNED_TENANTS and not request.restrict_to:
-                break  # plan_waves names the limit
-            if page.next_cursor is None:
-                break
-            digest = cursor_digest(page.next_cursor)
-            if digest in seen:
-                raise InvalidWavePlanError(
-                    "the tenant source repeated a cursor (cycle detected); no plan made"
-                )
-            seen.add(digest)
-            cursor = page.next_cursor
-        else:
-            raise InvalidWavePlanError(f"the tenant source exceeded {MAX_PAGES} pages; no plan made")
+        # The same walk as `fleetway list-tenants` (cycle and page-cap rules); a source's own
+        # errors keep their names (and retryability: an unavailable source is retried).
+        listing = await list_all_tenants(source, page_size=request.page_size, on_page=activity.heartbeat)
         if request.restrict_to:
             # The rollout's own list decides who runs; the source only lends labels.
-            return {t: listed.get(t, {}) for t in request.restrict_to}
-        return listed
+            return {t: listing.labels.get(t, {}) for t in request.restrict_to}
+        return {t: listing.labels.get(t, {}) for t in listing.tenant_ids}
 
     @activity.defn(name="plan_waves")
     async def plan_waves(self, request: PlanWavesInput) -> WavePlan:
