@@ -40,7 +40,12 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
     async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        # Nothing beyond loopback: no name resolves but 127.0.0.1 (the UI page links fonts and docs
+        # elsewhere; Playwright already turns off Chromium's background networking).
+        launched = await playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"],
+        )
         try:
             yield launched
         finally:
@@ -49,6 +54,9 @@ async def browser() -> AsyncIterator[Browser]:
 
 async def open_rollout(browser: Browser, server: TemporalDevServer, rollout_id: str) -> Page:
     page = await browser.new_page(viewport={"width": 1400, "height": 1000})
+    await page.route(
+        lambda url: not url.startswith(("http://127.0.0.1", "data:", "blob:")), lambda route: route.abort()
+    )
     await page.goto(f"{server.ui_url}/{rollout_id}")
     await page.get_by_text("Request Cancellation").locator("visible=true").first.wait_for(timeout=30_000)
     return page
