@@ -335,7 +335,7 @@ def set_parallelism(rollout: str, parallelism: Annotated[int, typer.Argument(min
 
 @app.command(epilog=_CONNECTS)
 def cancel(rollout: str, wait: Annotated[bool, typer.Option(help="Wait until it has ended.")] = True) -> None:
-    """Cancel a rollout: stop dispatching, cancel children (their Flyway JVMs are killed)."""
+    """Cancel a rollout: stop dispatching, cancel every in-flight tenant (its Flyway run is stopped)."""
 
     async def go() -> ExitCode:
         client, _ = await connect_client()

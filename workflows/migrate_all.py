@@ -45,6 +45,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.tenants.walk import MAX_PAGES, cursor_digest
     from activities.tenants.waves import PlanWavesInput, WavePlan, WavePlanActivities, WaveSpec
     from activities.worker_profile import PinRolloutInput, WorkerProfileActivities
+    from workflows.cancellation import reraise_cancel
     from workflows.drift import DriftKind
     from workflows.migrate_all_models import (
         COMPLETIONS_PER_QUERY,
@@ -252,10 +253,10 @@ class MigrateAllWorkflow:
         info = workflow.info()
         if request.action is Action.MIGRATE and workflow.patched(TRUTH_PATCH):
             self._marker = history_marker(info.workflow_id, info.first_execution_run_id)
-        if request.carry is None:
-            await self._start(request)
         continue_as_new = False
         try:
+            if request.carry is None:
+                await self._start(request)
             continue_as_new = await self._dispatch()
             await workflow.wait_condition(lambda: not self._in_flight)
         except asyncio.CancelledError:
@@ -296,6 +297,7 @@ class MigrateAllWorkflow:
                     retry_policy=RetryPolicy(maximum_attempts=3),
                 )
             except ActivityError as err:
+                reraise_cancel(err)
                 # Like a listing failure: nothing dispatched, the reason in the result.
                 self._warn(f"rerun list unavailable; nothing dispatched ({_reason(err)})")
                 self._stop = RolloutStatus.FAILED
@@ -321,6 +323,7 @@ class MigrateAllWorkflow:
                 retry_policy=RetryPolicy(maximum_attempts=5),
             )
         except ActivityError as err:
+            reraise_cancel(err)
             # Like a listing failure: nothing dispatched, the reason in the result.
             self._warn(f"wave plan failed; nothing dispatched ({_reason(err)})")
             self._stop = RolloutStatus.FAILED
@@ -464,6 +467,7 @@ class MigrateAllWorkflow:
                 retry_policy=RetryPolicy(maximum_attempts=5),
             )
         except ActivityError as err:
+            reraise_cancel(err)
             self._warn(f"audit of the decision on wave {name!r} failed ({_reason(err)})")
         finally:
             self._deciding = False
@@ -502,6 +506,7 @@ class MigrateAllWorkflow:
                 retry_policy=RetryPolicy(maximum_attempts=3),
             )
         except ActivityError as err:
+            reraise_cancel(err)
             # Like a listing failure: nothing dispatched, the reason in the result.
             self._warn(f"pinning the rollout's set and backends failed; nothing dispatched ({_reason(err)})")
             self._stop = RolloutStatus.FAILED
@@ -568,6 +573,7 @@ class MigrateAllWorkflow:
                     retry_policy=RetryPolicy(maximum_attempts=5),
                 )
             except ActivityError as err:
+                reraise_cancel(err)
                 # Stop dispatching but let in-flight children finish: failing the workflow here
                 # would hand them to the parent close policy mid-migration.
                 self._warn(f"tenant listing failed; dispatch stopped ({_reason(err)})")
@@ -615,8 +621,7 @@ class MigrateAllWorkflow:
                     retry_policy=RetryPolicy(maximum_attempts=2),
                 )
         except FailureError as err:
-            if isinstance(err, CancelledError):
-                raise
+            reraise_cancel(err)
             # Fail open (go-bricks): a broken flag store must not freeze every rollout. A local
             # activity's failure arrives unwrapped (ApplicationError/TimeoutError, not
             # ActivityError), so catch every Temporal failure but cancellation.
@@ -717,8 +722,9 @@ class MigrateAllWorkflow:
             if completed >= max(self._request.canary_count, 1) and failed / completed > ratio:
                 self._stop = RolloutStatus.HALTED
         elif failed and not self._request.continue_on_error:
+            # Fail-fast stops dispatching and drains: healthy tenants mid-script finish their run.
+            # Only an operator's cancel kills in-flight work.
             self._stop = RolloutStatus.FAILED
-            self._cancel_in_flight()
 
     def _cancel_in_flight(self) -> None:
         for task in self._in_flight.values():

@@ -118,8 +118,8 @@ class MigrateAllInput(BaseModel):
         tenants: explicit tenant ids; when non-empty the source is not listed.
         rerun_failed_of: a finished rollout id: run exactly the tenants that did not succeed there.
         parallelism: children in flight at once (1..256).
-        continue_on_error: false (default) = fail-fast: the first failure stops dispatch and
-            cancels in-flight children.
+        continue_on_error: false (default) = fail-fast: the first failure stops dispatch; tenants
+            already in flight finish their run (only a cancel kills).
         canary_count: run this many tenants first and wait for them before dispatching more.
         max_failure_ratio: when set, failures no longer fail fast; the rollout ends ``halted``
             as soon as failed/completed exceeds it (checked after the canary and continuously).

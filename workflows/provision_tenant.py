@@ -1,8 +1,9 @@
 """Provisioning workflows: go-bricks' state machine, made durable by Temporal instead of a CAS table.
 
 requested → schema_created → roles_created → migrated → seeded → ready; a failed step →
-cleanup → failed. Each step is an idempotent activity; every transition emits one
-``state.transitioned`` audit event (id ``<workflow id>/<run id>/<from>-><to>``, so retries dedupe).
+cleanup → failed (a cancel takes the same way back, then ends the workflow CANCELED). Each step
+is an idempotent activity; every transition emits one ``state.transitioned`` audit event (id
+``<workflow id>/<run id>/<from>-><to>``, so retries dedupe).
 Before each forward step the workflow checks the quiesce flag and, while it is set, parks (sleeps
 and re-checks) instead of failing; cleanup is never held by quiesce. The workflow id is
 ``provision/<tenant>`` for both workflows, so one tenant has at most one provisioning or
@@ -11,6 +12,7 @@ deprovisioning at a time. Deterministic orchestration only; no credential enters
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from enum import StrEnum
 from typing import Final
@@ -18,7 +20,7 @@ from typing import Final
 from pydantic import BaseModel, ConfigDict, Field
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from activities.audit.events import (
@@ -33,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.flyway.output import RETRYABLE_CLASSES, Action, ErrorClass
     from activities.postgres.provisioning import CleanupInput, ProvisioningActivities, SeedInput, TenantRoles
     from activities.quiesce import QuiesceActivities
+    from workflows.cancellation import reraise_cancel
 
 __all__ = [
     "DeprovisionTenantWorkflow",
@@ -141,7 +144,8 @@ class _StateMachine:
                     start_to_close_timeout=timedelta(seconds=15),
                     retry_policy=RetryPolicy(maximum_attempts=2),
                 )
-            except ActivityError:
+            except ActivityError as err:
+                reraise_cancel(err)
                 workflow.logger.warning("quiesce check failed; proceeding (fail-open)")
                 status = None
             if status is None or not status.active:
@@ -252,8 +256,12 @@ class ProvisionTenantWorkflow:
                     retry_policy=_STEP_RETRY,
                 )
             await machine.transition(ProvisionState.SEEDED)
-        except ActivityError as err:
-            machine.last_error = _reason(err)
+        except (ActivityError, asyncio.CancelledError) as err:
+            # A cancel rolls back like a failed step, then ends the workflow CANCELED.
+            cancelled = is_cancelled_exception(err)
+            machine.last_error = "cancelled"
+            if isinstance(err, ActivityError) and not cancelled:
+                machine.last_error = _reason(err)
             await machine.transition(ProvisionState.CLEANUP)
             try:  # never parked by quiesce: a rollback must not be stranded
                 await workflow.execute_activity_method(
@@ -265,6 +273,8 @@ class ProvisionTenantWorkflow:
             except ActivityError as cleanup_err:
                 machine.last_error += f"; cleanup error: {_reason(cleanup_err)}"
             await machine.transition(ProvisionState.FAILED)
+            if cancelled:
+                raise asyncio.CancelledError from None
             return machine.result()
         await machine.transition(ProvisionState.READY)
         return machine.result()
@@ -296,6 +306,7 @@ class DeprovisionTenantWorkflow:
                 retry_policy=_STEP_RETRY,
             )
         except ActivityError as err:
+            reraise_cancel(err)
             machine.last_error = _reason(err)
             await machine.transition(ProvisionState.FAILED)
             return machine.result()

@@ -17,6 +17,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.flyway.schema_history import HistorySummary, ReadHistoryInput, SchemaHistoryActivities
     from activities.rollouts import Outcome, OutcomeSource, TenantOutcome
+    from workflows.cancellation import reraise_cancel
 
 __all__ = ["TRUTH_PATCH", "reconciled", "versions_text"]
 
@@ -90,6 +91,7 @@ async def reconciled(
             ),
         )
     except ActivityError as err:
+        reraise_cancel(err)
         cause = err.cause
         reason = cause.message if isinstance(cause, ApplicationError) else type(cause).__name__
         base = outcome.message or outcome.outcome.value
