@@ -21,9 +21,9 @@ COPY activities ./activities
 COPY workflows ./workflows
 COPY worker ./worker
 RUN pip install --no-cache-dir -c constraints.txt .
-COPY migrations ./migrations
+# No migration set is baked in: a worker without FLEETWAY_FLYWAY__LOCATIONS (or a set store) refuses
+# to start, so a forgotten setting can never roll a demo schema onto real tenants.
 ENV FLEETWAY_FLYWAY__LIB_DIR=/opt/flyway/lib/flyway \
-    FLEETWAY_FLYWAY__LOCATIONS='["/app/migrations/demo"]' \
     PYTHONUNBUFFERED=1
 USER fleetway
 ENTRYPOINT ["fleetway", "worker"]

@@ -6,12 +6,14 @@ carry a secret value, a DSN or Flyway's free-text output.
 
     FleetwayError
     ├── ConfigurationError
-    │   └── MigrationSetInvalidError
+    │   ├── MigrationSetInvalidError
+    │   └── QuiesceStoreMissingError
     ├── MigrationSetMismatchError
     ├── MigrationStoreError
     ├── WorkerUnavailableError
     ├── RolloutNotFoundError
     ├── RolloutNotRunningError
+    ├── RolloutIdReusedError
     ├── TemporalUnavailableError
     ├── WorkerConfigMismatchError
     ├── PrerequisiteMissingError
@@ -27,11 +29,16 @@ carry a secret value, a DSN or Flyway's free-text output.
     ├── SecretNotFoundError
     ├── SecretMalformedError
     ├── SecretBackendError
+    ├── SecretAccessDeniedError
     ├── TenantSourceError
+    │   └── TenantSourceUnavailableError
     ├── QuiesceBlockedError
     ├── InvalidQuiesceTtlError
     ├── QuiesceNotSetError
     ├── QuiesceBackendError
+    ├── SchemaHistoryUnavailableError
+    ├── ProvisioningError
+    ├── ProvisioningUnavailableError
     └── FlywayError
         ├── FlywayReportedFailureError
         ├── FlywayOutputUnparsedError
@@ -73,6 +80,8 @@ __all__ = [
     "QuiesceBackendError",
     "QuiesceBlockedError",
     "QuiesceNotSetError",
+    "QuiesceStoreMissingError",
+    "RolloutIdReusedError",
     "RolloutNotFoundError",
     "RolloutNotRunningError",
     "SchemaHistoryUnavailableError",
@@ -123,6 +132,16 @@ class MigrationSetInvalidError(ConfigurationError):
     error_type = "migration_set_invalid"
 
 
+class QuiesceStoreMissingError(ConfigurationError):
+    """The deployment quiesce flag was asked for with no shared store (``quiesce.dsn`` unset).
+
+    A flag kept in one process's memory is seen by no worker: setting it would print ACTIVE and
+    stop nothing, so a safety control without a shared store refuses instead.
+    """
+
+    error_type = "quiesce_store_missing"
+
+
 class MigrationSetMismatchError(FleetwayError):
     """This worker cannot run the set a rollout names (its own set differs, no store has it).
 
@@ -167,6 +186,16 @@ class RolloutNotFoundError(FleetwayError):
     """No rollout (workflow) with this id exists in the namespace."""
 
     error_type = "rollout_not_found"
+
+
+class RolloutIdReusedError(FleetwayError):
+    """A rollout id that already ran (or is running) was given to start a new rollout.
+
+    Re-using it would answer for the earlier rollout (every tenant "already run", the rollout
+    "succeeded") without running anything: refused, naming the earlier run.
+    """
+
+    error_type = "rollout_id_reused"
 
 
 class RolloutNotRunningError(FleetwayError):

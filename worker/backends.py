@@ -13,7 +13,7 @@ from pydantic import SecretStr
 
 from activities.audit.events import AuditSink, Emitter
 from activities.audit.sinks import JsonlAuditSink, PostgresAuditSink
-from activities.errors import ConfigurationError
+from activities.errors import ConfigurationError, QuiesceStoreMissingError
 from activities.postgres.provisioning import ProvisioningActivities, ProvisioningTarget
 from activities.quiesce import MemoryQuiesceController, PostgresQuiesceController, QuiesceController
 from activities.secrets.aws import AwsSecretsManagerProvider
@@ -39,6 +39,7 @@ __all__ = [
     "read_secret_file",
     "secrets_provider",
     "set_store",
+    "shared_quiesce_controller",
     "tenant_lister",
 ]
 
@@ -189,8 +190,23 @@ def provisioning_activities(
 
 
 def quiesce_controller(settings: Settings) -> QuiesceController:
-    """The configured quiesce flag store."""
+    """The flag store a worker checks: PostgreSQL, or (no ``quiesce.dsn``) a memory flag nobody sets."""
     if settings.quiesce.dsn is not None:
         dsn = settings.quiesce.dsn.get_secret_value()
         return PostgresQuiesceController(dsn, table=settings.quiesce.table)
     return MemoryQuiesceController()
+
+
+def shared_quiesce_controller(settings: Settings) -> QuiesceController:
+    """The store behind ``fleetway quiesce set|clear|status``: a shared one, never process memory.
+
+    Raises:
+        QuiesceStoreMissingError: ``quiesce.dsn`` is unset (a flag in the CLI's own memory would
+            print ACTIVE and stop nothing).
+    """
+    if settings.quiesce.dsn is None:
+        raise QuiesceStoreMissingError(
+            "the deployment quiesce flag needs a shared store every worker reads: set quiesce.dsn "
+            "(FLEETWAY_QUIESCE__DSN) to the control-plane PostgreSQL; nothing was changed"
+        )
+    return quiesce_controller(settings)

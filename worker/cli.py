@@ -22,6 +22,8 @@ from temporalio.client import (
     WorkflowExecutionStatus,
     WorkflowFailureError,
 )
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from activities.audit.events import AuditContext
@@ -34,12 +36,13 @@ from activities.flyway.output import Action
 from activities.quiesce import QuiesceStatus, quiesce_audit_event
 from activities.tenants.static import load_tenants_file
 from activities.tenants.walk import TenantListing, list_all_tenants
-from worker.backends import audit_emitter, quiesce_controller, tenant_lister
+from worker.backends import audit_emitter, shared_quiesce_controller, tenant_lister
 from worker.cli_provision import deprovision, provision
 from worker.cli_runtime import (
     connect_client,
     describe_rollout,
     load_settings,
+    refuse_reused_rollout_id,
     run_command,
     running_rollout,
     stderr,
@@ -84,7 +87,7 @@ _EPILOGS = {
     "worker": "Reads every section: temporal.* (where to poll), flyway.engine, flyway.locations, sets.* "
     "(migration sets), tenants.* (the tenant source), secrets.* (credentials), quiesce.*, audit.*, worker.*. "
     "See 'fleetway settings'.",
-    "quiesce": "Reads quiesce.dsn and quiesce.table (the flag's store; unset: the worker's memory) and "
+    "quiesce": "Reads quiesce.dsn and quiesce.table (the flag's shared store; unset: refused) and "
     "audit.* (the flip is audited). See 'fleetway settings'.",
     "list-tenants": "Asks the worker on temporal.task_queue; with --local reads tenants.* itself. "
     "See 'fleetway settings'.",
@@ -158,6 +161,7 @@ def _rollout_command(action: Action) -> Callable[..., None]:
                 stderr.print("warning: no --principal; audit events will say <unspecified>")
             client, settings = await connect_client()
             workflow_id = rollout_id or f"rollout-{effective.value}-{uuid.uuid4().hex[:10]}"
+            await refuse_reused_rollout_id(client, workflow_id)
             task_queue = settings.effective_temporal().task_queue
             try:
                 # No wait for a starting worker: the rollout itself waits for one.
@@ -168,9 +172,17 @@ def _rollout_command(action: Action) -> Callable[..., None]:
             print_plan(
                 settings, fleet, named, lists_source=not selected, retry_budget_s=request.retry_budget_s
             )
-            await client.start_workflow(
-                MigrateAllWorkflow.run, request, id=workflow_id, task_queue=task_queue
-            )
+            try:
+                await client.start_workflow(
+                    MigrateAllWorkflow.run,
+                    request,
+                    id=workflow_id,
+                    task_queue=task_queue,
+                    id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                )
+            except WorkflowAlreadyStartedError:  # started by someone else since the check above
+                await refuse_reused_rollout_id(client, workflow_id)
+                raise
             stderr.print(f"started {workflow_id}")
             if detach:
                 print(
@@ -412,7 +424,7 @@ def quiesce(
             stderr.print(f"quiesce sent to {target}")
             return ExitCode.OK
         settings = load_settings()
-        controller = quiesce_controller(settings)
+        controller = shared_quiesce_controller(settings)
         if target == "status":
             _print_quiesce(await controller.status(), output)
             return ExitCode.OK

@@ -21,6 +21,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.errors import (
     ConfigurationError,
     FleetwayError,
+    RolloutIdReusedError,
     RolloutNotFoundError,
     RolloutNotRunningError,
     from_validation_error,
@@ -35,6 +36,7 @@ __all__ = [
     "connect_client",
     "describe_rollout",
     "load_settings",
+    "refuse_reused_rollout_id",
     "run_command",
     "running_rollout",
     "stderr",
@@ -122,6 +124,30 @@ async def describe_rollout(client: Client, rollout: str) -> WorkflowExecutionDes
         if exc.status is RPCStatusCode.NOT_FOUND:
             raise RolloutNotFoundError(f"no rollout {rollout!r} in namespace {client.namespace!r}") from None
         raise
+
+
+async def refuse_reused_rollout_id(client: Client, rollout: str) -> None:
+    """Refuse an id that already names a rollout in the namespace, running or ended.
+
+    A reused id would answer for the earlier rollout: its children's ids exist, so every tenant
+    would be reported "already run" and the rollout "succeeded" with nothing run.
+
+    Raises:
+        RolloutIdReusedError: a workflow with that id exists (named with its run and state).
+    """
+    try:
+        described = await describe_rollout(client, rollout)
+    except RolloutNotFoundError:
+        return
+    state = described.status.name.lower() if described.status else "unknown"
+    if described.status is WorkflowExecutionStatus.RUNNING:
+        advice = f"follow it (fleetway status {rollout} --follow) or cancel it (fleetway cancel {rollout})"
+    else:
+        advice = f"choose a new --rollout-id (failed tenants again: --rerun-failed {rollout})"
+    raise RolloutIdReusedError(
+        f"rollout id {rollout!r} is already used by run {described.run_id} ({state}); {advice}; "
+        "nothing was started"
+    )
 
 
 async def running_rollout(client: Client, rollout: str, verb: str) -> WorkflowExecutionDescription:

@@ -160,6 +160,8 @@ async def run_worker(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if settings.quiesce.dsn is None:
+        _log.warning("no quiesce store (quiesce.dsn unset): the deployment flag cannot reach this worker")
     _log.info("worker started", extra={"task_queue": settings.effective_temporal().task_queue})
     async with worker:
         await stop.wait()

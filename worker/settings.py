@@ -68,8 +68,8 @@ class FlywayConfig(BaseModel):
 
     model_config = _SECTION
 
-    locations: list[Path] = Field(default_factory=lambda: [Path("migrations/demo")])
-    """JSON list of folders forming the worker's own migration set (`[]`: sets from the set store only)."""
+    locations: list[Path] = Field(default_factory=list)
+    """JSON list of folders forming the worker's migration set; required (`[]` only with a set store)."""
     lib_dir: Path | None = None
     """Folder of the Flyway jars (default: fetched by Maven into `.fleetway/`)."""
     java: str = "java"
@@ -213,7 +213,7 @@ class QuiesceConfig(BaseModel):
     model_config = _SECTION
 
     dsn: SecretStr | None = None
-    """Control-plane PostgreSQL for the quiesce flag (unset: process memory)."""
+    """Control-plane PostgreSQL for the quiesce flag (unset: workers see no flag; `quiesce set` refuses)."""
     table: str = "fleetway_quiesce"
     """Quiesce table (schema-qualified allowed)."""
 

@@ -209,7 +209,10 @@ def scan_set(locations: Sequence[Path]) -> tuple[Manifest, Mapping[str, Path]]:
             exceeds :data:`MAX_SET_FILES` / :data:`MAX_SET_BYTES`; a path is unsafe.
     """
     if not locations:
-        raise MigrationSetInvalidError("no migrations folder is configured (flyway.locations is empty)")
+        raise MigrationSetInvalidError(
+            "no migrations folder is configured: set flyway.locations (FLEETWAY_FLYWAY__LOCATIONS, "
+            'a JSON list such as ["/srv/migrations"]) or a set store (sets.store); there is no default'
+        )
     files: dict[str, Path] = {}
     for location in locations:
         if not location.is_dir():

@@ -19,7 +19,7 @@ from activities.quiesce import PostgresQuiesceController
 from activities.sets.digest import scan_set
 from tests.fleet import FLEETWAY, fleetway, make_fleet
 from tests.support import DEMO_MIGRATIONS, copy_migrations, history, schema_exists
-from worker.devstack import PostgresServer, TemporalDevServer, free_port
+from worker.devstack import PROJECT_ROOT, PostgresServer, TemporalDevServer, free_port
 from worker.settings import SetsConfig
 from workflows.migrate_all import MigrateAllWorkflow
 from workflows.migrate_all_models import MigrateAllResult, RolloutStatus
@@ -172,6 +172,40 @@ def test_cli_worker_refuses_a_migrations_folder_that_would_apply_nothing(
         assert done.returncode == 2
         assert done.stderr.startswith("migration_set_invalid: ") and problem in done.stderr
         assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_cli_worker_without_a_migration_set_refuses_to_start_even_beside_the_demo_set(
+    postgres: PostgresServer,
+    temporal_server: TemporalDevServer,
+    flyway_install: FlywayInstall,
+    tmp_path: Path,
+) -> None:
+    """No default set: a worker with a forgotten setting never rolls the demo schema onto anyone."""
+    env = make_fleet(postgres, 1).cli_env(temporal_server.address, tmp_path, flyway_install)
+    del env["FLEETWAY_FLYWAY__LOCATIONS"]
+    done = subprocess.run(
+        [FLEETWAY, "worker"],
+        env=env,
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (PROJECT_ROOT / "migrations" / "demo").is_dir()  # what the old default pointed at
+    assert done.returncode == 2
+    assert done.stderr.startswith("migration_set_invalid: no migrations folder is configured")
+    assert "FLEETWAY_FLYWAY__LOCATIONS" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_cli_quiesce_refuses_the_deployment_flag_without_a_shared_store(tmp_path: Path) -> None:
+    """A flag in the CLI's own memory would print ACTIVE and stop no worker: refused instead."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETWAY_")}
+    for args in (["set", "--reason", "freeze", "--by", "ops"], ["clear", "--by", "ops"], ["status"]):
+        done = fleetway("quiesce", *args, env=env, timeout=60)
+        assert done.returncode == 2, (args, done.stdout, done.stderr)
+        assert done.stderr.startswith("quiesce_store_missing: ") and "FLEETWAY_QUIESCE__DSN" in done.stderr
+        assert "ACTIVE" not in done.stdout and len(done.stderr.strip().splitlines()) == 1
 
 
 def test_cli_quiesce_set_status_clear_round_trip_on_postgres(
@@ -448,3 +482,39 @@ def test_every_command_help_names_the_settings_it_reads() -> None:
         text = " ".join(fleetway(command, "--help", env=env).stdout.split())  # rich wraps lines
         assert "fleetway settings" in text, command
         assert "temporal." in text or "quiesce." in text, command
+
+
+async def test_cli_migrate_refuses_a_rollout_id_that_ran_or_runs_and_starts_nothing(
+    client: Client, postgres: PostgresServer, temporal_server: TemporalDevServer,
+    flyway_install: FlywayInstall, tmp_path: Path,
+) -> None:  # fmt: skip
+    """A reused id would report every tenant "already run" and the rollout "succeeded": refused."""
+    fleet = make_fleet(postgres, 3)
+    fleet.locations = copy_migrations(tmp_path / "set", upto=2)
+    (fleet.locations / "V3__divide.sql").write_text("SELECT 1 / 0;\n")
+    env = fleet.cli_env(temporal_server.address, tmp_path, flyway_install)
+    ended_id, running_id = f"reuse-{fleet.task_queue}", f"held-{fleet.task_queue}"
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return fleetway("migrate", "--principal", "ci", "--continue-on-error", *args, env=env)
+
+    async with fleet.worker(client, flyway_install):
+        first = await asyncio.to_thread(cli, "--rollout-id", ended_id)
+        again = await asyncio.to_thread(cli, "--rollout-id", ended_id)
+        held = await asyncio.to_thread(cli, "--rollout-id", running_id, "--paused", "--detach")
+        while_running = await asyncio.to_thread(cli, "--rollout-id", running_id)
+        await client.get_workflow_handle(running_id).cancel()
+
+    assert first.returncode == 1, first.stderr  # V3 fails on every tenant
+    assert again.returncode == 2 and again.stdout == ""
+    assert again.stderr.strip().startswith(
+        f"rollout_id_reused: rollout id '{ended_id}' is already used by run"
+    )
+    assert "(completed)" in again.stderr and f"--rerun-failed {ended_id}" in again.stderr
+    runs = [w.run_id async for w in client.list_workflows(f'WorkflowId = "{ended_id}"')]
+    assert len(runs) == 1  # nothing was started under the reused id
+    for tenant in fleet.tenants:
+        assert [v for v, _ in history(postgres, tenant)] == ["1", "2"]
+    assert held.returncode == 0, held.stderr
+    assert while_running.returncode == 2
+    assert "(running)" in while_running.stderr and f"fleetway cancel {running_id}" in while_running.stderr
