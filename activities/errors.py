@@ -113,7 +113,7 @@ class FleetwayError(Exception):
 
     error_type: ClassVar[str] = "fleetway_error"
     retryable: ClassVar[bool] = False
-    retry_after_s: ClassVar[float | None] = None
+    retry_after_s: float | None = None
 
 
 class ConfigurationError(FleetwayError):
@@ -312,10 +312,17 @@ class TenantSourceError(FleetwayError):
 
 
 class TenantSourceUnavailableError(TenantSourceError):
-    """The tenant source stayed unreachable or overloaded (timeouts, 429, 5xx) after retries."""
+    """The tenant source is unreachable or overloaded (a timeout, 429, 5xx); the caller retries.
+
+    ``retry_after_s``: the server's ``Retry-After`` (capped), the delay before the next attempt.
+    """
 
     error_type = "tenant_source_unavailable"
     retryable = True
+
+    def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class QuiesceBlockedError(FleetwayError):

@@ -148,7 +148,6 @@ def tenant_lister(settings: Settings) -> TenantLister:
             allow_http_loopback=http.allow_http_loopback,
             timeout_s=http.timeout_s,
             max_response_bytes=http.max_response_bytes,
-            max_attempts=http.max_attempts,
             verify=str(http.ca_file) if http.ca_file else True,
         )
     if tenants.kind == "file":

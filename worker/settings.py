@@ -185,8 +185,6 @@ class HttpTenantSourceConfig(BaseModel):
     """Per-request timeout in seconds."""
     max_response_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     """Largest page accepted, enforced while streaming."""
-    max_attempts: int = Field(default=4, ge=1, le=20)
-    """Attempts on timeouts, connection errors, 408/425/429/5xx."""
     ca_file: Path | None = None
     """CA bundle for the control plane's TLS."""
 

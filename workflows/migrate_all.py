@@ -17,6 +17,7 @@ import itertools
 from collections import deque
 from contextlib import suppress
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey, WorkflowIDReusePolicy
@@ -26,7 +27,11 @@ from temporalio.exceptions import (
     CancelledError,
     ChildWorkflowError,
     FailureError,
+    RetryState,
     WorkflowAlreadyStartedError,
+)
+from temporalio.exceptions import (
+    TimeoutError as ActivityTimeoutError,
 )
 
 with workflow.unsafe.imports_passed_through():
@@ -79,10 +84,28 @@ _SHORT = timedelta(seconds=30)
 _MAX_WARNINGS = 20
 
 
+def _by_time(request: MigrateAllInput, start_to_close: timedelta) -> dict[str, Any]:
+    """Retries of a call to another service (tenant source, set store, Temporal): by time, not count.
+
+    A control-plane blip of a minute must not fail a rollout that ran for hours: unlimited attempts
+    with backoff up to 30 s, for the rollout's retry budget (5 minutes when it is 0). A non-retryable
+    error (an unknown source, an invalid id) still fails at once.
+    """
+    budget = timedelta(seconds=request.retry_budget_s or 300)
+    return {
+        "start_to_close_timeout": min(start_to_close, budget),
+        "schedule_to_close_timeout": budget,
+        "retry_policy": RetryPolicy(maximum_interval=timedelta(seconds=30), maximum_attempts=0),
+    }
+
+
 def _reason(err: ActivityError) -> str:
     """A failed activity's published type and vetted message, for a result warning."""
     cause = err.cause
-    return f"{cause.type}: {cause.message}" if isinstance(cause, ApplicationError) else "activity failed"
+    if isinstance(cause, ActivityTimeoutError) and isinstance(cause.cause, ApplicationError):
+        cause = cause.cause  # out of time mid-attempt: the last attempt's failure is the cause
+    reason = f"{cause.type}: {cause.message}" if isinstance(cause, ApplicationError) else "activity failed"
+    return reason + ("; retry budget spent" if err.retry_state is RetryState.TIMEOUT else "")
 
 
 @workflow.defn(name="MigrateAllWorkflow")
@@ -293,8 +316,7 @@ class MigrateAllWorkflow:
                 failed = await workflow.execute_activity_method(
                     RolloutActivities.failed_tenants_of,
                     request.rerun_failed_of,
-                    start_to_close_timeout=_SHORT,
-                    retry_policy=RetryPolicy(maximum_attempts=3),
+                    **_by_time(request, _SHORT),
                 )
             except ActivityError as err:
                 reraise_cancel(err)
@@ -318,9 +340,8 @@ class MigrateAllWorkflow:
                     pinned=self._source_pin,
                     restrict_to=list(self._pending) if explicit else [],
                 ),
-                start_to_close_timeout=timedelta(minutes=10),
                 heartbeat_timeout=timedelta(minutes=2),
-                retry_policy=RetryPolicy(maximum_attempts=5),
+                **_by_time(request, timedelta(minutes=10)),
             )
         except ActivityError as err:
             reraise_cancel(err)
@@ -502,8 +523,7 @@ class MigrateAllWorkflow:
                     tenant_source="" if request.tenants or request.rerun_failed_of else request.tenant_source,
                     secrets_backend=request.secrets_backend,
                 ),
-                start_to_close_timeout=timedelta(minutes=2),
-                retry_policy=RetryPolicy(maximum_attempts=3),
+                **_by_time(request, timedelta(minutes=2)),
             )
         except ActivityError as err:
             reraise_cancel(err)
@@ -569,8 +589,7 @@ class MigrateAllWorkflow:
                         limit=self._request.page_size,
                         pinned=self._source_pin,
                     ),
-                    start_to_close_timeout=timedelta(minutes=2),
-                    retry_policy=RetryPolicy(maximum_attempts=5),
+                    **_by_time(self._request, timedelta(minutes=2)),
                 )
             except ActivityError as err:
                 reraise_cancel(err)

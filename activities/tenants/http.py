@@ -18,9 +18,11 @@ databases get migrated:
   overflow its recursion limit);
 - every id trimmed and validated; a bad, empty or blank id fails the page, naming every bad id
   escaped;
-- timeouts, connection errors, 429 and 5xx retried with exponential backoff (``Retry-After``
-  honoured up to a cap), then :class:`TenantSourceUnavailableError`; anything else is a clear
-  :class:`TenantSourceError` with the envelope's error code and message, escaped and truncated.
+- one request per call: a timeout, connection error, 429 or 5xx is a retryable
+  :class:`TenantSourceUnavailableError` carrying ``Retry-After`` (capped), and the caller retries
+  (Temporal, by time, honouring that delay; a second loop here would multiply the requests and
+  wait twice); anything else is a clear :class:`TenantSourceError` with the envelope's error code
+  and message, escaped and truncated.
 
 Cycle and page-cap detection across pages lives with the caller that walks the pages
 (``list_all_tenants`` here, the workflow during a rollout). Must not: log or echo the token.
@@ -114,8 +116,6 @@ class HttpTenantLister:
         allow_http_loopback: bool = False,
         timeout_s: float = 30.0,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
-        max_attempts: int = 4,
-        backoff_s: float = 0.5,
         verify: bool | str = True,
     ) -> None:
         url = httpx.URL(base_url.strip())
@@ -135,7 +135,7 @@ class HttpTenantLister:
             raise ConfigurationError(
                 f"tenant source url {_shown(base_url)}: unsupported scheme {url.scheme!r}"
             )
-        if max_response_bytes < 1 or max_attempts < 1 or timeout_s <= 0:
+        if max_response_bytes < 1 or timeout_s <= 0:
             raise ConfigurationError("tenant source limits must be positive")
         self._base = url
         self.description = f"http: {url.copy_with(username=None, password=None, query=None)}"
@@ -145,8 +145,6 @@ class HttpTenantLister:
         self._timeout = httpx.Timeout(timeout_s)
         self._deadline_s = timeout_s
         self._max_bytes = max_response_bytes
-        self._attempts = max_attempts
-        self._backoff = backoff_s
         # A CA bundle path becomes a context up front: a missing file fails at startup, not per page.
         self._verify: bool | ssl.SSLContext = (
             ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
@@ -166,33 +164,25 @@ class HttpTenantLister:
 
         Raises:
             TenantSourceError: contract violation, refused redirect, oversize or non-2xx answer.
-            TenantSourceUnavailableError: still failing transiently after ``max_attempts``.
+            TenantSourceUnavailableError: a transient failure (timeout, connection, 429, 5xx).
             InvalidTenantIdError: an id in the page breaks the tenant id pattern.
         """
         url = self.page_url(cursor, limit)
-        last = ""
-        for attempt in range(1, self._attempts + 1):
-            try:
-                async with asyncio.timeout(self._deadline_s):
-                    status, body, retry_after = await self._get(url)
-            except TimeoutError:
-                last, retry_after = f"no complete answer within {self._deadline_s:g}s", None
-            except (httpx.TimeoutException, httpx.TransportError) as exc:
-                last, retry_after = type(exc).__name__, None
-            else:
-                if 200 <= status < 300:
-                    return self._parse(body, cursor)
-                if status not in _TRANSIENT_STATUS:
-                    raise TenantSourceError(self._describe_error(status, body))
-                last = f"HTTP {status}"
-            if attempt < self._attempts:
-                delay = self._backoff * 2 ** (attempt - 1)
-                if retry_after is not None:
-                    delay = min(retry_after, _MAX_RETRY_AFTER_S)
-                await asyncio.sleep(delay)
-        raise TenantSourceUnavailableError(
-            f"tenant source unavailable after {self._attempts} attempts (last: {last})"
-        )
+        try:
+            async with asyncio.timeout(self._deadline_s):
+                status, body, retry_after = await self._get(url)
+        except TimeoutError:
+            raise TenantSourceUnavailableError(
+                f"tenant source unavailable (no complete answer within {self._deadline_s:g}s)"
+            ) from None
+        except (httpx.TimeoutException, httpx.TransportError) as exc:
+            raise TenantSourceUnavailableError(f"tenant source unavailable ({type(exc).__name__})") from None
+        if 200 <= status < 300:
+            return self._parse(body, cursor)
+        if status not in _TRANSIENT_STATUS:
+            raise TenantSourceError(self._describe_error(status, body))
+        delay = min(retry_after, _MAX_RETRY_AFTER_S) if retry_after is not None else None
+        raise TenantSourceUnavailableError(f"tenant source unavailable (HTTP {status})", retry_after_s=delay)
 
     async def _get(self, url: httpx.URL) -> tuple[int, bytes, float | None]:
         headers = {"Accept": "application/json"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -16,6 +17,7 @@ from activities.errors import (
     InvalidTenantIdError,
     TenantSourceError,
     TenantSourceUnavailableError,
+    to_application_error,
 )
 from activities.tenants.http import HttpTenantLister
 from activities.tenants.walk import list_all_tenants
@@ -26,7 +28,7 @@ TOKEN = "cp-token-7f3a9c2e1b"
 
 
 def lister(url: str, **kw: object) -> HttpTenantLister:
-    options: dict[str, object] = {"allow_http_loopback": True, "backoff_s": 0.01}
+    options: dict[str, object] = {"allow_http_loopback": True}
     options.update(kw)
     return HttpTenantLister(url, **options)  # type: ignore[arg-type]
 
@@ -137,7 +139,7 @@ async def test_https_with_a_private_ca_and_no_downgrade_redirect(tmp_path: Path)
         down = HttpTenantLister(plane.url + "/down", verify=plane.ca_file, token=SecretStr(TOKEN))
         with pytest.raises(TenantSourceError, match="refusing to downgrade"):
             await down.list_page(None, 5)
-        untrusted = HttpTenantLister(plane.url + "/ok", max_attempts=1)  # the system CAs do not know it
+        untrusted = HttpTenantLister(plane.url + "/ok")  # the system CAs do not know it
         with pytest.raises(TenantSourceUnavailableError, match="ConnectError"):
             await untrusted.list_page(None, 5)
 
@@ -205,17 +207,13 @@ async def test_a_trickling_server_is_cut_off_by_the_whole_request_deadline() -> 
     with control_plane() as plane:
         plane.trickle_s = 0.4
         plane.handler = lambda path, q, h: (200, {}, tenants_body(["slow"], None))
-        slow = HttpTenantLister(
-            plane.url, allow_http_loopback=True, timeout_s=1.5, max_attempts=2, backoff_s=0
-        )
+        slow = HttpTenantLister(plane.url, allow_http_loopback=True, timeout_s=1.5)
         started = time.monotonic()
         with pytest.raises(TenantSourceUnavailableError) as err:
             await slow.list_page(None, 5)
         elapsed = time.monotonic() - started
-    assert (
-        str(err.value) == "tenant source unavailable after 2 attempts (last: no complete answer within 1.5s)"
-    )
-    assert elapsed < 2 * 1.5 + 1  # both attempts cut at their deadline, not after the whole trickle
+    assert str(err.value) == "tenant source unavailable (no complete answer within 1.5s)"
+    assert elapsed < 1.5 + 1  # cut at its deadline, not after the whole trickle
 
 
 async def test_https_never_redirects_down_to_http_even_with_loopback_http_allowed(tmp_path: Path) -> None:
@@ -262,17 +260,23 @@ def test_redirect_rules_allow_same_origin_and_an_upgrade() -> None:
     assert upgraded.scheme == "https"
 
 
-async def test_transient_errors_are_retried_then_reported() -> None:
+async def test_a_transient_error_is_one_request_and_retryable_with_the_servers_delay() -> None:
+    """The caller (Temporal, by time) retries; a loop here too would multiply requests and waits."""
     with control_plane() as plane:
-        answers = [(503, {}, b""), (429, {"Retry-After": "0"}, b""), (200, {}, tenants_body(["after"], None))]
+        answers = [(503, {}, b""), (429, {"Retry-After": "7"}, b""), (429, {"Retry-After": "9999"}, b"")]
         plane.handler = lambda path, q, h: answers.pop(0)
-        assert (await lister(plane.url).list_page(None, 5)).tenant_ids == ["after"]
-        assert len(plane.requests) == 3
-        plane.handler = lambda path, q, h: (502, {}, b"bad gateway")
-        with pytest.raises(TenantSourceUnavailableError, match="after 3 attempts \\(last: HTTP 502\\)"):
-            await lister(plane.url, max_attempts=3).list_page(None, 5)
-    with pytest.raises(TenantSourceUnavailableError, match="ConnectError"):
-        await lister(plane.url, max_attempts=2).list_page(None, 5)  # the server is gone
+        errors = []
+        for _ in range(3):
+            with pytest.raises(TenantSourceUnavailableError) as err:
+                await lister(plane.url).list_page(None, 5)
+            errors.append(err.value)
+        assert len(plane.requests) == 3  # one request per call
+    assert [str(e) for e in errors] == [f"tenant source unavailable (HTTP {c})" for c in (503, 429, 429)]
+    assert [e.retry_after_s for e in errors] == [None, 7, 30]  # Retry-After honoured, capped at 30 s
+    assert all(to_application_error(e).non_retryable is False for e in errors)
+    assert to_application_error(errors[1]).next_retry_delay == timedelta(seconds=7)
+    with pytest.raises(TenantSourceUnavailableError, match=r"unavailable \(ConnectError\)"):
+        await lister(plane.url).list_page(None, 5)  # the server is gone
 
 
 async def test_a_permanent_error_is_not_retried_and_carries_the_envelope() -> None:

@@ -255,7 +255,7 @@ async def test_the_http_source_reads_optional_labels_and_refuses_bad_ones() -> N
     bad = body([{"id": "acme", "labels": {"tier": "x y"}}])
     with control_plane() as plane:
         plane.handler = lambda path, query, headers: (200, {"Content-Type": "application/json"}, good)
-        lister = HttpTenantLister(plane.url + "/api", allow_http_loopback=True, backoff_s=0.01)
+        lister = HttpTenantLister(plane.url + "/api", allow_http_loopback=True)
         page = await lister.list_page(None, 10)
         plane.handler = lambda path, query, headers: (200, {"Content-Type": "application/json"}, bad)
         with pytest.raises(

@@ -212,7 +212,7 @@ async def test_a_worker_configured_otherwise_cannot_serve_a_pinned_rollout(
     theirs.task_queue = ours.task_queue
     cache = SetsConfig(cache=tmp_path / "c")
     async with ours.worker(client, flyway_install, sets=cache):
-        listed = await _start(client, ours, MigrateAllInput(start_paused=True))
+        listed = await _start(client, ours, MigrateAllInput(start_paused=True, retry_budget_s=3))
         explicit = await _start(
             client, ours, MigrateAllInput(tenants=ours.tenants[:1], retry_budget_s=3, start_paused=True)
         )
@@ -231,6 +231,7 @@ async def test_a_worker_configured_otherwise_cannot_serve_a_pinned_rollout(
     assert listed_result.status is RolloutStatus.FAILED and listed_result.total == 0
     warning = listed_result.warnings[-1]
     assert "tenant listing failed" in warning and "worker_config_mismatch" in warning
+    assert "retry budget spent" in warning  # retried by time (3 s here), not by a count
     assert "'static: 2 tenants" in warning and "pinned to 'static: 3 tenants" in warning
     (refused,) = explicit_result.outcomes
     assert refused.error_class == "worker_config_mismatch" and "retry budget of 3s spent" in refused.message

@@ -1,0 +1,145 @@
+"""Scripted activities under the real activity names, for the fast tier of workflow tests.
+
+The real workflow code runs on the real Temporal dev server against these: a test holds a
+workflow at exactly one await (an activity that blocks until cancelled) or makes a dependency fail
+exactly as often as it needs, which real components cannot be scheduled to do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.audit.events import AuditEvent
+from activities.flyway.engine import RunFlywayInput
+from activities.flyway.output import FlywayOutcome
+from activities.flyway.schema_history import HistorySummary, ReadHistoryInput
+from activities.postgres.provisioning import CleanupInput, SchemaStep, SeedInput, TenantRoles
+from activities.quiesce import QuiesceStatus
+from activities.tenants.static import ListTenantsInput, TenantPage
+from activities.tenants.waves import PlannedWave, PlanWavesInput, WavePlan
+from activities.worker_profile import PinRolloutInput, RolloutPin
+from workflows.migrate_all import MigrateAllWorkflow
+from workflows.provision_tenant import ProvisionTenantWorkflow
+from workflows.tenant_migration import TenantMigrationWorkflow
+
+SET = "sha256:" + "0" * 64
+WAIT = 30.0
+
+
+class Scripted:
+    """Activities under the real names; ``block`` names those that wait until cancelled.
+
+    ``list_page2`` blocks only the second page of the tenant listing (the first is ``tenants[:1]``).
+    """
+
+    def __init__(self, tenants: list[str], *, block: set[str]) -> None:
+        self.tenants = tenants
+        self.block = block
+        self.started: defaultdict[str, asyncio.Event] = defaultdict(asyncio.Event)
+        self.calls: list[str] = []
+        self.cancelled: list[str] = []
+
+    async def _step(self, name: str) -> None:
+        self.calls.append(name)
+        self.started[name].set()
+        if name not in self.block:
+            return
+        try:
+            while True:
+                if not activity.info().is_local:
+                    activity.heartbeat()
+                await asyncio.sleep(0.1)
+        except asyncio.CancelledError:
+            self.cancelled.append(name)
+            raise
+
+    @activity.defn(name="pin_rollout")
+    async def pin_rollout(self, request: PinRolloutInput) -> RolloutPin:
+        await self._step("pin_rollout")
+        return RolloutPin(migration_set=SET)
+
+    @activity.defn(name="failed_tenants_of")
+    async def failed_tenants_of(self, rollout_id: str) -> list[str]:
+        await self._step("failed_tenants_of")
+        return list(self.tenants)
+
+    @activity.defn(name="plan_waves")
+    async def plan_waves(self, request: PlanWavesInput) -> WavePlan:
+        await self._step("plan_waves")
+        return WavePlan(
+            waves=[PlannedWave(name=w.name, tenants=list(self.tenants)) for w in request.waves],
+            listed=len(self.tenants),
+        )
+
+    @activity.defn(name="list_tenants_page")
+    async def list_tenants_page(self, request: ListTenantsInput) -> TenantPage:
+        if request.cursor is None:
+            await self._step("list_page1")
+            return TenantPage(tenant_ids=self.tenants[:1], next_cursor="page-2")
+        await self._step("list_page2")
+        return TenantPage(tenant_ids=self.tenants[1:])
+
+    @activity.defn(name="check_quiesce")
+    async def check_quiesce(self) -> QuiesceStatus:
+        # Only the second check blocks: the first lets one tenant be in flight when the cancel comes.
+        await self._step("check_quiesce" if self.calls.count("check_quiesce_ok") else "check_quiesce_ok")
+        return QuiesceStatus()
+
+    @activity.defn(name="emit_audit")
+    async def emit_audit(self, event: AuditEvent) -> None:
+        await self._step(f"emit_audit:{event.type.value}")
+
+    @activity.defn(name="run_flyway")
+    async def run_flyway(self, request: RunFlywayInput) -> FlywayOutcome:
+        await self._step(f"run_flyway:{request.tenant_id}")
+        return FlywayOutcome(action=request.action, success=True, applied_versions=["1"], ending_version="1")
+
+    @activity.defn(name="read_schema_history")
+    async def read_schema_history(self, request: ReadHistoryInput) -> HistorySummary:
+        await self._step("read_schema_history")
+        return HistorySummary(table_exists=True)
+
+    @activity.defn(name="provision_create_schema")
+    async def create_schema(self, roles: TenantRoles) -> SchemaStep:
+        await self._step("provision_create_schema")
+        return SchemaStep(owned=True)
+
+    @activity.defn(name="provision_create_roles")
+    async def create_roles(self, roles: TenantRoles) -> None:
+        await self._step("provision_create_roles")
+
+    @activity.defn(name="provision_seed")
+    async def seed(self, request: SeedInput) -> None:
+        await self._step("provision_seed")
+
+    @activity.defn(name="provision_cleanup")
+    async def cleanup(self, request: CleanupInput) -> None:
+        await self._step("provision_cleanup")
+
+    def all(self) -> list[Callable[..., Any]]:
+        return [
+            self.pin_rollout, self.failed_tenants_of, self.plan_waves, self.list_tenants_page,
+            self.check_quiesce, self.emit_audit, self.run_flyway, self.read_schema_history,
+            self.create_schema, self.create_roles, self.seed, self.cleanup,
+        ]  # fmt: skip
+
+
+@asynccontextmanager
+async def scripted_worker(client: Client, script: Scripted) -> AsyncIterator[str]:
+    task_queue = f"cancel-{uuid.uuid4().hex[:8]}"
+    async with Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[MigrateAllWorkflow, TenantMigrationWorkflow, ProvisionTenantWorkflow],
+        activities=script.all(),
+    ):
+        yield task_queue
