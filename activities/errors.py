@@ -7,7 +7,8 @@ carry a secret value, a DSN or Flyway's free-text output.
     FleetwayError
     ├── ConfigurationError
     │   ├── MigrationSetInvalidError
-    │   └── QuiesceStoreMissingError
+    │   ├── QuiesceStoreMissingError
+    │   └── SearchAttributesMissingError
     ├── MigrationSetMismatchError
     ├── MigrationStoreError
     ├── WorkerUnavailableError
@@ -85,6 +86,7 @@ __all__ = [
     "RolloutNotFoundError",
     "RolloutNotRunningError",
     "SchemaHistoryUnavailableError",
+    "SearchAttributesMissingError",
     "SecretAccessDeniedError",
     "SecretBackendError",
     "SecretMalformedError",
@@ -140,6 +142,16 @@ class QuiesceStoreMissingError(ConfigurationError):
     """
 
     error_type = "quiesce_store_missing"
+
+
+class SearchAttributesMissingError(ConfigurationError):
+    """The Temporal namespace lacks fleetway's search attributes and refused to register them.
+
+    Every rollout would fail its first workflow task on the upsert, again and again: the worker
+    refuses to start instead, naming the command that registers them.
+    """
+
+    error_type = "search_attributes_missing"
 
 
 class MigrationSetMismatchError(FleetwayError):

@@ -29,6 +29,7 @@ import psycopg
 
 from activities.errors import PrerequisiteMissingError
 from activities.flyway.engine import FlywayInstall
+from worker.search_attributes import REQUIRED_SEARCH_ATTRIBUTES
 
 __all__ = [
     "FLYWAY_POM",
@@ -49,8 +50,8 @@ _log = logging.getLogger(__name__)
 PROJECT_ROOT: Final = Path(__file__).resolve().parent.parent
 FLYWAY_POM: Final = PROJECT_ROOT / "flyway" / "pom.xml"
 _CACHE: Final = PROJECT_ROOT / ".fleetway"
-# Custom search attributes the workflows upsert; the dev server must know them at start.
-SEARCH_ATTRIBUTES: Final = ("FleetwayAction=Keyword", "FleetwayOutcome=Keyword", "FleetwayTenant=Keyword")
+# Custom search attributes the workflows upsert, as the dev server's --search-attribute flags.
+SEARCH_ATTRIBUTES: Final = tuple(f"{name}=Keyword" for name in REQUIRED_SEARCH_ATTRIBUTES)
 
 
 def _ephemeral_low() -> int:
@@ -366,6 +367,8 @@ class TemporalDevServer:
     ui_port: int = field(default_factory=free_port)
     namespace: str = "default"
     extra_args: tuple[str, ...] = ()
+    search_attributes: bool = True
+    """Register fleetway's search attributes at start (False: a bare namespace, as a new cluster has)."""
     _proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -410,7 +413,12 @@ class TemporalDevServer:
             # (seen with strace); the embedded stack makes no traffic beyond loopback.
             "--dynamic-config-value",
             "frontend.enableServerVersionCheck=false",
-            *[arg for sa in SEARCH_ATTRIBUTES for arg in ("--search-attribute", sa)],
+            *[
+                arg
+                for sa in SEARCH_ATTRIBUTES
+                if self.search_attributes
+                for arg in ("--search-attribute", sa)
+            ],
             *self.extra_args,
         ]
         self._proc = subprocess.Popen(
@@ -427,6 +435,9 @@ class TemporalDevServer:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"temporal dev server did not open port {port} within 30 s")
                 time.sleep(0.05)
+
+    def _search_attributes(self) -> tuple[str, ...]:
+        return SEARCH_ATTRIBUTES if self.search_attributes else ()
 
     def stop(self) -> None:
         """Stop the server (SIGTERM, then SIGKILL after 10 s)."""

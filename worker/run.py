@@ -42,6 +42,7 @@ from worker.backends import (
 )
 from worker.client import connect
 from worker.devstack import ensure_flyway
+from worker.search_attributes import ensure_search_attributes
 from worker.settings import Settings
 from workflows.describe_fleet import DescribeFleetWorkflow
 from workflows.migrate_all import MigrateAllWorkflow
@@ -148,9 +149,12 @@ async def run_worker(settings: Settings) -> None:
 
     Raises:
         MigrationSetInvalidError: the migrations folder is unusable (before connecting to Temporal).
+        SearchAttributesMissingError: the namespace lacks fleetway's search attributes and refused
+            to register them.
     """
     migration_sets(settings)  # a worker that would apply nothing must not start, let alone poll
     client = await connect(settings.effective_temporal())
+    await ensure_search_attributes(client)  # a rollout would otherwise fail its first task forever
     emitter = audit_emitter(settings)
     worker = build_worker(client, settings, emitter=emitter)
     if settings.flyway.engine != "cli":

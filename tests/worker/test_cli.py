@@ -11,6 +11,7 @@ import subprocess
 import uuid
 from pathlib import Path
 
+from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
@@ -518,3 +519,37 @@ async def test_cli_migrate_refuses_a_rollout_id_that_ran_or_runs_and_starts_noth
     assert held.returncode == 0, held.stderr
     assert while_running.returncode == 2
     assert "(running)" in while_running.stderr and f"fleetway cancel {running_id}" in while_running.stderr
+
+
+def test_cli_worker_registers_missing_search_attributes_so_a_new_namespace_runs_rollouts(
+    postgres: PostgresServer, flyway_install: FlywayInstall, tmp_path: Path
+) -> None:
+    """A bare namespace made every rollout's first task fail forever on the search-attribute upsert."""
+    bare = TemporalDevServer(search_attributes=False)
+    bare.start()
+    worker: subprocess.Popen[bytes] | None = None
+    try:
+        fleet = make_fleet(postgres, 2)
+        env = fleet.cli_env(bare.address, tmp_path, flyway_install)
+        assert not {"FleetwayAction", "FleetwayOutcome"} & asyncio.run(
+            _custom_search_attributes(bare.address)
+        )
+        worker = subprocess.Popen([FLEETWAY, "worker"], env=env, start_new_session=True)
+        done = fleetway("migrate", "--principal", "ci", "-o", "json", env=env, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["counts"] == {"succeeded": 2}
+        listed = asyncio.run(_custom_search_attributes(bare.address))
+        assert {"FleetwayAction", "FleetwayOutcome"} <= listed
+    finally:
+        if worker is not None:
+            worker.terminate()
+            worker.wait(timeout=30)
+        bare.stop()
+
+
+async def _custom_search_attributes(address: str) -> set[str]:
+    client = await Client.connect(address)
+    listed = await client.operator_service.list_search_attributes(
+        ListSearchAttributesRequest(namespace=client.namespace)
+    )
+    return set(listed.custom_attributes)
