@@ -10,6 +10,7 @@ carry a secret value, a DSN or Flyway's free-text output.
     │   ├── QuiesceStoreMissingError
     │   └── SearchAttributesMissingError
     ├── MigrationSetMismatchError
+    ├── IncompatiblePayloadError
     ├── MigrationStoreError
     ├── WorkerUnavailableError
     ├── RolloutNotFoundError
@@ -65,6 +66,7 @@ __all__ = [
     "FlywayOutputUnparsedError",
     "FlywayReportedFailureError",
     "FlywayTimeoutError",
+    "IncompatiblePayloadError",
     "InvalidInputError",
     "InvalidLabelSelectorError",
     "InvalidQuiesceTtlError",
@@ -152,6 +154,17 @@ class SearchAttributesMissingError(ConfigurationError):
     """
 
     error_type = "search_attributes_missing"
+
+
+class IncompatiblePayloadError(FleetwayError):
+    """A payload written by another worker build that this one cannot decode (a rolling deploy).
+
+    Deliberately not a Temporal failure: raised while decoding, it fails the workflow task or the
+    activity attempt, which is retried until a worker that understands the payload takes it.
+    """
+
+    error_type = "incompatible_payload"
+    retryable = True
 
 
 class MigrationSetMismatchError(FleetwayError):

@@ -15,7 +15,7 @@ from typing import Final, Protocol
 
 import psycopg
 from psycopg import sql
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 from temporalio import activity
 
 from activities.audit.events import UNSPECIFIED_PRINCIPAL, AuditEvent, AuditEventType, AuditOutcome
@@ -27,6 +27,7 @@ from activities.errors import (
     to_application_error,
 )
 from activities.postgres.ddl import ensure_objects, table_identifier
+from activities.wire import WIRE_MODEL
 
 __all__ = [
     "DEFAULT_TTL",
@@ -49,7 +50,7 @@ MAX_TTL: Final = timedelta(hours=2)
 class QuiesceStatus(BaseModel):
     """A full snapshot of one scope's flag."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = WIRE_MODEL
 
     scope: str = GLOBAL_SCOPE
     active: bool = False

@@ -9,12 +9,13 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.service import RPCError
 
 from activities.errors import ConfigurationError, to_application_error
+from activities.wire import WIRE_MODEL
 
 __all__ = ["Outcome", "OutcomeSource", "RolloutActivities", "TenantOutcome"]
 
@@ -49,7 +50,7 @@ class TenantOutcome(BaseModel):
     ``wave`` names the rollout wave the tenant ran in (ring rollouts only).
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = WIRE_MODEL
 
     tenant_id: str
     outcome: Outcome

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 from temporalio import activity
 
 from activities.backend_identity import describe
@@ -19,6 +19,7 @@ from activities.errors import ConfigurationError, FleetwayError, to_application_
 from activities.secrets.providers import SecretsProvider, provider_for
 from activities.sets.store import MigrationSets
 from activities.tenants.static import TenantLister
+from activities.wire import WIRE_MODEL
 
 __all__ = ["DescribeWorkerInput", "PinRolloutInput", "RolloutPin", "WorkerProfile", "WorkerProfileActivities"]
 
@@ -34,7 +35,7 @@ class WorkerProfile(BaseModel):
         can_run_set: whether it can run the set the question named (None: none named).
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = WIRE_MODEL
 
     task_queue: str
     identity: str = ""
@@ -50,7 +51,7 @@ class WorkerProfile(BaseModel):
 class DescribeWorkerInput(BaseModel):
     """The question: optionally, a set digest the worker should say whether it can run."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = WIRE_MODEL
 
     migration_set: str = ""
 
@@ -58,7 +59,7 @@ class DescribeWorkerInput(BaseModel):
 class PinRolloutInput(BaseModel):
     """What a starting rollout names: a set digest ("" = this worker's) and its backends' names."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = WIRE_MODEL
 
     migration_set: str = ""
     tenant_source: str = "default"  # "": the rollout lists no source (explicit tenants)
@@ -68,7 +69,7 @@ class PinRolloutInput(BaseModel):
 class RolloutPin(BaseModel):
     """What a rollout runs with from its start on: the set, and its backends' descriptions."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = WIRE_MODEL
 
     migration_set: str
     tenant_source: str = ""

@@ -66,12 +66,15 @@ class Fleet:
         engine: str = "cli",
         locations: list[Path] | None = None,
         sets: SetsConfig | None = None,
+        lock_timeout_s: float = 10.0,
     ) -> Settings:
         """Settings of a worker for this fleet; ``locations``/``sets`` give it its own set and cache."""
         return Settings(
             temporal=TemporalConfig(address=address, task_queue=self.task_queue),
             flyway=FlywayConfig(
-                locations=[self.locations] if locations is None else locations, engine=engine
+                locations=[self.locations] if locations is None else locations,
+                engine=engine,
+                lock_timeout_s=lock_timeout_s,
             ),
             sets=sets or SetsConfig(),
             worker=WorkerConfig(max_concurrent_activities=max_activities, graceful_shutdown_s=0),

@@ -79,6 +79,7 @@ def test_dockerfile_builds_the_worker_image_layout() -> None:
     copies = [i["value"] for i in final if i["instruction"] == "COPY"]
     assert "--from=flyway /opt/flyway/lib/flyway /opt/flyway/lib/flyway" in copies
     assert parser.envs["FLEETWAY_FLYWAY__LIB_DIR"] == "/opt/flyway/lib/flyway"
+    assert "FLEETWAY_FLYWAY__LOCATIONS" not in parser.envs  # no baked-in set: a forgotten one refuses
     users = [i["value"] for i in final if i["instruction"] == "USER"]
     assert users == ["fleetway"]  # non-root, and set after every install step
     user_line = next(i["startline"] for i in final if i["instruction"] == "USER")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -19,26 +20,49 @@ from temporalio.converter import DataConverter
 from temporalio.runtime import LogForwardingConfig, LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.service import RPCError
 
-from activities.errors import TemporalUnavailableError, from_validation_error, to_application_error
+from activities.errors import (
+    IncompatiblePayloadError,
+    TemporalUnavailableError,
+    from_validation_error,
+    to_application_error,
+)
+from activities.wire import sent_by_a_client
 from worker.settings import TemporalConfig
 
 __all__ = ["DATA_CONVERTER", "connect", "has_pollers"]
 
 
 class _NamedErrorsPayloadConverter(PydanticPayloadConverter):
-    """The pydantic converter, with invalid payloads failing as one named, non-retryable error.
+    """The pydantic converter, telling a client's bad input from a payload of another worker build.
 
-    Without this, a workflow started (by the ``temporal`` CLI, any client) with an input its model
-    refuses stays RUNNING forever, its first task retrying "Failed decoding arguments". Raised
-    as an ``ApplicationError``, the same named error the ``fleetway`` CLI prints fails the workflow
-    (or activity) at once.
+    A client's input its model refuses (a workflow started by the ``temporal`` CLI with a misspelt
+    field, a bad approval) fails that workflow (or update) at once, as one named, non-retryable
+    error: otherwise it would sit RUNNING forever, its first task retrying "Failed decoding
+    arguments". Anything else that cannot be decoded was written by another worker build (a
+    rolling deploy): it fails only the task (or the activity attempt), which Temporal retries until
+    a worker that understands it takes it. A deploy never fails a running rollout.
     """
 
     def from_payloads(self, payloads: Sequence[Payload], type_hints: list[type] | None = None) -> list[Any]:
         try:
             return super().from_payloads(payloads, type_hints)
         except ValidationError as exc:
-            raise to_application_error(from_validation_error(exc)) from None
+            named = from_validation_error(exc)
+            if any(
+                sent_by_a_client(hint, _json(payload))
+                for payload, hint in zip(payloads, type_hints or [], strict=False)
+            ):
+                raise to_application_error(named) from None
+            raise IncompatiblePayloadError(
+                f"a payload this worker cannot read, left for a worker that can ({named})"
+            ) from None
+
+
+def _json(payload: Payload) -> Any:
+    try:
+        return json.loads(payload.data)
+    except ValueError:
+        return None
 
 
 DATA_CONVERTER = DataConverter(payload_converter_class=_NamedErrorsPayloadConverter)

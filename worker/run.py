@@ -84,6 +84,7 @@ def build_worker(
     flyway_settings = FlywaySettings(
         timeout=timedelta(seconds=settings.flyway.timeout_s),
         lock_retry_count=settings.flyway.lock_retry_count,
+        lock_timeout=timedelta(seconds=settings.flyway.lock_timeout_s),
     )
     runner: FlywayEngine = FlywayRunner(install, flyway_settings)
     if settings.flyway.engine != "cli":

@@ -75,7 +75,9 @@ class FlywayConfig(BaseModel):
     java: str = "java"
     """Java executable."""
     timeout_s: int = Field(default=600, ge=1)
-    """Budget of one Flyway run; past it the JVM's process group is killed."""
+    """Budget of a Flyway run whose caller names none; a rollout's runs use its `flyway_timeout_s`."""
+    lock_timeout_s: float = Field(default=10.0, ge=0)
+    """How long a migration statement waits for a table lock, then fails and is retried (0: forever)."""
     lock_retry_count: int = Field(default=50, ge=-1)
     """Seconds to wait for another runner's schema-history lock."""
     engine: Literal["auto", "cli", "jvm"] = "auto"

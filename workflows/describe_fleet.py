@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Final
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
@@ -21,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.errors import TenantSourceError
     from activities.tenants.static import ListTenantsInput, TenantPage, TenantSourceActivities
     from activities.tenants.walk import list_all_tenants
+    from activities.wire import CLIENT_INPUT, WIRE_MODEL
     from activities.worker_profile import DescribeWorkerInput, WorkerProfile, WorkerProfileActivities
 
 __all__ = ["DescribeFleetInput", "DescribeFleetWorkflow", "FleetDescription"]
@@ -32,7 +33,12 @@ _SHORT: Final = timedelta(seconds=30)
 class DescribeFleetInput(BaseModel):
     """What to ask: always the worker's profile; the whole tenant list when ``list_tenants``."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = CLIENT_INPUT
+
+    @classmethod
+    def from_client(cls, data: object) -> bool:
+        """Always a client's input (see ``activities/wire.py``)."""
+        return True
 
     tenant_source: str = "default"
     list_tenants: bool = False
@@ -43,7 +49,7 @@ class DescribeFleetInput(BaseModel):
 class FleetDescription(BaseModel):
     """A worker's profile and, when asked, its tenant list (or why it could not be listed)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = WIRE_MODEL
 
     worker: WorkerProfile
     tenants: list[str] = Field(default_factory=list)

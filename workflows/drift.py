@@ -14,12 +14,13 @@ from __future__ import annotations
 from collections import Counter
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from activities.flyway.output import Action, ErrorClass
     from activities.rollouts import Outcome, TenantOutcome
+    from activities.wire import WIRE_MODEL
 from workflows.migrate_all_models import MigrateAllResult
 
 __all__ = ["DriftKind", "DriftSummary", "TenantDrift", "drift_kinds", "render_markdown", "summarize"]
@@ -54,7 +55,7 @@ def drift_kinds(outcome: TenantOutcome) -> list[DriftKind]:
 class TenantDrift(BaseModel):
     """One drifted tenant."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = WIRE_MODEL
 
     tenant_id: str
     kinds: list[DriftKind]
@@ -68,7 +69,7 @@ class TenantDrift(BaseModel):
 class DriftSummary(BaseModel):
     """Counts per kind plus every drifted tenant of one rollout."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = WIRE_MODEL
 
     rollout_id: str
     action: Action

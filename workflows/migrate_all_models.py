@@ -9,7 +9,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Final
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
@@ -20,6 +20,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.secrets.providers import validate_tenant_ids
     from activities.sets.digest import check_digest
     from activities.tenants.waves import WaveSpec, check_waves
+    from activities.wire import CLIENT_INPUT, WIRE_MODEL
 
 __all__ = [
     "COMPLETIONS_PER_QUERY",
@@ -78,7 +79,7 @@ class WaveProgress(BaseModel):
         decided_by: the principal who approved (or rejected) the gate, ``<unspecified>`` if none given.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = WIRE_MODEL
 
     name: str
     selection: str = ""
@@ -102,7 +103,12 @@ class WaveDecision(BaseModel):
         reason: free text for the audit trail (≤ 500 chars).
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = CLIENT_INPUT
+
+    @classmethod
+    def from_client(cls, data: object) -> bool:
+        """Always a client's input (see ``activities/wire.py``)."""
+        return True
 
     principal: str = Field(default="", max_length=256)
     wave: str = Field(default="", max_length=64)
@@ -142,7 +148,12 @@ class MigrateAllInput(BaseModel):
         carry: state carried across continue-as-new; never set by callers.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = CLIENT_INPUT
+
+    @classmethod
+    def from_client(cls, data: object) -> bool:
+        """A start from a client; a continue-as-new (``carry`` set) comes from a worker."""
+        return not (isinstance(data, dict) and data.get("carry") is not None)
 
     action: Action = Action.MIGRATE
     tenant_source: str = "default"
@@ -203,7 +214,7 @@ class MigrateAllInput(BaseModel):
 class RolloutCarry(BaseModel):
     """Compact state carried across continue-as-new (all in-flight children drained first)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = WIRE_MODEL
 
     pending: list[str] = Field(default_factory=list)
     cursor: str | None = None
@@ -234,7 +245,7 @@ class RolloutCarry(BaseModel):
 class Progress(BaseModel):
     """Live snapshot returned by the ``progress`` query."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = WIRE_MODEL
 
     status: RolloutStatus
     dispatched: int
@@ -265,7 +276,7 @@ class Completions(BaseModel):
         missed: finishes after ``after`` that this run no longer holds (the follower fell behind).
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = WIRE_MODEL
 
     items: list[TenantOutcome]
     first_seq: int
@@ -294,7 +305,7 @@ class MigrateAllResult(BaseModel):
             (its failures, or a rejected gate); ``unplanned`` listed tenants no wave selected.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = WIRE_MODEL
 
     rollout_id: str
     action: Action

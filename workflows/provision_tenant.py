@@ -17,7 +17,7 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import Final
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
@@ -35,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.flyway.output import RETRYABLE_CLASSES, Action, ErrorClass
     from activities.postgres.provisioning import CleanupInput, ProvisioningActivities, SeedInput, TenantRoles
     from activities.quiesce import QuiesceActivities
+    from activities.wire import CLIENT_INPUT, WIRE_MODEL
     from workflows.cancellation import reraise_cancel
 
 __all__ = [
@@ -85,7 +86,12 @@ class ProvisionState(StrEnum):
 class ProvisionRequest(BaseModel):
     """Provision (or, for ``DeprovisionTenantWorkflow``, remove) one tenant."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = CLIENT_INPUT
+
+    @classmethod
+    def from_client(cls, data: object) -> bool:
+        """Always a client's input (see ``activities/wire.py``)."""
+        return True
 
     roles: TenantRoles
     seed_sql: str = Field(default="", max_length=256 * 1024)
@@ -98,7 +104,7 @@ class ProvisionRequest(BaseModel):
 class ProvisionProgress(BaseModel):
     """The ``state`` query's answer."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = WIRE_MODEL
 
     state: ProvisionState
     parked_on_quiesce: bool = False
@@ -108,7 +114,7 @@ class ProvisionProgress(BaseModel):
 class ProvisionResult(BaseModel):
     """Where the tenant ended, and the path it took."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = WIRE_MODEL
 
     tenant_id: str
     state: ProvisionState
@@ -238,7 +244,10 @@ class ProvisionTenantWorkflow:
             await workflow.execute_activity_method(
                 FlywayActivities.run_flyway,
                 RunFlywayInput(
-                    action=Action.MIGRATE, tenant_id=roles.tenant_id, secrets_backend=roles.secrets_backend
+                    action=Action.MIGRATE,
+                    tenant_id=roles.tenant_id,
+                    secrets_backend=roles.secrets_backend,
+                    timeout_s=request.flyway_timeout_s,
                 ),
                 start_to_close_timeout=timedelta(seconds=request.flyway_timeout_s + 60),
                 heartbeat_timeout=timedelta(seconds=request.heartbeat_timeout_s),

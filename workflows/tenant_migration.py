@@ -10,7 +10,7 @@ import asyncio
 from datetime import timedelta
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
@@ -27,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.flyway.engine import FlywayActivities, RunFlywayInput
     from activities.flyway.output import RETRYABLE_CLASSES, Action, ErrorClass, FlywayOutcome
     from activities.rollouts import Outcome, OutcomeSource, TenantOutcome
+    from activities.wire import WIRE_MODEL
     from workflows.schema_truth import TRUTH_PATCH, reconciled
 
 __all__ = ["TenantMigrationInput", "TenantMigrationWorkflow"]
@@ -58,7 +59,7 @@ class TenantMigrationInput(BaseModel):
         pinned_secrets: the description of the secret backend the rollout pinned ("": none).
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = WIRE_MODEL
 
     action: Action
     tenant_id: str
@@ -195,6 +196,7 @@ class TenantMigrationWorkflow:
                     migration_set=request.migration_set,
                     pinned_secrets=request.pinned_secrets,
                     with_info=folded,
+                    timeout_s=request.flyway_timeout_s,
                 ),
                 start_to_close_timeout=timedelta(seconds=request.flyway_timeout_s + 60),
                 heartbeat_timeout=timedelta(seconds=request.heartbeat_timeout_s),
@@ -279,6 +281,7 @@ class TenantMigrationWorkflow:
                     secrets_backend=request.secrets_backend,
                     migration_set=request.migration_set,
                     pinned_secrets=request.pinned_secrets,
+                    timeout_s=request.flyway_timeout_s,
                 ),
                 start_to_close_timeout=timedelta(seconds=request.flyway_timeout_s + 60),
                 heartbeat_timeout=timedelta(seconds=request.heartbeat_timeout_s),

@@ -21,8 +21,10 @@ from typing import Final, Protocol
 
 from opentelemetry import metrics, trace
 from opentelemetry.trace import Status, StatusCode
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from temporalio import activity
+
+from activities.wire import CLIENT_INPUT, WIRE_MODEL
 
 __all__ = [
     "UNSPECIFIED_PRINCIPAL",
@@ -66,7 +68,7 @@ class AuditOutcome(StrEnum):
 class AuditContext(BaseModel):
     """Who and what started a change; the principal is never invented (empty: ``<unspecified>``)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = CLIENT_INPUT
 
     principal: str = ""
     git_sha: str = ""
@@ -76,7 +78,7 @@ class AuditContext(BaseModel):
 class AuditEvent(BaseModel):
     """One audited change. ``event_id`` is deterministic per outcome so sinks can dedupe retries."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = WIRE_MODEL
 
     event_id: str = Field(min_length=1, max_length=512)
     type: AuditEventType

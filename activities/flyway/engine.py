@@ -35,7 +35,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Final, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from temporalio import activity
 
 from activities.database_target import (
@@ -63,10 +63,11 @@ from activities.flyway.output import (
     outcome_from_document,
 )
 from activities.flyway.schema_history import check_history_marker
-from activities.flyway.session import RunSessions
+from activities.flyway.session import DEFAULT_LOCK_TIMEOUT_MS, RunSessions
 from activities.redaction import MIN_REDACTABLE_LENGTH, redact
 from activities.secrets.providers import SecretsProvider, provider_for, validate_tenant_id
 from activities.sets.store import MigrationSets
+from activities.wire import WIRE_MODEL
 
 __all__ = [
     "DEVELOPMENT_ENVIRONMENTS",
@@ -143,15 +144,26 @@ class FlywaySettings:
     Attributes:
         locations: absolute folders holding the versioned SQL scripts, used by runs that name
             none (a worker's runs always name their set's snapshot; see ``activities/sets/store.py``).
-        timeout: budget for one Flyway process; past it the process group is killed.
+        timeout: budget for one Flyway run that names none; past it the run is stopped.
         lock_retry_count: seconds Flyway waits for another runner's advisory lock.
         connect_retries: Flyway's own connection retries (0: let Temporal retry instead).
+        lock_timeout: how long one statement may wait for a table lock (PostgreSQL
+            ``lock_timeout``); past it the statement fails (``lock_timeout``, retried) instead of
+            queueing the application's queries behind it.
     """
 
     locations: tuple[Path, ...] = ()
     timeout: timedelta = timedelta(minutes=5)
     lock_retry_count: int = 50
     connect_retries: int = 0
+    lock_timeout: timedelta = timedelta(milliseconds=DEFAULT_LOCK_TIMEOUT_MS)
+
+    def sessions(self, timeout: timedelta | None = None) -> RunSessions:
+        """The sessions of one run: its budget (``timeout``, or these settings'), this lock timeout."""
+        budget = timeout or self.timeout
+        return RunSessions(
+            budget.total_seconds(), lock_timeout_ms=int(self.lock_timeout.total_seconds() * 1000)
+        )
 
 
 class FlywayRunner:
@@ -203,12 +215,15 @@ class FlywayRunner:
         *,
         installed_by: str = "",
         locations: tuple[Path, ...] | None = None,
+        timeout: timedelta | None = None,
     ) -> FlywayOutcome:
         """Run one Flyway verb against ``target`` and return its parsed, successful outcome.
 
         ``installed_by``: recorded in ``flyway_schema_history.installed_by`` for every script this
         run applies (a rollout's marker; default: the database user). ``locations``: the folders
-        of this run's migration set (default: the settings' folders).
+        of this run's migration set (default: the settings' folders). ``timeout``: this run's
+        budget (default: the settings'); a rollout passes its own, so one value bounds both the
+        run and the activity around it.
 
         Raises:
             PasswordTooShortError: migrate with a non-empty password under 8 bytes (nothing ran).
@@ -221,13 +236,16 @@ class FlywayRunner:
         """
         password = target.password.get_secret_value()
         env = check_runnable(action, target, installed_by=installed_by)
-        sessions = RunSessions(self._settings.timeout.total_seconds())
+        sessions = self._settings.sessions(timeout)
+        budget = timedelta(seconds=sessions.budget_s)
         env["FLYWAY_URL"] = sessions.jdbc_url(env["FLYWAY_URL"], target)
         argv = self.argv(action, target, locations=locations)
         started = time.monotonic()
         with tempfile.TemporaryDirectory(prefix="fleetway-flyway-") as scratch:
             env.update({"HOME": scratch, "PATH": os.defpath, "LANG": "C.UTF-8"})
-            returncode, raw = await self._execute(argv, env, cwd=scratch, sessions=sessions, target=target)
+            returncode, raw = await self._execute(
+                argv, env, cwd=scratch, sessions=sessions, target=target, budget=budget
+            )
         output = redact(raw, password)
         elapsed_ms = int((time.monotonic() - started) * 1000)
         return interpret_output(action, output, returncode=returncode, elapsed_ms=elapsed_ms)
@@ -240,6 +258,7 @@ class FlywayRunner:
         cwd: str,
         sessions: RunSessions,
         target: DatabaseTarget,
+        budget: timedelta,
     ) -> tuple[int, str]:
         proc = await asyncio.create_subprocess_exec(
             *_with_parent_death_signal(argv),
@@ -251,14 +270,14 @@ class FlywayRunner:
             start_new_session=True,  # launcher and JVM share a group we can kill as one
         )
         communicate = asyncio.ensure_future(proc.communicate())
-        deadline = time.monotonic() + self._settings.timeout.total_seconds()
+        deadline = time.monotonic() + budget.total_seconds()
         try:
             while True:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     await self._stop(proc, communicate, sessions, target)
                     raise FlywayTimeoutError(
-                        f"flyway timed out after {self._settings.timeout.total_seconds():.0f}s and its "
+                        f"flyway timed out after {budget.total_seconds():.0f}s and its "
                         "process group was killed; schema state is unknown (a partially applied "
                         "migration is possible)",
                         error_class=ErrorClass.INTERNAL_ERROR,
@@ -282,7 +301,7 @@ class FlywayRunner:
         target: DatabaseTarget,
     ) -> None:
         await self._kill_group(proc, communicate)
-        await sessions.cancel(target)
+        await sessions.terminate(target)
 
     @staticmethod
     async def _kill_group(
@@ -311,6 +330,7 @@ class FlywayEngine(Protocol):
         *,
         installed_by: str = "",
         locations: tuple[Path, ...] | None = None,
+        timeout: timedelta | None = None,
     ) -> FlywayOutcome:
         """Run one verb against ``target`` (see :meth:`FlywayRunner.run` for the contract)."""
         ...
@@ -444,9 +464,12 @@ class RunFlywayInput(BaseModel):
         with_info: for validate, also run ``info`` in the same attempt and return its entries and
             pending versions with the validate outcome (also on a validate failure): the drift
             read without a second activity.
+        timeout_s: the run's budget, the one the workflow sized the activity's timeout from (a
+            rollout's ``flyway_timeout_s``), so the worker's default can never outlast it and get
+            a healthy run retried into Flyway's lock; 0: the worker's ``flyway.timeout_s``.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = WIRE_MODEL
 
     action: Action
     tenant_id: str = Field(min_length=1, max_length=128)
@@ -456,6 +479,7 @@ class RunFlywayInput(BaseModel):
     migration_set: str = ""
     pinned_secrets: str = ""
     with_info: bool = False
+    timeout_s: int = Field(default=0, ge=0)
 
 
 @contextlib.asynccontextmanager
@@ -532,7 +556,7 @@ class FlywayActivities:
         return outcome.model_copy(update={"attempt": info.attempt, "migration_set": ran})
 
     async def _validate_with_info(
-        self, target: DatabaseTarget, locations: tuple[Path, ...] | None
+        self, target: DatabaseTarget, locations: tuple[Path, ...] | None, timeout: timedelta | None
     ) -> FlywayOutcome:
         """Validate, then info on the same target: one attempt, one credential resolve.
 
@@ -540,7 +564,7 @@ class FlywayActivities:
         failure after a passed validate is the run's failure, as a second activity's would be.
         """
         try:
-            validated = await self._runner.run(Action.VALIDATE, target, locations=locations)
+            validated = await self._runner.run(Action.VALIDATE, target, locations=locations, timeout=timeout)
         except FlywayReportedFailureError as exc:
             if exc.outcome is not None:
                 with contextlib.suppress(FleetwayError):
@@ -554,12 +578,17 @@ class FlywayActivities:
         self, request: RunFlywayInput, tenant_id: str, locations: tuple[Path, ...] | None
     ) -> FlywayOutcome:
         provider = provider_for(self._secrets, request.secrets_backend, pinned=request.pinned_secrets)
+        timeout = timedelta(seconds=request.timeout_s) if request.timeout_s else None
         run = functools.partial(
-            self._runner.run, request.action, installed_by=request.installed_by, locations=locations
+            self._runner.run,
+            request.action,
+            installed_by=request.installed_by,
+            locations=locations,
+            timeout=timeout,
         )
         target = await provider.resolve(tenant_id)
         if request.with_info and request.action is Action.VALIDATE:
-            return await self._validate_with_info(target, locations)
+            return await self._validate_with_info(target, locations, timeout)
         try:
             return await run(target)
         except FlywayReportedFailureError as exc:

@@ -6,16 +6,23 @@ command line, turns Flyway's result (or exception) into the same JSON document t
 (``JsonUtils.toJson`` / ``ErrorOutput.toOperationResult``), redacts it, and hands it to the shared
 :func:`interpret_output` — so outcomes and error classes are the CLI engine's, by construction.
 
-Timeouts and cancellation. Flyway's Java API cannot be interrupted mid-statement and a JVM thread
-cannot be killed. Each run therefore connects through ``RunSessions`` (its own
-``ApplicationName``, a server-side ``statement_timeout`` and a JDBC ``socketTimeout`` equal to the
-run's budget, see ``activities/flyway/session.py``). On cancellation or
-timeout the engine asks PostgreSQL to cancel that run's backends (``pg_cancel_backend``, allowed for
-the run's own role), which makes Flyway's current statement fail and its thread return; PostgreSQL
-rolls the migration's transaction back. The activity reports cancelled/timed out at once and does
-not wait for the thread; if the statement is stuck outside PostgreSQL's reach the thread is
-abandoned (it ends at the latest when ``socketTimeout`` fires). Schema state after a cancelled
-non-transactional migration is unknown, exactly as with a killed CLI process.
+Timeouts and cancellation. Flyway's Java API cannot be interrupted and a JVM thread cannot be
+killed. Each run therefore connects through ``RunSessions`` (its own ``ApplicationName``, a
+server-side ``statement_timeout`` and a JDBC ``socketTimeout`` equal to the run's budget, see
+``activities/flyway/session.py``) and carries a stop flag. A cancelled or timed-out run is stopped
+for real, in two ways, because one alone leaves a gap:
+
+- its sessions are terminated (``pg_terminate_backend``): the statement under way fails, the
+  script's transaction rolls back, and every later statement on that connection fails too (a
+  ``pg_cancel_backend`` stopped only the statement running at that instant; landing between the
+  statements of a many-statement script it stopped nothing, and Flyway applied the rest of the set
+  after the activity had reported "cancelled");
+- a Flyway callback checks the flag before each migration and refuses to start the next script,
+  which covers a connection opened after the terminate (the run's very start).
+
+The activity then waits (a few seconds) for the thread to return, so "cancelled" is said after
+Flyway stopped. Schema state after a stopped non-transactional migration is unknown, exactly as
+with a killed CLI process.
 
 Must not: log the password; put it anywhere but the Java ``dataSource`` call.
 """
@@ -28,9 +35,11 @@ import functools
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar, cast
 
 from activities.database_target import DatabaseTarget, Vendor
 from activities.errors import ConfigurationError, FlywayTimeoutError, PrerequisiteMissingError
@@ -54,6 +63,7 @@ _log = logging.getLogger(__name__)
 # Bounded heap and metaspace keep a worker's RSS flat at fleet scale; SerialGC suits 1-2 cores.
 DEFAULT_JVM_OPTIONS: Final = ("-Xmx256m", "-XX:MaxMetaspaceSize=128m", "-XX:+UseSerialGC", "-Xss1m")
 _CANCEL_WAIT_S: Final = 5.0
+_Method = TypeVar("_Method", bound=Callable[..., Any])
 
 _jvm_lock = threading.Lock()
 _convert_lock = threading.Lock()  # see JvmFlywayEngine._call
@@ -90,6 +100,47 @@ def start_jvm(install: FlywayInstall, options: tuple[str, ...] = DEFAULT_JVM_OPT
         _jvm_lib = install.lib_dir
 
 
+def _stop_callback(stopped: threading.Event) -> Any:
+    """A Flyway ``Callback`` that refuses every migration once ``stopped`` is set (JVM started)."""
+    import jpype  # noqa: PLC0415
+
+    return _stop_callback_class(jpype)(stopped)
+
+
+@functools.cache
+def _stop_callback_class(jpype: Any) -> Any:
+    """The callback class, defined once the JVM is up (JPype proxies need the Java interface)."""
+    event = jpype.JClass("org.flywaydb.core.api.callback.Event")
+    refusal = jpype.JClass("org.flywaydb.core.api.FlywayException")
+
+    def override(method: _Method) -> _Method:  # JPype matches interface methods marked so
+        return cast("_Method", jpype.JOverride(method))
+
+    @jpype.JImplements("org.flywaydb.core.api.callback.Callback")
+    class StopCallback:
+        def __init__(self, stopped: threading.Event) -> None:
+            self._stopped = stopped
+
+        @override
+        def supports(self, e: Any, context: Any) -> bool:
+            return bool(e == event.BEFORE_EACH_MIGRATE)
+
+        @override
+        def canHandleInTransaction(self, e: Any, context: Any) -> bool:
+            return True
+
+        @override
+        def handle(self, e: Any, context: Any) -> None:
+            if self._stopped.is_set():
+                raise refusal("fleetway stopped this run (cancelled or timed out)")
+
+        @override
+        def getCallbackName(self) -> str:
+            return "fleetway-stop"
+
+    return StopCallback
+
+
 class JvmFlywayEngine:
     """Runs Flyway through its Java API in this process (see the module docstring)."""
 
@@ -120,6 +171,7 @@ class JvmFlywayEngine:
         *,
         installed_by: str = "",
         locations: tuple[Path, ...] | None = None,
+        timeout: timedelta | None = None,
     ) -> FlywayOutcome:
         """Same contract as :meth:`FlywayRunner.run`."""
         env = check_runnable(action, target, installed_by=installed_by)
@@ -129,9 +181,10 @@ class JvmFlywayEngine:
                 "the jvm engine supports PostgreSQL targets; use the cli engine for Oracle"
             )
         password = target.password.get_secret_value()
-        budget = self._settings.timeout.total_seconds()
-        sessions = RunSessions(budget)
+        sessions = self._settings.sessions(timeout)
+        budget = sessions.budget_s
         url = sessions.jdbc_url(env["FLYWAY_URL"], target)
+        stopped = threading.Event()
         loop = asyncio.get_running_loop()
         started = time.monotonic()
         await loop.run_in_executor(self._executor, self.start)
@@ -146,6 +199,7 @@ class JvmFlywayEngine:
                 target.schema_name,
                 installed_by=installed_by,
                 folders=folders,
+                stopped=stopped,
             ),
         )
         deadline = started + budget
@@ -153,9 +207,9 @@ class JvmFlywayEngine:
             while True:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    await self._cancel_backends(target, sessions, call)
+                    await self._stop(target, sessions, call, stopped)
                     raise FlywayTimeoutError(
-                        f"flyway timed out after {budget:.0f}s and its statements were cancelled; schema "
+                        f"flyway timed out after {budget:.0f}s and its sessions were ended; schema "
                         "state is unknown (a partially applied migration is possible)",
                         error_class=ErrorClass.INTERNAL_ERROR,
                     )
@@ -163,8 +217,8 @@ class JvmFlywayEngine:
                 if done:
                     break
         except asyncio.CancelledError:
-            await asyncio.shield(self._cancel_backends(target, sessions, call))
-            _log.warning("flyway cancelled; its statements were cancelled in PostgreSQL")
+            await asyncio.shield(self._stop(target, sessions, call, stopped))
+            _log.warning("flyway cancelled; its sessions were ended in PostgreSQL")
             raise
         raw, engine_error = call.result()
         output = redact(raw, password)
@@ -181,6 +235,7 @@ class JvmFlywayEngine:
         *,
         installed_by: str,
         folders: tuple[Path, ...],
+        stopped: threading.Event,
     ) -> tuple[str, bool]:
         """In a worker thread: configure, run, and render the result as the CLI's JSON document.
 
@@ -211,6 +266,7 @@ class JvmFlywayEngine:
                     .cleanDisabled(True)
                     .connectRetries(s.connect_retries)
                     .lockRetryCount(s.lock_retry_count)
+                    .callbacks(_stop_callback(stopped))
                 )
                 if schema:
                     config = config.schemas(schema).defaultSchema(schema)
@@ -232,13 +288,24 @@ class JvmFlywayEngine:
                 return str(json_utils.toJson(error_output.toOperationResult(exc))), False
             return f"engine error: {exc.getClass().getName()}", True
 
-    async def _cancel_backends(
-        self, target: DatabaseTarget, sessions: RunSessions, call: asyncio.Future[Any]
+    async def _stop(
+        self,
+        target: DatabaseTarget,
+        sessions: RunSessions,
+        call: asyncio.Future[Any],
+        stopped: threading.Event,
     ) -> None:
-        """Cancel the run's statements in PostgreSQL, then give its thread a moment to return."""
-        await sessions.cancel(target)
-        with contextlib.suppress(asyncio.TimeoutError, Exception):
+        """Stop the run: flag it (no next script), end its sessions, then wait for its thread."""
+        stopped.set()
+        await sessions.terminate(target)
+        try:
             await asyncio.wait_for(asyncio.shield(call), _CANCEL_WAIT_S)
+        except TimeoutError:
+            # Between the flag and the terminate, a connection opened meanwhile is ended by the
+            # statement timeout at the latest; say so rather than pretend the thread is gone.
+            _log.warning("a stopped flyway run has not returned yet; its next script is refused")
+        except Exception:  # noqa: S110 - the run's own failure: it stopped, as asked
+            pass
 
 
 class VendorRoutedEngine:
@@ -263,7 +330,10 @@ class VendorRoutedEngine:
         *,
         installed_by: str = "",
         locations: tuple[Path, ...] | None = None,
+        timeout: timedelta | None = None,
     ) -> FlywayOutcome:
         """Route to the engine for ``target``'s vendor (same contract as :meth:`FlywayRunner.run`)."""
         engine: FlywayEngine = self._jvm if target.vendor is Vendor.POSTGRESQL else self._cli
-        return await engine.run(action, target, installed_by=installed_by, locations=locations)
+        return await engine.run(
+            action, target, installed_by=installed_by, locations=locations, timeout=timeout
+        )

@@ -18,7 +18,9 @@ import re
 from enum import StrEnum
 from typing import Any, Final
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
+
+from activities.wire import WIRE_MODEL
 
 __all__ = [
     "RETRYABLE_CLASSES",
@@ -65,7 +67,7 @@ RETRYABLE_CLASSES: Final = frozenset(
 class ValidationIssue(BaseModel):
     """One migration that failed validation (from ``invalidMigrations``)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = WIRE_MODEL
 
     version: str
     description: str = ""
@@ -75,7 +77,7 @@ class ValidationIssue(BaseModel):
 class InfoEntry(BaseModel):
     """One versioned migration as ``info`` reports it."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = WIRE_MODEL
 
     version: str
     description: str = ""
@@ -93,7 +95,7 @@ class FlywayOutcome(BaseModel):
     can quote row values.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = WIRE_MODEL
 
     action: Action
     success: bool

@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from typing import Final
 
 import psycopg
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from temporalio import activity
 
 from activities.database_target import DatabaseTarget, Vendor, check_pg_identifier, libpq_conninfo
@@ -35,6 +35,7 @@ from activities.errors import (
     to_application_error,
 )
 from activities.secrets.providers import SecretsProvider, provider_for, validate_tenant_id
+from activities.wire import WIRE_MODEL
 
 __all__ = [
     "HistoryRow",
@@ -80,7 +81,7 @@ def check_history_marker(value: str) -> str:
 class HistoryRow(BaseModel):
     """One versioned row of ``flyway_schema_history``, in installed order."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = WIRE_MODEL
 
     version: str
     success: bool
@@ -100,7 +101,7 @@ class HistorySummary(BaseModel):
         repeated: versions with more than one successful row (never expected; reported if seen).
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = WIRE_MODEL
 
     table_exists: bool
     version_before: str = ""
@@ -171,7 +172,7 @@ async def read_history(target: DatabaseTarget, marker: str) -> HistorySummary:
 class ReadHistoryInput(BaseModel):
     """Input of ``read_schema_history``: a tenant, its secret backend and the rollout's marker."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = WIRE_MODEL
 
     tenant_id: str = Field(min_length=1, max_length=128)
     secrets_backend: str = "default"

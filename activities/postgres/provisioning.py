@@ -34,6 +34,7 @@ from activities.errors import (
 )
 from activities.postgres.roles import PG_IDENTIFIER, PGRoleSpec, deprovision_pg_roles, provision_pg_roles
 from activities.secrets.providers import SecretsProvider, SecretWriter, as_writer, provider_for
+from activities.wire import CLIENT_INPUT, WIRE_MODEL
 
 __all__ = [
     "CleanupInput",
@@ -52,7 +53,7 @@ T = TypeVar("T")
 class TenantRoles(BaseModel):
     """The names provisioning creates for one tenant (defaults derive from the tenant id)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = CLIENT_INPUT
 
     tenant_id: str = Field(min_length=1, max_length=128)
     schema_name: str = ""
@@ -98,7 +99,7 @@ class TenantRoles(BaseModel):
 class SchemaStep(BaseModel):
     """Whether the schema is this provisioning's own (created now or by an earlier attempt)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = WIRE_MODEL
 
     owned: bool
 
@@ -106,7 +107,7 @@ class SchemaStep(BaseModel):
 class SeedInput(BaseModel):
     """Seed SQL, run as the migrator role inside the tenant's schema, in one transaction."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = WIRE_MODEL
 
     roles: TenantRoles
     sql: str = Field(max_length=256 * 1024)
@@ -115,7 +116,7 @@ class SeedInput(BaseModel):
 class CleanupInput(BaseModel):
     """What to undo: everything when the schema is this provisioning's own, else nothing."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = WIRE_MODEL
 
     roles: TenantRoles
     owned: bool

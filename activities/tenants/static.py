@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import Protocol
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from temporalio import activity
 
 from activities.backend_identity import check_backend
 from activities.errors import ConfigurationError, FleetwayError, TenantSourceError, to_application_error
 from activities.secrets.providers import validate_tenant_ids
 from activities.tenants.labels import validate_labels
+from activities.wire import WIRE_MODEL
 
 __all__ = [
     "ListTenantsInput",
@@ -40,7 +41,7 @@ class TenantPage(BaseModel):
     ``labels``: id → labels, for the listed tenants that have any (validated by the source).
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = WIRE_MODEL
 
     tenant_ids: list[str]
     next_cursor: str | None = None
@@ -50,7 +51,7 @@ class TenantPage(BaseModel):
 class ListTenantsInput(BaseModel):
     """Which configured source to page through, from where, how many at a time."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = WIRE_MODEL
 
     source: str = "default"
     cursor: str | None = None

@@ -21,7 +21,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Final
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from temporalio import activity
 
 from activities.backend_identity import check_backend
@@ -35,6 +35,7 @@ from activities.secrets.providers import validate_tenant_ids
 from activities.tenants.labels import parse_selector
 from activities.tenants.static import TenantLister
 from activities.tenants.walk import list_all_tenants
+from activities.wire import CLIENT_INPUT, WIRE_MODEL
 
 __all__ = [
     "MAX_PLANNED_TENANTS",
@@ -99,7 +100,7 @@ class WaveSpec(BaseModel):
         gate: before this wave starts, wait for an operator's ``approve`` (or ``reject``).
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = CLIENT_INPUT
 
     name: str
     labels: str = ""
@@ -200,7 +201,7 @@ def check_waves(waves: Sequence[WaveSpec]) -> None:
 class PlannedWave(BaseModel):
     """One wave's tenants, in dispatch order."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = WIRE_MODEL
 
     name: str
     tenants: list[str]
@@ -209,7 +210,7 @@ class PlannedWave(BaseModel):
 class WavePlan(BaseModel):
     """Which tenant lands in which wave; ``unplanned``: listed tenants no wave selected (not run)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = WIRE_MODEL
 
     waves: list[PlannedWave]
     listed: int
@@ -260,7 +261,7 @@ def plan_waves(waves: Sequence[WaveSpec], fleet: Mapping[str, Mapping[str, str]]
 class PlanWavesInput(BaseModel):
     """Plan ``waves`` over the named source, or over ``restrict_to`` (an explicit list or a rerun)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = WIRE_MODEL
 
     waves: list[WaveSpec]
     source: str = "default"

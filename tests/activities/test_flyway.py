@@ -588,3 +588,40 @@ async def test_two_runs_on_one_schema_at_once_apply_each_script_once(
 
     assert sorted(first.applied_versions + second.applied_versions) == ["1", "2", "3", "4", "5", "6"]
     assert history(postgres, schema) == [(v, True) for v in ["1", "2", "3", "4", "5", "6"]]
+
+
+async def test_a_migration_queued_behind_an_application_lock_gives_up_instead_of_blocking_the_app(
+    engine_factory: Callable[..., FlywayEngine],
+    target: DatabaseTarget,
+    postgres: PostgresServer,
+    schema: str,
+    tmp_path: Path,
+) -> None:
+    """An ALTER TABLE waiting for a lock queues every later query on the table behind itself; with
+    lock_timeout it fails (55P03, ``lock_timeout``, retryable) within a second, and the
+    application's queries go on."""
+    await engine_factory(copy_migrations(tmp_path / "v4", upto=4)).run(Action.MIGRATE, target)
+    altering = engine_factory(copy_migrations(tmp_path / "v5"), lock_timeout=timedelta(seconds=2))
+    with psycopg.connect(postgres.dsn) as app, psycopg.connect(postgres.dsn, autocommit=True) as reader:
+        app.execute(f'SELECT count(*) FROM "{schema}".accounts')  # an open transaction's ACCESS SHARE lock
+        migration = asyncio.create_task(altering.run(Action.MIGRATE, target))
+        reader.execute("SET statement_timeout = '8s'")
+
+        def alter_queued() -> bool:
+            row = reader.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND query ILIKE 'ALTER TABLE accounts%'"
+            ).fetchone()
+            return bool(row and row[0])
+
+        assert await asyncio.to_thread(wait_until, alter_queued, timeout=60, interval=0.02)
+        started = time.monotonic()
+        await asyncio.to_thread(reader.execute, f'SELECT count(*) FROM "{schema}".accounts')
+        waited = time.monotonic() - started
+        with pytest.raises(FlywayReportedFailureError) as failure:
+            await migration
+        app.rollback()
+    assert 0.2 < waited < 4  # queued behind the ALTER, but only until its lock_timeout
+    assert failure.value.outcome is not None
+    assert failure.value.outcome.error_class is ErrorClass.LOCK_TIMEOUT and failure.value.is_retryable
+    assert [v for v, _ in history(postgres, schema)] == ["1", "2", "3", "4"]  # V5 rolled back, retried later

@@ -131,3 +131,57 @@ os._exit(0)
     )
     # False: no attach socket in /tmp (with -Xrs HotSpot opens one at start; an os._exit leaves it).
     assert (done.returncode, done.stdout.strip()) == (0, "['python'] False"), done.stderr[-2000:]
+
+
+def _many_short_statements(folder: Path, scripts: int = 120, rows: int = 600) -> Path:
+    """Scripts of many short statements: a cancel lands between statements, never inside a long one."""
+    folder.mkdir()
+    (folder / "V1__table.sql").write_text("CREATE TABLE t (i int);\n")
+    body = "".join(f"INSERT INTO t VALUES ({j});\n" for j in range(rows))
+    for version in range(2, scripts + 2):
+        (folder / f"V{version}__rows.sql").write_text(body)
+    return folder
+
+
+def _run_backends(postgres: PostgresServer) -> int:
+    with psycopg.connect(postgres.dsn) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'fleetway-%' "
+            "AND application_name <> 'fleetway-cancel'"
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+@pytest.mark.parametrize("stop", ["cancel", "timeout"])
+async def test_a_stopped_run_applies_nothing_after_it_reports_stopped(
+    flyway_install: FlywayInstall,
+    target: DatabaseTarget,
+    postgres: PostgresServer,
+    schema: str,
+    tmp_path: Path,
+    stop: str,
+) -> None:
+    """A JVM thread cannot be killed: the run's sessions are terminated and a callback refuses the
+    next script, so Flyway stops with the run instead of applying the rest of the set."""
+    many = _many_short_statements(tmp_path / "many")
+    timeout = timedelta(seconds=3 if stop == "timeout" else 600)
+    task = asyncio.create_task(engine(flyway_install, many, timeout=timeout).run(Action.MIGRATE, target))
+
+    def applied() -> int:
+        try:
+            return len(history(postgres, schema))
+        except psycopg.errors.UndefinedTable:
+            return 0
+
+    assert await wait_for(lambda: applied() >= 4, 60), "the migration never got going"
+    if stop == "cancel":
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    else:
+        with pytest.raises(FlywayTimeoutError):
+            await task
+    at_stop = applied()
+    assert at_stop < len(list(many.iterdir()))  # stopped mid-set
+    assert not await wait_for(lambda: applied() > at_stop, 5)  # and nothing applied after it said so
+    assert _run_backends(postgres) == 0

@@ -360,7 +360,10 @@ async def test_cli_shows_the_databases_own_message_for_a_failed_script(
 
 def test_cli_answers_in_one_named_line_when_temporal_is_unreachable(tmp_path: Path) -> None:
     port = free_port()
-    env = dict(os.environ) | {"FLEETWAY_TEMPORAL__ADDRESS": f"127.0.0.1:{port}"}
+    env = dict(os.environ) | {
+        "FLEETWAY_TEMPORAL__ADDRESS": f"127.0.0.1:{port}",
+        "FLEETWAY_FLYWAY__LOCATIONS": json.dumps([str(DEMO_MIGRATIONS)]),  # a worker needs its set first
+    }
     for argv in (["status", "r-1"], ["cancel", "r-1"], ["pause", "r-1"], ["migrate", "--tenant", "acme"],
                  ["list-tenants"], ["worker"]):  # fmt: skip
         done = fleetway(*argv, env=env, timeout=60)

@@ -11,6 +11,7 @@ import subprocess
 import uuid
 from pathlib import Path
 
+import psycopg
 import pytest
 from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowUpdateFailedError
@@ -20,7 +21,7 @@ from temporalio.worker import Replayer
 from activities.flyway.engine import FlywayInstall
 from activities.rollouts import Outcome
 from tests.fleet import FLEETWAY, fleetway, make_fleet
-from tests.support import copy_migrations, history, java_pids, schema_exists
+from tests.support import copy_migrations, history, java_pids, schema_exists, wait_until
 from worker.client import DATA_CONVERTER
 from worker.devstack import PROJECT_ROOT, PostgresServer, TemporalDevServer
 from workflows.migrate_all import MigrateAllWorkflow
@@ -413,3 +414,47 @@ def test_the_import_guard_catches_what_a_ban_list_missed() -> None:
         "threading is not on the allow-list",
         "activities.flyway.engine imported outside workflow.unsafe.imports_passed_through()",
     ]
+
+
+async def test_a_tenant_locked_by_the_application_is_retried_and_migrates_once_the_lock_goes(
+    client: Client, flyway_install: FlywayInstall, postgres: PostgresServer, tmp_path: Path
+) -> None:
+    """55P03 (lock_timeout) is retried within the tenant's budget, never the tenant's failure."""
+    fleet = make_fleet(postgres, 1)
+    (tenant,) = fleet.tenants
+    fleet.locations = copy_migrations(tmp_path / "v4", upto=4)
+    async with fleet.worker(client, flyway_install):
+        await client.execute_workflow(
+            MigrateAllWorkflow.run,
+            MigrateAllInput(),
+            id=f"v4-{uuid.uuid4().hex[:8]}",
+            task_queue=fleet.task_queue,
+        )
+    fleet.locations = copy_migrations(tmp_path / "v5")
+    waits: list[int] = []
+
+    def queued() -> bool:
+        with psycopg.connect(postgres.dsn, autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND query ILIKE 'ALTER TABLE accounts%'"
+            ).fetchone()
+        if row and row[0] not in waits:
+            waits.append(row[0])  # each attempt connects anew: a new backend pid
+        return len(waits) >= 2
+
+    with psycopg.connect(postgres.dsn) as app:
+        app.execute(f'SELECT count(*) FROM "{tenant}".accounts')  # the application's open transaction
+        async with fleet.worker(client, flyway_install, lock_timeout_s=1):
+            handle = await client.start_workflow(
+                MigrateAllWorkflow.run, MigrateAllInput(), id=f"lock-{uuid.uuid4().hex[:8]}",
+                task_queue=fleet.task_queue,
+            )  # fmt: skip
+            assert await asyncio.to_thread(wait_until, queued, timeout=60, interval=0.05)  # two attempts
+            app.rollback()  # the application lets go
+            result = await handle.result()
+
+    assert result.status is RolloutStatus.SUCCEEDED, result.failed
+    (outcome,) = result.outcomes
+    assert outcome.attempts >= 2 and outcome.applied_versions == ["5"]
+    assert history(postgres, tenant) == [(v, True) for v in ["1", "2", "3", "4", "5"]]

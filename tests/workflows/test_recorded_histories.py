@@ -16,10 +16,12 @@ Re-record (after a deliberate, patched change; keep the old files too) with
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from temporalio.client import Client, WorkflowHistory
@@ -53,6 +55,31 @@ def _committed() -> list[Path]:
 @pytest.mark.parametrize("path", _committed(), ids=lambda p: p.stem)
 async def test_a_committed_history_replays_against_the_current_code(path: Path) -> None:
     document = json.loads(path.read_text())
+    history = WorkflowHistory.from_json(document["workflow_id"], document["history"])
+    await Replayer(workflows=_WORKFLOWS, data_converter=DATA_CONVERTER).replay_workflow(history)
+
+
+def _with_a_newer_builds_field(payload: dict[str, Any], where: str) -> None:
+    """Add a field this build does not know to a JSON payload (at ``where``: "" = its top)."""
+    data = json.loads(base64.b64decode(payload["data"]))
+    (data[where] if where else data)["field_from_a_newer_build"] = {"any": ["shape"]}
+    payload["data"] = base64.b64encode(json.dumps(data).encode()).decode()
+
+
+async def test_a_history_carrying_fields_of_a_newer_build_replays() -> None:
+    """A rolling deploy: an older worker reads a carry and child results a newer one wrote."""
+    document = json.loads((HISTORIES / "migrate-failure-continue-as-new-parent-1.json").read_text())
+    events = document["history"]["events"]
+    (started,) = events[0]["workflowExecutionStartedEventAttributes"]["input"]["payloads"]
+    _with_a_newer_builds_field(started, "carry")
+    results = [
+        e["childWorkflowExecutionCompletedEventAttributes"]["result"]["payloads"][0]
+        for e in events
+        if "childWorkflowExecutionCompletedEventAttributes" in e
+    ]
+    assert results  # the run has child results to carry the field
+    for result in results:
+        _with_a_newer_builds_field(result, "")
     history = WorkflowHistory.from_json(document["workflow_id"], document["history"])
     await Replayer(workflows=_WORKFLOWS, data_converter=DATA_CONVERTER).replay_workflow(history)
 
