@@ -39,6 +39,7 @@ carry a secret value, a DSN or Flyway's free-text output.
     ├── QuiesceNotSetError
     ├── QuiesceBackendError
     ├── SchemaHistoryUnavailableError
+    ├── AuditSinkError
     ├── ProvisioningError
     ├── ProvisioningUnavailableError
     └── FlywayError
@@ -60,6 +61,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ApprovalNotPendingError",
+    "AuditSinkError",
     "ConfigurationError",
     "FleetwayError",
     "FlywayError",
@@ -154,6 +156,13 @@ class SearchAttributesMissingError(ConfigurationError):
     """
 
     error_type = "search_attributes_missing"
+
+
+class AuditSinkError(FleetwayError):
+    """The durable audit sink could not take an event (down, refusing, timed out); retried."""
+
+    error_type = "audit_sink_error"
+    retryable = True
 
 
 class IncompatiblePayloadError(FleetwayError):

@@ -484,8 +484,7 @@ class MigrateAllWorkflow:
             await workflow.execute_activity_method(
                 AuditActivities.emit_audit,
                 event,
-                start_to_close_timeout=_SHORT,
-                retry_policy=RetryPolicy(maximum_attempts=5),
+                **_by_time(self._request, _SHORT),
             )
         except ActivityError as err:
             reraise_cancel(err)

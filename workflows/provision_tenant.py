@@ -188,7 +188,8 @@ class _StateMachine:
             AuditActivities.emit_audit,
             event,
             start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=RetryPolicy(maximum_attempts=10),
+            schedule_to_close_timeout=timedelta(minutes=15),  # a sink outage is waited out, by time
+            retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30), maximum_attempts=0),
         )
 
     def result(self) -> ProvisionResult:

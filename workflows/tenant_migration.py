@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
+from temporalio.exceptions import TimeoutError as ActivityTimeoutError
 
 with workflow.unsafe.imports_passed_through():
     from activities.audit.events import (
@@ -28,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.flyway.output import RETRYABLE_CLASSES, Action, ErrorClass, FlywayOutcome
     from activities.rollouts import Outcome, OutcomeSource, TenantOutcome
     from activities.wire import WIRE_MODEL
+    from workflows.cancellation import reraise_cancel
     from workflows.schema_truth import TRUTH_PATCH, reconciled
 
 __all__ = ["TenantMigrationInput", "TenantMigrationWorkflow"]
@@ -109,6 +111,13 @@ def _from_failure(tenant_id: str, err: ActivityError) -> TenantOutcome:
         error_class=error_class,
         message=message[:_MESSAGE_MAX],
     )
+
+
+def _failure_text(err: ActivityError) -> str:
+    cause = err.cause
+    if isinstance(cause, ActivityTimeoutError) and isinstance(cause.cause, ApplicationError):
+        cause = cause.cause
+    return f"{cause.type}: {cause.message}" if isinstance(cause, ApplicationError) else type(cause).__name__
 
 
 def _with_info(outcome: TenantOutcome, flyway: FlywayOutcome | None) -> TenantOutcome:
@@ -253,8 +262,9 @@ class TenantMigrationWorkflow:
                 "migration_set": outcome.migration_set or request.migration_set,
             }
         )
-        if request.action is Action.MIGRATE:
-            await self._audit(request, outcome, started)
+        if request.action is Action.MIGRATE and (unrecorded := await self._audit(request, outcome, started)):
+            message = f"{outcome.message}; {unrecorded}" if outcome.message else unrecorded
+            outcome = outcome.model_copy(update={"message": message[:_MESSAGE_MAX]})
         return outcome
 
     @staticmethod
@@ -294,7 +304,8 @@ class TenantMigrationWorkflow:
             return outcome
         return _with_info(outcome, info)
 
-    async def _audit(self, request: TenantMigrationInput, outcome: TenantOutcome, started: Any) -> None:
+    async def _audit(self, request: TenantMigrationInput, outcome: TenantOutcome, started: Any) -> str:
+        """Record the tenant's ``migration.applied`` event; "" when recorded, else why not."""
         info = workflow.info()
         succeeded = outcome.outcome is Outcome.SUCCEEDED
         audit_outcome = {Outcome.SUCCEEDED: AuditOutcome.SUCCESS, Outcome.CANCELED: AuditOutcome.CANCELED}
@@ -328,20 +339,22 @@ class TenantMigrationWorkflow:
             pipeline_run_id=request.audit.pipeline_run_id,
             attributes=attributes,
         )
-        retry = RetryPolicy(maximum_attempts=10)
-        if workflow.patched(_LOCAL_AUDIT_PATCH):
-            # A local activity: emitting only enqueues the event for the worker's sink thread, so a
-            # task-queue round trip per tenant bought nothing but latency.
-            await workflow.execute_local_activity_method(
-                AuditActivities.emit_audit,
-                event,
-                start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=retry,
-            )
-        else:
-            await workflow.execute_activity_method(
-                AuditActivities.emit_audit,
-                event,
-                start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=retry,
-            )
+        # The event is written to the sink inside the activity: a sink outage or a lost worker is
+        # retried, by time (the tenant's retry budget), and sinks dedupe on event_id.
+        options: dict[str, Any] = {
+            "start_to_close_timeout": timedelta(seconds=30),
+            "schedule_to_close_timeout": timedelta(seconds=request.retry_budget_s or 300),
+            "retry_policy": RetryPolicy(maximum_interval=timedelta(seconds=30), maximum_attempts=0),
+        }
+        try:
+            if workflow.patched(_LOCAL_AUDIT_PATCH):
+                # A local activity: no task-queue round trip per tenant; a write retried after a
+                # lost worker is deduplicated by the sink.
+                await workflow.execute_local_activity_method(AuditActivities.emit_audit, event, **options)
+            else:
+                await workflow.execute_activity_method(AuditActivities.emit_audit, event, **options)
+        except ActivityError as err:
+            reraise_cancel(err)
+            # The sink stayed down for the whole budget: the tenant's outcome stands, and says so.
+            return f"audit event not recorded ({_failure_text(err)})"
+        return ""

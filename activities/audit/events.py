@@ -1,15 +1,17 @@
 """Audit events: who changed which database when, as a span, a log record and a durable sink.
 
 Emitted from activities and CLI commands only (workflows stay deterministic). An event carries a
-target name (tenant id or schema), never a DSN or a credential. The sink sits behind a bounded
-queue drained by one background thread, so a slow, blocked or failing sink never slows or fails
-the migration it records: a full queue drops the newest event and counts it, a failing write is
-counted and logged, and :meth:`Emitter.close` drains within a deadline. Sinks make the write
-idempotent by ``event_id``, so a retried activity records its outcome once.
+target name (tenant id or schema), never a DSN or a credential. The ``emit_audit`` activity writes
+the event to the sink before it completes (:meth:`Emitter.record`): a sink outage or a killed
+worker makes Temporal retry the write, by time, and sinks make it idempotent by ``event_id``, so
+each outcome is recorded exactly once and none is lost. CLI commands, which have no retrying
+caller, hand their events to a bounded queue drained by one background thread
+(:meth:`Emitter.emit`), and :meth:`Emitter.close` drains it within a deadline.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import queue
 import threading
@@ -24,6 +26,7 @@ from opentelemetry.trace import Status, StatusCode
 from pydantic import BaseModel, Field
 from temporalio import activity
 
+from activities.errors import AuditSinkError, FleetwayError, to_application_error
 from activities.wire import CLIENT_INPUT, WIRE_MODEL
 
 __all__ = [
@@ -42,6 +45,7 @@ _log = logging.getLogger(__name__)
 _tracer: Final = trace.get_tracer("fleetway.audit")
 UNSPECIFIED_PRINCIPAL: Final = "<unspecified>"
 DEFAULT_QUEUE_SIZE: Final = 256
+_SINK_WRITE_TIMEOUT_S: Final = 20.0
 _STOP: Final = object()
 
 
@@ -122,6 +126,14 @@ class EmitterStats:
     sink_failures: int = 0
 
 
+def _with_principal(event: AuditEvent) -> AuditEvent:
+    """Never invent a principal: an empty one becomes the sentinel, with a warning."""
+    if event.principal.strip():
+        return event
+    _log.warning("audit event without a principal; operators must pass one explicitly")
+    return event.model_copy(update={"principal": UNSPECIFIED_PRINCIPAL})
+
+
 def _ns(moment: datetime | None) -> int | None:
     return int(moment.timestamp() * 1_000_000_000) if moment is not None else None
 
@@ -154,11 +166,46 @@ class Emitter:
             self._thread = threading.Thread(target=self._consume, name="fleetway-audit-sink", daemon=True)
             self._thread.start()
 
+    async def record(self, event: AuditEvent) -> None:
+        """Write ``event`` to the sink now, then emit its span and log record.
+
+        For the ``emit_audit`` activity: a failed write raises, so Temporal retries it (the sink
+        dedupes on ``event_id``); telemetry follows the write, once per recorded event.
+
+        Raises:
+            AuditSinkError: the sink could not take the event (retryable).
+        """
+        event = _with_principal(event)
+        if self._sink is not None:
+            try:
+                # Bounded below the activity's own timeout: a hung sink is a failed attempt, retried.
+                await asyncio.wait_for(asyncio.to_thread(self._sink.record, event), _SINK_WRITE_TIMEOUT_S)
+            except Exception as exc:  # any sink's failure: the caller retries, the class is named
+                self.stats.sink_failures += 1
+                self._failures.add(1, {"audit.type": event.type.value})
+                raise AuditSinkError(
+                    f"the audit sink could not record the event ({type(exc).__name__})"
+                ) from None
+            self.stats.recorded += 1
+        self._telemetry(event)
+
     def emit(self, event: AuditEvent) -> None:
-        """Emit ``event`` without blocking; never raises for telemetry or sink problems."""
-        if not event.principal.strip():
-            _log.warning("audit event without a principal; operators must pass one explicitly")
-            event = event.model_copy(update={"principal": UNSPECIFIED_PRINCIPAL})
+        """Emit ``event`` without blocking (the queue); never raises for telemetry or sink problems."""
+        event = _with_principal(event)
+        self._telemetry(event)
+        if self._sink is None:
+            return
+        with self._lock:
+            if self._closed:
+                return
+            try:
+                self._queue.put_nowait(event)
+            except queue.Full:
+                self.stats.sink_drops += 1
+                self._drops.add(1, {"audit.type": event.type.value})
+                _log.warning("audit sink queue full; event dropped", extra={"queue_cap": self._queue.maxsize})
+
+    def _telemetry(self, event: AuditEvent) -> None:
         failed = event.outcome is AuditOutcome.FAILED
         attributes = {
             f"audit.{k}": str(v)
@@ -179,17 +226,6 @@ class Emitter:
         )
         self.stats.emitted += 1
         self._events.add(1, {"audit.type": event.type.value, "audit.outcome": event.outcome.value})
-        if self._sink is None:
-            return
-        with self._lock:
-            if self._closed:
-                return
-            try:
-                self._queue.put_nowait(event)
-            except queue.Full:
-                self.stats.sink_drops += 1
-                self._drops.add(1, {"audit.type": event.type.value})
-                _log.warning("audit sink queue full; event dropped", extra={"queue_cap": self._queue.maxsize})
 
     def _consume(self) -> None:
         assert self._sink is not None  # noqa: S101 - only started with a sink
@@ -244,5 +280,8 @@ class AuditActivities:
 
     @activity.defn(name="emit_audit")
     async def emit_audit(self, event: AuditEvent) -> None:
-        """Emit one event (retries are safe: sinks dedupe on ``event_id``)."""
-        self._emitter.emit(event)
+        """Record one event in the sink before completing (retries are safe: sinks dedupe on ``event_id``)."""
+        try:
+            await self._emitter.record(event)
+        except FleetwayError as exc:
+            raise to_application_error(exc) from None

@@ -42,11 +42,20 @@ async def test_worker_killed_every_few_seconds_the_rollout_completes_and_reports
     fleet = make_fleet(postgres, 50)
     fleet.locations = fault_migrations(tmp_path / "scripts", sleep_s=0.5)
     env = fleet.cli_env(temporal_server.address, tmp_path, flyway_install)
+    audit = f"audit_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(postgres.dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {audit}")
+    env |= {"FLEETWAY_AUDIT__SINK": "postgres", "FLEETWAY_AUDIT__DSN": postgres.dsn_for(audit)}
 
     report = await kill_loop(
         fleet, env, engine=engine, parallelism=8, kill_every=(3, 6), max_kills=10, seed=7
     )
     print(report.line())
+    with psycopg.connect(postgres.dsn_for(audit)) as conn:
+        events = conn.execute(
+            "SELECT target, count(*) FROM fleetway_audit_events WHERE type = 'migration.applied' GROUP BY target"
+        ).fetchall()
+    assert sorted(events) == [(t, 1) for t in sorted(fleet.tenants)]  # the kills lost no event, doubled none
 
     assert report.kills >= 5, report.line()
     assert report.status == "succeeded", (report.line(), report.misreported)
