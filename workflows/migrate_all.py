@@ -66,18 +66,11 @@ with workflow.unsafe.imports_passed_through():
         WaveState,
     )
     from workflows.outcome_ledger import OutcomeLedger
-    from workflows.schema_truth import TRUTH_PATCH, reconciled
+    from workflows.schema_truth import reconciled
     from workflows.tenant_migration import TenantMigrationInput, TenantMigrationWorkflow
 
 __all__ = ["ACTION_ATTRIBUTE", "OUTCOME_ATTRIBUTE", "MigrateAllWorkflow"]
 
-# workflow.patched marker: the per-dispatch quiesce check became a local activity. Open runs that
-# began before keep replaying the regular activity; drop the marker once none can remain.
-_LOCAL_QUIESCE_PATCH = "quiesce-check-local-activity"
-# workflow.patched marker: a rollout pins its migration set (the worker's when its input names none)
-# and the descriptions of its tenant source and secret backend at start, and passes them on. Runs
-# that began before replay without the pin activity.
-_PIN_PATCH = "rollout-pins-set-and-backends"
 ACTION_ATTRIBUTE = SearchAttributeKey.for_keyword("FleetwayAction")
 OUTCOME_ATTRIBUTE = SearchAttributeKey.for_keyword("FleetwayOutcome")
 _SHORT = timedelta(seconds=30)
@@ -136,7 +129,7 @@ class MigrateAllWorkflow:
         self._stop: RolloutStatus | None = None
         self._marker = ""  # the history marker, set in run() (migrate, new histories)
         self._set = request.migration_set  # pinned in _start when the input names none
-        self._source_pin = carry.pinned_tenant_source  # set in _start (patched histories)
+        self._source_pin = carry.pinned_tenant_source  # set in _start
         self._secrets_pin = carry.pinned_secrets
         # Ring rollouts: each wave's state, the current one, the ids of the waves not yet opened
         # (the current wave's remaining ids are in _pending), an operator's decision not yet acted on.
@@ -274,7 +267,7 @@ class MigrateAllWorkflow:
     async def run(self, request: MigrateAllInput) -> MigrateAllResult:
         """Roll out ``request.action``; return counts and outcomes (cancellation re-raises)."""
         info = workflow.info()
-        if request.action is Action.MIGRATE and workflow.patched(TRUTH_PATCH):
+        if request.action is Action.MIGRATE:
             self._marker = history_marker(info.workflow_id, info.first_execution_run_id)
         continue_as_new = False
         try:
@@ -300,10 +293,9 @@ class MigrateAllWorkflow:
 
     async def _start(self, request: MigrateAllInput) -> None:
         workflow.upsert_search_attributes([ACTION_ATTRIBUTE.value_set(request.action.value)])
-        if workflow.patched(_PIN_PATCH):
-            if not await self._pin(request):
-                return
-            workflow.upsert_memo({"migration_set": self._set})
+        if not await self._pin(request):
+            return
+        workflow.upsert_memo({"migration_set": self._set})
         if not request.audit.principal.strip():
             # Never invent a principal: the audit trail says <unspecified>, and the result says why.
             self._warn(f"no principal in the audit context; audit events say {UNSPECIFIED_PRINCIPAL}")
@@ -624,20 +616,13 @@ class MigrateAllWorkflow:
 
     async def _quiesce_allows(self) -> bool:
         try:
-            if workflow.patched(_LOCAL_QUIESCE_PATCH):
-                # A local activity: the same check without a task-queue round trip per dispatch
-                # (dispatch is sequential, so that round trip bounds the dispatch rate).
-                status = await workflow.execute_local_activity_method(
-                    QuiesceActivities.check_quiesce,
-                    start_to_close_timeout=timedelta(seconds=15),
-                    retry_policy=RetryPolicy(maximum_attempts=2),
-                )
-            else:
-                status = await workflow.execute_activity_method(
-                    QuiesceActivities.check_quiesce,
-                    start_to_close_timeout=timedelta(seconds=15),
-                    retry_policy=RetryPolicy(maximum_attempts=2),
-                )
+            # A local activity: no task-queue round trip per dispatch (dispatch is sequential, so
+            # that round trip would bound the dispatch rate).
+            status = await workflow.execute_local_activity_method(
+                QuiesceActivities.check_quiesce,
+                start_to_close_timeout=timedelta(seconds=15),
+                retry_policy=RetryPolicy(maximum_attempts=2),
+            )
         except FailureError as err:
             reraise_cancel(err)
             # Fail open (go-bricks): a broken flag store must not freeze every rollout. A local

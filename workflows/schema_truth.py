@@ -19,11 +19,8 @@ with workflow.unsafe.imports_passed_through():
     from activities.rollouts import Outcome, OutcomeSource, TenantOutcome
     from workflows.cancellation import reraise_cancel
 
-__all__ = ["TRUTH_PATCH", "reconciled", "versions_text"]
+__all__ = ["reconciled", "versions_text"]
 
-# workflow.patched marker: outcomes are checked against the schema history (a new activity after
-# a non-clean run). Histories recorded before it replay without the read.
-TRUTH_PATCH = "outcome-from-schema-history"
 _MESSAGE_MAX = 300
 _LIST_MAX = 50
 

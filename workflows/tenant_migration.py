@@ -30,21 +30,12 @@ with workflow.unsafe.imports_passed_through():
     from activities.rollouts import Outcome, OutcomeSource, TenantOutcome
     from activities.wire import WIRE_MODEL
     from workflows.cancellation import reraise_cancel
-    from workflows.schema_truth import TRUTH_PATCH, reconciled
+    from workflows.schema_truth import reconciled
 
 __all__ = ["TenantMigrationInput", "TenantMigrationWorkflow"]
 
 _NON_RETRYABLE = [c.value for c in ErrorClass if c not in RETRYABLE_CLASSES]
 _MESSAGE_MAX = 300
-# workflow.patched marker: validate gained a follow-up info read (drift). Histories recorded before
-# it replay without the extra activity; remove the marker once no such run can still be open.
-_DRIFT_PATCH = "validate-then-info-drift"
-# workflow.patched marker: the drift read (info) runs inside the validate activity (with_info), not
-# as a second activity: one task-queue round trip and one credential resolve less per tenant.
-_FOLDED_DRIFT_PATCH = "validate-with-info-one-activity"
-# workflow.patched marker: the audit emit became a local activity (histories before it replay the
-# regular one).
-_LOCAL_AUDIT_PATCH = "audit-emit-local-activity"
 
 
 class TenantMigrationInput(BaseModel):
@@ -183,16 +174,9 @@ class TenantMigrationWorkflow:
         as cancelled.
         """
         started = workflow.now()
-        marker = ""
-        # Only the new marker here: the old one must stay where old histories recorded it (after
-        # the validate activity), or their replay breaks (the committed histories caught it).
-        folded = (
-            request.action is Action.VALIDATE
-            and request.drift_check
-            and workflow.patched(_FOLDED_DRIFT_PATCH)
-        )
-        if request.action is Action.MIGRATE and request.installed_by and workflow.patched(TRUTH_PATCH):
-            marker = request.installed_by
+        # Validate with the drift read folds info into the same activity (one credential resolve).
+        folded = request.action is Action.VALIDATE and request.drift_check
+        marker = request.installed_by if request.action is Action.MIGRATE else ""
         try:
             flyway = await workflow.execute_activity_method(
                 FlywayActivities.run_flyway,
@@ -248,13 +232,6 @@ class TenantMigrationWorkflow:
                 outcome = _with_info(outcome, _partial(err))
             if marker:
                 outcome = await self._checked(request, outcome, marker)
-        if (
-            not folded
-            and request.action is Action.VALIDATE
-            and request.drift_check
-            and workflow.patched(_DRIFT_PATCH)
-        ):
-            outcome = await self._with_drift(request, outcome)
         duration = workflow.now() - started
         outcome = outcome.model_copy(
             update={
@@ -275,34 +252,6 @@ class TenantMigrationWorkflow:
             marker=marker,
             pinned_secrets=request.pinned_secrets,
         )
-
-    async def _with_drift(self, request: TenantMigrationInput, outcome: TenantOutcome) -> TenantOutcome:
-        """After validate, read ``info`` too, for the drift summary.
-
-        Validate proves the applied scripts intact; info tells what is pending (lagging), applied
-        but unknown here (ahead) and failed. Best effort: without info, validate stands alone.
-        """
-        try:
-            info = await workflow.execute_activity_method(
-                FlywayActivities.run_flyway,
-                RunFlywayInput(
-                    action=Action.INFO,
-                    tenant_id=request.tenant_id,
-                    secrets_backend=request.secrets_backend,
-                    migration_set=request.migration_set,
-                    pinned_secrets=request.pinned_secrets,
-                    timeout_s=request.flyway_timeout_s,
-                ),
-                start_to_close_timeout=timedelta(seconds=request.flyway_timeout_s + 60),
-                heartbeat_timeout=timedelta(seconds=request.heartbeat_timeout_s),
-                retry_policy=RetryPolicy(maximum_attempts=2, non_retryable_error_types=_NON_RETRYABLE),
-                cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-            )
-        except ActivityError as err:
-            if isinstance(err.cause, CancelledError):
-                raise asyncio.CancelledError from None
-            return outcome
-        return _with_info(outcome, info)
 
     async def _audit(self, request: TenantMigrationInput, outcome: TenantOutcome, started: Any) -> str:
         """Record the tenant's ``migration.applied`` event; "" when recorded, else why not."""
@@ -347,12 +296,9 @@ class TenantMigrationWorkflow:
             "retry_policy": RetryPolicy(maximum_interval=timedelta(seconds=30), maximum_attempts=0),
         }
         try:
-            if workflow.patched(_LOCAL_AUDIT_PATCH):
-                # A local activity: no task-queue round trip per tenant; a write retried after a
-                # lost worker is deduplicated by the sink.
-                await workflow.execute_local_activity_method(AuditActivities.emit_audit, event, **options)
-            else:
-                await workflow.execute_activity_method(AuditActivities.emit_audit, event, **options)
+            # A local activity: no task-queue round trip per tenant; a write retried after a lost
+            # worker is deduplicated by the sink.
+            await workflow.execute_local_activity_method(AuditActivities.emit_audit, event, **options)
         except ActivityError as err:
             reraise_cancel(err)
             # The sink stayed down for the whole budget: the tenant's outcome stands, and says so.

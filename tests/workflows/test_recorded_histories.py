@@ -6,10 +6,12 @@ replay in CI against whatever the code is now. A change that would break rollout
 (a reordered activity, a dropped ``workflow.patched`` branch, a renamed field without a default)
 fails here. Cover: a migrate with a failure across continue-as-new, a cancelled rollout, a
 validate with drift, a rerun of failures, a provisioning run, the pre-rollout describe, a ring
-rollout (bake, approved gate, halt, continue-as-new inside a wave). Every
-``workflow.patched`` branch of the time of recording is taken by them.
+rollout (bake, approved gate, halt, continue-as-new inside a wave). Recorded before the first
+release, with no ``workflow.patched`` branch left in the code (docs/operators-guide.md, "Changing
+workflow code", says how a patch is added and retired from now on).
 
-Re-record (after a deliberate, patched change; keep the old files too) with
+After a deliberate change guarded by ``workflow.patched``, record new histories beside these (keep
+the old files: they are the runs still open) with
 ``FLEETWAY_RECORD_HISTORIES=1 ./dev test tests/workflows/test_recorded_histories.py``.
 """
 
@@ -90,7 +92,6 @@ def test_the_committed_histories_cover_every_workflow_and_scenario() -> None:
         "migrate-failure-continue-as-new-parent", "migrate-failure-continue-as-new-child-succeeded",
         "migrate-failure-continue-as-new-child-failed", "cancel-parent", "cancel-child",
         "validate-drift-parent", "validate-drift-child", "rerun-failed-parent", "provision", "describe-fleet",
-        "validate-two-activity-drift-parent", "validate-two-activity-drift-child",  # before the drift fold
         "ring-waves-parent",
     }  # fmt: skip
 
