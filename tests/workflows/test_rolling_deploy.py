@@ -57,6 +57,7 @@ async def test_an_older_build_runs_a_rollout_on_results_a_newer_build_wrote(clie
         task_queue=task_queue,
         workflows=[MigrateAllWorkflow, TenantMigrationWorkflow],
         activities=[older.check_quiesce, older.emit_audit],
+        no_remote_activities=True,  # every regular activity runs on the newer build
     )
     newer_activities = Worker(await separate_client(client), task_queue=task_queue, activities=newer.all())
     async with older_workflows, newer_activities:
