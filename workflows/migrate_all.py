@@ -126,6 +126,9 @@ class MigrateAllWorkflow:
         self._paused = carry.paused if request.carry else request.start_paused
         self._runs = carry.runs
         self._in_flight: dict[str, asyncio.Task[None]] = {}
+        # This run's dispatches, to tell a tenant listed twice from a rollout id used before.
+        self._dispatched_here: set[str] = set()
+        self._listed_twice: set[str] = set()
         self._stop: RolloutStatus | None = None
         self._marker = ""  # the history marker, set in run() (migrate, new histories)
         self._set = request.migration_set  # pinned in _start when the input names none
@@ -547,6 +550,9 @@ class MigrateAllWorkflow:
             if self._stop is not None:  # a signal arrived while we checked
                 self._pending.appendleft(tenant)
                 return False
+            if tenant in self._dispatched_here:
+                self._listed_twice.add(tenant)
+            self._dispatched_here.add(tenant)
             self._in_flight[tenant] = asyncio.create_task(self._run_child(tenant))
             self._dispatched += 1
             if self._waves:
@@ -683,6 +689,8 @@ class MigrateAllWorkflow:
                 cancellation_type=workflow.ChildWorkflowCancellationType.WAIT_CANCELLATION_COMPLETED,
             )
         except WorkflowAlreadyStartedError:
+            if request.carry is None and tenant not in self._listed_twice:
+                return self._reused_rollout_id(tenant)
             return TenantOutcome(
                 tenant_id=tenant,
                 outcome=Outcome.SKIPPED,
@@ -698,6 +706,26 @@ class MigrateAllWorkflow:
                 error_class="" if canceled else ErrorClass.INTERNAL_ERROR.value,
                 message="cancelled" if canceled else f"child workflow failed: {type(err.cause).__name__}",
             )
+
+    def _reused_rollout_id(self, tenant: str) -> TenantOutcome:
+        """A first run whose tenant's child id exists: an earlier rollout had this id. Stop, say so.
+
+        Reporting its tenants "already run" and the rollout "succeeded" would answer for that
+        earlier rollout without running anything (a client that started with the default id
+        reuse policy; the ``fleetway`` CLI refuses such an id before it starts).
+        """
+        if self._stop is None:
+            self._stop = RolloutStatus.FAILED
+            self._warn(
+                f"rollout id {workflow.info().workflow_id!r} was used by an earlier rollout: its tenants "
+                "ran under it and are not run again; start this rollout with a new id "
+                "(id reuse policy: reject duplicate)"
+            )
+        return TenantOutcome(
+            tenant_id=tenant,
+            outcome=Outcome.SKIPPED,
+            message="run by an earlier rollout with this id (rollout id reused); not run again",
+        )
 
     def _record(self, outcome: TenantOutcome) -> None:
         if self._waves:
