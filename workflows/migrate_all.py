@@ -23,15 +23,10 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey, WorkflowIDReusePolicy
 from temporalio.exceptions import (
     ActivityError,
-    ApplicationError,
     CancelledError,
     ChildWorkflowError,
     FailureError,
-    RetryState,
     WorkflowAlreadyStartedError,
-)
-from temporalio.exceptions import (
-    TimeoutError as ActivityTimeoutError,
 )
 
 with workflow.unsafe.imports_passed_through():
@@ -50,7 +45,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.tenants.walk import MAX_PAGES, cursor_digest
     from activities.tenants.waves import PlanWavesInput, WavePlan, WavePlanActivities, WaveSpec
     from activities.worker_profile import PinRolloutInput, WorkerProfileActivities
-    from workflows.cancellation import reraise_cancel
+    from workflows.activity_failures import failure_reason, reraise_cancel
     from workflows.drift import DriftKind
     from workflows.migrate_all_models import (
         COMPLETIONS_PER_QUERY,
@@ -90,15 +85,6 @@ def _by_time(request: MigrateAllInput, start_to_close: timedelta) -> dict[str, A
         "schedule_to_close_timeout": budget,
         "retry_policy": RetryPolicy(maximum_interval=timedelta(seconds=30), maximum_attempts=0),
     }
-
-
-def _reason(err: ActivityError) -> str:
-    """A failed activity's published type and vetted message, for a result warning."""
-    cause = err.cause
-    if isinstance(cause, ActivityTimeoutError) and isinstance(cause.cause, ApplicationError):
-        cause = cause.cause  # out of time mid-attempt: the last attempt's failure is the cause
-    reason = f"{cause.type}: {cause.message}" if isinstance(cause, ApplicationError) else "activity failed"
-    return reason + ("; retry budget spent" if err.retry_state is RetryState.TIMEOUT else "")
 
 
 @workflow.defn(name="MigrateAllWorkflow")
@@ -316,7 +302,7 @@ class MigrateAllWorkflow:
             except ActivityError as err:
                 reraise_cancel(err)
                 # Like a listing failure: nothing dispatched, the reason in the result.
-                self._warn(f"rerun list unavailable; nothing dispatched ({_reason(err)})")
+                self._warn(f"rerun list unavailable; nothing dispatched ({failure_reason(err)})")
                 self._stop = RolloutStatus.FAILED
                 return
             self._pending.extend(failed)
@@ -341,7 +327,7 @@ class MigrateAllWorkflow:
         except ActivityError as err:
             reraise_cancel(err)
             # Like a listing failure: nothing dispatched, the reason in the result.
-            self._warn(f"wave plan failed; nothing dispatched ({_reason(err)})")
+            self._warn(f"wave plan failed; nothing dispatched ({failure_reason(err)})")
             self._stop = RolloutStatus.FAILED
             return
         self._pending.clear()
@@ -483,7 +469,7 @@ class MigrateAllWorkflow:
             )
         except ActivityError as err:
             reraise_cancel(err)
-            self._warn(f"audit of the decision on wave {name!r} failed ({_reason(err)})")
+            self._warn(f"audit of the decision on wave {name!r} failed ({failure_reason(err)})")
         finally:
             self._deciding = False
         return approved
@@ -522,7 +508,9 @@ class MigrateAllWorkflow:
         except ActivityError as err:
             reraise_cancel(err)
             # Like a listing failure: nothing dispatched, the reason in the result.
-            self._warn(f"pinning the rollout's set and backends failed; nothing dispatched ({_reason(err)})")
+            self._warn(
+                f"pinning the rollout's set and backends failed; nothing dispatched ({failure_reason(err)})"
+            )
             self._stop = RolloutStatus.FAILED
             return False
         self._set = pin.migration_set
@@ -592,7 +580,7 @@ class MigrateAllWorkflow:
                 reraise_cancel(err)
                 # Stop dispatching but let in-flight children finish: failing the workflow here
                 # would hand them to the parent close policy mid-migration.
-                self._warn(f"tenant listing failed; dispatch stopped ({_reason(err)})")
+                self._warn(f"tenant listing failed; dispatch stopped ({failure_reason(err)})")
                 self._stop = RolloutStatus.FAILED
                 return None
             self._pages += 1

@@ -20,7 +20,7 @@ from typing import Final
 from pydantic import BaseModel, Field
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
+from temporalio.exceptions import ActivityError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from activities.audit.events import (
@@ -36,7 +36,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.postgres.provisioning import CleanupInput, ProvisioningActivities, SeedInput, TenantRoles
     from activities.quiesce import QuiesceActivities
     from activities.wire import CLIENT_INPUT, WIRE_MODEL
-    from workflows.cancellation import reraise_cancel
+    from workflows.activity_failures import failure_reason, reraise_cancel
 
 __all__ = [
     "DeprovisionTenantWorkflow",
@@ -123,10 +123,7 @@ class ProvisionResult(BaseModel):
 
 
 def _reason(err: ActivityError) -> str:
-    cause = err.cause
-    if isinstance(cause, ApplicationError):
-        return f"{cause.type}: {cause.message}"[:300]
-    return f"activity failed ({type(cause).__name__})"
+    return failure_reason(err)[:300]
 
 
 class _StateMachine:

@@ -17,7 +17,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.flyway.schema_history import HistorySummary, ReadHistoryInput, SchemaHistoryActivities
     from activities.rollouts import Outcome, OutcomeSource, TenantOutcome
-    from workflows.cancellation import reraise_cancel
+    from workflows.activity_failures import reraise_cancel
 
 __all__ = ["reconciled", "versions_text"]
 

@@ -14,7 +14,6 @@ from pydantic import BaseModel, Field
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
-from temporalio.exceptions import TimeoutError as ActivityTimeoutError
 
 with workflow.unsafe.imports_passed_through():
     from activities.audit.events import (
@@ -29,7 +28,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.flyway.output import RETRYABLE_CLASSES, Action, ErrorClass, FlywayOutcome
     from activities.rollouts import Outcome, OutcomeSource, TenantOutcome
     from activities.wire import WIRE_MODEL
-    from workflows.cancellation import reraise_cancel
+    from workflows.activity_failures import failure_reason, reraise_cancel
     from workflows.schema_truth import reconciled
 
 __all__ = ["TenantMigrationInput", "TenantMigrationWorkflow"]
@@ -102,13 +101,6 @@ def _from_failure(tenant_id: str, err: ActivityError) -> TenantOutcome:
         error_class=error_class,
         message=message[:_MESSAGE_MAX],
     )
-
-
-def _failure_text(err: ActivityError) -> str:
-    cause = err.cause
-    if isinstance(cause, ActivityTimeoutError) and isinstance(cause.cause, ApplicationError):
-        cause = cause.cause
-    return f"{cause.type}: {cause.message}" if isinstance(cause, ApplicationError) else type(cause).__name__
 
 
 def _with_info(outcome: TenantOutcome, flyway: FlywayOutcome | None) -> TenantOutcome:
@@ -302,5 +294,5 @@ class TenantMigrationWorkflow:
         except ActivityError as err:
             reraise_cancel(err)
             # The sink stayed down for the whole budget: the tenant's outcome stands, and says so.
-            return f"audit event not recorded ({_failure_text(err)})"
+            return f"audit event not recorded ({failure_reason(err)})"
         return ""

@@ -150,8 +150,15 @@ async def test_fail_fast_drains_healthy_tenants_instead_of_cancelling_them(clien
     assert "run_flyway:gamma" not in script.calls  # nothing dispatched after the failure
 
 
-async def test_provisioning_rolls_back_then_ends_canceled_when_cancelled_mid_step(client: Client) -> None:
-    script = Scripted([], block={"provision_create_roles"})
+@pytest.mark.parametrize(
+    ("blocked", "never_reached"),
+    [("provision_create_roles", "run_flyway:acme"), ("check_quiesce_ok", "provision_create_schema")],
+)
+async def test_provisioning_rolls_back_then_ends_canceled_when_cancelled_mid_step(
+    client: Client, blocked: str, never_reached: str
+) -> None:
+    """Cancelled during a step or during its quiesce check: cleanup runs, then the run ends CANCELED."""
+    script = Scripted([], block={blocked})
     async with scripted_worker(client, script) as task_queue:
         handle = await client.start_workflow(
             ProvisionTenantWorkflow.run,
@@ -159,21 +166,7 @@ async def test_provisioning_rolls_back_then_ends_canceled_when_cancelled_mid_ste
             id=f"provision/{uuid.uuid4().hex[:8]}",
             task_queue=task_queue,
         )
-        await asyncio.wait_for(script.started["provision_create_roles"].wait(), WAIT)
+        await asyncio.wait_for(script.started[blocked].wait(), WAIT)
         await _cancelled(handle)
     assert "provision_cleanup" in script.calls
-    assert "run_flyway:acme" not in script.calls
-
-
-async def test_provisioning_ends_canceled_when_cancelled_during_its_quiesce_check(client: Client) -> None:
-    script = Scripted([], block={"check_quiesce_ok"})
-    async with scripted_worker(client, script) as task_queue:
-        handle = await client.start_workflow(
-            ProvisionTenantWorkflow.run,
-            ProvisionRequest(roles=TenantRoles(tenant_id="acme")),
-            id=f"provision/{uuid.uuid4().hex[:8]}",
-            task_queue=task_queue,
-        )
-        await asyncio.wait_for(script.started["check_quiesce_ok"].wait(), WAIT)
-        await _cancelled(handle)
-    assert "provision_create_schema" not in script.calls
+    assert never_reached not in script.calls

@@ -1,0 +1,46 @@
+"""How an activity's failure looks inside workflow code: a cancel to let through, a reason to report.
+
+A workflow cancelled while it awaits an activity or a child does not see ``asyncio.CancelledError``:
+the SDK hands it an ``ActivityError`` (or ``ChildWorkflowError``) whose cause is Temporal's
+``CancelledError``. Code that catches those errors to report a failure must let a cancel through,
+or the cancel is lost and the workflow goes on (or ends ``failed`` instead of ``CANCELED``). What
+it reports is the published type and vetted message of the last attempt's failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    RetryState,
+    is_cancelled_exception,
+)
+from temporalio.exceptions import TimeoutError as ActivityTimeoutError
+
+__all__ = ["failure_reason", "reraise_cancel"]
+
+
+def reraise_cancel(err: BaseException) -> None:
+    """Raise ``asyncio.CancelledError`` when ``err`` is Temporal's form of a cancel; else return.
+
+    Call it first in every ``except ActivityError``/``ChildWorkflowError``/``FailureError`` block.
+    """
+    if is_cancelled_exception(err):
+        raise asyncio.CancelledError from None
+
+
+def failure_reason(err: ActivityError) -> str:
+    """``<error type>: <message>`` of the last attempt, and whether the retry budget ran out.
+
+    Out of time mid-attempt, the server keeps the last attempt's failure as the timeout's cause.
+    """
+    cause = err.cause
+    if isinstance(cause, ActivityTimeoutError) and isinstance(cause.cause, ApplicationError):
+        cause = cause.cause
+    if isinstance(cause, ApplicationError):
+        reason = f"{cause.type}: {cause.message}"
+    else:
+        reason = f"activity failed ({type(cause).__name__})"
+    return reason + ("; retry budget spent" if err.retry_state is RetryState.TIMEOUT else "")
