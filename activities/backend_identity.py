@@ -9,7 +9,7 @@ Descriptions never hold a credential: kinds, URLs without user info, paths, coun
 
 from __future__ import annotations
 
-from activities.errors import WorkerConfigMismatchError
+from fleetway.activities.errors import WorkerConfigMismatchError
 
 __all__ = ["check_backend", "describe"]
 

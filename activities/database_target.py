@@ -14,7 +14,7 @@ from typing import Final
 from psycopg.conninfo import make_conninfo
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from activities.errors import UnsafeEnvValueError, UnsafeIdentifierError
+from fleetway.activities.errors import UnsafeEnvValueError, UnsafeIdentifierError
 
 __all__ = [
     "PG_IDENTIFIER",

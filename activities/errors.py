@@ -6,6 +6,7 @@ carry a secret value, a DSN or Flyway's free-text output.
 
     FleetwayError
     ├── ConfigurationError
+    │   ├── FlywayInstallMissingError
     │   ├── MigrationSetInvalidError
     │   ├── QuiesceStoreMissingError
     │   └── SearchAttributesMissingError
@@ -34,7 +35,6 @@ carry a secret value, a DSN or Flyway's free-text output.
     ├── SecretAccessDeniedError
     ├── TenantSourceError
     │   └── TenantSourceUnavailableError
-    ├── QuiesceBlockedError
     ├── InvalidQuiesceTtlError
     ├── QuiesceNotSetError
     ├── QuiesceBackendError
@@ -57,7 +57,7 @@ from pydantic import ValidationError
 from temporalio.exceptions import ApplicationError
 
 if TYPE_CHECKING:
-    from activities.flyway.output import FlywayOutcome
+    from fleetway.activities.flyway.output import FlywayOutcome
 
 __all__ = [
     "ApprovalNotPendingError",
@@ -65,6 +65,7 @@ __all__ = [
     "ConfigurationError",
     "FleetwayError",
     "FlywayError",
+    "FlywayInstallMissingError",
     "FlywayOutputUnparsedError",
     "FlywayReportedFailureError",
     "FlywayTimeoutError",
@@ -83,7 +84,6 @@ __all__ = [
     "ProvisioningError",
     "ProvisioningUnavailableError",
     "QuiesceBackendError",
-    "QuiesceBlockedError",
     "QuiesceNotSetError",
     "QuiesceStoreMissingError",
     "RolloutIdReusedError",
@@ -126,6 +126,12 @@ class ConfigurationError(FleetwayError):
     """A setting is missing or invalid; retrying with the same settings cannot help."""
 
     error_type = "configuration_error"
+
+
+class FlywayInstallMissingError(ConfigurationError):
+    """A worker has no Flyway jars configured (``flyway.lib_dir``); it never fetches them itself."""
+
+    error_type = "flyway_install_missing"
 
 
 class MigrationSetInvalidError(ConfigurationError):
@@ -357,12 +363,6 @@ class TenantSourceUnavailableError(TenantSourceError):
     def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
-
-
-class QuiesceBlockedError(FleetwayError):
-    """The deployment quiesce flag is set; the work was not started."""
-
-    error_type = "quiesce_blocked"
 
 
 class FlywayError(FleetwayError):

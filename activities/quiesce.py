@@ -18,16 +18,16 @@ from psycopg import sql
 from pydantic import BaseModel
 from temporalio import activity
 
-from activities.audit.events import UNSPECIFIED_PRINCIPAL, AuditEvent, AuditEventType, AuditOutcome
-from activities.errors import (
+from fleetway.activities.audit.events import UNSPECIFIED_PRINCIPAL, AuditEvent, AuditEventType, AuditOutcome
+from fleetway.activities.errors import (
     FleetwayError,
     InvalidQuiesceTtlError,
     QuiesceBackendError,
     QuiesceNotSetError,
     to_application_error,
 )
-from activities.postgres.ddl import ensure_objects, table_identifier
-from activities.wire import WIRE_MODEL
+from fleetway.activities.postgres.ddl import ensure_objects, table_identifier
+from fleetway.activities.wire import WIRE_MODEL
 
 __all__ = [
     "DEFAULT_TTL",

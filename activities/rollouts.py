@@ -14,8 +14,8 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from activities.errors import ConfigurationError, to_application_error
-from activities.wire import WIRE_MODEL
+from fleetway.activities.errors import ConfigurationError, to_application_error
+from fleetway.activities.wire import WIRE_MODEL
 
 __all__ = ["Outcome", "OutcomeSource", "RolloutActivities", "TenantOutcome"]
 

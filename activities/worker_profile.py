@@ -14,12 +14,12 @@ from collections.abc import Mapping
 from pydantic import BaseModel
 from temporalio import activity
 
-from activities.backend_identity import describe
-from activities.errors import ConfigurationError, FleetwayError, to_application_error
-from activities.secrets.providers import SecretsProvider, provider_for
-from activities.sets.store import MigrationSets
-from activities.tenants.static import TenantLister
-from activities.wire import WIRE_MODEL
+from fleetway.activities.backend_identity import describe
+from fleetway.activities.errors import ConfigurationError, FleetwayError, to_application_error
+from fleetway.activities.secrets.providers import SecretsProvider, provider_for
+from fleetway.activities.sets.store import MigrationSets
+from fleetway.activities.tenants.static import TenantLister
+from fleetway.activities.wire import WIRE_MODEL
 
 __all__ = ["DescribeWorkerInput", "PinRolloutInput", "RolloutPin", "WorkerProfile", "WorkerProfileActivities"]
 

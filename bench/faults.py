@@ -29,14 +29,14 @@ from pathlib import Path
 
 import psycopg
 
-from activities.rollouts import Outcome, TenantOutcome
+from fleetway.activities.rollouts import Outcome, TenantOutcome
+from fleetway.worker.config.client import connect
+from fleetway.worker.config.settings import TemporalConfig
+from fleetway.worker.dev.stack import dev_stack
+from fleetway.workflows.migrate_all import MigrateAllWorkflow
+from fleetway.workflows.migrate_all_models import MigrateAllInput, MigrateAllResult
 from tests.fleet import FLEETWAY, Fleet, make_fleet
 from tests.support import copy_migrations, live_processes
-from worker.client import connect
-from worker.devstack import dev_stack
-from worker.settings import TemporalConfig
-from workflows.migrate_all import MigrateAllWorkflow
-from workflows.migrate_all_models import MigrateAllInput, MigrateAllResult
 
 __all__ = [
     "KillLoopReport",

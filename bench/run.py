@@ -45,15 +45,16 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from activities.database_target import DatabaseTarget
-from activities.flyway.engine import FlywayEngine, FlywayInstall, FlywayRunner, FlywaySettings
-from activities.flyway.jvm import JvmFlywayEngine
-from activities.flyway.output import Action
-from worker.client import connect
-from worker.devstack import PROJECT_ROOT, DevStack, dev_stack
-from worker.settings import TemporalConfig
-from workflows.migrate_all import MigrateAllWorkflow
-from workflows.migrate_all_models import MigrateAllInput
+from fleetway.activities.database_target import DatabaseTarget
+from fleetway.activities.flyway.cli_engine import FlywayRunner
+from fleetway.activities.flyway.contract import FlywayEngine, FlywayInstall, FlywaySettings
+from fleetway.activities.flyway.jvm_engine import JvmFlywayEngine
+from fleetway.activities.flyway.output import Action
+from fleetway.worker.config.client import connect
+from fleetway.worker.config.settings import TemporalConfig
+from fleetway.worker.dev.stack import PROJECT_ROOT, DevStack, dev_stack
+from fleetway.workflows.migrate_all import MigrateAllWorkflow
+from fleetway.workflows.migrate_all_models import MigrateAllInput
 
 MIGRATIONS = PROJECT_ROOT / "migrations" / "demo"
 RESULTS = PROJECT_ROOT / "bench" / "results"

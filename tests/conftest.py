@@ -19,14 +19,15 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from temporalio.client import Client
 
-from activities.database_target import DatabaseTarget
-from activities.flyway.engine import FlywayEngine, FlywayInstall, FlywayRunner, FlywaySettings
-from activities.flyway.jvm import JvmFlywayEngine
+from fleetway.activities.database_target import DatabaseTarget
+from fleetway.activities.flyway.cli_engine import FlywayRunner
+from fleetway.activities.flyway.contract import FlywayEngine, FlywayInstall, FlywaySettings
+from fleetway.activities.flyway.jvm_engine import JvmFlywayEngine
+from fleetway.worker.config.client import connect
+from fleetway.worker.config.settings import TemporalConfig
+from fleetway.worker.dev.secrets import MotoServer, OpenBaoDevServer
+from fleetway.worker.dev.stack import PostgresServer, TemporalDevServer, ensure_flyway
 from tests.support import DEMO_MIGRATIONS
-from worker.client import connect
-from worker.devstack import PostgresServer, TemporalDevServer, ensure_flyway
-from worker.devstack_secrets import MotoServer, OpenBaoDevServer
-from worker.settings import TemporalConfig
 
 _exit_status = 0
 

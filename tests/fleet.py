@@ -18,17 +18,17 @@ from temporalio.client import Client
 from temporalio.runtime import Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
-from activities.audit.events import Emitter
-from activities.database_target import DatabaseTarget
-from activities.flyway.engine import FlywayInstall
-from activities.quiesce import MemoryQuiesceController, QuiesceController
-from activities.secrets.providers import StaticSecretsProvider
-from activities.tenants.static import StaticTenantLister
+from fleetway.activities.audit.events import Emitter
+from fleetway.activities.database_target import DatabaseTarget
+from fleetway.activities.flyway.contract import FlywayInstall
+from fleetway.activities.quiesce import MemoryQuiesceController, QuiesceController
+from fleetway.activities.secrets.providers import StaticSecretsProvider
+from fleetway.activities.tenants.static import StaticTenantLister
+from fleetway.worker.config.client import DATA_CONVERTER
+from fleetway.worker.config.settings import FlywayConfig, SetsConfig, Settings, TemporalConfig, WorkerConfig
+from fleetway.worker.dev.stack import PostgresServer
+from fleetway.worker.process.run import build_worker
 from tests.support import DEMO_MIGRATIONS
-from worker.client import DATA_CONVERTER
-from worker.devstack import PostgresServer
-from worker.run import build_worker
-from worker.settings import FlywayConfig, SetsConfig, Settings, TemporalConfig, WorkerConfig
 
 
 @dataclass

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import psycopg
 
-from worker.devstack import PROJECT_ROOT, PostgresServer
+from fleetway.worker.dev.stack import PROJECT_ROOT, PostgresServer
 
 DEMO_MIGRATIONS = PROJECT_ROOT / "migrations" / "demo"
 

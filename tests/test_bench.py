@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from worker.devstack import PROJECT_ROOT
+from fleetway.worker.dev.stack import PROJECT_ROOT
 
 
 def test_bench_runs_every_phase_and_writes_its_report(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from importlib import metadata
 
-from worker.devstack import PROJECT_ROOT
+from fleetway.worker.dev.stack import PROJECT_ROOT
 
 # Installed by the venv itself or being the project under test, not by the constraints.
 _NOT_LOCKED = {"fleetway", "pip", "setuptools", "wheel"}

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from dockerfile_parse import DockerfileParser
 
-from worker.devstack import PROJECT_ROOT
+from fleetway.worker.dev.stack import PROJECT_ROOT
 
 COMPOSE = str(Path(sys.executable).parent / "docker-compose")
 

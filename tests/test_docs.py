@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from activities.errors import TemporalUnavailableError
-from activities.flyway.engine import FlywayInstall
+from fleetway.activities.errors import TemporalUnavailableError
+from fleetway.activities.flyway.contract import FlywayInstall
+from fleetway.worker.config.client import connect, has_pollers
+from fleetway.worker.config.settings import Settings, TemporalConfig
+from fleetway.worker.dev.stack import PROJECT_ROOT, PostgresServer, TemporalDevServer
 from tests.fleet import FLEETWAY, make_fleet
 from tests.support import copy_migrations, history
-from worker.client import connect, has_pollers
-from worker.devstack import PROJECT_ROOT, PostgresServer, TemporalDevServer
-from worker.settings import Settings, TemporalConfig
 
 GUIDE = PROJECT_ROOT / "docs" / "operators-guide.md"
 FENCE = re.compile(r"^```(\w+)\n(.*?)^```", re.S | re.M)

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import typer
 
-from worker.cli import app
-from worker.devstack import PROJECT_ROOT
+from fleetway.worker.cli.main import app
+from fleetway.worker.dev.stack import PROJECT_ROOT
 
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
 COMMAND = re.compile(r"(^|\$\(|&&|\||;)\s*(fleetway|\./dev)\b")

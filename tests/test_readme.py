@@ -15,8 +15,8 @@ from pathlib import Path
 
 import psycopg
 
+from fleetway.worker.dev.stack import PROJECT_ROOT, PostgresServer, TemporalDevServer
 from tests.support import history
-from worker.devstack import PROJECT_ROOT, PostgresServer, TemporalDevServer
 
 README = PROJECT_ROOT / "README.md"
 FENCE = re.compile(r"^```(\w+)\n(.*?)^```", re.S | re.M)

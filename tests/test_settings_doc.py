@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import os
 
-from worker.devstack import PROJECT_ROOT
-from worker.settings import Settings
-from worker.settings_table import settings_rows, settings_table
+from fleetway.worker.config.settings import Settings
+from fleetway.worker.config.settings_table import settings_rows, settings_table
+from fleetway.worker.dev.stack import PROJECT_ROOT
 
 
 def test_the_settings_page_table_is_the_generated_one() -> None:

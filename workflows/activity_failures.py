@@ -10,7 +10,11 @@ it reports is the published type and vetted message of the last attempt's failur
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
+from typing import Any
 
+from temporalio import workflow
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
@@ -19,7 +23,25 @@ from temporalio.exceptions import (
 )
 from temporalio.exceptions import TimeoutError as ActivityTimeoutError
 
-__all__ = ["failure_reason", "reraise_cancel"]
+with workflow.unsafe.imports_passed_through():
+    from fleetway.workflows.migrate_all_models import MigrateAllInput
+
+__all__ = ["by_time", "failure_reason", "reraise_cancel"]
+
+
+def by_time(request: MigrateAllInput, start_to_close: timedelta) -> dict[str, Any]:
+    """Retry options for a call to another service (tenant source, set store, Temporal): by time.
+
+    A control-plane blip must not fail a rollout that ran for hours: unlimited attempts, backoff up
+    to 30 s, for the rollout's retry budget (5 minutes when it is 0); a non-retryable error still
+    fails at once.
+    """
+    budget = timedelta(seconds=request.retry_budget_s or 300)
+    return {
+        "start_to_close_timeout": min(start_to_close, budget),
+        "schedule_to_close_timeout": budget,
+        "retry_policy": RetryPolicy(maximum_interval=timedelta(seconds=30), maximum_attempts=0),
+    }
 
 
 def reraise_cancel(err: BaseException) -> None:

@@ -18,11 +18,11 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.errors import TenantSourceError
-    from activities.tenants.static import ListTenantsInput, TenantPage, TenantSourceActivities
-    from activities.tenants.walk import list_all_tenants
-    from activities.wire import CLIENT_INPUT, WIRE_MODEL
-    from activities.worker_profile import DescribeWorkerInput, WorkerProfile, WorkerProfileActivities
+    from fleetway.activities.errors import TenantSourceError
+    from fleetway.activities.tenants.static import ListTenantsInput, TenantPage, TenantSourceActivities
+    from fleetway.activities.tenants.walk import list_all_tenants
+    from fleetway.activities.wire import CLIENT_INPUT, WIRE_MODEL
+    from fleetway.activities.worker_profile import DescribeWorkerInput, WorkerProfile, WorkerProfileActivities
 
 __all__ = ["DescribeFleetInput", "DescribeFleetWorkflow", "FleetDescription"]
 

@@ -18,10 +18,10 @@ from pydantic import BaseModel, Field
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from activities.flyway.output import Action, ErrorClass
-    from activities.rollouts import Outcome, TenantOutcome
-    from activities.wire import WIRE_MODEL
-from workflows.migrate_all_models import MigrateAllResult
+    from fleetway.activities.flyway.output import Action, ErrorClass
+    from fleetway.activities.rollouts import Outcome, TenantOutcome
+    from fleetway.activities.wire import WIRE_MODEL
+from fleetway.workflows.migrate_all_models import MigrateAllResult
 
 __all__ = ["DriftKind", "DriftSummary", "TenantDrift", "drift_kinds", "render_markdown", "summarize"]
 

@@ -13,14 +13,14 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from activities.audit.events import AuditContext
-    from activities.errors import InvalidInputError, MigrationSetInvalidError
-    from activities.flyway.output import Action
-    from activities.rollouts import Outcome, TenantOutcome
-    from activities.secrets.providers import validate_tenant_ids
-    from activities.sets.digest import check_digest
-    from activities.tenants.waves import WaveSpec, check_waves
-    from activities.wire import CLIENT_INPUT, WIRE_MODEL
+    from fleetway.activities.audit.events import AuditContext
+    from fleetway.activities.errors import InvalidInputError, MigrationSetInvalidError
+    from fleetway.activities.flyway.output import Action
+    from fleetway.activities.rollouts import Outcome, TenantOutcome
+    from fleetway.activities.secrets.providers import validate_tenant_ids
+    from fleetway.activities.sets.digest import check_digest
+    from fleetway.activities.tenants.waves import WaveSpec, check_waves
+    from fleetway.activities.wire import CLIENT_INPUT, WIRE_MODEL
 
 __all__ = [
     "COMPLETIONS_PER_QUERY",
@@ -262,6 +262,7 @@ class Progress(BaseModel):
     pinned_secrets: str = ""
     waves: list[WaveProgress] = Field(default_factory=list)
     wave: str = ""
+    phase: str = ""  # pinning, planning, dispatching, draining, at_gate, baking, done
 
 
 class Completions(BaseModel):

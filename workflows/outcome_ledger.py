@@ -25,9 +25,9 @@ from typing import Final
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from activities.rollouts import Outcome, TenantOutcome
-from workflows.drift import DriftKind, drift_kinds
-from workflows.migrate_all_models import RolloutCarry
+    from fleetway.activities.rollouts import Outcome, TenantOutcome
+from fleetway.workflows.drift import DriftKind, drift_kinds
+from fleetway.workflows.migrate_all_models import RolloutCarry
 
 __all__ = [
     "FAILED_DETAIL_BUDGET",

@@ -23,7 +23,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
-    from activities.audit.events import (
+    from fleetway.activities.audit.events import (
         UNSPECIFIED_PRINCIPAL,
         AuditActivities,
         AuditContext,
@@ -31,12 +31,17 @@ with workflow.unsafe.imports_passed_through():
         AuditEventType,
         AuditOutcome,
     )
-    from activities.flyway.engine import FlywayActivities, RunFlywayInput
-    from activities.flyway.output import RETRYABLE_CLASSES, Action, ErrorClass
-    from activities.postgres.provisioning import CleanupInput, ProvisioningActivities, SeedInput, TenantRoles
-    from activities.quiesce import QuiesceActivities
-    from activities.wire import CLIENT_INPUT, WIRE_MODEL
-    from workflows.activity_failures import failure_reason, reraise_cancel
+    from fleetway.activities.flyway.activity import FlywayActivities, RunFlywayInput
+    from fleetway.activities.flyway.output import RETRYABLE_CLASSES, Action, ErrorClass
+    from fleetway.activities.postgres.provisioning import (
+        CleanupInput,
+        ProvisioningActivities,
+        SeedInput,
+        TenantRoles,
+    )
+    from fleetway.activities.quiesce import QuiesceActivities
+    from fleetway.activities.wire import CLIENT_INPUT, WIRE_MODEL
+    from fleetway.workflows.activity_failures import failure_reason, reraise_cancel
 
 __all__ = [
     "DeprovisionTenantWorkflow",

@@ -15,9 +15,13 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.flyway.schema_history import HistorySummary, ReadHistoryInput, SchemaHistoryActivities
-    from activities.rollouts import Outcome, OutcomeSource, TenantOutcome
-    from workflows.activity_failures import reraise_cancel
+    from fleetway.activities.flyway.schema_history import (
+        HistorySummary,
+        ReadHistoryInput,
+        SchemaHistoryActivities,
+    )
+    from fleetway.activities.rollouts import Outcome, OutcomeSource, TenantOutcome
+    from fleetway.workflows.activity_failures import reraise_cancel
 
 __all__ = ["reconciled", "versions_text"]
 

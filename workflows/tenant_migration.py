@@ -16,7 +16,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.audit.events import (
+    from fleetway.activities.audit.events import (
         UNSPECIFIED_PRINCIPAL,
         AuditActivities,
         AuditContext,
@@ -24,12 +24,12 @@ with workflow.unsafe.imports_passed_through():
         AuditEventType,
         AuditOutcome,
     )
-    from activities.flyway.engine import FlywayActivities, RunFlywayInput
-    from activities.flyway.output import RETRYABLE_CLASSES, Action, ErrorClass, FlywayOutcome
-    from activities.rollouts import Outcome, OutcomeSource, TenantOutcome
-    from activities.wire import WIRE_MODEL
-    from workflows.activity_failures import failure_reason, reraise_cancel
-    from workflows.schema_truth import reconciled
+    from fleetway.activities.flyway.activity import FlywayActivities, RunFlywayInput
+    from fleetway.activities.flyway.output import RETRYABLE_CLASSES, Action, ErrorClass, FlywayOutcome
+    from fleetway.activities.rollouts import Outcome, OutcomeSource, TenantOutcome
+    from fleetway.activities.wire import WIRE_MODEL
+    from fleetway.workflows.activity_failures import failure_reason, reraise_cancel
+    from fleetway.workflows.schema_truth import reconciled
 
 __all__ = ["TenantMigrationInput", "TenantMigrationWorkflow"]
 

@@ -26,8 +26,8 @@ from opentelemetry.trace import Status, StatusCode
 from pydantic import BaseModel, Field
 from temporalio import activity
 
-from activities.errors import AuditSinkError, FleetwayError, to_application_error
-from activities.wire import CLIENT_INPUT, WIRE_MODEL
+from fleetway.activities.errors import AuditSinkError, FleetwayError, to_application_error
+from fleetway.activities.wire import CLIENT_INPUT, WIRE_MODEL
 
 __all__ = [
     "UNSPECIFIED_PRINCIPAL",

@@ -19,8 +19,8 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from activities.audit.events import AuditEvent
-from activities.postgres.ddl import ensure_objects_sync, table_identifier
+from fleetway.activities.audit.events import AuditEvent
+from fleetway.activities.postgres.ddl import ensure_objects_sync, table_identifier
 
 __all__ = ["JsonlAuditSink", "PostgresAuditSink"]
 

@@ -20,7 +20,7 @@ from typing import Any, Final
 
 from pydantic import BaseModel, Field
 
-from activities.wire import WIRE_MODEL
+from fleetway.activities.wire import WIRE_MODEL
 
 __all__ = [
     "RETRYABLE_CLASSES",

@@ -26,16 +26,16 @@ import psycopg
 from pydantic import BaseModel, Field
 from temporalio import activity
 
-from activities.database_target import DatabaseTarget, Vendor, check_pg_identifier, libpq_conninfo
-from activities.errors import (
+from fleetway.activities.database_target import DatabaseTarget, Vendor, check_pg_identifier, libpq_conninfo
+from fleetway.activities.errors import (
     ConfigurationError,
     FleetwayError,
     SchemaHistoryUnavailableError,
     UnsafeIdentifierError,
     to_application_error,
 )
-from activities.secrets.providers import SecretsProvider, provider_for, validate_tenant_id
-from activities.wire import WIRE_MODEL
+from fleetway.activities.secrets.providers import SecretsProvider, provider_for, validate_tenant_id
+from fleetway.activities.wire import WIRE_MODEL
 
 __all__ = [
     "HistoryRow",

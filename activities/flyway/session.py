@@ -32,7 +32,7 @@ from typing import Final
 
 import psycopg
 
-from activities.database_target import DatabaseTarget, Vendor, libpq_conninfo
+from fleetway.activities.database_target import DatabaseTarget, Vendor, libpq_conninfo
 
 __all__ = ["CLIENT_CHECK_INTERVAL_MS", "DEFAULT_LOCK_TIMEOUT_MS", "RunSessions"]
 

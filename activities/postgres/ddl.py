@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from activities.errors import ConfigurationError
+from fleetway.activities.errors import ConfigurationError
 
 
 async def ensure_objects(

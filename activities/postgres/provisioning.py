@@ -24,17 +24,22 @@ from psycopg.conninfo import conninfo_to_dict
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from temporalio import activity
 
-from activities.database_target import DatabaseTarget
-from activities.errors import (
+from fleetway.activities.database_target import DatabaseTarget
+from fleetway.activities.errors import (
     ConfigurationError,
     FleetwayError,
     ProvisioningError,
     ProvisioningUnavailableError,
     to_application_error,
 )
-from activities.postgres.roles import PG_IDENTIFIER, PGRoleSpec, deprovision_pg_roles, provision_pg_roles
-from activities.secrets.providers import SecretsProvider, SecretWriter, as_writer, provider_for
-from activities.wire import CLIENT_INPUT, WIRE_MODEL
+from fleetway.activities.postgres.roles import (
+    PG_IDENTIFIER,
+    PGRoleSpec,
+    deprovision_pg_roles,
+    provision_pg_roles,
+)
+from fleetway.activities.secrets.providers import SecretsProvider, SecretWriter, as_writer, provider_for
+from fleetway.activities.wire import CLIENT_INPUT, WIRE_MODEL
 
 __all__ = [
     "CleanupInput",

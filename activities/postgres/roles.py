@@ -25,7 +25,7 @@ import psycopg
 from psycopg import sql
 from pydantic import SecretStr
 
-from activities.errors import UnsafeEnvValueError, UnsafeIdentifierError
+from fleetway.activities.errors import UnsafeEnvValueError, UnsafeIdentifierError
 
 __all__ = [
     "PGRoleSpec",

@@ -18,14 +18,14 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from activities.database_target import DatabaseTarget
-from activities.errors import (
+from fleetway.activities.database_target import DatabaseTarget
+from fleetway.activities.errors import (
     SecretAccessDeniedError,
     SecretBackendError,
     SecretNotFoundError,
 )
-from activities.secrets.payload import decode_secret, parse_target, target_payload
-from activities.secrets.providers import check_secret_prefix, check_secret_role, validate_tenant_id
+from fleetway.activities.secrets.payload import decode_secret, parse_target, target_payload
+from fleetway.activities.secrets.providers import check_secret_prefix, check_secret_role, validate_tenant_id
 
 __all__ = ["DEFAULT_AWS_PREFIX", "AwsSecretsManagerProvider", "silence_boto_body_logging"]
 

@@ -15,8 +15,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from activities.database_target import DatabaseTarget
-from activities.secrets.providers import SecretsProvider, SecretWriter, as_writer, validate_tenant_id
+from fleetway.activities.database_target import DatabaseTarget
+from fleetway.activities.secrets.providers import SecretsProvider, SecretWriter, as_writer, validate_tenant_id
 
 __all__ = ["CacheStats", "CachedSecretsProvider"]
 

@@ -21,8 +21,8 @@ from typing import Final
 
 from pydantic import ValidationError
 
-from activities.database_target import DatabaseTarget
-from activities.errors import SecretMalformedError
+from fleetway.activities.database_target import DatabaseTarget
+from fleetway.activities.errors import SecretMalformedError
 
 __all__ = ["decode_secret", "parse_target", "target_payload"]
 

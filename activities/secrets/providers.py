@@ -17,15 +17,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final, Protocol, cast
 
-from activities.backend_identity import check_backend
-from activities.database_target import DatabaseTarget
-from activities.errors import (
+from fleetway.activities.backend_identity import check_backend
+from fleetway.activities.database_target import DatabaseTarget
+from fleetway.activities.errors import (
     ConfigurationError,
     InvalidTenantIdError,
     SecretMalformedError,
     SecretNotFoundError,
 )
-from activities.secrets.payload import parse_target, target_payload
+from fleetway.activities.secrets.payload import parse_target, target_payload
 
 __all__ = [
     "TENANT_ID_PATTERN",

@@ -18,16 +18,16 @@ import hvac.exceptions
 import requests
 from pydantic import BaseModel, ConfigDict, SecretStr, model_validator
 
-from activities.database_target import DatabaseTarget
-from activities.errors import (
+from fleetway.activities.database_target import DatabaseTarget
+from fleetway.activities.errors import (
     ConfigurationError,
     SecretAccessDeniedError,
     SecretBackendError,
     SecretMalformedError,
     SecretNotFoundError,
 )
-from activities.secrets.payload import parse_target, target_payload
-from activities.secrets.providers import check_secret_prefix, check_secret_role, validate_tenant_id
+from fleetway.activities.secrets.payload import parse_target, target_payload
+from fleetway.activities.secrets.providers import check_secret_prefix, check_secret_role, validate_tenant_id
 
 __all__ = ["DEFAULT_VAULT_PREFIX", "VaultAuth", "VaultSecretsProvider"]
 

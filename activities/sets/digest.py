@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from activities.errors import MigrationSetInvalidError
+from fleetway.activities.errors import MigrationSetInvalidError
 
 __all__ = [
     "DIGEST_PATTERN",

@@ -31,8 +31,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Protocol
 
-from activities.errors import MigrationSetInvalidError, MigrationSetMismatchError, MigrationStoreError
-from activities.sets.digest import (
+from fleetway.activities.errors import (
+    MigrationSetInvalidError,
+    MigrationSetMismatchError,
+    MigrationStoreError,
+)
+from fleetway.activities.sets.digest import (
     MAX_SET_BYTES,
     Manifest,
     ManifestEntry,

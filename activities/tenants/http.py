@@ -39,10 +39,10 @@ from typing import Final
 import httpx
 from pydantic import SecretStr
 
-from activities.errors import ConfigurationError, TenantSourceError, TenantSourceUnavailableError
-from activities.secrets.providers import validate_tenant_ids
-from activities.tenants.labels import validate_labels
-from activities.tenants.static import TenantPage
+from fleetway.activities.errors import ConfigurationError, TenantSourceError, TenantSourceUnavailableError
+from fleetway.activities.secrets.providers import validate_tenant_ids
+from fleetway.activities.tenants.labels import validate_labels
+from fleetway.activities.tenants.static import TenantPage
 
 __all__ = ["DEFAULT_MAX_RESPONSE_BYTES", "MAX_JSON_DEPTH", "HttpTenantLister", "parse_json_bounded"]
 

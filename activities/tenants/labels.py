@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from activities.errors import InvalidLabelSelectorError, InvalidTenantLabelError
+from fleetway.activities.errors import InvalidLabelSelectorError, InvalidTenantLabelError
 
 __all__ = [
     "LABEL_KEY_PATTERN",

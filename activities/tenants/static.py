@@ -18,11 +18,16 @@ import yaml
 from pydantic import BaseModel, Field
 from temporalio import activity
 
-from activities.backend_identity import check_backend
-from activities.errors import ConfigurationError, FleetwayError, TenantSourceError, to_application_error
-from activities.secrets.providers import validate_tenant_ids
-from activities.tenants.labels import validate_labels
-from activities.wire import WIRE_MODEL
+from fleetway.activities.backend_identity import check_backend
+from fleetway.activities.errors import (
+    ConfigurationError,
+    FleetwayError,
+    TenantSourceError,
+    to_application_error,
+)
+from fleetway.activities.secrets.providers import validate_tenant_ids
+from fleetway.activities.tenants.labels import validate_labels
+from fleetway.activities.wire import WIRE_MODEL
 
 __all__ = [
     "ListTenantsInput",

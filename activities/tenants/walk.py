@@ -12,8 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
-from activities.errors import TenantSourceError
-from activities.tenants.static import TenantLister
+from fleetway.activities.errors import TenantSourceError
+from fleetway.activities.tenants.static import TenantLister
 
 __all__ = ["MAX_PAGES", "TenantListing", "cursor_digest", "list_all_tenants"]
 

@@ -24,18 +24,18 @@ from typing import Final
 from pydantic import BaseModel, Field, field_validator, model_validator
 from temporalio import activity
 
-from activities.backend_identity import check_backend
-from activities.errors import (
+from fleetway.activities.backend_identity import check_backend
+from fleetway.activities.errors import (
     ConfigurationError,
     FleetwayError,
     InvalidWavePlanError,
     to_application_error,
 )
-from activities.secrets.providers import validate_tenant_ids
-from activities.tenants.labels import parse_selector
-from activities.tenants.static import TenantLister
-from activities.tenants.walk import list_all_tenants
-from activities.wire import CLIENT_INPUT, WIRE_MODEL
+from fleetway.activities.secrets.providers import validate_tenant_ids
+from fleetway.activities.tenants.labels import parse_selector
+from fleetway.activities.tenants.static import TenantLister
+from fleetway.activities.tenants.walk import list_all_tenants
+from fleetway.activities.wire import CLIENT_INPUT, WIRE_MODEL
 
 __all__ = [
     "MAX_PLANNED_TENANTS",

@@ -18,10 +18,10 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
-from activities.audit.events import AuditEvent, AuditEventType, AuditOutcome, Emitter
-from activities.audit.sinks import JsonlAuditSink, PostgresAuditSink
-from activities.errors import ConfigurationError
-from worker.devstack import PostgresServer
+from fleetway.activities.audit.events import AuditEvent, AuditEventType, AuditOutcome, Emitter
+from fleetway.activities.audit.sinks import JsonlAuditSink, PostgresAuditSink
+from fleetway.activities.errors import ConfigurationError
+from fleetway.worker.dev.stack import PostgresServer
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
@@ -65,7 +65,7 @@ def test_span_log_and_sink_carry_the_event(
 ) -> None:
     sink = Recording()
     emitter = Emitter(sink)
-    with caplog.at_level(logging.INFO, logger="activities.audit.events"):
+    with caplog.at_level(logging.INFO, logger="fleetway.activities.audit.events"):
         emitter.emit(event(1))
         emitter.emit(event(2, outcome=AuditOutcome.FAILED, error_class="checksum_mismatch"))
     assert emitter.close(timeout_s=5) and sink.closed

@@ -16,8 +16,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from activities.database_target import DatabaseTarget
-from activities.errors import (
+from fleetway.activities.database_target import DatabaseTarget
+from fleetway.activities.errors import (
     ConfigurationError,
     FlywayReportedFailureError,
     FlywayTimeoutError,
@@ -25,17 +25,13 @@ from activities.errors import (
     UnsafeEnvValueError,
     UnsafeIdentifierError,
 )
-from activities.flyway.engine import (
-    FlywayEngine,
-    FlywayInstall,
-    FlywayRunner,
-    FlywaySettings,
-    run_migrations_at_startup,
-)
-from activities.flyway.output import Action, ErrorClass
-from activities.redaction import REDACTED
+from fleetway.activities.flyway.cli_engine import FlywayRunner
+from fleetway.activities.flyway.contract import FlywayEngine, FlywayInstall, FlywaySettings
+from fleetway.activities.flyway.output import Action, ErrorClass
+from fleetway.activities.flyway.startup import run_migrations_at_startup
+from fleetway.activities.redaction import REDACTED
+from fleetway.worker.dev.stack import PostgresServer
 from tests.support import copy_migrations, history, java_pids, schema_exists, wait_until
-from worker.devstack import PostgresServer
 
 
 def _with(target: DatabaseTarget, changes: dict[str, object]) -> DatabaseTarget:
@@ -354,8 +350,8 @@ async def test_run_flyway_activity_rereads_the_secret_once_after_an_authenticati
 ) -> None:
     from temporalio.testing import ActivityEnvironment
 
-    from activities.flyway.engine import FlywayActivities, RunFlywayInput
-    from activities.secrets.providers import StaticSecretsProvider
+    from fleetway.activities.flyway.activity import FlywayActivities, RunFlywayInput
+    from fleetway.activities.secrets.providers import StaticSecretsProvider
 
     rotated = "rotated-Passw0rd"
     with psycopg.connect(postgres.dsn, autocommit=True) as conn:
@@ -434,10 +430,11 @@ async def test_sqlstates_a_real_server_produces_on_demand_are_classified(
 _RUN_UNTIL_KILLED = """
 import asyncio, json, os, sys
 from pathlib import Path
-from activities.database_target import DatabaseTarget
-from activities.flyway.engine import FlywayInstall, FlywayRunner, FlywaySettings
-from activities.flyway.jvm import JvmFlywayEngine
-from activities.flyway.output import Action
+from fleetway.activities.database_target import DatabaseTarget
+from fleetway.activities.flyway.contract import FlywayInstall, FlywaySettings
+from fleetway.activities.flyway.cli_engine import FlywayRunner
+from fleetway.activities.flyway.jvm_engine import JvmFlywayEngine
+from fleetway.activities.flyway.output import Action
 
 spec = json.loads(os.environ["RUN_SPEC"])
 install = FlywayInstall(lib_dir=Path(spec["lib"]), java=Path(spec["java"]), version="test")
@@ -504,9 +501,10 @@ async def test_a_process_killed_with_sigkill_takes_its_flyway_and_its_statement_
 async def test_the_default_auto_engine_runs_postgresql_in_process_and_oracle_through_the_cli(
     flyway_install: FlywayInstall, target: DatabaseTarget, postgres: PostgresServer, schema: str
 ) -> None:
-    from activities.database_target import Vendor
-    from activities.errors import FlywayError
-    from activities.flyway.jvm import JvmFlywayEngine, VendorRoutedEngine
+    from fleetway.activities.database_target import Vendor
+    from fleetway.activities.errors import FlywayError
+    from fleetway.activities.flyway.jvm_engine import JvmFlywayEngine
+    from fleetway.activities.flyway.routing import VendorRoutedEngine
     from tests.support import DEMO_MIGRATIONS
 
     settings = FlywaySettings(locations=(DEMO_MIGRATIONS,))

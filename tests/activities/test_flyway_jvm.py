@@ -14,13 +14,13 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from activities.database_target import DatabaseTarget
-from activities.errors import ConfigurationError, FlywayTimeoutError
-from activities.flyway.engine import FlywayInstall, FlywaySettings
-from activities.flyway.jvm import JvmFlywayEngine
-from activities.flyway.output import Action
+from fleetway.activities.database_target import DatabaseTarget
+from fleetway.activities.errors import ConfigurationError, FlywayTimeoutError
+from fleetway.activities.flyway.contract import FlywayInstall, FlywaySettings
+from fleetway.activities.flyway.jvm_engine import JvmFlywayEngine
+from fleetway.activities.flyway.output import Action
+from fleetway.worker.dev.stack import PROJECT_ROOT, PostgresServer
 from tests.support import DEMO_MIGRATIONS, copy_migrations, history
-from worker.devstack import PROJECT_ROOT, PostgresServer
 
 
 def engine(install: FlywayInstall, locations: Path, **settings: object) -> JvmFlywayEngine:
@@ -110,8 +110,8 @@ def test_the_process_jvm_leaves_sigterm_to_python_and_leaves_no_attach_socket(
     script = f"""
 import os, signal, time
 from pathlib import Path
-from activities.flyway.engine import FlywayInstall
-from activities.flyway.jvm import start_jvm
+from fleetway.activities.flyway.contract import FlywayInstall
+from fleetway.activities.flyway.jvm_engine import start_jvm
 seen = []
 signal.signal(signal.SIGTERM, lambda *_: seen.append("python"))  # installed first, as dev_stack does
 start_jvm(FlywayInstall(lib_dir=Path({str(flyway_install.lib_dir)!r}), java=Path({str(flyway_install.java)!r}), version=""),

@@ -6,16 +6,22 @@ import json
 
 import pytest
 
-from activities.database_target import DatabaseTarget, TlsSettings, Vendor, flyway_environment, jdbc_url
-from activities.errors import UnsafeEnvValueError
-from activities.flyway.output import (
+from fleetway.activities.database_target import (
+    DatabaseTarget,
+    TlsSettings,
+    Vendor,
+    flyway_environment,
+    jdbc_url,
+)
+from fleetway.activities.errors import UnsafeEnvValueError
+from fleetway.activities.flyway.output import (
     Action,
     ErrorClass,
     classify_failure,
     find_flyway_document,
     outcome_from_document,
 )
-from activities.redaction import REDACTED, SHORT_PASSWORD_SENTINEL, redact
+from fleetway.activities.redaction import REDACTED, SHORT_PASSWORD_SENTINEL, redact
 
 SUCCESS = {
     "database": "postgres", "databaseType": "PostgreSQL", "exception": None, "flywayVersion": "12.4.0",

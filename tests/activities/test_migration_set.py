@@ -12,11 +12,15 @@ from typing import Any
 import boto3
 import pytest
 
-from activities.errors import MigrationSetInvalidError, MigrationSetMismatchError, MigrationStoreError
-from activities.sets.digest import check_digest, parse_manifest, scan_set
-from activities.sets.store import DirectorySetStore, MigrationSets, S3SetStore, SetCache, push_set
+from fleetway.activities.errors import (
+    MigrationSetInvalidError,
+    MigrationSetMismatchError,
+    MigrationStoreError,
+)
+from fleetway.activities.sets.digest import check_digest, parse_manifest, scan_set
+from fleetway.activities.sets.store import DirectorySetStore, MigrationSets, S3SetStore, SetCache, push_set
+from fleetway.worker.dev.secrets import AWS_TEST_ENV, MotoServer
 from tests.support import DEMO_MIGRATIONS, copy_migrations
-from worker.devstack_secrets import AWS_TEST_ENV, MotoServer
 
 
 def _digest_by_shell(folder: Path) -> str:

@@ -4,8 +4,8 @@ import uuid
 import psycopg
 from psycopg import sql
 
-from activities.postgres.ddl import ensure_objects
-from worker.devstack import PostgresServer
+from fleetway.activities.postgres.ddl import ensure_objects
+from fleetway.worker.dev.stack import PostgresServer
 
 
 async def test_concurrent_idempotent_ddl_never_races_on_the_catalog(postgres: PostgresServer) -> None:

@@ -10,14 +10,14 @@ import pytest
 from psycopg import sql
 from pydantic import SecretStr
 
-from activities.errors import UnsafeEnvValueError, UnsafeIdentifierError
-from activities.postgres.roles import (
+from fleetway.activities.errors import UnsafeEnvValueError, UnsafeIdentifierError
+from fleetway.activities.postgres.roles import (
     PGRoleSpec,
     deprovision_pg_roles,
     pg_role_provisioning_sql,
     provision_pg_roles,
 )
-from worker.devstack import PostgresServer
+from fleetway.worker.dev.stack import PostgresServer
 
 MIGRATOR_PW = "migrator-Passw0rd-1"
 RUNTIME_PW = "runtime-Passw0rd-2"

@@ -10,8 +10,8 @@ from datetime import timedelta
 import psycopg
 import pytest
 
-from activities.errors import ConfigurationError, InvalidQuiesceTtlError, QuiesceNotSetError
-from activities.quiesce import (
+from fleetway.activities.errors import ConfigurationError, InvalidQuiesceTtlError, QuiesceNotSetError
+from fleetway.activities.quiesce import (
     DEFAULT_TTL,
     MAX_TTL,
     MemoryQuiesceController,
@@ -19,7 +19,7 @@ from activities.quiesce import (
     QuiesceController,
     QuiesceStatus,
 )
-from worker.devstack import PostgresServer
+from fleetway.worker.dev.stack import PostgresServer
 
 
 @pytest.fixture(params=["postgres", "memory"])

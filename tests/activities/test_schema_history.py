@@ -5,18 +5,18 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from activities.database_target import DatabaseTarget
-from activities.errors import SchemaHistoryUnavailableError, UnsafeIdentifierError
-from activities.flyway.engine import FlywayEngine
-from activities.flyway.output import Action
-from activities.flyway.schema_history import (
+from fleetway.activities.database_target import DatabaseTarget
+from fleetway.activities.errors import SchemaHistoryUnavailableError, UnsafeIdentifierError
+from fleetway.activities.flyway.contract import FlywayEngine
+from fleetway.activities.flyway.output import Action
+from fleetway.activities.flyway.schema_history import (
     HistoryRow,
     check_history_marker,
     history_marker,
     read_history,
     summarize_history,
 )
-from worker.devstack import PostgresServer
+from fleetway.worker.dev.stack import PostgresServer
 
 MARK = "fleetway:r1:abcd1234"
 

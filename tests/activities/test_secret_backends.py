@@ -18,8 +18,8 @@ import pytest
 from pydantic import SecretStr
 from temporalio.testing import ActivityEnvironment
 
-from activities.database_target import DatabaseTarget
-from activities.errors import (
+from fleetway.activities.database_target import DatabaseTarget
+from fleetway.activities.errors import (
     ConfigurationError,
     InvalidTenantIdError,
     SecretAccessDeniedError,
@@ -27,14 +27,15 @@ from activities.errors import (
     SecretMalformedError,
     SecretNotFoundError,
 )
-from activities.flyway.engine import FlywayActivities, FlywayRunner, RunFlywayInput
-from activities.flyway.output import Action
-from activities.secrets.aws import AwsSecretsManagerProvider
-from activities.secrets.cache import CachedSecretsProvider
-from activities.secrets.providers import FileSecretsProvider
-from activities.secrets.vault import VaultAuth, VaultSecretsProvider
-from worker.devstack import PostgresServer
-from worker.devstack_secrets import AWS_TEST_ENV, MotoServer, OpenBaoDevServer
+from fleetway.activities.flyway.activity import FlywayActivities, RunFlywayInput
+from fleetway.activities.flyway.cli_engine import FlywayRunner
+from fleetway.activities.flyway.output import Action
+from fleetway.activities.secrets.aws import AwsSecretsManagerProvider
+from fleetway.activities.secrets.cache import CachedSecretsProvider
+from fleetway.activities.secrets.providers import FileSecretsProvider
+from fleetway.activities.secrets.vault import VaultAuth, VaultSecretsProvider
+from fleetway.worker.dev.secrets import AWS_TEST_ENV, MotoServer, OpenBaoDevServer
+from fleetway.worker.dev.stack import PostgresServer
 
 PASSWORD = "Tenant-Passw0rd-9c1e"
 

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from activities.database_target import Vendor
-from activities.errors import SecretMalformedError
-from activities.secrets.payload import decode_secret, parse_target
+from fleetway.activities.database_target import Vendor
+from fleetway.activities.errors import SecretMalformedError
+from fleetway.activities.secrets.payload import decode_secret, parse_target
 
 PASSWORD = "s3cret-Payload-Value"
 

@@ -12,15 +12,15 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from activities.errors import (
+from fleetway.activities.errors import (
     ConfigurationError,
     InvalidTenantIdError,
     TenantSourceError,
     TenantSourceUnavailableError,
     to_application_error,
 )
-from activities.tenants.http import HttpTenantLister
-from activities.tenants.walk import list_all_tenants
+from fleetway.activities.tenants.http import HttpTenantLister
+from fleetway.activities.tenants.walk import list_all_tenants
 from tests.control_plane import Response, control_plane, paged, tenants_body
 from tests.fleet import fleetway
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from activities.errors import InvalidTenantIdError, TenantSourceError
-from activities.tenants.static import StaticTenantLister, load_tenants_file
+from fleetway.activities.errors import InvalidTenantIdError, TenantSourceError
+from fleetway.activities.tenants.static import StaticTenantLister, load_tenants_file
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.errors import (
+from fleetway.activities.errors import (
     InvalidLabelSelectorError,
     InvalidTenantIdError,
     InvalidTenantLabelError,
@@ -17,15 +17,15 @@ from activities.errors import (
     TenantSourceError,
     from_validation_error,
 )
-from activities.tenants.http import HttpTenantLister
-from activities.tenants.labels import parse_selector, validate_labels
-from activities.tenants.static import (
+from fleetway.activities.tenants.http import HttpTenantLister
+from fleetway.activities.tenants.labels import parse_selector, validate_labels
+from fleetway.activities.tenants.static import (
     ListTenantsInput,
     StaticTenantLister,
     TenantSourceActivities,
     load_tenant_entries,
 )
-from activities.tenants.waves import (
+from fleetway.activities.tenants.waves import (
     MAX_PLANNED_TENANTS,
     PlanWavesInput,
     WavePlanActivities,
@@ -33,8 +33,8 @@ from activities.tenants.waves import (
     parse_duration_s,
     plan_waves,
 )
+from fleetway.workflows.migrate_all_models import MigrateAllInput, RolloutCarry, WaveProgress
 from tests.control_plane import control_plane
-from workflows.migrate_all_models import MigrateAllInput, RolloutCarry, WaveProgress
 
 LABELS = {"tier": "enterprise", "region": "eu", "canary": "yes"}
 

@@ -15,15 +15,15 @@ from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
-from activities.flyway.engine import FlywayInstall
-from activities.quiesce import PostgresQuiesceController
-from activities.sets.digest import scan_set
+from fleetway.activities.flyway.contract import FlywayInstall
+from fleetway.activities.quiesce import PostgresQuiesceController
+from fleetway.activities.sets.digest import scan_set
+from fleetway.worker.config.settings import SetsConfig
+from fleetway.worker.dev.stack import PROJECT_ROOT, PostgresServer, TemporalDevServer, free_port
+from fleetway.workflows.migrate_all import MigrateAllWorkflow
+from fleetway.workflows.migrate_all_models import MigrateAllResult, RolloutStatus
 from tests.fleet import FLEETWAY, fleetway, make_fleet
 from tests.support import DEMO_MIGRATIONS, copy_migrations, history, schema_exists
-from worker.devstack import PROJECT_ROOT, PostgresServer, TemporalDevServer, free_port
-from worker.settings import SetsConfig
-from workflows.migrate_all import MigrateAllWorkflow
-from workflows.migrate_all_models import MigrateAllResult, RolloutStatus
 
 
 async def test_cli_migrate_streams_ndjson_and_exits_by_outcome(

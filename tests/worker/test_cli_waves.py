@@ -10,13 +10,13 @@ from pathlib import Path
 
 from temporalio.client import Client
 
-from activities.flyway.engine import FlywayInstall
+from fleetway.activities.flyway.contract import FlywayInstall
+from fleetway.worker.dev.stack import PostgresServer, TemporalDevServer
+from fleetway.workflows.migrate_all import MigrateAllWorkflow
+from fleetway.workflows.migrate_all_models import WaveState
 from tests.fleet import FLEETWAY, fleetway
 from tests.support import history, schema_exists
 from tests.workflows.test_waves import progress_until, ring_fleet, wave_state
-from worker.devstack import PostgresServer, TemporalDevServer
-from workflows.migrate_all import MigrateAllWorkflow
-from workflows.migrate_all_models import WaveState
 
 
 async def test_cli_dry_run_prints_which_tenant_lands_in_which_wave_and_changes_nothing(

@@ -15,8 +15,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from fleetway.worker.dev.stack import PROJECT_ROOT
 from tests.fleet import FLEETWAY, fleetway
-from worker.devstack import PROJECT_ROOT
 
 
 @pytest.mark.parametrize("backend", ["vault", "aws"])

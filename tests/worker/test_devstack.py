@@ -7,14 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from worker.devstack import PROJECT_ROOT
+from fleetway.worker.dev.stack import PROJECT_ROOT
 
 
 def test_missing_java_and_maven_give_one_message_naming_each_install_command(tmp_path: Path) -> None:
     # A PATH holding nothing: java and mvn are really absent for this process (no fake).
     env = {**os.environ, "PATH": str(tmp_path / "empty-bin")}
     done = subprocess.run(
-        [sys.executable, "-m", "worker.devstack", "setup"],
+        [sys.executable, "-m", "fleetway.worker.dev.stack", "setup"],
         cwd=PROJECT_ROOT,
         env=env,
         capture_output=True,

@@ -10,14 +10,14 @@ import pytest
 from rich.console import Console
 from temporalio.client import Client
 
-from activities.flyway.engine import FlywayInstall
+from fleetway.activities.flyway.contract import FlywayInstall
+from fleetway.worker.cli.follow import follow_rollout
+from fleetway.worker.cli.output import OutputFormat, render_result
+from fleetway.worker.dev.stack import PostgresServer
+from fleetway.workflows import migrate_all_models, outcome_ledger
+from fleetway.workflows.migrate_all import MigrateAllWorkflow
+from fleetway.workflows.migrate_all_models import MigrateAllInput, MigrateAllResult, RolloutStatus
 from tests.fleet import make_fleet
-from worker.devstack import PostgresServer
-from worker.follow import follow_rollout
-from worker.output import OutputFormat, render_result
-from workflows import migrate_all_models, outcome_ledger
-from workflows.migrate_all import MigrateAllWorkflow
-from workflows.migrate_all_models import MigrateAllInput, MigrateAllResult, RolloutStatus
 
 
 def _lines(out: str) -> list[dict[str, object]]:

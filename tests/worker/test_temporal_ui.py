@@ -20,13 +20,13 @@ from playwright.async_api import Browser, Page, async_playwright
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import CancelledError
 
-from activities.audit.events import AuditEventType, Emitter
-from activities.flyway.engine import FlywayInstall
-from activities.tenants.waves import WaveSpec
+from fleetway.activities.audit.events import AuditEventType, Emitter
+from fleetway.activities.flyway.contract import FlywayInstall
+from fleetway.activities.tenants.waves import WaveSpec
+from fleetway.worker.dev.stack import PostgresServer, TemporalDevServer
+from fleetway.workflows.migrate_all_models import MigrateAllInput, RolloutStatus, WaveState
 from tests.support import history, schema_exists
 from tests.workflows.test_waves import ListSink, progress_until, ring_fleet, start, wave_state
-from worker.devstack import PostgresServer, TemporalDevServer
-from workflows.migrate_all_models import MigrateAllInput, RolloutStatus, WaveState
 
 CHROMIUM = shutil.which("chromium")
 ARTIFACTS = Path(os.environ.get("FLEETWAY_ARTIFACTS", Path(__file__).resolve().parents[2] / ".artifacts"))

@@ -18,18 +18,18 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities.audit.events import AuditEvent
-from activities.flyway.engine import RunFlywayInput
-from activities.flyway.output import FlywayOutcome
-from activities.flyway.schema_history import HistorySummary, ReadHistoryInput
-from activities.postgres.provisioning import CleanupInput, SchemaStep, SeedInput, TenantRoles
-from activities.quiesce import QuiesceStatus
-from activities.tenants.static import ListTenantsInput, TenantPage
-from activities.tenants.waves import PlannedWave, PlanWavesInput, WavePlan
-from activities.worker_profile import PinRolloutInput, RolloutPin
-from workflows.migrate_all import MigrateAllWorkflow
-from workflows.provision_tenant import ProvisionTenantWorkflow
-from workflows.tenant_migration import TenantMigrationWorkflow
+from fleetway.activities.audit.events import AuditEvent
+from fleetway.activities.flyway.activity import RunFlywayInput
+from fleetway.activities.flyway.output import FlywayOutcome
+from fleetway.activities.flyway.schema_history import HistorySummary, ReadHistoryInput
+from fleetway.activities.postgres.provisioning import CleanupInput, SchemaStep, SeedInput, TenantRoles
+from fleetway.activities.quiesce import QuiesceStatus
+from fleetway.activities.tenants.static import ListTenantsInput, TenantPage
+from fleetway.activities.tenants.waves import PlannedWave, PlanWavesInput, WavePlan
+from fleetway.activities.worker_profile import PinRolloutInput, RolloutPin
+from fleetway.workflows.migrate_all import MigrateAllWorkflow
+from fleetway.workflows.provision_tenant import ProvisionTenantWorkflow
+from fleetway.workflows.tenant_migration import TenantMigrationWorkflow
 
 SET = "sha256:" + "0" * 64
 WAIT = 30.0
@@ -41,9 +41,10 @@ class Scripted:
     ``list_page2`` blocks only the second page of the tenant listing (the first is ``tenants[:1]``).
     """
 
-    def __init__(self, tenants: list[str], *, block: set[str]) -> None:
+    def __init__(self, tenants: list[str], *, block: set[str], slow: dict[str, float] | None = None) -> None:
         self.tenants = tenants
         self.block = block
+        self.slow = slow or {}  # names that take this many seconds (heartbeating), then succeed
         self.started: defaultdict[str, asyncio.Event] = defaultdict(asyncio.Event)
         self.calls: list[str] = []
         self.cancelled: list[str] = []
@@ -51,6 +52,11 @@ class Scripted:
     async def _step(self, name: str) -> None:
         self.calls.append(name)
         self.started[name].set()
+        if name in self.slow:
+            for _ in range(int(self.slow[name] / 0.1)):
+                activity.heartbeat()
+                await asyncio.sleep(0.1)
+            self.calls.append(f"done:{name}")
         if name not in self.block:
             return
         try:
@@ -76,7 +82,7 @@ class Scripted:
     async def plan_waves(self, request: PlanWavesInput) -> WavePlan:
         await self._step("plan_waves")
         return WavePlan(
-            waves=[PlannedWave(name=w.name, tenants=list(self.tenants)) for w in request.waves],
+            waves=[PlannedWave(name=w.name, tenants=list(w.tenants or self.tenants)) for w in request.waves],
             listed=len(self.tenants),
         )
 

@@ -21,19 +21,19 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, Interceptor
 
-from activities.audit.events import AuditContext, Emitter
-from activities.audit.sinks import PostgresAuditSink
-from activities.flyway.engine import FlywayInstall
-from activities.rollouts import Outcome
-from activities.secrets.providers import StaticSecretsProvider
-from activities.sets.digest import scan_set
-from activities.tenants.static import StaticTenantLister
+from fleetway.activities.audit.events import AuditContext, Emitter
+from fleetway.activities.audit.sinks import PostgresAuditSink
+from fleetway.activities.flyway.contract import FlywayInstall
+from fleetway.activities.rollouts import Outcome
+from fleetway.activities.secrets.providers import StaticSecretsProvider
+from fleetway.activities.sets.digest import scan_set
+from fleetway.activities.tenants.static import StaticTenantLister
+from fleetway.worker.dev.stack import PostgresServer
+from fleetway.worker.process.run import build_worker
+from fleetway.workflows.migrate_all import MigrateAllWorkflow
+from fleetway.workflows.migrate_all_models import MigrateAllInput, MigrateAllResult
 from tests.fleet import Fleet, fleetway, make_fleet
 from tests.support import DEMO_MIGRATIONS, wait_until
-from worker.devstack import PostgresServer
-from worker.run import build_worker
-from workflows.migrate_all import MigrateAllWorkflow
-from workflows.migrate_all_models import MigrateAllInput, MigrateAllResult
 
 
 class FailFirstEmitAfterItRan(Interceptor):

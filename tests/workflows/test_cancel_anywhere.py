@@ -18,14 +18,20 @@ from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ApplicationError, CancelledError
 
-from activities.flyway.engine import RunFlywayInput
-from activities.flyway.output import FlywayOutcome
-from activities.postgres.provisioning import TenantRoles
-from activities.tenants.waves import WaveSpec
+from fleetway.activities.flyway.activity import RunFlywayInput
+from fleetway.activities.flyway.output import FlywayOutcome
+from fleetway.activities.postgres.provisioning import TenantRoles
+from fleetway.activities.tenants.waves import WaveSpec
+from fleetway.workflows.migrate_all import MigrateAllWorkflow
+from fleetway.workflows.migrate_all_models import (
+    MigrateAllInput,
+    Progress,
+    RolloutStatus,
+    WaveDecision,
+    WaveState,
+)
+from fleetway.workflows.provision_tenant import ProvisionRequest, ProvisionTenantWorkflow
 from tests.workflows.scripted import SET, WAIT, Scripted, scripted_worker
-from workflows.migrate_all import MigrateAllWorkflow
-from workflows.migrate_all_models import MigrateAllInput, Progress, RolloutStatus, WaveDecision, WaveState
-from workflows.provision_tenant import ProvisionRequest, ProvisionTenantWorkflow
 
 pytestmark = pytest.mark.fast
 

@@ -18,15 +18,15 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureEr
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Replayer
 
-from activities.flyway.engine import FlywayInstall
-from activities.rollouts import Outcome
+from fleetway.activities.flyway.contract import FlywayInstall
+from fleetway.activities.rollouts import Outcome
+from fleetway.worker.config.client import DATA_CONVERTER
+from fleetway.worker.dev.stack import PROJECT_ROOT, PostgresServer, TemporalDevServer
+from fleetway.workflows.migrate_all import MigrateAllWorkflow
+from fleetway.workflows.migrate_all_models import MigrateAllInput, MigrateAllResult, RolloutStatus
+from fleetway.workflows.tenant_migration import TenantMigrationWorkflow
 from tests.fleet import FLEETWAY, fleetway, make_fleet
 from tests.support import copy_migrations, history, java_pids, schema_exists, wait_until
-from worker.client import DATA_CONVERTER
-from worker.devstack import PROJECT_ROOT, PostgresServer, TemporalDevServer
-from workflows.migrate_all import MigrateAllWorkflow
-from workflows.migrate_all_models import MigrateAllInput, MigrateAllResult, RolloutStatus
-from workflows.tenant_migration import TenantMigrationWorkflow
 
 
 async def _wait_progress(handle, predicate, timeout: float = 60.0):
@@ -254,7 +254,7 @@ async def test_pipeline_starts_a_rollout_with_the_temporal_cli_and_plain_json(
     postgres: PostgresServer,
     temporal_server: TemporalDevServer,
 ) -> None:
-    from worker.devstack import temporal_binary
+    from fleetway.worker.dev.stack import temporal_binary
 
     fleet = make_fleet(postgres, 2)
     rollout_id = f"cli-{uuid.uuid4().hex[:8]}"
@@ -293,7 +293,7 @@ async def test_an_invalid_input_from_the_temporal_cli_fails_the_rollout_at_once_
     payload: dict[str, object],
     failure: str,
 ) -> None:
-    from worker.devstack import temporal_binary
+    from fleetway.worker.dev.stack import temporal_binary
 
     fleet = make_fleet(postgres, 1)
     rollout_id = f"bad-{uuid.uuid4().hex[:8]}"
@@ -383,9 +383,9 @@ def _imports(tree: ast.AST, *, inside: bool = False) -> list[tuple[str, set[str]
 def _problems(source: str) -> list[str]:
     problems = []
     for name, names, passed in _imports(ast.parse(source)):
-        if name.split(".")[0] == "workflows":
+        if name.startswith("fleetway.workflows."):
             continue  # the other workflow modules, held to this same rule
-        if name.split(".")[0] == "activities":
+        if name.startswith("fleetway.activities."):
             if not passed:  # models and activity classes enter only through the sandbox's pass-through
                 problems.append(f"{name} imported outside workflow.unsafe.imports_passed_through()")
             continue
@@ -404,7 +404,7 @@ def test_workflow_modules_import_only_what_is_known_deterministic(module: Path) 
 def test_the_import_guard_catches_what_a_ban_list_missed() -> None:
     sneaky = (
         "import secrets\nfrom pathlib import Path\nfrom datetime import datetime, timedelta\n"
-        "import urllib.request\nimport threading\nfrom activities.flyway.engine import FlywayRunner\n"
+        "import urllib.request\nimport threading\nfrom fleetway.activities.flyway.cli_engine import FlywayRunner\n"
     )
     assert _problems(sneaky) == [
         "secrets is not on the allow-list",
@@ -412,7 +412,7 @@ def test_the_import_guard_catches_what_a_ban_list_missed() -> None:
         "datetime: only ['timedelta'] may be imported, not ['datetime', 'timedelta']",
         "urllib.request is not on the allow-list",
         "threading is not on the allow-list",
-        "activities.flyway.engine imported outside workflow.unsafe.imports_passed_through()",
+        "fleetway.activities.flyway.cli_engine imported outside workflow.unsafe.imports_passed_through()",
     ]
 
 

@@ -16,18 +16,18 @@ import psycopg
 import pytest
 from temporalio.client import Client, WorkflowExecutionStatus
 
-from activities.audit.events import Emitter
-from activities.audit.sinks import JsonlAuditSink
-from activities.flyway.engine import FlywayInstall
-from activities.rollouts import Outcome
 from bench.faults import fault_migrations, history_rows, kill_loop, report_problems
+from fleetway.activities.audit.events import Emitter
+from fleetway.activities.audit.sinks import JsonlAuditSink
+from fleetway.activities.flyway.contract import FlywayInstall
+from fleetway.activities.rollouts import Outcome
+from fleetway.worker.config.client import connect
+from fleetway.worker.config.settings import TemporalConfig
+from fleetway.worker.dev.stack import PostgresServer, TemporalDevServer
+from fleetway.workflows.migrate_all import MigrateAllWorkflow
+from fleetway.workflows.migrate_all_models import MigrateAllInput, RolloutStatus
 from tests.fleet import fleetway, make_fleet
 from tests.support import java_pids, wait_until
-from worker.client import connect
-from worker.devstack import PostgresServer, TemporalDevServer
-from worker.settings import TemporalConfig
-from workflows.migrate_all import MigrateAllWorkflow
-from workflows.migrate_all_models import MigrateAllInput, RolloutStatus
 
 pytestmark = pytest.mark.faults
 
@@ -169,9 +169,9 @@ async def test_cancel_during_a_slow_script_leaves_no_process_no_statement_and_a_
 async def test_infrastructure_faults_retry_until_the_time_budget_and_script_failures_never(
     client: Client, flyway_install: FlywayInstall, postgres: PostgresServer
 ) -> None:
-    from activities.secrets.providers import StaticSecretsProvider
-    from activities.tenants.static import StaticTenantLister
-    from worker.run import build_worker
+    from fleetway.activities.secrets.providers import StaticSecretsProvider
+    from fleetway.activities.tenants.static import StaticTenantLister
+    from fleetway.worker.process.run import build_worker
 
     fleet = make_fleet(postgres, 2)
     unreachable, broken = fleet.tenants

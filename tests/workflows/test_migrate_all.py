@@ -8,17 +8,17 @@ import uuid
 import pytest
 from temporalio.client import Client
 
-from activities.audit.events import AuditContext
-from activities.flyway.engine import FlywayInstall
-from activities.flyway.output import Action, ErrorClass
-from activities.quiesce import PostgresQuiesceController
-from activities.rollouts import Outcome
+from fleetway.activities.audit.events import AuditContext
+from fleetway.activities.flyway.contract import FlywayInstall
+from fleetway.activities.flyway.output import Action, ErrorClass
+from fleetway.activities.quiesce import PostgresQuiesceController
+from fleetway.activities.rollouts import Outcome
+from fleetway.worker.dev.stack import PostgresServer, free_port
+from fleetway.workflows import outcome_ledger
+from fleetway.workflows.migrate_all import MigrateAllWorkflow
+from fleetway.workflows.migrate_all_models import MigrateAllInput, MigrateAllResult, RolloutStatus
 from tests.fleet import Fleet, make_fleet
 from tests.support import history
-from worker.devstack import PostgresServer, free_port
-from workflows import outcome_ledger
-from workflows.migrate_all import MigrateAllWorkflow
-from workflows.migrate_all_models import MigrateAllInput, MigrateAllResult, RolloutStatus
 
 
 async def _rollout(client: Client, fleet: Fleet, request: MigrateAllInput) -> MigrateAllResult:

@@ -16,17 +16,17 @@ import pytest
 from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 
-from activities.flyway.engine import FlywayInstall
-from activities.rollouts import Outcome
-from activities.sets.digest import scan_set
-from activities.sets.store import DirectorySetStore, S3SetStore, push_set
+from fleetway.activities.flyway.contract import FlywayInstall
+from fleetway.activities.rollouts import Outcome
+from fleetway.activities.sets.digest import scan_set
+from fleetway.activities.sets.store import DirectorySetStore, S3SetStore, push_set
+from fleetway.worker.config.settings import SetsConfig
+from fleetway.worker.dev.secrets import AWS_TEST_ENV, MotoServer
+from fleetway.worker.dev.stack import PostgresServer
+from fleetway.workflows.migrate_all import MigrateAllWorkflow
+from fleetway.workflows.migrate_all_models import MigrateAllInput, MigrateAllResult, RolloutStatus
 from tests.fleet import Fleet, make_fleet, separate_client
 from tests.support import DEMO_MIGRATIONS, copy_migrations, history, schema_exists
-from worker.devstack import PostgresServer
-from worker.devstack_secrets import AWS_TEST_ENV, MotoServer
-from worker.settings import SetsConfig
-from workflows.migrate_all import MigrateAllWorkflow
-from workflows.migrate_all_models import MigrateAllInput, MigrateAllResult, RolloutStatus
 
 
 async def _start(

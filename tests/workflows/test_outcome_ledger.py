@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from activities.flyway.output import Action, ErrorClass
-from activities.rollouts import Outcome, TenantOutcome
-from worker.client import DATA_CONVERTER
-from workflows.drift import DriftKind, summarize
-from workflows.migrate_all_models import MigrateAllInput, MigrateAllResult, RolloutCarry, RolloutStatus
-from workflows.outcome_ledger import OutcomeLedger
+from fleetway.activities.flyway.output import Action, ErrorClass
+from fleetway.activities.rollouts import Outcome, TenantOutcome
+from fleetway.worker.config.client import DATA_CONVERTER
+from fleetway.workflows.drift import DriftKind, summarize
+from fleetway.workflows.migrate_all_models import (
+    MigrateAllInput,
+    MigrateAllResult,
+    RolloutCarry,
+    RolloutStatus,
+)
+from fleetway.workflows.outcome_ledger import OutcomeLedger
 
 # The server refuses a payload above this (history's blob size error limit).
 PAYLOAD_LIMIT = 2 * 1024 * 1024

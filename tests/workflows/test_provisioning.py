@@ -22,26 +22,32 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 from temporalio.worker import Worker
 
-from activities.audit.events import Emitter
-from activities.audit.sinks import PostgresAuditSink
-from activities.flyway.engine import FlywayInstall
-from activities.postgres.provisioning import TenantRoles
-from activities.quiesce import MemoryQuiesceController
-from activities.secrets.cache import CachedSecretsProvider
-from activities.secrets.vault import VaultAuth, VaultSecretsProvider
-from tests.fleet import FLEETWAY, fleetway
-from tests.support import DEMO_MIGRATIONS, copy_migrations, history, schema_exists
-from worker.devstack import PostgresServer, TemporalDevServer
-from worker.devstack_secrets import OpenBaoDevServer
-from worker.run import build_worker
-from worker.settings import FlywayConfig, ProvisioningConfig, Settings, TemporalConfig, WorkerConfig
-from workflows.provision_tenant import (
+from fleetway.activities.audit.events import Emitter
+from fleetway.activities.audit.sinks import PostgresAuditSink
+from fleetway.activities.flyway.contract import FlywayInstall
+from fleetway.activities.postgres.provisioning import TenantRoles
+from fleetway.activities.quiesce import MemoryQuiesceController
+from fleetway.activities.secrets.cache import CachedSecretsProvider
+from fleetway.activities.secrets.vault import VaultAuth, VaultSecretsProvider
+from fleetway.worker.config.settings import (
+    FlywayConfig,
+    ProvisioningConfig,
+    Settings,
+    TemporalConfig,
+    WorkerConfig,
+)
+from fleetway.worker.dev.secrets import OpenBaoDevServer
+from fleetway.worker.dev.stack import PostgresServer, TemporalDevServer
+from fleetway.worker.process.run import build_worker
+from fleetway.workflows.provision_tenant import (
     ProvisionRequest,
     ProvisionResult,
     ProvisionState,
     ProvisionTenantWorkflow,
     provisioning_workflow_id,
 )
+from tests.fleet import FLEETWAY, fleetway
+from tests.support import DEMO_MIGRATIONS, copy_migrations, history, schema_exists
 
 FORWARD = ["requested", "schema_created", "roles_created", "migrated", "seeded", "ready"]
 

@@ -29,20 +29,20 @@ import pytest
 from temporalio.client import Client, WorkflowHistory
 from temporalio.worker import Replayer
 
-from activities.flyway.engine import FlywayInstall
-from activities.flyway.output import Action
-from activities.tenants.waves import WaveSpec
+from fleetway.activities.flyway.contract import FlywayInstall
+from fleetway.activities.flyway.output import Action
+from fleetway.activities.tenants.waves import WaveSpec
+from fleetway.worker.config.client import DATA_CONVERTER
+from fleetway.worker.dev.secrets import OpenBaoDevServer
+from fleetway.worker.dev.stack import PROJECT_ROOT, PostgresServer
+from fleetway.workflows.describe_fleet import DescribeFleetInput, DescribeFleetWorkflow
+from fleetway.workflows.migrate_all import MigrateAllWorkflow
+from fleetway.workflows.migrate_all_models import MigrateAllInput, WaveDecision, WaveState
+from fleetway.workflows.provision_tenant import DeprovisionTenantWorkflow, ProvisionTenantWorkflow
+from fleetway.workflows.tenant_migration import TenantMigrationWorkflow
 from tests.fleet import make_fleet
 from tests.support import copy_migrations
 from tests.workflows.test_provisioning import Harness, tenant_id
-from worker.client import DATA_CONVERTER
-from worker.devstack import PROJECT_ROOT, PostgresServer
-from worker.devstack_secrets import OpenBaoDevServer
-from workflows.describe_fleet import DescribeFleetInput, DescribeFleetWorkflow
-from workflows.migrate_all import MigrateAllWorkflow
-from workflows.migrate_all_models import MigrateAllInput, WaveDecision, WaveState
-from workflows.provision_tenant import DeprovisionTenantWorkflow, ProvisionTenantWorkflow
-from workflows.tenant_migration import TenantMigrationWorkflow
 
 HISTORIES = PROJECT_ROOT / "tests" / "histories"
 _WORKFLOWS = [MigrateAllWorkflow, TenantMigrationWorkflow, DescribeFleetWorkflow, ProvisionTenantWorkflow,

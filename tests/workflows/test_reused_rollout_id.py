@@ -11,9 +11,9 @@ import uuid
 import pytest
 from temporalio.client import Client
 
+from fleetway.workflows.migrate_all import MigrateAllWorkflow
+from fleetway.workflows.migrate_all_models import MigrateAllInput, RolloutStatus
 from tests.workflows.scripted import SET, Scripted, scripted_worker
-from workflows.migrate_all import MigrateAllWorkflow
-from workflows.migrate_all_models import MigrateAllInput, RolloutStatus
 
 pytestmark = pytest.mark.fast
 

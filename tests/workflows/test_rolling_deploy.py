@@ -17,14 +17,14 @@ from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
-from activities.flyway.engine import RunFlywayInput
-from activities.tenants.static import ListTenantsInput
-from activities.worker_profile import PinRolloutInput
+from fleetway.activities.flyway.activity import RunFlywayInput
+from fleetway.activities.tenants.static import ListTenantsInput
+from fleetway.activities.worker_profile import PinRolloutInput
+from fleetway.workflows.migrate_all import MigrateAllWorkflow
+from fleetway.workflows.migrate_all_models import MigrateAllInput, RolloutStatus
+from fleetway.workflows.tenant_migration import TenantMigrationWorkflow
 from tests.fleet import separate_client
 from tests.workflows.scripted import SET, WAIT, Scripted
-from workflows.migrate_all import MigrateAllWorkflow
-from workflows.migrate_all_models import MigrateAllInput, RolloutStatus
-from workflows.tenant_migration import TenantMigrationWorkflow
 
 pytestmark = pytest.mark.fast
 

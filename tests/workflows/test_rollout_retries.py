@@ -15,11 +15,11 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
-from activities.tenants.static import ListTenantsInput, TenantPage
-from activities.worker_profile import PinRolloutInput, RolloutPin
+from fleetway.activities.tenants.static import ListTenantsInput, TenantPage
+from fleetway.activities.worker_profile import PinRolloutInput, RolloutPin
+from fleetway.workflows.migrate_all import MigrateAllWorkflow
+from fleetway.workflows.migrate_all_models import MigrateAllInput, RolloutStatus
 from tests.workflows.scripted import SET, Scripted, scripted_worker
-from workflows.migrate_all import MigrateAllWorkflow
-from workflows.migrate_all_models import MigrateAllInput, RolloutStatus
 
 pytestmark = pytest.mark.fast
 

@@ -13,13 +13,13 @@ import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
-from activities.flyway.engine import FlywayInstall
+from fleetway.activities.flyway.contract import FlywayInstall
+from fleetway.worker.dev.stack import PostgresServer, TemporalDevServer
+from fleetway.workflows.migrate_all import MigrateAllWorkflow
+from fleetway.workflows.migrate_all_models import MigrateAllInput, RolloutStatus
 from tests.fleet import FLEETWAY, make_fleet
 from tests.support import copy_migrations, history
 from tests.workflows.test_durability import _wait_progress
-from worker.devstack import PostgresServer, TemporalDevServer
-from workflows.migrate_all import MigrateAllWorkflow
-from workflows.migrate_all_models import MigrateAllInput, RolloutStatus
 
 VERSIONS = ["1", "2", "3", "4", "5", "6"]
 

@@ -12,13 +12,14 @@ from pathlib import Path
 import psycopg
 from temporalio.client import Client
 
-from activities.flyway.engine import FlywayInstall, FlywayRunner, FlywaySettings
-from activities.flyway.output import Action
+from fleetway.activities.flyway.cli_engine import FlywayRunner
+from fleetway.activities.flyway.contract import FlywayInstall, FlywaySettings
+from fleetway.activities.flyway.output import Action
+from fleetway.worker.cli.schedules import latest_run_id
+from fleetway.worker.dev.stack import PostgresServer, TemporalDevServer
+from fleetway.workflows.migrate_all_models import MigrateAllResult
 from tests.fleet import fleetway, make_fleet
 from tests.support import copy_migrations
-from worker.devstack import PostgresServer, TemporalDevServer
-from worker.schedules import latest_run_id
-from workflows.migrate_all_models import MigrateAllResult
 
 
 async def test_schedule_runs_validate_and_the_drift_summary_names_each_drifted_tenant(

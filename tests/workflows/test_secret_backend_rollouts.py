@@ -18,15 +18,9 @@ from psycopg import sql
 from pydantic import SecretStr
 from temporalio.client import Client
 
-from activities.flyway.engine import FlywayInstall
-from activities.rollouts import Outcome
-from tests.control_plane import control_plane, paged, tenants_body
-from tests.fleet import Fleet, make_fleet
-from tests.support import history
-from worker.devstack import PostgresServer
-from worker.devstack_secrets import AWS_TEST_ENV, MotoServer, OpenBaoDevServer
-from worker.run import build_worker
-from worker.settings import (
+from fleetway.activities.flyway.contract import FlywayInstall
+from fleetway.activities.rollouts import Outcome
+from fleetway.worker.config.settings import (
     AwsSecretsConfig,
     HttpTenantSourceConfig,
     SecretsConfig,
@@ -34,8 +28,14 @@ from worker.settings import (
     TenantSourceConfig,
     VaultConfig,
 )
-from workflows.migrate_all import MigrateAllWorkflow
-from workflows.migrate_all_models import MigrateAllInput, MigrateAllResult, RolloutStatus
+from fleetway.worker.dev.secrets import AWS_TEST_ENV, MotoServer, OpenBaoDevServer
+from fleetway.worker.dev.stack import PostgresServer
+from fleetway.worker.process.run import build_worker
+from fleetway.workflows.migrate_all import MigrateAllWorkflow
+from fleetway.workflows.migrate_all_models import MigrateAllInput, MigrateAllResult, RolloutStatus
+from tests.control_plane import control_plane, paged, tenants_body
+from tests.fleet import Fleet, make_fleet
+from tests.support import history
 
 
 class Captured(logging.Handler):
@@ -188,7 +188,7 @@ async def test_a_cycling_tenant_source_stops_the_rollout_and_duplicates_are_skip
         settings = fleet.settings(client.service_client.config.target_host).model_copy(
             update={"tenants": TenantSourceConfig(kind="http", http=HttpTenantSourceConfig(url=plane.url, allow_http_loopback=True))}
         )  # fmt: skip
-        from activities.secrets.providers import StaticSecretsProvider
+        from fleetway.activities.secrets.providers import StaticSecretsProvider
 
         worker = build_worker(
             client, settings, flyway_install=flyway_install,

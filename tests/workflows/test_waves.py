@@ -26,16 +26,14 @@ from temporalio.exceptions import CancelledError
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
-from activities.audit.events import AuditContext, AuditEvent, AuditEventType, Emitter
-from activities.flyway.engine import FlywayInstall
-from activities.rollouts import Outcome
-from activities.tenants.waves import WaveSpec
-from tests.fleet import FLEETWAY, Fleet, make_fleet
-from tests.support import history, schema_exists
-from worker.client import DATA_CONVERTER
-from worker.devstack import SEARCH_ATTRIBUTES, PostgresServer, TemporalDevServer
-from workflows.migrate_all import MigrateAllWorkflow
-from workflows.migrate_all_models import (
+from fleetway.activities.audit.events import AuditContext, AuditEvent, AuditEventType, Emitter
+from fleetway.activities.flyway.contract import FlywayInstall
+from fleetway.activities.rollouts import Outcome
+from fleetway.activities.tenants.waves import WaveSpec
+from fleetway.worker.config.client import DATA_CONVERTER
+from fleetway.worker.dev.stack import SEARCH_ATTRIBUTES, PostgresServer, TemporalDevServer
+from fleetway.workflows.migrate_all import MigrateAllWorkflow
+from fleetway.workflows.migrate_all_models import (
     MigrateAllInput,
     MigrateAllResult,
     Progress,
@@ -44,6 +42,8 @@ from workflows.migrate_all_models import (
     WaveProgress,
     WaveState,
 )
+from tests.fleet import FLEETWAY, Fleet, make_fleet
+from tests.support import history, schema_exists
 
 
 class ListSink:

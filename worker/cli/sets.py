@@ -18,16 +18,16 @@ from typing import Annotated
 import typer
 from temporalio.client import Client, WorkflowFailureError
 
-from activities.backend_identity import describe
-from activities.errors import ConfigurationError, MigrationSetInvalidError, WorkerUnavailableError
-from activities.sets.digest import check_digest, looks_like_digest, scan_set
-from activities.sets.store import push_set
-from worker.backends import secrets_provider, set_store, tenant_lister
-from worker.cli_runtime import load_settings, run_command, stderr
-from worker.client import has_pollers
-from worker.output import ExitCode, OutputFormat
-from worker.settings import Settings
-from workflows.describe_fleet import DescribeFleetInput, DescribeFleetWorkflow, FleetDescription
+from fleetway.activities.backend_identity import describe
+from fleetway.activities.errors import ConfigurationError, MigrationSetInvalidError, WorkerUnavailableError
+from fleetway.activities.sets.digest import check_digest, looks_like_digest, scan_set
+from fleetway.activities.sets.store import push_set
+from fleetway.worker.cli.output import ExitCode, OutputFormat
+from fleetway.worker.cli.runtime import load_settings, run_command, stderr
+from fleetway.worker.config.backends import secrets_provider, set_store, tenant_lister
+from fleetway.worker.config.client import has_pollers
+from fleetway.worker.config.settings import Settings
+from fleetway.workflows.describe_fleet import DescribeFleetInput, DescribeFleetWorkflow, FleetDescription
 
 __all__ = ["NamedSet", "ask_workers", "migrations_app", "named_set", "print_plan"]
 

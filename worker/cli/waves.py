@@ -17,12 +17,12 @@ from typing import Annotated, Any
 import typer
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 
-from activities.errors import ApprovalNotPendingError, WorkerUnavailableError
-from worker.cli_runtime import connect_client, run_command, running_rollout, stderr
-from worker.client import has_pollers
-from worker.output import ExitCode, OutputFormat
-from workflows.migrate_all import MigrateAllWorkflow
-from workflows.migrate_all_models import MigrateAllResult, WaveDecision, WaveProgress, WaveState
+from fleetway.activities.errors import ApprovalNotPendingError, WorkerUnavailableError
+from fleetway.worker.cli.output import ExitCode, OutputFormat
+from fleetway.worker.cli.runtime import connect_client, run_command, running_rollout, stderr
+from fleetway.worker.config.client import has_pollers
+from fleetway.workflows.migrate_all import MigrateAllWorkflow
+from fleetway.workflows.migrate_all_models import MigrateAllResult, WaveDecision, WaveProgress, WaveState
 
 __all__ = ["approve", "reject"]
 

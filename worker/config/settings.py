@@ -18,7 +18,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from activities.flyway.jvm import DEFAULT_JVM_OPTIONS
+from fleetway.activities.flyway.contract import DEFAULT_JVM_OPTIONS
 
 __all__ = [
     "AuditConfig",

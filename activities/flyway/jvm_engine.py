@@ -41,27 +41,25 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Final, TypeVar, cast
 
-from activities.database_target import DatabaseTarget, Vendor
-from activities.errors import ConfigurationError, FlywayTimeoutError, PrerequisiteMissingError
-from activities.flyway.engine import (
+from fleetway.activities.database_target import DatabaseTarget, Vendor
+from fleetway.activities.errors import ConfigurationError, FlywayTimeoutError, PrerequisiteMissingError
+from fleetway.activities.flyway.contract import (
+    DEFAULT_JVM_OPTIONS,
     POSTGRESQL_SESSION_LOCK,
-    FlywayEngine,
     FlywayInstall,
     FlywaySettings,
     check_locations,
     check_runnable,
     interpret_output,
 )
-from activities.flyway.output import Action, ErrorClass, FlywayOutcome
-from activities.flyway.session import RunSessions
-from activities.redaction import redact
+from fleetway.activities.flyway.output import Action, ErrorClass, FlywayOutcome
+from fleetway.activities.flyway.session import RunSessions
+from fleetway.activities.redaction import redact
 
-__all__ = ["DEFAULT_JVM_OPTIONS", "JvmFlywayEngine", "VendorRoutedEngine", "start_jvm"]
+__all__ = ["JvmFlywayEngine", "start_jvm"]
 
 _log = logging.getLogger(__name__)
 
-# Bounded heap and metaspace keep a worker's RSS flat at fleet scale; SerialGC suits 1-2 cores.
-DEFAULT_JVM_OPTIONS: Final = ("-Xmx256m", "-XX:MaxMetaspaceSize=128m", "-XX:+UseSerialGC", "-Xss1m")
 _CANCEL_WAIT_S: Final = 5.0
 _Method = TypeVar("_Method", bound=Callable[..., Any])
 
@@ -306,34 +304,3 @@ class JvmFlywayEngine:
             _log.warning("a stopped flyway run has not returned yet; its next script is refused")
         except Exception:  # noqa: S110 - the run's own failure: it stopped, as asked
             pass
-
-
-class VendorRoutedEngine:
-    """The ``auto`` engine: the JVM engine for PostgreSQL targets, the CLI engine for the rest.
-
-    The JVM engine is the default for PostgreSQL (faster, and it passes the same fault tests);
-    it does not speak Oracle, so Oracle targets of the same worker go through the CLI.
-    """
-
-    def __init__(self, jvm: JvmFlywayEngine, cli: FlywayEngine) -> None:
-        self._jvm = jvm
-        self._cli = cli
-
-    def start(self) -> None:
-        """Start the JVM engine's JVM now (see :meth:`JvmFlywayEngine.start`)."""
-        self._jvm.start()
-
-    async def run(
-        self,
-        action: Action,
-        target: DatabaseTarget,
-        *,
-        installed_by: str = "",
-        locations: tuple[Path, ...] | None = None,
-        timeout: timedelta | None = None,
-    ) -> FlywayOutcome:
-        """Route to the engine for ``target``'s vendor (same contract as :meth:`FlywayRunner.run`)."""
-        engine: FlywayEngine = self._jvm if target.vendor is Vendor.POSTGRESQL else self._cli
-        return await engine.run(
-            action, target, installed_by=installed_by, locations=locations, timeout=timeout
-        )

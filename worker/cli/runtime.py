@@ -18,7 +18,7 @@ from rich.console import Console
 from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.errors import (
+from fleetway.activities.errors import (
     ConfigurationError,
     FleetwayError,
     RolloutIdReusedError,
@@ -26,10 +26,10 @@ from activities.errors import (
     RolloutNotRunningError,
     from_validation_error,
 )
-from worker.client import connect
-from worker.output import ExitCode
-from worker.settings import Settings
-from worker.telemetry import configure_telemetry
+from fleetway.worker.cli.output import ExitCode
+from fleetway.worker.config.client import connect
+from fleetway.worker.config.settings import Settings
+from fleetway.worker.config.telemetry import configure_telemetry
 
 __all__ = [
     "CommandExit",

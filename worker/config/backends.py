@@ -11,25 +11,25 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from activities.audit.events import AuditSink, Emitter
-from activities.audit.sinks import JsonlAuditSink, PostgresAuditSink
-from activities.errors import ConfigurationError, QuiesceStoreMissingError
-from activities.postgres.provisioning import ProvisioningActivities, ProvisioningTarget
-from activities.quiesce import MemoryQuiesceController, PostgresQuiesceController, QuiesceController
-from activities.secrets.aws import AwsSecretsManagerProvider
-from activities.secrets.cache import CachedSecretsProvider
-from activities.secrets.providers import FileSecretsProvider, SecretsProvider
-from activities.secrets.vault import VaultAuth, VaultSecretsProvider
-from activities.sets.store import (
+from fleetway.activities.audit.events import AuditSink, Emitter
+from fleetway.activities.audit.sinks import JsonlAuditSink, PostgresAuditSink
+from fleetway.activities.errors import ConfigurationError, QuiesceStoreMissingError
+from fleetway.activities.postgres.provisioning import ProvisioningActivities, ProvisioningTarget
+from fleetway.activities.quiesce import MemoryQuiesceController, PostgresQuiesceController, QuiesceController
+from fleetway.activities.secrets.aws import AwsSecretsManagerProvider
+from fleetway.activities.secrets.cache import CachedSecretsProvider
+from fleetway.activities.secrets.providers import FileSecretsProvider, SecretsProvider
+from fleetway.activities.secrets.vault import VaultAuth, VaultSecretsProvider
+from fleetway.activities.sets.store import (
     DirectorySetStore,
     MigrationSets,
     MigrationSetStore,
     S3SetStore,
     SetCache,
 )
-from activities.tenants.http import HttpTenantLister
-from activities.tenants.static import StaticTenantLister, TenantLister, load_tenant_entries
-from worker.settings import Settings
+from fleetway.activities.tenants.http import HttpTenantLister
+from fleetway.activities.tenants.static import StaticTenantLister, TenantLister, load_tenant_entries
+from fleetway.worker.config.settings import Settings
 
 __all__ = [
     "audit_emitter",

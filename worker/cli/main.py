@@ -26,19 +26,27 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
-from activities.audit.events import AuditContext
-from activities.errors import (
+from fleetway.activities.audit.events import AuditContext
+from fleetway.activities.errors import (
     ConfigurationError,
     TenantSourceError,
     WorkerUnavailableError,
 )
-from activities.flyway.output import Action
-from activities.quiesce import QuiesceStatus, quiesce_audit_event
-from activities.tenants.static import load_tenants_file
-from activities.tenants.walk import TenantListing, list_all_tenants
-from worker.backends import audit_emitter, shared_quiesce_controller, tenant_lister
-from worker.cli_provision import deprovision, provision
-from worker.cli_runtime import (
+from fleetway.activities.flyway.output import Action
+from fleetway.activities.quiesce import QuiesceStatus, quiesce_audit_event
+from fleetway.activities.tenants.static import load_tenants_file
+from fleetway.activities.tenants.walk import TenantListing, list_all_tenants
+from fleetway.worker.cli.follow import follow_rollout
+from fleetway.worker.cli.output import (
+    ExitCode,
+    OutputFormat,
+    exit_code_for,
+    render_progress,
+    render_result,
+    render_server_view,
+)
+from fleetway.worker.cli.provision import deprovision, provision
+from fleetway.worker.cli.runtime import (
     connect_client,
     describe_rollout,
     load_settings,
@@ -47,24 +55,15 @@ from worker.cli_runtime import (
     running_rollout,
     stderr,
 )
-from worker.cli_schedule import drift, schedule_app
-from worker.cli_sets import ask_workers, migrations_app, named_set, print_plan
-from worker.cli_waves import approve, reject
-from worker.client import has_pollers
-from worker.effective_settings import effective_settings
-from worker.follow import follow_rollout
-from worker.output import (
-    ExitCode,
-    OutputFormat,
-    exit_code_for,
-    render_progress,
-    render_result,
-    render_server_view,
-)
-from worker.run import run_worker
-from worker.wave_plan import plan_only, waves_from_options
-from workflows.migrate_all import MigrateAllWorkflow
-from workflows.migrate_all_models import MigrateAllInput, MigrateAllResult
+from fleetway.worker.cli.schedule import drift, schedule_app
+from fleetway.worker.cli.sets import ask_workers, migrations_app, named_set, print_plan
+from fleetway.worker.cli.wave_plan import plan_only, waves_from_options
+from fleetway.worker.cli.waves import approve, reject
+from fleetway.worker.config.backends import audit_emitter, shared_quiesce_controller, tenant_lister
+from fleetway.worker.config.client import has_pollers
+from fleetway.worker.config.effective import effective_settings
+from fleetway.workflows.migrate_all import MigrateAllWorkflow
+from fleetway.workflows.migrate_all_models import MigrateAllInput, MigrateAllResult
 
 __all__ = ["app", "main"]
 
@@ -225,6 +224,8 @@ def worker(
     ] = "",
 ) -> None:
     """Run a worker: registers every workflow and activity; SIGTERM shuts down gracefully."""
+    # Only this command loads the worker (its engines, the JVM bridge): every other command stays light.
+    from fleetway.worker.process.run import run_worker  # noqa: PLC0415
 
     async def go() -> ExitCode:
         settings = load_settings()
@@ -520,7 +521,7 @@ def demo(
     ] = "file",
 ) -> None:
     """Start the embedded stack and migrate a fleet of demo tenants end to end through the CLI."""
-    from worker.demo import run_demo  # noqa: PLC0415 - only this command needs the dev stack
+    from fleetway.worker.dev.demo import run_demo  # noqa: PLC0415 - only this command needs the dev stack
 
     if secrets not in ("file", "vault", "aws"):
         raise typer.BadParameter("--secrets must be file, vault or aws")

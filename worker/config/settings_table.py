@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from worker.settings import Settings
+from fleetway.worker.config.settings import Settings
 
 __all__ = ["settings_rows", "settings_table"]
 

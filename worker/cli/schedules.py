@@ -25,11 +25,11 @@ from temporalio.client import (
     ScheduleUpdateInput,
 )
 
-from activities.audit.events import AuditContext
-from activities.errors import ConfigurationError
-from activities.flyway.output import Action
-from workflows.migrate_all import MigrateAllWorkflow
-from workflows.migrate_all_models import MigrateAllInput
+from fleetway.activities.audit.events import AuditContext
+from fleetway.activities.errors import ConfigurationError
+from fleetway.activities.flyway.output import Action
+from fleetway.workflows.migrate_all import MigrateAllWorkflow
+from fleetway.workflows.migrate_all_models import MigrateAllInput
 
 __all__ = ["DEFAULT_CRON", "ScheduleRequest", "build_schedule", "ensure_schedule", "latest_run_id"]
 

@@ -11,14 +11,20 @@ from rich.console import Console
 from rich.table import Table
 from temporalio.client import ScheduleUpdate
 
-from activities.errors import ConfigurationError
-from activities.flyway.output import Action
-from worker.cli_runtime import connect_client, load_settings, run_command, stderr
-from worker.client import connect
-from worker.output import ExitCode, OutputFormat
-from worker.schedules import DEFAULT_CRON, ScheduleRequest, build_schedule, ensure_schedule, latest_run_id
-from workflows.drift import DriftKind, DriftSummary, render_markdown, summarize
-from workflows.migrate_all_models import MigrateAllResult
+from fleetway.activities.errors import ConfigurationError
+from fleetway.activities.flyway.output import Action
+from fleetway.worker.cli.output import ExitCode, OutputFormat
+from fleetway.worker.cli.runtime import connect_client, load_settings, run_command, stderr
+from fleetway.worker.cli.schedules import (
+    DEFAULT_CRON,
+    ScheduleRequest,
+    build_schedule,
+    ensure_schedule,
+    latest_run_id,
+)
+from fleetway.worker.config.client import connect
+from fleetway.workflows.drift import DriftKind, DriftSummary, render_markdown, summarize
+from fleetway.workflows.migrate_all_models import MigrateAllResult
 
 __all__ = ["drift", "schedule_app"]
 

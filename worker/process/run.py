@@ -15,24 +15,21 @@ from pathlib import Path
 from temporalio.client import Client
 from temporalio.worker import Interceptor, Worker
 
-from activities.audit.events import AuditActivities, Emitter
-from activities.backend_identity import describe
-from activities.flyway.engine import (
-    FlywayActivities,
-    FlywayEngine,
-    FlywayInstall,
-    FlywayRunner,
-    FlywaySettings,
-)
-from activities.flyway.jvm import JvmFlywayEngine, VendorRoutedEngine, start_jvm
-from activities.flyway.schema_history import SchemaHistoryActivities
-from activities.quiesce import QuiesceActivities, QuiesceController
-from activities.rollouts import RolloutActivities
-from activities.secrets.providers import SecretsProvider
-from activities.tenants.static import TenantLister, TenantSourceActivities
-from activities.tenants.waves import WavePlanActivities
-from activities.worker_profile import WorkerProfile, WorkerProfileActivities
-from worker.backends import (
+from fleetway.activities.audit.events import AuditActivities, Emitter
+from fleetway.activities.backend_identity import describe
+from fleetway.activities.errors import FlywayInstallMissingError
+from fleetway.activities.flyway.activity import FlywayActivities
+from fleetway.activities.flyway.contract import FlywayInstall, FlywaySettings
+from fleetway.activities.flyway.jvm_engine import start_jvm
+from fleetway.activities.flyway.routing import engine_for
+from fleetway.activities.flyway.schema_history import SchemaHistoryActivities
+from fleetway.activities.quiesce import QuiesceActivities, QuiesceController
+from fleetway.activities.rollouts import RolloutActivities
+from fleetway.activities.secrets.providers import SecretsProvider
+from fleetway.activities.tenants.static import TenantLister, TenantSourceActivities
+from fleetway.activities.tenants.waves import WavePlanActivities
+from fleetway.activities.worker_profile import WorkerProfile, WorkerProfileActivities
+from fleetway.worker.config.backends import (
     audit_emitter,
     migration_sets,
     provisioning_activities,
@@ -40,14 +37,13 @@ from worker.backends import (
     secrets_provider,
     tenant_lister,
 )
-from worker.client import connect
-from worker.devstack import ensure_flyway
-from worker.search_attributes import ensure_search_attributes
-from worker.settings import Settings
-from workflows.describe_fleet import DescribeFleetWorkflow
-from workflows.migrate_all import MigrateAllWorkflow
-from workflows.provision_tenant import DeprovisionTenantWorkflow, ProvisionTenantWorkflow
-from workflows.tenant_migration import TenantMigrationWorkflow
+from fleetway.worker.config.client import connect
+from fleetway.worker.config.settings import Settings
+from fleetway.worker.process.search_attributes import ensure_search_attributes
+from fleetway.workflows.describe_fleet import DescribeFleetWorkflow
+from fleetway.workflows.migrate_all import MigrateAllWorkflow
+from fleetway.workflows.provision_tenant import DeprovisionTenantWorkflow, ProvisionTenantWorkflow
+from fleetway.workflows.tenant_migration import TenantMigrationWorkflow
 
 __all__ = ["build_worker", "run_worker"]
 
@@ -55,8 +51,16 @@ _log = logging.getLogger(__name__)
 
 
 def _flyway_install(settings: Settings) -> FlywayInstall:
+    """The Flyway the settings name; a worker never fetches one (the image or ``./dev setup`` does).
+
+    Raises:
+        FlywayInstallMissingError: ``flyway.lib_dir`` is unset.
+    """
     if settings.flyway.lib_dir is None:
-        return ensure_flyway()
+        raise FlywayInstallMissingError(
+            "flyway_install_missing: no Flyway jars configured; set FLEETWAY_FLYWAY__LIB_DIR to the folder "
+            "of the pinned jar set (the image sets it; `./dev setup` fetches one into .fleetway/)"
+        )
     return FlywayInstall(lib_dir=settings.flyway.lib_dir, java=Path(settings.flyway.java), version="custom")
 
 
@@ -86,13 +90,11 @@ def build_worker(
         lock_retry_count=settings.flyway.lock_retry_count,
         lock_timeout=timedelta(seconds=settings.flyway.lock_timeout_s),
     )
-    runner: FlywayEngine = FlywayRunner(install, flyway_settings)
-    if settings.flyway.engine != "cli":
-        jvm = JvmFlywayEngine(
-            install, flyway_settings, max_threads=settings.worker.max_concurrent_activities + 4,
-            jvm_options=tuple(settings.flyway.jvm_options),
-        )  # fmt: skip
-        runner = jvm if settings.flyway.engine == "jvm" else VendorRoutedEngine(jvm, runner)
+    runner = engine_for(
+        settings.flyway.engine, install, flyway_settings,
+        max_threads=settings.worker.max_concurrent_activities + 4,
+        jvm_options=tuple(settings.flyway.jvm_options),
+    )  # fmt: skip
     secrets = secrets or {"default": secrets_provider(settings)}
     tenant_sources = tenant_sources or {"default": tenant_lister(settings)}
     flyway = FlywayActivities(runner, secrets, sets=sets)

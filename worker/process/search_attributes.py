@@ -15,8 +15,8 @@ from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSe
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from activities.errors import SearchAttributesMissingError
-from workflows.migrate_all import ACTION_ATTRIBUTE, OUTCOME_ATTRIBUTE
+from fleetway.activities.errors import SearchAttributesMissingError
+from fleetway.workflows.migrate_all import ACTION_ATTRIBUTE, OUTCOME_ATTRIBUTE
 
 __all__ = ["REQUIRED_SEARCH_ATTRIBUTES", "ensure_search_attributes"]
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, SecretStr
 
-from worker.settings import Settings
+from fleetway.worker.config.settings import Settings
 
 __all__ = ["SettingRow", "effective_settings"]
 

@@ -22,8 +22,8 @@ from typing import Final
 import yaml
 from pydantic import ValidationError
 
-from activities.errors import InvalidWavePlanError, from_validation_error
-from activities.tenants.waves import WaveSpec, check_waves
+from fleetway.activities.errors import InvalidWavePlanError, from_validation_error
+from fleetway.activities.tenants.waves import WaveSpec, check_waves
 
 __all__ = ["load_wave_plan", "parse_wave_flag", "plan_only", "waves_from_options"]
 

@@ -27,9 +27,9 @@ from typing import Final
 
 import psycopg
 
-from activities.errors import PrerequisiteMissingError
-from activities.flyway.engine import FlywayInstall
-from worker.search_attributes import REQUIRED_SEARCH_ATTRIBUTES
+from fleetway.activities.errors import PrerequisiteMissingError
+from fleetway.activities.flyway.contract import FlywayInstall
+from fleetway.worker.process.search_attributes import REQUIRED_SEARCH_ATTRIBUTES
 
 __all__ = [
     "FLYWAY_POM",
@@ -47,7 +47,7 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-PROJECT_ROOT: Final = Path(__file__).resolve().parent.parent
+PROJECT_ROOT: Final = Path(__file__).resolve().parents[2]
 FLYWAY_POM: Final = PROJECT_ROOT / "flyway" / "pom.xml"
 _CACHE: Final = PROJECT_ROOT / ".fleetway"
 # Custom search attributes the workflows upsert, as the dev server's --search-attribute flags.

@@ -21,10 +21,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from activities.rollouts import TenantOutcome
-from worker.output import OutputFormat, tenant_line, wave_line, wave_status
-from workflows.migrate_all import MigrateAllWorkflow
-from workflows.migrate_all_models import MigrateAllResult
+from fleetway.activities.rollouts import TenantOutcome
+from fleetway.worker.cli.output import OutputFormat, tenant_line, wave_line, wave_status
+from fleetway.workflows.migrate_all import MigrateAllWorkflow
+from fleetway.workflows.migrate_all_models import MigrateAllResult
 
 __all__ = ["Feed", "follow_rollout"]
 

@@ -11,8 +11,14 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from activities.rollouts import Outcome, TenantOutcome
-from workflows.migrate_all_models import MigrateAllResult, Progress, RolloutStatus, WaveProgress, WaveState
+from fleetway.activities.rollouts import Outcome, TenantOutcome
+from fleetway.workflows.migrate_all_models import (
+    MigrateAllResult,
+    Progress,
+    RolloutStatus,
+    WaveProgress,
+    WaveState,
+)
 
 __all__ = [
     "ExitCode",

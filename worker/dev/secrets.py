@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from activities.errors import PrerequisiteMissingError
-from worker.devstack import free_port, stop_process
+from fleetway.activities.errors import PrerequisiteMissingError
+from fleetway.worker.dev.stack import free_port, stop_process
 
 __all__ = ["AWS_TEST_ENV", "MotoServer", "OpenBaoDevServer"]
 

@@ -22,12 +22,12 @@ import hvac
 import psycopg
 from psycopg import sql
 
-from activities.secrets.aws import silence_boto_body_logging
-from worker.client import connect, has_pollers
-from worker.devstack import PROJECT_ROOT, DevStack, dev_stack
-from worker.devstack_secrets import AWS_TEST_ENV, MotoServer, OpenBaoDevServer
-from worker.output import ExitCode
-from worker.settings import TemporalConfig
+from fleetway.activities.secrets.aws import silence_boto_body_logging
+from fleetway.worker.cli.output import ExitCode
+from fleetway.worker.config.client import connect, has_pollers
+from fleetway.worker.config.settings import TemporalConfig
+from fleetway.worker.dev.secrets import AWS_TEST_ENV, MotoServer, OpenBaoDevServer
+from fleetway.worker.dev.stack import PROJECT_ROOT, DevStack, dev_stack
 
 __all__ = ["run_demo"]
 

@@ -18,13 +18,13 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
-from activities.audit.events import AuditContext
-from activities.errors import ConfigurationError
-from activities.postgres.provisioning import TenantRoles
-from activities.secrets.providers import validate_tenant_id
-from worker.cli_runtime import connect_client, run_command, stderr
-from worker.output import ExitCode, OutputFormat
-from workflows.provision_tenant import (
+from fleetway.activities.audit.events import AuditContext
+from fleetway.activities.errors import ConfigurationError
+from fleetway.activities.postgres.provisioning import TenantRoles
+from fleetway.activities.secrets.providers import validate_tenant_id
+from fleetway.worker.cli.output import ExitCode, OutputFormat
+from fleetway.worker.cli.runtime import connect_client, run_command, stderr
+from fleetway.workflows.provision_tenant import (
     DeprovisionTenantWorkflow,
     ProvisionRequest,
     ProvisionResult,

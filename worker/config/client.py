@@ -20,14 +20,14 @@ from temporalio.converter import DataConverter
 from temporalio.runtime import LogForwardingConfig, LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.service import RPCError
 
-from activities.errors import (
+from fleetway.activities.errors import (
     IncompatiblePayloadError,
     TemporalUnavailableError,
     from_validation_error,
     to_application_error,
 )
-from activities.wire import sent_by_a_client
-from worker.settings import TemporalConfig
+from fleetway.activities.wire import sent_by_a_client
+from fleetway.worker.config.settings import TemporalConfig
 
 __all__ = ["DATA_CONVERTER", "connect", "has_pollers"]
 

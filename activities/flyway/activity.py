@@ -1,0 +1,220 @@
+"""The ``run_flyway`` activity: resolve the tenant's target and set, run the engine, report the outcome.
+
+Credentials are resolved here, inside the activity, from a backend reference; the workflow sees
+the tenant id and the backend's name only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+from collections.abc import AsyncIterator, Mapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Final
+
+from pydantic import BaseModel, Field
+from temporalio import activity
+
+from fleetway.activities.database_target import (
+    DatabaseTarget,
+)
+from fleetway.activities.errors import (
+    FleetwayError,
+    FlywayError,
+    FlywayReportedFailureError,
+    to_application_error,
+)
+from fleetway.activities.flyway.contract import FlywayEngine
+from fleetway.activities.flyway.output import (
+    Action,
+    FlywayOutcome,
+)
+from fleetway.activities.secrets.providers import SecretsProvider, provider_for, validate_tenant_id
+from fleetway.activities.sets.store import MigrationSets
+from fleetway.activities.wire import WIRE_MODEL
+
+__all__ = ["FlywayActivities", "RunFlywayInput"]
+
+_AUTH_SQLSTATE_PREFIX: Final = "28"
+
+
+class RunFlywayInput(BaseModel):
+    """Input of ``run_flyway``: which verb, for which tenant, resolved through which backend.
+
+    Only references: the activity resolves the credentials itself.
+
+    Attributes:
+        installed_by: the rollout's history marker, recorded with every script applied.
+        retry_budget_s: seconds since the first attempt was scheduled within which a retryable
+            failure is left to Temporal to retry; past it the failure is final (0: no budget).
+        migration_set: the digest of the set to run (``sha256:<hex>``); a worker that cannot
+            produce exactly that set refuses, retryably, without running anything. Empty: the
+            worker's own set (histories from before sets were named).
+        pinned_secrets: the description of the secret backend the rollout pinned; a worker whose
+            backend differs refuses retryably (``worker_config_mismatch``). "": none pinned.
+        with_info: for validate, also run ``info`` in the same attempt and return its entries and
+            pending versions with the validate outcome (also on a validate failure): the drift
+            read without a second activity.
+        timeout_s: the run's budget, the one the workflow sized the activity's timeout from (a
+            rollout's ``flyway_timeout_s``), so the worker's default can never outlast it and get
+            a healthy run retried into Flyway's lock; 0: the worker's ``flyway.timeout_s``.
+    """
+
+    model_config = WIRE_MODEL
+
+    action: Action
+    tenant_id: str = Field(min_length=1, max_length=128)
+    secrets_backend: str = "default"
+    installed_by: str = ""
+    retry_budget_s: int = Field(default=0, ge=0)
+    migration_set: str = ""
+    pinned_secrets: str = ""
+    with_info: bool = False
+    timeout_s: int = Field(default=0, ge=0)
+
+
+@contextlib.asynccontextmanager
+async def _heartbeating() -> AsyncIterator[None]:
+    """Heartbeat at a third of this activity's heartbeat timeout (at most every 2 s) meanwhile.
+
+    The interval follows the timeout the workflow chose: a fixed interval at or above a short
+    timeout (2 s is allowed) lets the server time a healthy run out and retry it. Heartbeats
+    also carry cancellation to this activity, which the engines turn into killing Flyway.
+    """
+    timeout = activity.info().heartbeat_timeout
+    interval = min(2.0, timeout.total_seconds() / 3) if timeout else 2.0
+
+    async def beat() -> None:
+        while True:  # the first beat after one interval: most runs end before it (no extra RPC)
+            await asyncio.sleep(interval)
+            activity.heartbeat()
+
+    beating = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        beating.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await beating
+
+
+class FlywayActivities:
+    """The Flyway activity, bound to a runner, the worker's secret backends and its migration sets.
+
+    Without ``sets`` (library use, tests of one engine) runs use the runner's own locations and
+    report no set digest.
+    """
+
+    def __init__(
+        self,
+        runner: FlywayEngine,
+        secrets: Mapping[str, SecretsProvider],
+        *,
+        sets: MigrationSets | None = None,
+    ) -> None:
+        self._runner = runner
+        self._secrets = dict(secrets)
+        self._sets = sets
+
+    @activity.defn(name="run_flyway")
+    async def run_flyway(self, request: RunFlywayInput) -> FlywayOutcome:
+        """Resolve the tenant's target, run Flyway, heartbeat throughout, map errors.
+
+        The migration set is resolved first (a worker without it refuses before it touches the
+        secret store or the database). A Flyway authentication failure invalidates the cached
+        secret and retries once with a fresh read, so a rotated password is picked up mid-rollout.
+        The outcome carries the attempt number and the set's digest: the workflow trusts a
+        single first attempt's report and reads the schema history after any other.
+        """
+        info = activity.info()
+        ran = ""
+        try:
+            tenant_id = validate_tenant_id(request.tenant_id)
+            async with _heartbeating():
+                locations: tuple[Path, ...] | None = None
+                if self._sets is not None:
+                    resolved = await (
+                        self._sets.resolve(request.migration_set)
+                        if request.migration_set
+                        else self._sets.local()
+                    )
+                    ran, locations = resolved.digest, (resolved.path,)
+                outcome = await self._run(request, tenant_id, locations)
+        except FleetwayError as exc:  # the only conversion point; library code just raises
+            if isinstance(exc, FlywayError) and exc.outcome is not None:
+                exc.outcome = exc.outcome.model_copy(update={"attempt": info.attempt, "migration_set": ran})
+            raise to_application_error(exc, final_reason=_budget_spent(request, info)) from None
+        return outcome.model_copy(update={"attempt": info.attempt, "migration_set": ran})
+
+    async def _validate_with_info(
+        self, target: DatabaseTarget, locations: tuple[Path, ...] | None, timeout: timedelta | None
+    ) -> FlywayOutcome:
+        """Validate, then info on the same target: one attempt, one credential resolve.
+
+        A validate failure still gets the info entries (the drift summary needs both); an info
+        failure after a passed validate is the run's failure, as a second activity's would be.
+        """
+        try:
+            validated = await self._runner.run(Action.VALIDATE, target, locations=locations, timeout=timeout)
+        except FlywayReportedFailureError as exc:
+            if exc.outcome is not None:
+                with contextlib.suppress(FleetwayError):
+                    exc.outcome = exc.outcome.model_copy(
+                        update=await _info_fields(self._runner, target, locations)
+                    )
+            raise
+        return validated.model_copy(update=await _info_fields(self._runner, target, locations))
+
+    async def _run(
+        self, request: RunFlywayInput, tenant_id: str, locations: tuple[Path, ...] | None
+    ) -> FlywayOutcome:
+        provider = provider_for(self._secrets, request.secrets_backend, pinned=request.pinned_secrets)
+        timeout = timedelta(seconds=request.timeout_s) if request.timeout_s else None
+        run = functools.partial(
+            self._runner.run,
+            request.action,
+            installed_by=request.installed_by,
+            locations=locations,
+            timeout=timeout,
+        )
+        target = await provider.resolve(tenant_id)
+        if request.with_info and request.action is Action.VALIDATE:
+            return await self._validate_with_info(target, locations, timeout)
+        try:
+            return await run(target)
+        except FlywayReportedFailureError as exc:
+            if exc.outcome is None or not exc.outcome.sql_state.startswith(_AUTH_SQLSTATE_PREFIX):
+                raise
+            activity.logger.warning(
+                "flyway authentication failed; re-reading secret", extra={"tenant_id": tenant_id}
+            )
+            provider.invalidate(tenant_id)
+            return await run(await provider.resolve(tenant_id))
+
+
+async def _info_fields(
+    runner: FlywayEngine, target: DatabaseTarget, locations: tuple[Path, ...] | None
+) -> dict[str, object]:
+    """``info``'s entries and pending versions, for merging into a validate outcome."""
+    info = await runner.run(Action.INFO, target, locations=locations)
+    return {
+        "info": info.info,
+        "pending_versions": info.pending_versions,
+        "ending_version": info.ending_version,
+    }
+
+
+def _budget_spent(request: RunFlywayInput, info: activity.Info) -> str:
+    """Why a retryable failure is final now ("" while the tenant's retry budget lasts).
+
+    The budget is time since the first attempt was scheduled, not a count: a 20 s outage costs
+    the same whether it produced three refused connections or thirty.
+    """
+    if request.retry_budget_s <= 0:
+        return ""
+    elapsed = (datetime.now(UTC) - info.scheduled_time).total_seconds()
+    if elapsed < request.retry_budget_s:
+        return ""
+    return f"retry budget of {request.retry_budget_s}s spent after {info.attempt} attempts"

@@ -1,0 +1,204 @@
+"""The Flyway engine contract: what an engine is given, what it returns, the checks all engines share.
+
+Both engines (``cli_engine.py``: one process per run; ``jvm_engine.py``: one JVM per worker) build
+the same configuration, vet the same inputs and read Flyway's JSON through :func:`interpret_output`,
+so outcomes and error classes do not depend on the engine.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Final, Protocol
+
+from fleetway.activities.database_target import (
+    DatabaseTarget,
+    flyway_environment,
+)
+from fleetway.activities.errors import (
+    ConfigurationError,
+    FlywayOutputUnparsedError,
+    FlywayReportedFailureError,
+    PasswordTooShortError,
+)
+from fleetway.activities.flyway.output import (
+    RETRYABLE_CLASSES,
+    Action,
+    ErrorClass,
+    FlywayOutcome,
+    find_flyway_document,
+    outcome_from_document,
+)
+from fleetway.activities.flyway.schema_history import check_history_marker
+from fleetway.activities.flyway.session import DEFAULT_LOCK_TIMEOUT_MS, RunSessions
+from fleetway.activities.redaction import MIN_REDACTABLE_LENGTH
+
+__all__ = [
+    "DEFAULT_JVM_OPTIONS",
+    "POSTGRESQL_SESSION_LOCK",
+    "FlywayEngine",
+    "FlywayInstall",
+    "FlywaySettings",
+    "check_locations",
+    "check_runnable",
+    "interpret_output",
+]
+
+_log = logging.getLogger(__name__)
+
+# Flyway's PostgreSQL default (a transactional advisory lock) runs each script on one connection
+# and writes its history row on another, committed separately (flyway/flyway#3492): a worker
+# killed between the two commits left a script applied without its row, and the retry failed
+# "already exists". The lock connection's open transaction also makes CREATE INDEX CONCURRENTLY
+# wait forever (flyway/flyway#3508). The session lock keeps script and row on one connection and
+# in one commit; both engines pass it (tests/activities/test_flyway.py proves both effects).
+# One (key, value) for both engines: the CLI takes ``-<key>=<value>``, the Java API ``flyway.<key>``.
+# The in-process JVM's options: a bounded heap and metaspace keep a worker's RSS flat at fleet
+# scale; SerialGC suits 1-2 cores. Here, not in the JVM engine, so settings need not import it.
+DEFAULT_JVM_OPTIONS: Final = ("-Xmx256m", "-XX:MaxMetaspaceSize=128m", "-XX:+UseSerialGC", "-Xss1m")
+POSTGRESQL_SESSION_LOCK: Final = ("postgresql.transactional.lock", "false")
+
+
+@dataclass(frozen=True)
+class FlywayInstall:
+    """Where the pinned Flyway jars are and which Java runs them.
+
+    ``jvm_options`` trade peak JIT for start-up: a Flyway run is short-lived, so C1-only
+    compilation and the serial collector start faster and use less memory on 2 cores.
+    """
+
+    lib_dir: Path
+    java: Path
+    version: str
+    jvm_options: tuple[str, ...] = ("-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-Xshare:auto")
+
+
+@dataclass(frozen=True)
+class FlywaySettings:
+    """How every run is configured (the same for all tenants of a worker).
+
+    Attributes:
+        locations: absolute folders holding the versioned SQL scripts, used by runs that name
+            none (a worker's runs always name their set's snapshot; see ``activities/sets/store.py``).
+        timeout: budget for one Flyway run that names none; past it the run is stopped.
+        lock_retry_count: seconds Flyway waits for another runner's advisory lock.
+        connect_retries: Flyway's own connection retries (0: let Temporal retry instead).
+        lock_timeout: how long one statement may wait for a table lock (PostgreSQL
+            ``lock_timeout``); past it the statement fails (``lock_timeout``, retried) instead of
+            queueing the application's queries behind it.
+    """
+
+    locations: tuple[Path, ...] = ()
+    timeout: timedelta = timedelta(minutes=5)
+    lock_retry_count: int = 50
+    connect_retries: int = 0
+    lock_timeout: timedelta = timedelta(milliseconds=DEFAULT_LOCK_TIMEOUT_MS)
+
+    def sessions(self, timeout: timedelta | None = None) -> RunSessions:
+        """The sessions of one run: its budget (``timeout``, or these settings'), this lock timeout."""
+        budget = timeout or self.timeout
+        return RunSessions(
+            budget.total_seconds(), lock_timeout_ms=int(self.lock_timeout.total_seconds() * 1000)
+        )
+
+
+class FlywayEngine(Protocol):
+    """How Flyway runs: one CLI process per run, or one in-process JVM per worker.
+
+    :class:`FlywayRunner` and ``activities/flyway/jvm.py`` take the same inputs, return the same
+    outcomes and raise the same errors; the engine tests run against both.
+    """
+
+    async def run(
+        self,
+        action: Action,
+        target: DatabaseTarget,
+        *,
+        installed_by: str = "",
+        locations: tuple[Path, ...] | None = None,
+        timeout: timedelta | None = None,
+    ) -> FlywayOutcome:
+        """Run one verb against ``target`` (see :meth:`FlywayRunner.run` for the contract)."""
+        ...
+
+
+def check_locations(locations: tuple[Path, ...]) -> tuple[Path, ...]:
+    """The folders Flyway may read, vetted the same way for both engines.
+
+    Flyway splits ``locations`` on commas (the CLI on its flag, the API on each string), so a
+    comma in a folder name would silently turn one folder into two. Both engines also pass
+    ``failOnMissingLocations``: a folder that vanished fails the run instead of applying nothing.
+
+    Raises:
+        ConfigurationError: no folder, or a folder is relative or holds a comma.
+    """
+    if not locations:
+        raise ConfigurationError("no flyway location given")
+    for location in locations:
+        if not location.is_absolute() or "," in str(location):
+            raise ConfigurationError(f"flyway location {str(location)!r} must be absolute and comma-free")
+    return locations
+
+
+def check_runnable(action: Action, target: DatabaseTarget, *, installed_by: str = "") -> dict[str, str]:
+    """The checks every engine makes before Flyway runs; returns the ``FLYWAY_*`` connection fields.
+
+    Raises:
+        PasswordTooShortError: migrate with a non-empty password under 8 bytes.
+        UnsafeEnvValueError: CR/LF/NUL in a connection field.
+        UnsafeIdentifierError: unsafe schema name or ``installed_by`` marker.
+    """
+    password = target.password.get_secret_value()
+    if action is Action.MIGRATE and password and len(password.encode()) < MIN_REDACTABLE_LENGTH:
+        raise PasswordTooShortError(
+            f"password is shorter than {MIN_REDACTABLE_LENGTH} bytes; refusing to migrate"
+        )
+    env = flyway_environment(target)
+    if installed_by:
+        env["FLYWAY_INSTALLED_BY"] = check_history_marker(installed_by)
+    return env
+
+
+def interpret_output(action: Action, output: str, *, returncode: int, elapsed_ms: int) -> FlywayOutcome:
+    """Turn Flyway's (already redacted) output into a successful outcome, or raise the failure.
+
+    Shared by both engines so they return the same results and the same error classes. A success
+    document with a non-zero exit code (or, in process, an engine-level failure) is not trusted.
+
+    Raises:
+        FlywayOutputUnparsedError: no Flyway JSON document in the output.
+        FlywayReportedFailureError: Flyway reported a failure; ``outcome`` holds what it did.
+    """
+    document = find_flyway_document(output)
+    if document is None:
+        _log.warning(
+            "flyway output unparsed",
+            extra={"action": action.value, "exit_code": returncode, "output_tail": output[-2000:]},
+        )
+        raise FlywayOutputUnparsedError(
+            f"flyway {action.value} exited {returncode} without a JSON result",
+            error_class=ErrorClass.INTERNAL_ERROR,
+        )
+    outcome = outcome_from_document(action, document)
+    if outcome.success and returncode != 0:
+        outcome = outcome.model_copy(
+            update={"success": False, "error_class": ErrorClass.INTERNAL_ERROR,
+                    "detail": f"flyway exited {returncode} despite a success document"}
+        )  # fmt: skip
+    if not outcome.success:
+        error_class = outcome.error_class or ErrorClass.INTERNAL_ERROR
+        _log.warning(
+            "flyway reported failure",
+            extra={"action": action.value, "error_class": error_class.value,
+                   "error_code": outcome.error_code, "output_tail": output[-4000:]},
+        )  # fmt: skip
+        said = f": {outcome.db_message}" if outcome.db_message else ""
+        raise FlywayReportedFailureError(
+            f"flyway {action.value} failed: {error_class.value}: {outcome.detail}{said}",
+            error_class=error_class,
+            retryable=error_class in RETRYABLE_CLASSES,
+            outcome=outcome,
+        )
+    return outcome.model_copy(update={"duration_ms": outcome.duration_ms or elapsed_ms})

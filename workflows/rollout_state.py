@@ -1,0 +1,336 @@
+"""A rollout's state and every rule that changes it: pure, so each rule is tested on its own.
+
+No Temporal calls, no I/O, no clock: the workflow shell (``migrate_all.py``) runs activities,
+children and timers, and reports what happened here. The phase says where the rollout stands;
+``stop`` is set once and never cleared (the first reason to stop wins); the ledger counts every
+finished tenant; the wave controller is the only thing that moves the current wave.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from enum import StrEnum
+from typing import Any, Final
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from fleetway.activities.flyway.output import Action
+    from fleetway.activities.rollouts import Outcome, TenantOutcome
+    from fleetway.activities.tenants.walk import MAX_PAGES, cursor_digest
+    from fleetway.workflows.drift import DriftKind
+    from fleetway.workflows.migrate_all_models import (
+        COMPLETIONS_PER_QUERY,
+        RECENT_COMPLETIONS_KEPT,
+        Completions,
+        MigrateAllInput,
+        MigrateAllResult,
+        Progress,
+        RolloutCarry,
+        RolloutStatus,
+        WaveDecision,
+    )
+    from fleetway.workflows.outcome_ledger import OutcomeLedger
+    from fleetway.workflows.wave_controller import WaveController
+
+__all__ = ["Phase", "RolloutState"]
+
+_MAX_WARNINGS: Final = 20
+
+
+class Phase(StrEnum):
+    """Where a rollout stands (shown by ``progress``; not carried: a new run derives it)."""
+
+    PINNING = "pinning"
+    PLANNING = "planning"
+    DISPATCHING = "dispatching"
+    DRAINING = "draining"
+    AT_GATE = "at_gate"
+    BAKING = "baking"
+    DONE = "done"
+
+
+class RolloutState:
+    """Everything a rollout knows; built from its input and what the previous run carried."""
+
+    def __init__(self, request: MigrateAllInput) -> None:
+        carry = request.carry or RolloutCarry()
+        self.request = request
+        self.phase = Phase.PINNING if request.carry is None else Phase.DISPATCHING
+        self.pending: deque[str] = deque(carry.pending)
+        self.cursor = carry.cursor
+        self.exhausted = carry.source_exhausted
+        self.pages = carry.pages
+        self.cursor_digests = set(carry.cursor_digests)
+        self.dispatched = carry.dispatched
+        self.ledger = OutcomeLedger.from_carry(carry)
+        self.recent: deque[TenantOutcome] = deque(maxlen=RECENT_COMPLETIONS_KEPT)
+        self.warnings = list(carry.warnings)
+        self.parallelism = carry.parallelism or request.parallelism
+        self.parallelism_set = carry.parallelism_set
+        self.paused = carry.paused if request.carry else request.start_paused
+        self.runs = carry.runs
+        self.in_flight: set[str] = set()
+        self.stop: RolloutStatus | None = None
+        self.marker = ""
+        self.migration_set = request.migration_set
+        self.source_pin = carry.pinned_tenant_source
+        self.secrets_pin = carry.pinned_secrets
+        self.waves = WaveController(request.waves, carry)
+        # This run's dispatches, to tell a tenant listed twice from a rollout id used before.
+        self._dispatched_here: set[str] = set()
+        self._listed_twice: set[str] = set()
+        self._this_run = 0
+
+    # ---- stopping -------------------------------------------------------------------------------
+
+    def warn(self, message: str) -> None:
+        """Add a warning to the result (deduplicated, at most 20)."""
+        if message not in self.warnings and len(self.warnings) < _MAX_WARNINGS:
+            self.warnings.append(message)
+
+    def stop_with(self, status: RolloutStatus, warning: str = "") -> None:
+        """Stop dispatching with ``status`` (the first stop wins); in-flight tenants drain."""
+        if warning:
+            self.warn(warning)
+        if self.stop is None:
+            self.stop = status
+
+    def fail(self, warning: str) -> None:
+        """Stop as failed, saying why (a listing, plan or pin that could not be done)."""
+        self.stop_with(RolloutStatus.FAILED, warning)
+
+    def halt(self, why: str) -> None:
+        """End the rollout ``halted`` at the current wave; in-flight tenants finish."""
+        self.stop = RolloutStatus.HALTED
+        self.warn(f"{why}; rollout halted, later waves not started")
+
+    # ---- operators ------------------------------------------------------------------------------
+
+    def window(self) -> int:
+        """The dispatch window: the current wave's own parallelism unless an operator set one."""
+        if self.waves and not self.parallelism_set:
+            return self.waves.parallelism() or self.parallelism
+        return self.parallelism
+
+    def set_parallelism(self, parallelism: int) -> int:
+        """An operator's window, from now on (over every wave's own); returns the old one."""
+        previous = self.window()
+        self.parallelism, self.parallelism_set = parallelism, True
+        return previous
+
+    def check_decision(self, decision: WaveDecision | None, *, bake_too: bool) -> None:
+        """Refuse a decision when nothing waits for one (see :meth:`WaveController.check_decision`)."""
+        if not self.waves or self.stop is not None:
+            raise ValueError("approval_not_pending: this rollout has no wave waiting for a decision")
+        self.waves.check_decision(decision, bake_too=bake_too)
+
+    # ---- dispatching ----------------------------------------------------------------------------
+
+    def can_dispatch(self) -> bool:
+        """Room in the window, not paused, and the canary gate (if any) passed."""
+        if self.paused or len(self.in_flight) >= self.window():
+            return False
+        canary = self.request.canary_count
+        # The canary gate: after the first canary_count dispatches, wait for them all to finish.
+        return not (canary and self.dispatched >= canary and self.ledger.completed < canary)
+
+    def needs_page(self) -> bool:
+        """Nothing left to dispatch from what was listed, and the source has more."""
+        return not self.pending and not self.exhausted
+
+    def accept_page(self, tenant_ids: list[str], next_cursor: str | None) -> bool:
+        """Take a page of the tenant source; False (and failed) when the source broke its paging."""
+        self.pages += 1
+        self.pending.extend(tenant_ids)
+        self.cursor = next_cursor
+        self.exhausted = next_cursor is None
+        if next_cursor is None:
+            return True
+        digest = cursor_digest(next_cursor)
+        if digest in self.cursor_digests or self.pages >= MAX_PAGES:
+            problem = (
+                "repeated a cursor (cycle detected)"
+                if digest in self.cursor_digests
+                else f"exceeded {MAX_PAGES} pages"
+            )
+            # A source that breaks its paging contract is not trusted with the rest of its list.
+            self.fail(f"tenant source {problem}; dispatch stopped")
+            return False
+        self.cursor_digests.add(digest)
+        return True
+
+    def dispatch(self, tenant: str) -> bool:
+        """``tenant`` starts; True when this run has dispatched enough to continue as new."""
+        if tenant in self._dispatched_here:
+            self._listed_twice.add(tenant)
+        self._dispatched_here.add(tenant)
+        self.in_flight.add(tenant)
+        self.dispatched += 1
+        if self.waves:
+            self.waves.dispatched()
+        self._this_run += 1
+        return self._this_run >= self.request.continue_as_new_after
+
+    def duplicate(self, tenant: str, rollout_id: str) -> TenantOutcome:
+        """The outcome of a tenant whose child id already exists in this rollout's namespace.
+
+        In a first run, unless the source listed the tenant twice, an earlier rollout had this id:
+        reporting its tenants "already run" would answer for that rollout, so this one fails.
+        """
+        if self.request.carry is None and tenant not in self._listed_twice:
+            self.fail(
+                f"rollout id {rollout_id!r} was used by an earlier rollout: its tenants ran under it "
+                "and are not run again; start this rollout with a new id (id reuse policy: reject duplicate)"
+            )
+            message = "run by an earlier rollout with this id (rollout id reused); not run again"
+        else:
+            message = "already run in this rollout (duplicate id)"
+        return TenantOutcome(tenant_id=tenant, outcome=Outcome.SKIPPED, message=message)
+
+    def record(self, outcome: TenantOutcome) -> bool:
+        """Count a finished tenant and apply the thresholds; True when a wave halted (memo changed)."""
+        self.in_flight.discard(outcome.tenant_id)
+        if self.waves:
+            outcome = self.waves.count(outcome)
+        self.ledger.record(outcome, track_drift=self.request.action is not Action.MIGRATE)
+        self.recent.append(outcome)
+        if self.stop is not None:
+            return False
+        if self.waves and (crossed := self.waves.threshold_crossed()) is not None:
+            if crossed:
+                wave = self.waves.current
+                self.waves.halt()
+                self.halt(
+                    f"wave {wave.name!r} crossed its failure threshold "
+                    f"({wave.counts.get(Outcome.FAILED, 0)} of {wave.planned} failed)"
+                )
+            return crossed  # the wave's own threshold replaces the rollout's rules for its tenants
+        failed = self.ledger.counts[Outcome.FAILED]
+        ratio = self.request.max_failure_ratio
+        if ratio is not None:
+            completed = self.ledger.completed
+            if completed >= max(self.request.canary_count, 1) and failed / completed > ratio:
+                self.stop = RolloutStatus.HALTED
+                if self.waves:
+                    self.waves.halt()
+        elif failed and not self.request.continue_on_error:
+            # Fail-fast stops dispatching and drains: healthy tenants mid-script finish their run.
+            self.stop = RolloutStatus.FAILED
+        return False
+
+    # ---- what the rollout shows and hands on ----------------------------------------------------
+
+    def status(self) -> RolloutStatus:
+        """How the rollout ended (or stands, while it runs)."""
+        if self.phase is not Phase.DONE:
+            return self.stop or (RolloutStatus.PAUSED if self.paused else RolloutStatus.RUNNING)
+        if self.stop is not None:
+            return self.stop
+        return RolloutStatus.FAILED if self.ledger.counts[Outcome.FAILED] else RolloutStatus.SUCCEEDED
+
+    def progress(self) -> Progress:
+        """The ``progress`` query's snapshot."""
+        return Progress(
+            status=self.stop or (RolloutStatus.PAUSED if self.paused else RolloutStatus.RUNNING),
+            dispatched=self.dispatched,
+            counts=dict(self.ledger.counts),
+            in_flight=sorted(self.in_flight),
+            failed=self.ledger.failed[-100:],
+            parallelism=self.window(),
+            paused=self.paused,
+            source_exhausted=self.exhausted and not self.pending and not self.waves.unopened,
+            run=self.runs,
+            history_marker=self.marker,
+            migration_set=self.migration_set,
+            pinned_tenant_source=self.source_pin,
+            pinned_secrets=self.secrets_pin,
+            waves=self.waves.waves,
+            wave=self.waves.current.name if self.waves else "",
+            phase=self.phase.value,
+        )
+
+    def completions(self, after: int) -> Completions:
+        """The tenants finished after sequence number ``after`` that this run still holds."""
+        last = self.ledger.completed
+        oldest = last - len(self.recent) + 1  # sequence number of self.recent[0]
+        start = max(after + 1, oldest)
+        items = list(itertools.islice(self.recent, start - oldest, start - oldest + COMPLETIONS_PER_QUERY))
+        return Completions(items=items, first_seq=start, last_seq=last, missed=max(0, oldest - (after + 1)))
+
+    def carry(self) -> RolloutCarry:
+        """What the next run needs (in-flight tenants drained first; the explicit list in ``pending``)."""
+        ledger = self.ledger
+        return RolloutCarry(
+            pending=list(self.pending),
+            cursor=self.cursor,
+            source_exhausted=self.exhausted,
+            pages=self.pages,
+            cursor_digests=sorted(self.cursor_digests),
+            dispatched=self.dispatched,
+            counts=dict(ledger.counts),
+            outcomes=ledger.outcomes,
+            dropped_outcomes=ledger.dropped,
+            failed_overflow=ledger.failed_overflow,
+            failed_lost=ledger.failed_lost,
+            drift={k.value: v for k, v in ledger.drift.items()},
+            drifted=ledger.drifted,
+            warnings=self.warnings,
+            parallelism=self.parallelism,
+            paused=self.paused,
+            runs=self.runs + 1,
+            pinned_tenant_source=self.source_pin,
+            pinned_secrets=self.secrets_pin,
+            waves=self.waves.waves,
+            wave_index=self.waves.index,
+            wave_pending=list(self.waves.unopened),
+            parallelism_set=self.parallelism_set,
+            unplanned=self.waves.unplanned,
+        )
+
+    def final_memo(self) -> dict[str, Any]:
+        """The memo a finished rollout leaves (read by ``fleetway status`` with no worker up)."""
+        status = self.status()
+        memo: dict[str, Any] = {
+            "counts": {k.value: v for k, v in self.ledger.counts.items()},
+            "status": status.value,
+        }
+        if self.migration_set:
+            memo["migration_set"] = self.migration_set
+        if self.request.action is not Action.MIGRATE:
+            memo["drift"] = {k.value: self.ledger.drift.get(k, 0) for k in DriftKind}
+        if self.waves:
+            memo["waves"] = [
+                {"name": w.name, "state": w.state.value, "counts": {k.value: v for k, v in w.counts.items()}}
+                for w in self.waves.waves
+            ]
+        return memo
+
+    def result(self, rollout_id: str) -> MigrateAllResult:
+        """The rollout's result (after the phase is DONE)."""
+        ledger = self.ledger
+        return MigrateAllResult(
+            rollout_id=rollout_id,
+            action=self.request.action,
+            status=self.status(),
+            total=ledger.completed,
+            counts=dict(ledger.counts),
+            failed=ledger.failed,
+            outcomes=ledger.outcomes,
+            truncated=ledger.truncated,
+            warnings=self.warnings,
+            runs=self.runs,
+            failed_overflow=ledger.failed_overflow,
+            failed_lost=ledger.failed_lost,
+            drift={k.value: v for k, v in ledger.drift.items()},
+            drifted=ledger.drifted,
+            retry_budget_s=self.request.retry_budget_s,
+            history_marker=self.marker,
+            migration_set=self.migration_set,
+            pinned_tenant_source=self.source_pin,
+            pinned_secrets=self.secrets_pin,
+            waves=self.waves.waves,
+            halted_wave=self.waves.halted,
+            unplanned=self.waves.unplanned,
+        )

@@ -1,0 +1,80 @@
+"""One tenant of a rollout: its child workflow, and the outcome however the child ended.
+
+Child ids are ``<rollout_id>/<tenant_id>`` with duplicates rejected, so no tenant runs twice in a
+rollout across worker crashes and continue-as-new; a duplicate comes back as ``None`` for the
+rollout's state to judge (a tenant listed twice, or a rollout id used before).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from temporalio import workflow
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import CancelledError, ChildWorkflowError, WorkflowAlreadyStartedError
+
+with workflow.unsafe.imports_passed_through():
+    from fleetway.activities.flyway.output import ErrorClass
+    from fleetway.activities.rollouts import Outcome, TenantOutcome
+    from fleetway.workflows.migrate_all_models import MigrateAllInput
+    from fleetway.workflows.schema_truth import reconciled
+    from fleetway.workflows.tenant_migration import TenantMigrationInput, TenantMigrationWorkflow
+
+__all__ = ["run_tenant"]
+
+
+async def run_tenant(
+    request: MigrateAllInput, tenant: str, *, marker: str, migration_set: str, secrets_pin: str
+) -> TenantOutcome | None:
+    """The tenant's outcome; for a child that ended without one, what its schema history shows.
+
+    None: a child with this id already exists. The history read happens while the tenant is still
+    in flight, so a cancelled rollout waits for it.
+    """
+    outcome = await _execute_child(request, tenant, marker, migration_set, secrets_pin)
+    if outcome is None or outcome.source is not None or not marker or outcome.outcome is Outcome.SKIPPED:
+        return outcome
+    try:
+        return await reconciled(
+            outcome, secrets_backend=request.secrets_backend, marker=marker, pinned_secrets=secrets_pin
+        )
+    except asyncio.CancelledError:  # cancelled again while reading: keep what we know
+        return outcome
+
+
+async def _execute_child(
+    request: MigrateAllInput, tenant: str, marker: str, migration_set: str, secrets_pin: str
+) -> TenantOutcome | None:
+    try:
+        return await workflow.execute_child_workflow(
+            TenantMigrationWorkflow.run,
+            TenantMigrationInput(
+                action=request.action,
+                tenant_id=tenant,
+                secrets_backend=request.secrets_backend,
+                audit=request.audit,
+                flyway_timeout_s=request.flyway_timeout_s,
+                heartbeat_timeout_s=request.heartbeat_timeout_s,
+                drift_check=request.drift_check,
+                installed_by=marker,
+                retry_budget_s=request.retry_budget_s,
+                migration_set=migration_set,
+                pinned_secrets=secrets_pin,
+            ),
+            id=f"{workflow.info().workflow_id}/{tenant}",
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            parent_close_policy=workflow.ParentClosePolicy.REQUEST_CANCEL,
+            cancellation_type=workflow.ChildWorkflowCancellationType.WAIT_CANCELLATION_COMPLETED,
+        )
+    except WorkflowAlreadyStartedError:
+        return None
+    except asyncio.CancelledError:
+        return TenantOutcome(tenant_id=tenant, outcome=Outcome.CANCELED, message="cancelled")
+    except ChildWorkflowError as err:
+        canceled = isinstance(err.cause, CancelledError)
+        return TenantOutcome(
+            tenant_id=tenant,
+            outcome=Outcome.CANCELED if canceled else Outcome.FAILED,
+            error_class="" if canceled else ErrorClass.INTERNAL_ERROR.value,
+            message="cancelled" if canceled else f"child workflow failed: {type(err.cause).__name__}",
+        )
