@@ -422,7 +422,7 @@ class ProvisioningUnavailableError(FleetwayError):
 
 
 class InvalidQuiesceTtlError(FleetwayError):
-    """A negative TTL was given to ``set``."""
+    """A quiesce TTL that is negative or not a duration (``--ttl``)."""
 
     error_type = "invalid_quiesce_ttl"
 
@@ -461,6 +461,8 @@ def to_application_error(exc: FleetwayError, *, final_reason: str = "") -> Appli
     message = f"{exc}; {final_reason}" if retryable and final_reason else str(exc)
     non_retryable = not retryable or bool(final_reason)
     if isinstance(exc, FlywayError):
+        # Details: the error type, then (when Flyway reported one) the outcome's JSON object, which
+        # ``activities.flyway.output.outcome_of_failure`` reads back.
         details = [exc.error_type] + ([exc.outcome.model_dump(mode="json")] if exc.outcome else [])
         return ApplicationError(message, *details, type=exc.error_class, non_retryable=non_retryable)
     delay = timedelta(seconds=exc.retry_after_s) if exc.retry_after_s is not None else None

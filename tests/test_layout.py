@@ -13,6 +13,8 @@ import pytest
 
 from fleetway.activities import errors
 
+pytestmark = pytest.mark.fast
+
 ROOT = Path(__file__).resolve().parent.parent
 ROOMS = ("activities", "workflows", "worker")
 

@@ -14,7 +14,7 @@ def test_the_settings_page_table_is_the_generated_one() -> None:
     readme = PROJECT_ROOT.joinpath("docs", "settings.md").read_text()
     start = readme.index("\n", readme.index("<!-- settings-table:start")) + 1
     end = readme.index("<!-- settings-table:end -->")
-    assert readme[start:end] == settings_table(), "run: python -m worker.settings_table"
+    assert readme[start:end] == settings_table(), "run: python -m fleetway.worker.config.settings_table"
 
 
 def test_every_row_is_a_working_environment_variable() -> None:

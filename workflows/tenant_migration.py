@@ -25,7 +25,13 @@ with workflow.unsafe.imports_passed_through():
         AuditOutcome,
     )
     from fleetway.activities.flyway.activity import FlywayActivities, RunFlywayInput
-    from fleetway.activities.flyway.output import RETRYABLE_CLASSES, Action, ErrorClass, FlywayOutcome
+    from fleetway.activities.flyway.output import (
+        RETRYABLE_CLASSES,
+        Action,
+        ErrorClass,
+        FlywayOutcome,
+        outcome_of_failure,
+    )
     from fleetway.activities.rollouts import Outcome, OutcomeSource, TenantOutcome
     from fleetway.activities.wire import WIRE_MODEL
     from fleetway.workflows.activity_failures import failure_reason, reraise_cancel
@@ -68,11 +74,9 @@ class TenantMigrationInput(BaseModel):
 
 
 def _partial(err: ActivityError) -> FlywayOutcome | None:
-    """The outcome a failed Flyway activity carried in its details (what it did before failing)."""
+    """The outcome a failed Flyway activity carried (what it did before failing)."""
     cause = err.cause
-    if isinstance(cause, ApplicationError) and len(cause.details) > 1 and isinstance(cause.details[1], dict):
-        return FlywayOutcome.model_validate(cause.details[1])
-    return None
+    return outcome_of_failure(cause.details) if isinstance(cause, ApplicationError) else None
 
 
 def _from_failure(tenant_id: str, err: ActivityError) -> TenantOutcome:
@@ -149,11 +153,8 @@ def _retry_options(request: TenantMigrationInput) -> dict[str, Any]:
     }
 
 
-# Not sandboxed: the sandbox re-imports the workflow's modules for every new run, and a rollout
-# starts one run per tenant; unsandboxed, a 200-tenant migrate took 22.8 s instead of 24.4-25.7 s
-# (two runs each, ``./dev bench``). What the sandbox would catch at run time is held statically:
-# this module imports only what ``test_workflow_modules_import_only_what_is_known_deterministic``
-# allows, and the committed histories replay in the suite.
+# Not sandboxed: the sandbox re-imports modules for every run, and a rollout starts one per tenant
+# (docs/speed.md). The import allow-list test and the committed histories hold what it would check.
 @workflow.defn(name="TenantMigrationWorkflow", sandboxed=False)
 class TenantMigrationWorkflow:
     """Runs Flyway for one tenant and records a ``migration.applied`` event for migrate."""

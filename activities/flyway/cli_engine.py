@@ -59,15 +59,10 @@ _KILL_GRACE_S: Final = 10.0
 def _with_parent_death_signal(argv: Sequence[str]) -> list[str]:
     """``argv`` run through util-linux ``setpriv --pdeathsig KILL`` (see the module docstring).
 
-    setpriv arms the signal and execs Flyway's JVM in the same process, so no Python code runs
-    between fork and exec (a ``preexec_fn`` can deadlock in a process with other threads, such as
-    a worker's JVM threads: seen in CI). Without setpriv (not Linux), argv is returned unchanged.
-
-    The signal only covers a parent that dies *after* it is armed. A worker killed between the fork
-    and setpriv's ``prctl`` would leave an unarmed JVM running its whole migration (seen once in CI:
-    a Flyway process outlived its worker by 1.8 s). So after arming, a shell checks that its parent
-    is still this worker (a dead parent means the child was re-parented) before exec'ing the JVM;
-    the check runs after ``prctl``, so no death can fall between the two.
+    setpriv execs the JVM in the same process, so no Python runs between fork and exec (a
+    ``preexec_fn`` can deadlock in a threaded process). The signal covers only a parent that dies
+    after it is armed, so a shell then checks that its parent is still this worker before exec'ing
+    the JVM. Without setpriv (not Linux), argv is returned unchanged.
     """
     if not _SETPRIV:
         return list(argv)

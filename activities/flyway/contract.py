@@ -48,16 +48,10 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-# Flyway's PostgreSQL default (a transactional advisory lock) runs each script on one connection
-# and writes its history row on another, committed separately (flyway/flyway#3492): a worker
-# killed between the two commits left a script applied without its row, and the retry failed
-# "already exists". The lock connection's open transaction also makes CREATE INDEX CONCURRENTLY
-# wait forever (flyway/flyway#3508). The session lock keeps script and row on one connection and
-# in one commit; both engines pass it (tests/activities/test_flyway.py proves both effects).
-# One (key, value) for both engines: the CLI takes ``-<key>=<value>``, the Java API ``flyway.<key>``.
-# The in-process JVM's options: a bounded heap and metaspace keep a worker's RSS flat at fleet
-# scale; SerialGC suits 1-2 cores. Here, not in the JVM engine, so settings need not import it.
+# The in-process JVM's options: a bounded heap keeps a worker's RSS flat; SerialGC suits 1-2 cores.
 DEFAULT_JVM_OPTIONS: Final = ("-Xmx256m", "-XX:MaxMetaspaceSize=128m", "-XX:+UseSerialGC", "-Xss1m")
+# A session advisory lock keeps each script and its history row in one commit on one connection
+# (the default splits them, flyway/flyway#3492) and lets CREATE INDEX CONCURRENTLY finish (#3508).
 POSTGRESQL_SESSION_LOCK: Final = ("postgresql.transactional.lock", "false")
 
 

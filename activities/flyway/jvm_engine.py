@@ -1,30 +1,18 @@
 """The in-process Flyway engine: one JVM per worker (JPype), Flyway's Java API in activity threads.
 
-Per-tenant CLI runs pay a JVM start and Flyway's class loading every time (about 1 s here); this
-engine pays it once per worker. It builds the same configuration the CLI engine passes on its
-command line, turns Flyway's result (or exception) into the same JSON document the CLI prints
-(``JsonUtils.toJson`` / ``ErrorOutput.toOperationResult``), redacts it, and hands it to the shared
-:func:`interpret_output` — so outcomes and error classes are the CLI engine's, by construction.
+A CLI run pays a JVM start and Flyway's class loading every time (about 1 s); this engine pays it
+once per worker. It builds the configuration the CLI engine passes on its command line and turns
+Flyway's result (or exception) into the JSON document the CLI prints, read by the shared
+``interpret_output``: outcomes and error classes are the CLI engine's by construction.
 
-Timeouts and cancellation. Flyway's Java API cannot be interrupted and a JVM thread cannot be
-killed. Each run therefore connects through ``RunSessions`` (its own ``ApplicationName``, a
-server-side ``statement_timeout`` and a JDBC ``socketTimeout`` equal to the run's budget, see
-``activities/flyway/session.py``) and carries a stop flag. A cancelled or timed-out run is stopped
-for real, in two ways, because one alone leaves a gap:
+Flyway's Java API cannot be interrupted, and a JVM thread cannot be killed, so a cancelled or
+timed-out run is stopped in two ways, each covering the other's gap: its sessions are terminated
+(``pg_terminate_backend``: the statement under way fails, the script rolls back, every later
+statement on that connection fails), and a Flyway callback refuses the next migration once the
+run's stop flag is set (a connection opened after the terminate). The activity then waits a few
+seconds for the thread, so "cancelled" is said after Flyway stopped.
 
-- its sessions are terminated (``pg_terminate_backend``): the statement under way fails, the
-  script's transaction rolls back, and every later statement on that connection fails too (a
-  ``pg_cancel_backend`` stopped only the statement running at that instant; landing between the
-  statements of a many-statement script it stopped nothing, and Flyway applied the rest of the set
-  after the activity had reported "cancelled");
-- a Flyway callback checks the flag before each migration and refuses to start the next script,
-  which covers a connection opened after the terminate (the run's very start).
-
-The activity then waits (a few seconds) for the thread to return, so "cancelled" is said after
-Flyway stopped. Schema state after a stopped non-transactional migration is unknown, exactly as
-with a killed CLI process.
-
-Must not: log the password; put it anywhere but the Java ``dataSource`` call.
+Must not: log the password or put it anywhere but the Java ``dataSource`` call.
 """
 
 from __future__ import annotations
@@ -249,10 +237,8 @@ class JvmFlywayEngine:
             loader = jpype.JClass("java.lang.ClassLoader").getSystemClassLoader()
         s = self._settings
         try:
-            # Argument conversion and overload matching run under _convert_lock: JPype builds a
-            # class's conversion hints lazily and two threads doing so at once crashed a worker
-            # (SIGSEGV in JPHintsConversion::matches, seen once in a benchmark). Microseconds per
-            # run; the Flyway work itself (migrate/validate/info) runs outside the lock, in parallel.
+            # JPype builds conversion hints lazily and not thread-safely (a SIGSEGV in
+            # JPHintsConversion::matches): configure under a lock; Flyway's work runs outside it.
             with _convert_lock:
                 config = (
                     flyway_class.configure(loader)

@@ -13,12 +13,14 @@ Success is decided from the document, never from the exit code alone: without th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+from collections.abc import Sequence
 from enum import StrEnum
 from typing import Any, Final
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from fleetway.activities.wire import WIRE_MODEL
 
@@ -34,6 +36,7 @@ __all__ = [
     "database_message",
     "find_flyway_document",
     "outcome_from_document",
+    "outcome_of_failure",
 ]
 
 
@@ -390,3 +393,17 @@ def _info_outcome(common: dict[str, Any], doc: dict[str, Any]) -> FlywayOutcome:
         pending_versions=[e.version for e in entries if e.state == "Pending"],
         info=entries,
     )
+
+
+def outcome_of_failure(details: Sequence[object]) -> FlywayOutcome | None:
+    """The outcome a failed Flyway activity carried in its ``ApplicationError`` details, if any.
+
+    The details are written by ``activities.errors.to_application_error``: the error type, then
+    the outcome as a JSON object. Found by shape, not position; a detail that is not an outcome
+    is skipped.
+    """
+    for detail in details:
+        if isinstance(detail, dict):
+            with contextlib.suppress(ValidationError):
+                return FlywayOutcome.model_validate(detail)
+    return None

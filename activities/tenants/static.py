@@ -134,43 +134,8 @@ def load_tenant_entries(path: Path) -> dict[str, dict[str, str]]:
         text = path.read_text()
     except OSError as exc:
         raise TenantSourceError(f"cannot read tenants file {str(path)!r}: {exc.strerror}") from None
-    entries: list[tuple[str, object]] = []
-    if path.suffix in {".json", ".yaml", ".yml"}:
-        try:
-            data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-        except (ValueError, yaml.YAMLError):
-            raise TenantSourceError(f"tenants file {str(path)!r} is not valid {path.suffix[1:]}") from None
-        if isinstance(data, dict):
-            data = data.get("tenants")
-        if isinstance(data, dict):
-            entries = [(str(t), labels) for t, labels in data.items()]
-        elif isinstance(data, list):
-            for item in data:
-                if isinstance(item, str):
-                    entries.append((item, None))
-                elif (
-                    isinstance(item, dict)
-                    and isinstance(item.get("id"), str)
-                    and set(item) <= {"id", "labels"}
-                ):
-                    entries.append((item["id"], item.get("labels")))
-                else:
-                    raise TenantSourceError(
-                        f"tenants file {str(path)!r}: entry {str(item)[:80]!a} is neither an id "
-                        'nor {"id": ..., "labels": {...}}'
-                    )
-        else:
-            raise TenantSourceError(f"tenants file {str(path)!r} must hold a list of tenant id strings")
-    else:
-        for line in text.splitlines():
-            if not line.strip() or line.lstrip().startswith("#"):
-                continue
-            tenant, *pairs = line.split()
-            if any("=" not in pair for pair in pairs):
-                # Not "id key=value ...": the whole line is the id, and the id rule names it ('bad id').
-                entries.append((line, None))
-                continue
-            entries.append((tenant, dict(pair.split("=", 1) for pair in pairs) if pairs else None))
+    structured = path.suffix in {".json", ".yaml", ".yml"}
+    entries = _structured_entries(path, text) if structured else _text_entries(text)
     ids = validate_tenant_ids([t for t, _ in entries], where=where)
     duplicates = sorted(t for t, n in Counter(ids).items() if n > 1)
     if duplicates:
@@ -178,6 +143,47 @@ def load_tenant_entries(path: Path) -> dict[str, dict[str, str]]:
             f"tenants file {str(path)!r} repeats tenant ids: {', '.join(duplicates[:10])}"
         )
     return {t: validate_labels(raw, tenant=t, where=where) for t, (_, raw) in zip(ids, entries, strict=True)}
+
+
+def _structured_entries(path: Path, text: str) -> list[tuple[str, object]]:
+    """(id, raw labels) from a JSON/YAML tenants file, in file order."""
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError):
+        raise TenantSourceError(f"tenants file {str(path)!r} is not valid {path.suffix[1:]}") from None
+    if isinstance(data, dict):
+        data = data.get("tenants")
+    if isinstance(data, dict):
+        return [(str(t), labels) for t, labels in data.items()]
+    if not isinstance(data, list):
+        raise TenantSourceError(f"tenants file {str(path)!r} must hold a list of tenant id strings")
+    entries: list[tuple[str, object]] = []
+    for item in data:
+        if isinstance(item, str):
+            entries.append((item, None))
+        elif isinstance(item, dict) and isinstance(item.get("id"), str) and set(item) <= {"id", "labels"}:
+            entries.append((item["id"], item.get("labels")))
+        else:
+            raise TenantSourceError(
+                f"tenants file {str(path)!r}: entry {str(item)[:80]!a} is neither an id "
+                'nor {"id": ..., "labels": {...}}'
+            )
+    return entries
+
+
+def _text_entries(text: str) -> list[tuple[str, object]]:
+    """(id, raw labels) from a plain-text tenants file: ``id [key=value ...]`` a line."""
+    entries: list[tuple[str, object]] = []
+    for line in text.splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        tenant, *pairs = line.split()
+        if any("=" not in pair for pair in pairs):
+            # Not "id key=value ...": the whole line is the id, and the id rule names it ('bad id').
+            entries.append((line, None))
+            continue
+        entries.append((tenant, dict(pair.split("=", 1) for pair in pairs) if pairs else None))
+    return entries
 
 
 class TenantSourceActivities:

@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from temporalio import activity
 
 from fleetway.activities.backend_identity import check_backend
+from fleetway.activities.durations import parse_duration_s
 from fleetway.activities.errors import (
     ConfigurationError,
     FleetwayError,
@@ -46,7 +47,6 @@ __all__ = [
     "WavePlanActivities",
     "WaveSpec",
     "check_waves",
-    "parse_duration_s",
     "plan_waves",
 ]
 
@@ -56,29 +56,6 @@ MAX_WAVES: Final = 20
 MAX_PLANNED_TENANTS: Final = 50_000
 MAX_BAKE_S: Final = 30 * 86400
 WAVE_NAME_PATTERN: Final = re.compile(r"[a-z0-9][a-z0-9_.-]{0,39}")
-_DURATION: Final = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
-
-
-def parse_duration_s(value: object) -> int:
-    """Seconds from an int or a duration like ``90s``, ``30m``, ``2h``, ``1d``, ``1h30m``.
-
-    Raises:
-        InvalidWavePlanError: anything else (a negative number, ``soon``, ``1.5h``).
-    """
-    if isinstance(value, bool):
-        raise InvalidWavePlanError(f"duration {value!r} is not a number of seconds or like 30m, 2h, 1d")
-    if isinstance(value, int):
-        return value
-    text = value.strip() if isinstance(value, str) else ""
-    if text.isdigit():
-        return int(text)
-    match = _DURATION.fullmatch(text) if text else None
-    if match is None or not any(match.groups()):
-        raise InvalidWavePlanError(
-            f"duration {str(value)[:40]!a} is not a number of seconds or like 90s, 30m, 2h, 1d, 1h30m"
-        )
-    days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
-    return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
 
 
 class WaveSpec(BaseModel):
@@ -139,7 +116,7 @@ class WaveSpec(BaseModel):
     @field_validator("bake_s", mode="before")
     @classmethod
     def _duration(cls, value: object) -> int:
-        return parse_duration_s(value)
+        return parse_duration_s(value, what="bake", error=InvalidWavePlanError)
 
     @model_validator(mode="after")
     def _one_selection(self) -> WaveSpec:

@@ -13,13 +13,15 @@ from fleetway.activities.database_target import (
     flyway_environment,
     jdbc_url,
 )
-from fleetway.activities.errors import UnsafeEnvValueError
+from fleetway.activities.errors import FlywayReportedFailureError, UnsafeEnvValueError, to_application_error
 from fleetway.activities.flyway.output import (
     Action,
     ErrorClass,
+    FlywayOutcome,
     classify_failure,
     find_flyway_document,
     outcome_from_document,
+    outcome_of_failure,
 )
 from fleetway.activities.redaction import REDACTED, SHORT_PASSWORD_SENTINEL, redact
 
@@ -269,3 +271,16 @@ def test_a_failed_script_names_its_version() -> None:
     assert outcome.ending_version == "3"
     repeatable = {"error": {"errorCode": "FAILED_REPEATABLE_MIGRATION", "path": "/m/R__views.sql"}}
     assert outcome_from_document(Action.MIGRATE, repeatable).failed_version == ""
+
+
+def test_a_failed_run_s_outcome_survives_the_trip_through_the_activity_error() -> None:
+    """What Flyway did before failing reaches the workflow, whatever else the details hold."""
+    outcome = FlywayOutcome(
+        action=Action.MIGRATE, success=False, applied_versions=["1", "2"], failed_version="3"
+    )
+    error = to_application_error(
+        FlywayReportedFailureError("failed", error_class=ErrorClass.SCRIPT_FAILED, outcome=outcome)
+    )
+    assert outcome_of_failure(error.details) == outcome
+    assert outcome_of_failure(["script_failed", {"not": "an outcome"}]) is None
+    assert outcome_of_failure([]) is None

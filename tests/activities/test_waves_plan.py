@@ -9,7 +9,9 @@ import pytest
 from pydantic import ValidationError
 from temporalio.testing import ActivityEnvironment
 
+from fleetway.activities.durations import parse_duration_s
 from fleetway.activities.errors import (
+    InvalidInputError,
     InvalidLabelSelectorError,
     InvalidTenantIdError,
     InvalidTenantLabelError,
@@ -30,7 +32,6 @@ from fleetway.activities.tenants.waves import (
     PlanWavesInput,
     WavePlanActivities,
     WaveSpec,
-    parse_duration_s,
     plan_waves,
 )
 from fleetway.workflows.migrate_all_models import MigrateAllInput, RolloutCarry, WaveProgress
@@ -162,9 +163,11 @@ def test_wave_specs_and_plans_refuse_each_mistake_by_name() -> None:
     assert [parse_duration_s(v) for v in (90, "90", "90s", "30m", "2h", "1d", "1h30m")] == [
         90, 90, 90, 1800, 7200, 86400, 5400,
     ]  # fmt: skip
-    for bad in ("soon", "1.5h", "-5", True, "h"):
-        with pytest.raises(InvalidWavePlanError):
+    for bad in ("soon", "1.5h", "-5", True, "h", -5):
+        with pytest.raises(InvalidInputError, match="is not a number of seconds or like 90s"):
             parse_duration_s(bad)
+    with pytest.raises(ValidationError, match=r"bake '1\.5h' is not"):
+        WaveSpec(name="a", rest=True, bake_s="1.5h")
 
 
 def test_a_plan_for_ten_thousand_tenants_fits_one_payload_and_one_carry() -> None:

@@ -199,6 +199,22 @@ def test_cli_worker_without_a_migration_set_refuses_to_start_even_beside_the_dem
     assert "FLEETWAY_FLYWAY__LOCATIONS" in done.stderr and len(done.stderr.strip().splitlines()) == 1
 
 
+def test_cli_worker_without_flyway_jars_refuses_to_start_and_fetches_nothing(
+    postgres: PostgresServer,
+    temporal_server: TemporalDevServer,
+    flyway_install: FlywayInstall,
+    tmp_path: Path,
+) -> None:
+    """The production worker never runs Maven: no ``flyway.lib_dir``, one line naming the setting."""
+    env = make_fleet(postgres, 1).cli_env(temporal_server.address, tmp_path, flyway_install)
+    del env["FLEETWAY_FLYWAY__LIB_DIR"]
+    env["PATH"] = "/usr/bin:/bin"  # and no Maven anywhere in reach (it would fail loudly if called)
+    done = fleetway("worker", env=env, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.startswith("flyway_install_missing: ") and "FLEETWAY_FLYWAY__LIB_DIR" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
 def test_cli_quiesce_refuses_the_deployment_flag_without_a_shared_store(tmp_path: Path) -> None:
     """A flag in the CLI's own memory would print ACTIVE and stop no worker: refused instead."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETWAY_")}
@@ -220,11 +236,16 @@ def test_cli_quiesce_set_status_clear_round_trip_on_postgres(
     env["FLEETWAY_QUIESCE__DSN"] = postgres.dsn
     env["FLEETWAY_QUIESCE__TABLE"] = f"ops_{fleet.task_queue.replace('-', '_')}"
 
+    fraction = fleetway("quiesce", "set", "--reason", "r", "--ttl", "1.5h", "--by", "alice", env=env)
     set_ = fleetway("quiesce", "set", "--reason", "incident 42", "--ttl", "45m", "--by", "alice", env=env)
     status = fleetway("quiesce", "status", "-o", "json", env=env)
     cleared = fleetway("quiesce", "clear", "--by", "bob", env=env)
     again = fleetway("quiesce", "clear", "--by", "bob", env=env)
 
+    # One duration grammar with a wave's bake: no fractions, refused before anything is set.
+    assert (
+        fraction.returncode == 2 and "invalid_quiesce_ttl" in fraction.stderr and "1h30m" in fraction.stderr
+    )
     assert set_.returncode == 0, set_.stderr
     assert 'state=ACTIVE set_by="alice" reason="incident 42"' in set_.stdout
     snapshot = json.loads(status.stdout)

@@ -260,7 +260,8 @@ async def test_pipeline_starts_a_rollout_with_the_temporal_cli_and_plain_json(
     rollout_id = f"cli-{uuid.uuid4().hex[:8]}"
     payload = json.dumps({"action": "migrate", "tenants": fleet.tenants, "parallelism": 2})
     async with fleet.worker(client, flyway_install):
-        started = subprocess.run(
+        started = await asyncio.to_thread(
+            subprocess.run,
             [str(temporal_binary()), "workflow", "start", "--address", temporal_server.address,
              "--task-queue", fleet.task_queue, "--type", "MigrateAllWorkflow",
              "--workflow-id", rollout_id, "--input", payload],
@@ -298,7 +299,8 @@ async def test_an_invalid_input_from_the_temporal_cli_fails_the_rollout_at_once_
     fleet = make_fleet(postgres, 1)
     rollout_id = f"bad-{uuid.uuid4().hex[:8]}"
     async with fleet.worker(client, flyway_install):
-        started = subprocess.run(
+        started = await asyncio.to_thread(
+            subprocess.run,
             [str(temporal_binary()), "workflow", "start", "--address", temporal_server.address,
              "--task-queue", fleet.task_queue, "--type", "MigrateAllWorkflow",
              "--workflow-id", rollout_id, "--input", json.dumps(payload)],

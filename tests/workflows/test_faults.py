@@ -16,7 +16,6 @@ import psycopg
 import pytest
 from temporalio.client import Client, WorkflowExecutionStatus
 
-from bench.faults import fault_migrations, history_rows, kill_loop, report_problems
 from fleetway.activities.audit.events import Emitter
 from fleetway.activities.audit.sinks import JsonlAuditSink
 from fleetway.activities.flyway.contract import FlywayInstall
@@ -27,6 +26,7 @@ from fleetway.worker.dev.stack import PostgresServer, TemporalDevServer
 from fleetway.workflows.migrate_all import MigrateAllWorkflow
 from fleetway.workflows.migrate_all_models import MigrateAllInput, RolloutStatus
 from tests.fleet import fleetway, make_fleet
+from tests.kill_loop import fault_migrations, history_rows, kill_loop, report_problems
 from tests.support import java_pids, wait_until
 
 pytestmark = pytest.mark.faults

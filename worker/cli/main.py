@@ -27,8 +27,10 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from fleetway.activities.audit.events import AuditContext
+from fleetway.activities.durations import parse_duration_s
 from fleetway.activities.errors import (
     ConfigurationError,
+    InvalidQuiesceTtlError,
     TenantSourceError,
     WorkerUnavailableError,
 )
@@ -396,23 +398,15 @@ def _print_quiesce(state: QuiesceStatus, output: OutputFormat) -> None:
     print(f'state={label} set_by="{state.set_by}" reason="{state.reason}" expires_at={expires}')
 
 
-def _parse_ttl(text: str) -> timedelta:
-    units = {"s": 1, "m": 60, "h": 3600}
-    try:
-        if text[-1] in units:
-            return timedelta(seconds=float(text[:-1]) * units[text[-1]])
-        return timedelta(seconds=float(text))
-    except (ValueError, IndexError):
-        raise ConfigurationError(f"--ttl {text!r} is not a duration like 45m, 2h or 90s") from None
-
-
 @app.command(epilog=_EPILOGS["quiesce"])
 def quiesce(
     target: Annotated[
         str, typer.Argument(help="set | clear | status (the deployment flag), or a rollout id.")
     ],
     reason: Annotated[str, typer.Option()] = "",
-    ttl: Annotated[str, typer.Option(help="How long the flag holds (0 = 30m, max 2h).")] = "0",
+    ttl: Annotated[
+        str, typer.Option(help="How long the flag holds: seconds, or like 45m, 1h30m (0 = 30m, max 2h).")
+    ] = "0",
     by: Annotated[str, typer.Option(help="Who sets or clears it.", envvar="FLEETWAY_PRINCIPAL")] = "",
     output: Annotated[OutputFormat, typer.Option("--output", "-o")] = OutputFormat.TEXT,
 ) -> None:
@@ -432,7 +426,11 @@ def quiesce(
         emitter = audit_emitter(settings)
         try:
             if target == "set":
-                state = await controller.set(principal=by, reason=reason, ttl=_parse_ttl(ttl))
+                state = await controller.set(
+                    principal=by,
+                    reason=reason,
+                    ttl=timedelta(seconds=parse_duration_s(ttl, what="--ttl", error=InvalidQuiesceTtlError)),
+                )
             else:
                 state = await controller.clear(principal=by)
             emitter.emit(quiesce_audit_event(state))

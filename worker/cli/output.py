@@ -113,6 +113,19 @@ def render_result(
 
     ``streamed``: tenants whose NDJSON lines the live feed printed already (not printed again).
     """
+    if fmt is OutputFormat.JSON:
+        print(result.model_dump_json(indent=2))
+    elif fmt is OutputFormat.NDJSON:
+        for o in result.outcomes:
+            if o.tenant_id not in streamed:
+                print(tenant_line(o))
+        print(json.dumps(_summary(result)))
+    else:
+        _render_text(result, dry_run=dry_run)
+
+
+def _summary(result: MigrateAllResult) -> dict[str, object]:
+    """The NDJSON stream's last line."""
     summary: dict[str, object] = {
         "event": "summary",
         "rollout_id": result.rollout_id,
@@ -130,16 +143,10 @@ def render_result(
         summary["waves"] = [w.model_dump(mode="json") for w in result.waves]
         summary["halted_wave"] = result.halted_wave
         summary["unplanned"] = result.unplanned
-    if fmt is OutputFormat.JSON:
-        print(result.model_dump_json(indent=2))
-        return
-    if fmt is OutputFormat.NDJSON:
-        for o in result.outcomes:
-            if o.tenant_id not in streamed:
-                print(tenant_line(o))
-        print(json.dumps(summary))
-        return
-    console = Console(no_color=None, highlight=False)
+    return summary
+
+
+def _outcomes_table(result: MigrateAllResult, *, dry_run: bool) -> Table:
     table = Table(title=f"{result.action.value} {result.rollout_id}: {result.status.value}")
     order = {w.name: i for i, w in enumerate(result.waves)}
     for column in ("wave",) * bool(result.waves) + ("tenant", "outcome", "schema", "duration", "error"):
@@ -158,15 +165,24 @@ def render_result(
             error,
         )
         table.add_row(*((o.wave,) if result.waves else ()), *cells)
-    console.print(table)
+    return table
+
+
+def _print_waves(result: MigrateAllResult, *, dry_run: bool) -> None:
+    print("wave plan:" if dry_run else "waves:")
+    for i, wave in enumerate(result.waves, start=1):
+        print(_wave_row(i, wave, len(result.waves), result.rollout_id))
+    if result.halted_wave:
+        print(f"halted at wave {result.halted_wave!r}; later waves were not started")
+    if result.unplanned:
+        print(f"{result.unplanned} listed tenants are in no wave (not run)")
+
+
+def _render_text(result: MigrateAllResult, *, dry_run: bool) -> None:
+    console = Console(no_color=None, highlight=False)
+    console.print(_outcomes_table(result, dry_run=dry_run))
     if result.waves:
-        print("wave plan:" if dry_run else "waves:")
-        for i, wave in enumerate(result.waves, start=1):
-            print(_wave_row(i, wave, len(result.waves), result.rollout_id))
-        if result.halted_wave:
-            print(f"halted at wave {result.halted_wave!r}; later waves were not started")
-        if result.unplanned:
-            print(f"{result.unplanned} listed tenants are in no wave (not run)")
+        _print_waves(result, dry_run=dry_run)
     counts = ", ".join(f"{k.value}={v}" for k, v in sorted(result.counts.items()))
     console.print(
         f"{result.total} tenants: {counts or 'none'}" + (" (outcomes truncated)" if result.truncated else "")

@@ -71,7 +71,7 @@ class FlywayConfig(BaseModel):
     locations: list[Path] = Field(default_factory=list)
     """JSON list of folders forming the worker's migration set; required (`[]` only with a set store)."""
     lib_dir: Path | None = None
-    """Folder of the Flyway jars (default: fetched by Maven into `.fleetway/`)."""
+    """Folder of the Flyway jars; required by a worker, which never fetches them (the image sets it)."""
     java: str = "java"
     """Java executable."""
     timeout_s: int = Field(default=600, ge=1)

@@ -1,7 +1,7 @@
-"""The settings page's table (``docs/settings.md``), generated from :mod:`worker.settings`.
+"""The settings page's table (``docs/settings.md``), generated from the ``Settings`` model.
 
-``python -m worker.settings_table`` prints it; a test fails when the page's copy differs, so every
-setting is documented with its real default.
+``python -m fleetway.worker.config.settings_table`` prints it; a test fails when the page's copy
+differs, so every setting is documented with its real default.
 """
 
 from __future__ import annotations

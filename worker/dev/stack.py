@@ -65,11 +65,8 @@ def _ephemeral_low() -> int:
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago, below the kernel's ephemeral range.
 
-    Why not bind to port 0: that port comes from the ephemeral range, which the kernel also hands
-    to every outgoing connection, so between this call and the server's own bind a client socket
-    (the demo seeding OpenBao over HTTP, a test's psycopg) could take it; the server then exits
-    after its first port opened (seen in CI: the demo's Temporal refused connections). A port
-    below the range is only ever taken by an explicit bind.
+    Not port 0: that comes from the ephemeral range, which any outgoing connection may take before
+    the server binds it; a port below the range is only ever taken by an explicit bind.
     """
     low = max(_ephemeral_low(), 2048)
     for _ in range(200):
@@ -503,8 +500,7 @@ def _sigterm_as_ctrl_c() -> Iterator[None]:
     Python's default SIGTERM ends the process at once, skipping the ``finally`` above, and the
     servers (PostgreSQL runs as another user) would outlive it. The handler cancels the task
     running the stack, so every ``finally`` runs, then the caller sees ``KeyboardInterrupt``.
-    It does not re-raise SIGTERM as SIGINT: a background job of a non-interactive shell inherits
-    SIGINT as *ignored*, and such a demo ran to completion after a SIGTERM (seen).
+    Not by re-raising SIGINT: a background job of a non-interactive shell ignores SIGINT.
     """
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
@@ -532,18 +528,26 @@ def _sigterm_as_ctrl_c() -> Iterator[None]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m worker.devstack setup``: fetch the pinned Flyway and check prerequisites."""
+    """``setup``: fetch the pinned Flyway and check prerequisites; ``lib-dir``: print the jars' folder.
+
+    ``lib-dir`` is what a worker run outside the image needs in ``FLEETWAY_FLYWAY__LIB_DIR``
+    (a worker never fetches Flyway itself).
+    """
     args = list(sys.argv[1:] if argv is None else argv)
-    if args != ["setup"]:
-        print("usage: python -m worker.devstack setup", file=sys.stderr)
+    if args not in (["setup"], ["lib-dir"]):
+        print("usage: python -m fleetway.worker.dev.stack setup | lib-dir", file=sys.stderr)
         return 2
     try:
-        check_prerequisites()
+        if args == ["setup"]:
+            check_prerequisites()
         install = ensure_flyway()
     except PrerequisiteMissingError as exc:
         print(f"{exc.error_type}: {exc}", file=sys.stderr)
         return 2
-    print(f"flyway {install.version} ready in {install.lib_dir}", file=sys.stderr)
+    if args == ["lib-dir"]:
+        print(install.lib_dir)
+    else:
+        print(f"flyway {install.version} ready in {install.lib_dir}", file=sys.stderr)
     return 0
 
 

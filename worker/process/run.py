@@ -152,17 +152,19 @@ async def run_worker(settings: Settings) -> None:
 
     Raises:
         MigrationSetInvalidError: the migrations folder is unusable (before connecting to Temporal).
+        FlywayInstallMissingError: ``flyway.lib_dir`` is unset (before connecting to Temporal).
         SearchAttributesMissingError: the namespace lacks fleetway's search attributes and refused
             to register them.
     """
     migration_sets(settings)  # a worker that would apply nothing must not start, let alone poll
+    install = _flyway_install(settings)
     client = await connect(settings.effective_temporal())
     await ensure_search_attributes(client)  # a rollout would otherwise fail its first task forever
     emitter = audit_emitter(settings)
-    worker = build_worker(client, settings, emitter=emitter)
+    worker = build_worker(client, settings, emitter=emitter, flyway_install=install)
     if settings.flyway.engine != "cli":
         # Pay the JVM start (and Flyway's class loading) before polling, not in the first tenant.
-        await asyncio.to_thread(start_jvm, _flyway_install(settings), tuple(settings.flyway.jvm_options))
+        await asyncio.to_thread(start_jvm, install, tuple(settings.flyway.jvm_options))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
