@@ -12,16 +12,12 @@ from contextlib import suppress
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeKey
-from temporalio.exceptions import ActivityError, FailureError
+from temporalio.common import SearchAttributeKey
 
 with workflow.unsafe.imports_passed_through():
-    from fleetway.activities.audit.events import AuditActivities, AuditEventType
+    from fleetway.activities.audit.events import AuditEventType
     from fleetway.activities.flyway.output import Action
     from fleetway.activities.flyway.schema_history import history_marker
-    from fleetway.activities.quiesce import QuiesceActivities
-    from fleetway.activities.tenants.static import ListTenantsInput, TenantSourceActivities
-    from fleetway.workflows.activity_failures import by_time, failure_reason, reraise_cancel
     from fleetway.workflows.migrate_all_models import (
         Completions,
         MigrateAllInput,
@@ -31,7 +27,7 @@ with workflow.unsafe.imports_passed_through():
         WaveDecision,
         WaveProgress,
     )
-    from fleetway.workflows.rollout_start import decision_event, start_rollout
+    from fleetway.workflows.rollout_calls import audit_decision, next_tenant, quiesce_allows, start_rollout
     from fleetway.workflows.rollout_state import Phase, RolloutState
     from fleetway.workflows.tenant_dispatch import run_tenant
 
@@ -169,12 +165,12 @@ class MigrateAllWorkflow:
             await workflow.wait_condition(lambda: state.stop is not None or state.can_dispatch())
             if state.stop is not None:
                 return False
-            tenant = await self._next_tenant()
+            tenant = await next_tenant(state)
             if tenant is None:
                 if state.waves:
                     continue  # the wave is dispatched: _advance_wave closes it
                 return False
-            if not await self._quiesce_allows():
+            if not await quiesce_allows(state):
                 state.pending.appendleft(tenant)
                 state.stop_with(RolloutStatus.QUIESCED)
                 return False
@@ -185,45 +181,6 @@ class MigrateAllWorkflow:
             if state.dispatch(tenant) or workflow.info().is_continue_as_new_suggested():
                 return True
         return False
-
-    async def _next_tenant(self) -> str | None:
-        state = self._state
-        while state.needs_page():
-            try:
-                page = await workflow.execute_activity_method(
-                    TenantSourceActivities.list_tenants_page,
-                    ListTenantsInput(
-                        source=state.request.tenant_source,
-                        cursor=state.cursor,
-                        limit=state.request.page_size,
-                        pinned=state.source_pin,
-                    ),
-                    **by_time(state.request, timedelta(minutes=2)),
-                )
-            except ActivityError as err:
-                reraise_cancel(err)
-                # Stop dispatching; in-flight children finish (failing here would cancel them).
-                state.fail(f"tenant listing failed; dispatch stopped ({failure_reason(err)})")
-                return None
-            if not state.accept_page(page.tenant_ids, page.next_cursor):
-                return None
-        return state.pending.popleft() if state.pending else None
-
-    async def _quiesce_allows(self) -> bool:
-        try:
-            # Local: a task-queue round trip per dispatch would bound the (sequential) dispatch rate.
-            status = await workflow.execute_local_activity_method(
-                QuiesceActivities.check_quiesce,
-                start_to_close_timeout=timedelta(seconds=15),
-                retry_policy=RetryPolicy(maximum_attempts=2),
-            )
-        except FailureError as err:  # a local activity's failure arrives unwrapped
-            reraise_cancel(err)
-            # Fail open (go-bricks): a broken flag store must not freeze every rollout.
-            self._state.warn("quiesce check failed; dispatch proceeded (fail-open)")
-            workflow.logger.warning("quiesce check failed; proceeding (fail-open)")
-            return True
-        return not status.active
 
     async def _run_child(self, tenant: str) -> None:
         state = self._state
@@ -310,17 +267,8 @@ class MigrateAllWorkflow:
             why = f": {decision.reason}" if decision.reason else ""
             state.halt(f"wave {name!r} rejected by {principal}{why}")
             self._memo_wave()
-        event = decision_event(
-            state, kind=kind, decision=decision, principal=principal,
-            rollout_id=workflow.info().workflow_id, now=workflow.now(),
-        )  # fmt: skip
         try:
-            await workflow.execute_activity_method(
-                AuditActivities.emit_audit, event, **by_time(state.request, timedelta(seconds=30))
-            )
-        except ActivityError as err:
-            reraise_cancel(err)
-            state.warn(f"audit of the decision on wave {name!r} failed ({failure_reason(err)})")
+            await audit_decision(state, kind, decision, principal)
         finally:
             waves.decided()
         return kind is AuditEventType.WAVE_APPROVED

@@ -384,6 +384,7 @@ def test_cli_answers_in_one_named_line_when_temporal_is_unreachable(tmp_path: Pa
     env = dict(os.environ) | {
         "FLEETWAY_TEMPORAL__ADDRESS": f"127.0.0.1:{port}",
         "FLEETWAY_FLYWAY__LOCATIONS": json.dumps([str(DEMO_MIGRATIONS)]),  # a worker needs its set first
+        "FLEETWAY_FLYWAY__LIB_DIR": str(tmp_path),  # and its jars (checked before Temporal, not loaded)
     }
     for argv in (["status", "r-1"], ["cancel", "r-1"], ["pause", "r-1"], ["migrate", "--tenant", "acme"],
                  ["list-tenants"], ["worker"]):  # fmt: skip

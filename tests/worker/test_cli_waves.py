@@ -100,6 +100,7 @@ async def test_cli_ring_rollout_from_a_plan_file_waits_at_its_gate_until_approve
                 follower.wait()
         again = await asyncio.to_thread(fleetway, "reject", rollout_id, env=env)
 
+    assert status.stdout.startswith(f"{rollout_id}: running (at gate); dispatched 2;"), status.stdout
     assert "wave 2/3 beta [labels tier=beta]: awaiting approval (fleetway approve" in status.stdout, status
     assert wrong.returncode == 2
     assert wrong.stderr.strip().endswith(
@@ -156,7 +157,7 @@ def test_cli_names_every_wave_plan_mistake_in_one_line_and_starts_nothing(tmp_pa
             "--wave-plan",
             str(plan),
         ): "invalid_wave_plan: give --wave flags or --wave-plan",
-        ("--wave", "a; rest; bake=2w"): "invalid_wave_plan: --wave 1 ('a'): duration '2w' is not a number",
+        ("--wave", "a; rest; bake=2w"): "invalid_wave_plan: --wave 1 ('a'): bake '2w' is not a number",
         ("--wave", "a; rest", "--canary", "2"): "invalid_input: give canary_count or waves, not both",
     }
     for args, expected in cases.items():

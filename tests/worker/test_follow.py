@@ -14,7 +14,7 @@ from fleetway.activities.flyway.contract import FlywayInstall
 from fleetway.worker.cli.follow import follow_rollout
 from fleetway.worker.cli.output import OutputFormat, render_result
 from fleetway.worker.dev.stack import PostgresServer
-from fleetway.workflows import migrate_all_models, outcome_ledger
+from fleetway.workflows import outcome_ledger, rollout_state
 from fleetway.workflows.migrate_all import MigrateAllWorkflow
 from fleetway.workflows.migrate_all_models import MigrateAllInput, MigrateAllResult, RolloutStatus
 from tests.fleet import make_fleet
@@ -52,7 +52,7 @@ async def test_a_late_follower_gets_a_gap_line_then_the_rest_from_the_result(
     client: Client, flyway_install: FlywayInstall, postgres: PostgresServer,
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
-    monkeypatch.setattr(migrate_all_models, "RECENT_COMPLETIONS_KEPT", 2)
+    monkeypatch.setattr(rollout_state, "RECENT_COMPLETIONS_KEPT", 2)
     fleet = make_fleet(postgres, 5)
     rollout_id = f"late-{uuid.uuid4().hex[:8]}"
     async with fleet.worker(client, flyway_install):

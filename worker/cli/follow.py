@@ -124,4 +124,8 @@ async def follow_rollout(
                 except RPCError:
                     pass
                 await asyncio.wait({result_task}, timeout=_POLL_S)
-    return await result_task, set()
+    while not result_task.done():
+        # Wait beside the result's long poll, never in it: Ctrl-C cancels this task at once, where a
+        # cancel delivered into the RPC could be absorbed and the command follow to the end.
+        await asyncio.wait({result_task}, timeout=_POLL_S)
+    return result_task.result(), set()

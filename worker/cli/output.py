@@ -234,7 +234,9 @@ def render_progress(progress: Progress, fmt: OutputFormat, rollout_id: str) -> N
         return
     counts = ", ".join(f"{k.value}={v}" for k, v in sorted(progress.counts.items())) or "none completed"
     print(
-        f"{rollout_id}: {progress.status.value}; dispatched {progress.dispatched}; {counts}; "
+        f"{rollout_id}: {progress.status.value}"
+        + (f" ({progress.phase.replace('_', ' ')})" if progress.phase else "")
+        + f"; dispatched {progress.dispatched}; {counts}; "
         f"in flight {len(progress.in_flight)}; parallelism {progress.parallelism}"
         + (f"; set {progress.migration_set}" if progress.migration_set else "")
     )

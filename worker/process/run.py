@@ -58,7 +58,7 @@ def _flyway_install(settings: Settings) -> FlywayInstall:
     """
     if settings.flyway.lib_dir is None:
         raise FlywayInstallMissingError(
-            "flyway_install_missing: no Flyway jars configured; set FLEETWAY_FLYWAY__LIB_DIR to the folder "
+            "no Flyway jars configured; set FLEETWAY_FLYWAY__LIB_DIR to the folder "
             "of the pinned jar set (the image sets it; `./dev setup` fetches one into .fleetway/)"
         )
     return FlywayInstall(lib_dir=settings.flyway.lib_dir, java=Path(settings.flyway.java), version="custom")

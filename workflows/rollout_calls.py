@@ -1,32 +1,37 @@
-"""A rollout's first steps (pin, the rerun list, the wave plan) and the audit event of a decision.
+"""Every activity a rollout calls, each with what its failure means for the rollout.
 
-Workflow code: each step is one activity, retried by time; a step that cannot be done stops the
-rollout ``failed`` before anything is dispatched, with the reason in its warnings.
+Workflow code. The start (pin, the rerun list, the wave plan) and the tenant listing are retried
+by time and, past the budget, stop the rollout ``failed`` with the reason in its warnings; the
+quiesce check fails open; a decision's audit failing is a warning. A cancel always goes through.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from fleetway.activities.audit.events import (
         UNSPECIFIED_PRINCIPAL,
+        AuditActivities,
         AuditEvent,
         AuditEventType,
         AuditOutcome,
     )
+    from fleetway.activities.quiesce import QuiesceActivities
     from fleetway.activities.rollouts import RolloutActivities
+    from fleetway.activities.tenants.static import ListTenantsInput, TenantSourceActivities
     from fleetway.activities.tenants.waves import PlanWavesInput, WavePlan, WavePlanActivities
     from fleetway.activities.worker_profile import PinRolloutInput, WorkerProfileActivities
     from fleetway.workflows.activity_failures import by_time, failure_reason, reraise_cancel
     from fleetway.workflows.migrate_all_models import WaveDecision
     from fleetway.workflows.rollout_state import Phase, RolloutState
 
-__all__ = ["decision_event", "start_rollout"]
+__all__ = ["audit_decision", "next_tenant", "quiesce_allows", "start_rollout"]
 
 
 async def start_rollout(state: RolloutState, memo_wave: Callable[[], None]) -> None:
@@ -114,27 +119,70 @@ async def _plan(state: RolloutState) -> None:
         state.warn(f"{plan.unplanned} listed tenants are in no wave and were not run ({shown})")
 
 
-def decision_event(
-    state: RolloutState,
-    *,
-    kind: AuditEventType,
-    decision: WaveDecision,
-    principal: str,
-    rollout_id: str,
-    now: datetime,
-) -> AuditEvent:
-    """The audit event of an operator's decision on the current wave (its id makes a retry idempotent)."""
-    name, index = state.waves.current.name, state.waves.index
+async def next_tenant(state: RolloutState) -> str | None:
+    """The next tenant to dispatch, listing pages as needed; None: none left, or the listing stopped."""
+    while state.needs_page():
+        try:
+            page = await workflow.execute_activity_method(
+                TenantSourceActivities.list_tenants_page,
+                ListTenantsInput(
+                    source=state.request.tenant_source,
+                    cursor=state.cursor,
+                    limit=state.request.page_size,
+                    pinned=state.source_pin,
+                ),
+                **by_time(state.request, timedelta(minutes=2)),
+            )
+        except ActivityError as err:
+            reraise_cancel(err)
+            # Stop dispatching; in-flight children finish (failing here would cancel them).
+            state.fail(f"tenant listing failed; dispatch stopped ({failure_reason(err)})")
+            return None
+        if not state.accept_page(page.tenant_ids, page.next_cursor):
+            return None
+    return state.pending.popleft() if state.pending else None
+
+
+async def quiesce_allows(state: RolloutState) -> bool:
+    """Whether the deployment quiesce flag lets the next tenant start (fail-open, as go-bricks)."""
+    try:
+        # Local: a task-queue round trip per dispatch would bound the (sequential) dispatch rate.
+        status = await workflow.execute_local_activity_method(
+            QuiesceActivities.check_quiesce,
+            start_to_close_timeout=timedelta(seconds=15),
+            retry_policy=RetryPolicy(maximum_attempts=2),
+        )
+    except FailureError as err:  # a local activity's failure arrives unwrapped
+        reraise_cancel(err)
+        # A broken flag store must not freeze every rollout.
+        state.warn("quiesce check failed; dispatch proceeded (fail-open)")
+        workflow.logger.warning("quiesce check failed; proceeding (fail-open)")
+        return True
+    return not status.active
+
+
+async def audit_decision(
+    state: RolloutState, kind: AuditEventType, decision: WaveDecision, principal: str
+) -> None:
+    """Record an operator's decision on the current wave (its event id makes a retry idempotent)."""
+    info, wave = workflow.info(), state.waves.current
     approved = kind is AuditEventType.WAVE_APPROVED
-    return AuditEvent(
-        event_id=f"{rollout_id}/wave/{name}/{'approved' if approved else 'rejected'}",
+    event = AuditEvent(
+        event_id=f"{info.workflow_id}/wave/{wave.name}/{'approved' if approved else 'rejected'}",
         type=kind,
-        target=rollout_id[:256],
+        target=info.workflow_id[:256],
         principal=principal,
-        completed_at=now,
+        completed_at=workflow.now(),
         outcome=AuditOutcome.SUCCESS,
         git_sha=state.request.audit.git_sha,
         pipeline_run_id=state.request.audit.pipeline_run_id,
-        attributes={"rollout.wave": name, "rollout.wave_index": str(index + 1)}
+        attributes={"rollout.wave": wave.name, "rollout.wave_index": str(state.waves.index + 1)}
         | ({"rollout.reason": decision.reason} if decision.reason else {}),
     )
+    try:
+        await workflow.execute_activity_method(
+            AuditActivities.emit_audit, event, **by_time(state.request, timedelta(seconds=30))
+        )
+    except ActivityError as err:
+        reraise_cancel(err)
+        state.warn(f"audit of the decision on wave {wave.name!r} failed ({failure_reason(err)})")
