@@ -192,8 +192,9 @@ class MigrateAllWorkflow:
                 migration_set=state.migration_set,
                 secrets_pin=state.secrets_pin,
             )
-        finally:
+        finally:  # whatever happened, the tenant no longer holds a slot of the window
             self._tasks.pop(tenant, None)
+            state.in_flight.discard(tenant)
         if outcome is None:
             outcome = state.duplicate(tenant, workflow.info().workflow_id)
         if state.record(outcome):
