@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -302,6 +303,9 @@ async def test_cli_tenants_file_canary_halt_detach_and_the_quiesced_exit_code(
     assert not schema_exists(postgres, fleet.tenants[4])
 
 
+_SIGINT_DEFAULT_EXEC = "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])"
+
+
 async def test_ctrl_c_on_an_attached_rollout_detaches_and_the_rollout_runs_on(
     client: Client, flyway_install: FlywayInstall, postgres: PostgresServer,
     temporal_server: TemporalDevServer, tmp_path: Path,
@@ -312,8 +316,11 @@ async def test_ctrl_c_on_an_attached_rollout_detaches_and_the_rollout_runs_on(
     env = fleet.cli_env(temporal_server.address, tmp_path, flyway_install)
     rollout_id = f"ctrlc-{fleet.task_queue}"
     async with fleet.worker(client, flyway_install):
+        # Ctrl-C as a terminal delivers it: SIGINT at its default even when this suite runs as a
+        # background job (which starts with SIGINT ignored, and children inherit that).
         proc = subprocess.Popen(
-            [FLEETWAY, "migrate", "--principal", "ci", "--parallelism", "1", "--rollout-id", rollout_id],
+            [sys.executable, "-c", _SIGINT_DEFAULT_EXEC, FLEETWAY, "migrate", "--principal", "ci",
+             "--parallelism", "1", "--rollout-id", rollout_id],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         try:

@@ -81,17 +81,6 @@ class Feed:
             self._emit(tenant_line(outcome))
 
 
-def _check_interrupt() -> None:
-    """Raise the Ctrl-C a call under way absorbed: a start RPC cancelled mid-flight still returns.
-
-    ``asyncio.run`` turns SIGINT into a cancel of the command's task; the task's ``cancelling()``
-    count keeps it even when the awaited RPC swallowed the ``CancelledError``.
-    """
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
-
-
 async def follow_rollout(
     client: Client, rollout_id: str, fmt: OutputFormat, console: Console
 ) -> tuple[MigrateAllResult, set[str]]:
@@ -104,7 +93,6 @@ async def follow_rollout(
     if fmt is OutputFormat.NDJSON:
         feed = Feed(client, rollout_id)
         while True:
-            _check_interrupt()
             done = result_task.done()
             # After the result too: the last finishes and any final run. A failed query (a worker
             # busy or restarting) is caught up by the next poll, or by the result's outcomes.
@@ -124,7 +112,6 @@ async def follow_rollout(
         ) as bar:
             task = bar.add_task(rollout_id, total=None)
             while not result_task.done():
-                _check_interrupt()
                 try:
                     p = await handle.query(MigrateAllWorkflow.progress)
                     completed = sum(p.counts.values())
@@ -138,8 +125,6 @@ async def follow_rollout(
                     pass
                 await asyncio.wait({result_task}, timeout=_POLL_S)
     while not result_task.done():
-        _check_interrupt()
-        # Wait beside the result's long poll, never in it: Ctrl-C cancels this task at once, where a
-        # cancel delivered into the RPC could be absorbed and the command follow to the end.
+        # Wait beside the result's long poll, as the other paths do: Ctrl-C cancels this task at once.
         await asyncio.wait({result_task}, timeout=_POLL_S)
     return result_task.result(), set()
