@@ -130,7 +130,8 @@ class MigrateAllWorkflow:
         try:
             if request.carry is None:
                 workflow.upsert_search_attributes([ACTION_ATTRIBUTE.value_set(request.action.value)])
-                await start_rollout(state, self._memo_wave)
+                await start_rollout(state)
+                self._memo_wave()  # the planned waves (nothing when no plan was made)
             state.phase = Phase.DISPATCHING
             continue_as_new = await self._dispatch()
             state.phase = Phase.DRAINING

@@ -7,7 +7,6 @@ quiesce check fails open; a decision's audit failing is a warning. A cancel alwa
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import timedelta
 
 from temporalio import workflow
@@ -34,7 +33,7 @@ with workflow.unsafe.imports_passed_through():
 __all__ = ["audit_decision", "next_tenant", "quiesce_allows", "start_rollout"]
 
 
-async def start_rollout(state: RolloutState, memo_wave: Callable[[], None]) -> None:
+async def start_rollout(state: RolloutState) -> None:
     """Pin, load an explicit or rerun list, plan the waves; on a failure, ``state.stop`` is set."""
     request = state.request
     if not await _pin(state):
@@ -61,7 +60,6 @@ async def start_rollout(state: RolloutState, memo_wave: Callable[[], None]) -> N
         state.pending.extend(failed)
     if request.waves and state.stop is None:
         await _plan(state)
-        memo_wave()
 
 
 async def _pin(state: RolloutState) -> bool:
