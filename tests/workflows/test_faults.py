@@ -8,7 +8,6 @@ run may outlive it. Marked ``faults`` (slow); CI runs them with the rest.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import uuid
 from pathlib import Path
@@ -19,7 +18,6 @@ from temporalio.client import Client, WorkflowExecutionStatus
 
 from fleetway.activities.audit.events import Emitter
 from fleetway.activities.audit.sinks import JsonlAuditSink
-from fleetway.activities.errors import TemporalUnavailableError
 from fleetway.activities.flyway.contract import FlywayInstall
 from fleetway.activities.rollouts import Outcome
 from fleetway.worker.config.client import connect
@@ -207,15 +205,6 @@ async def test_infrastructure_faults_retry_until_the_time_budget_and_script_fail
     assert own.attempts == 1
 
 
-async def _connect_when_ready(address: str) -> Client:
-    """A fresh server on a new SQLite file opens its port before it answers: retry for 30 s."""
-    for _ in range(29):
-        with contextlib.suppress(TemporalUnavailableError):
-            return await connect(TemporalConfig(address=address))
-        await asyncio.sleep(1)
-    return await connect(TemporalConfig(address=address))
-
-
 @pytest.mark.parametrize("engine", ["cli", "jvm"])
 async def test_temporal_server_killed_and_restarted_mid_rollout_the_report_is_the_tables(
     flyway_install: FlywayInstall, postgres: PostgresServer, tmp_path: Path, engine: str
@@ -229,7 +218,7 @@ async def test_temporal_server_killed_and_restarted_mid_rollout_the_report_is_th
     server = TemporalDevServer(extra_args=("--db-filename", str(tmp_path / "temporal.db")))
     server.start()
     try:
-        client = await _connect_when_ready(server.address)
+        client = await connect(TemporalConfig(address=server.address))
         fleet = make_fleet(postgres, 12)
         fleet.locations = fault_migrations(tmp_path / "scripts", sleep_s=2.5)
         async with fleet.worker(client, flyway_install, engine=engine):

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+import httpx
 import psycopg
 
 from fleetway.activities.errors import PrerequisiteMissingError
@@ -362,6 +363,7 @@ class TemporalDevServer:
 
     port: int = field(default_factory=free_port)
     ui_port: int = field(default_factory=free_port)
+    http_port: int = field(default_factory=free_port)
     namespace: str = "default"
     extra_args: tuple[str, ...] = ()
     search_attributes: bool = True
@@ -383,7 +385,7 @@ class TemporalDevServer:
 
         Raises:
             PrerequisiteMissingError: the ``temporal`` binary is not installed.
-            RuntimeError: the server exited or did not open its port within 30 s.
+            RuntimeError: the server exited, or did not open its ports and answer within 60 s.
         """
         binary = temporal_binary()
         if binary is None:
@@ -399,7 +401,7 @@ class TemporalDevServer:
             "--ui-port",
             str(self.ui_port),
             "--http-port",
-            str(free_port()),
+            str(self.http_port),
             "--metrics-port",
             str(free_port()),
             "--namespace",
@@ -421,17 +423,36 @@ class TemporalDevServer:
         self._proc = subprocess.Popen(
             argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
         )
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         # The frontend first, then the UI: the server binds the UI's port last, and exits if it cannot.
         for port in (self.port, self.ui_port):
-            while True:
-                if self._proc.poll() is not None:
-                    raise RuntimeError(f"temporal dev server exited with {self._proc.returncode}")
-                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"temporal dev server did not open port {port} within 30 s")
+            while not self._accepts(port):
+                self._check_alive(self._proc, deadline, f"open port {port}")
                 time.sleep(0.05)
+        # Open ports are not an answering frontend: under load a client's first connect timed out
+        # after they opened. The HTTP API reads the namespace through that same frontend.
+        while not self._answers():
+            self._check_alive(self._proc, deadline, f"answer for namespace {self.namespace}")
+            time.sleep(0.1)
+
+    @staticmethod
+    def _check_alive(proc: subprocess.Popen[bytes], deadline: float, waiting_for: str) -> None:
+        if proc.poll() is not None:
+            raise RuntimeError(f"temporal dev server exited with {proc.returncode}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"temporal dev server did not {waiting_for} within 60 s")
+
+    @staticmethod
+    def _accepts(port: int) -> bool:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+        return False
+
+    def _answers(self) -> bool:
+        url = f"http://127.0.0.1:{self.http_port}/api/v1/namespaces/{self.namespace}"
+        with contextlib.suppress(httpx.HTTPError):
+            return httpx.get(url, timeout=2, trust_env=False).status_code == 200
+        return False
 
     def _search_attributes(self) -> tuple[str, ...]:
         return SEARCH_ATTRIBUTES if self.search_attributes else ()
