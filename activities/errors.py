@@ -70,6 +70,7 @@ __all__ = [
     "FlywayReportedFailureError",
     "FlywayTimeoutError",
     "IncompatiblePayloadError",
+    "InvalidFlywayOptionError",
     "InvalidInputError",
     "InvalidLabelSelectorError",
     "InvalidQuiesceTtlError",
@@ -79,7 +80,9 @@ __all__ = [
     "MigrationSetInvalidError",
     "MigrationSetMismatchError",
     "MigrationStoreError",
+    "OutOfOrderRefusedError",
     "PasswordTooShortError",
+    "PlaceholderMissingError",
     "PrerequisiteMissingError",
     "ProvisioningError",
     "ProvisioningUnavailableError",
@@ -294,6 +297,27 @@ class InvalidWavePlanError(FleetwayError, ValueError):
     """
 
     error_type = "invalid_wave_plan"
+
+
+class InvalidFlywayOptionError(FleetwayError, ValueError):
+    """A Flyway option of a rollout is malformed: a target, a hotfix version, a placeholder's name or value.
+
+    A ``ValueError`` too, so the rollout's input model refuses it before anything is started.
+    """
+
+    error_type = "invalid_flyway_option"
+
+
+class PlaceholderMissingError(ConfigurationError):
+    """A script of the set uses a placeholder nobody set: refused before any tenant runs."""
+
+    error_type = "placeholder_missing"
+
+
+class OutOfOrderRefusedError(FleetwayError):
+    """A hotfix would apply more than the one named out-of-order version; nothing was applied."""
+
+    error_type = "out_of_order_refused"
 
 
 class ApprovalNotPendingError(FleetwayError):

@@ -37,8 +37,10 @@ from fleetway.activities.flyway.contract import (
     FlywaySettings,
     check_locations,
     check_runnable,
+    flyway_configuration,
     interpret_output,
 )
+from fleetway.activities.flyway.options import FlywayOptions
 from fleetway.activities.flyway.output import (
     Action,
     ErrorClass,
@@ -83,7 +85,13 @@ class FlywayRunner:
         self._settings = settings
 
     def argv(
-        self, action: Action, target: DatabaseTarget, *, locations: tuple[Path, ...] | None = None
+        self,
+        action: Action,
+        target: DatabaseTarget,
+        *,
+        locations: tuple[Path, ...] | None = None,
+        options: FlywayOptions | None = None,
+        tenant_id: str = "",
     ) -> list[str]:
         """The full command line for a run: no credential, only vetted identifiers and paths.
 
@@ -112,6 +120,8 @@ class FlywayRunner:
             # Validate asks "are the applied scripts intact?"; a lagging tenant is not invalid
             # (info reports its pending versions), a tenant ahead is reported by info too.
             args.append("-ignoreMigrationPatterns=*:pending,*:future")
+        configured = flyway_configuration(action, target, options, tenant_id=tenant_id)
+        args += [f"-{key}={value}" for key, value in configured.items()]
         args.append(action.value)
         return args
 
@@ -123,6 +133,8 @@ class FlywayRunner:
         installed_by: str = "",
         locations: tuple[Path, ...] | None = None,
         timeout: timedelta | None = None,
+        options: FlywayOptions | None = None,
+        tenant_id: str = "",
     ) -> FlywayOutcome:
         """Run one Flyway verb against ``target`` and return its parsed, successful outcome.
 
@@ -130,7 +142,8 @@ class FlywayRunner:
         run applies (a rollout's marker; default: the database user). ``locations``: the folders
         of this run's migration set (default: the settings' folders). ``timeout``: this run's
         budget (default: the settings'); a rollout passes its own, so one value bounds both the
-        run and the activity around it.
+        run and the activity around it. ``options``: target, hotfix, placeholders, baseline
+        version (``options.py``); ``tenant_id``: the ``${tenant_id}`` placeholder's value.
 
         Raises:
             PasswordTooShortError: migrate with a non-empty password under 8 bytes (nothing ran).
@@ -146,7 +159,7 @@ class FlywayRunner:
         sessions = self._settings.sessions(timeout)
         budget = timedelta(seconds=sessions.budget_s)
         env["FLYWAY_URL"] = sessions.jdbc_url(env["FLYWAY_URL"], target)
-        argv = self.argv(action, target, locations=locations)
+        argv = self.argv(action, target, locations=locations, options=options, tenant_id=tenant_id)
         started = time.monotonic()
         with tempfile.TemporaryDirectory(prefix="fleetway-flyway-") as scratch:
             env.update({"HOME": scratch, "PATH": os.defpath, "LANG": "C.UTF-8"})

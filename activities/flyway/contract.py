@@ -23,6 +23,7 @@ from fleetway.activities.errors import (
     FlywayReportedFailureError,
     PasswordTooShortError,
 )
+from fleetway.activities.flyway.options import FlywayOptions
 from fleetway.activities.flyway.output import (
     RETRYABLE_CLASSES,
     Action,
@@ -43,6 +44,7 @@ __all__ = [
     "FlywaySettings",
     "check_locations",
     "check_runnable",
+    "flyway_configuration",
     "interpret_output",
 ]
 
@@ -113,9 +115,37 @@ class FlywayEngine(Protocol):
         installed_by: str = "",
         locations: tuple[Path, ...] | None = None,
         timeout: timedelta | None = None,
+        options: FlywayOptions | None = None,
+        tenant_id: str = "",
     ) -> FlywayOutcome:
         """Run one verb against ``target`` (see :meth:`FlywayRunner.run` for the contract)."""
         ...
+
+
+def flyway_configuration(
+    action: Action, target: DatabaseTarget, options: FlywayOptions | None, *, tenant_id: str = ""
+) -> dict[str, str]:
+    """Flyway settings (``key`` → value, without the ``flyway.`` prefix) a run's options make.
+
+    One mapping for both engines: the CLI passes each as ``-key=value``, the JVM engine as its
+    configuration map. Values are validated already (``options.py``); per tenant, ``tenant_id``
+    and ``tenant_schema`` placeholders are set here, so a script may name its tenant.
+    """
+    opts = options or FlywayOptions()
+    config: dict[str, str] = {}
+    if action is Action.MIGRATE and opts.target:
+        config["target"] = opts.target
+    if action is Action.MIGRATE and opts.out_of_order:
+        # Only the named version may come from below: nothing above the current version runs.
+        config |= {"outOfOrder": "true", "target": "current"}
+    if action is Action.BASELINE:
+        config["baselineVersion"] = opts.baseline_version or "1"
+        config["baselineDescription"] = "fleetway baseline"
+    tenant = {"tenant_id": tenant_id} if tenant_id else {}
+    if target.schema_name:
+        tenant["tenant_schema"] = target.schema_name
+    config |= {f"placeholders.{k}": v for k, v in {**opts.placeholders, **tenant}.items()}
+    return config
 
 
 def check_locations(locations: tuple[Path, ...]) -> tuple[Path, ...]:

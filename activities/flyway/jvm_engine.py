@@ -38,8 +38,10 @@ from fleetway.activities.flyway.contract import (
     FlywaySettings,
     check_locations,
     check_runnable,
+    flyway_configuration,
     interpret_output,
 )
+from fleetway.activities.flyway.options import FlywayOptions
 from fleetway.activities.flyway.output import Action, ErrorClass, FlywayOutcome
 from fleetway.activities.flyway.session import RunSessions
 from fleetway.activities.redaction import redact
@@ -158,6 +160,8 @@ class JvmFlywayEngine:
         installed_by: str = "",
         locations: tuple[Path, ...] | None = None,
         timeout: timedelta | None = None,
+        options: FlywayOptions | None = None,
+        tenant_id: str = "",
     ) -> FlywayOutcome:
         """Same contract as :meth:`FlywayRunner.run`."""
         env = check_runnable(action, target, installed_by=installed_by)
@@ -170,6 +174,13 @@ class JvmFlywayEngine:
         sessions = self._settings.sessions(timeout)
         budget = sessions.budget_s
         url = sessions.jdbc_url(env["FLYWAY_URL"], target)
+        configured = {
+            f"flyway.{key}": value
+            for key, value in (
+                POSTGRESQL_SESSION_LOCK,
+                *flyway_configuration(action, target, options, tenant_id=tenant_id).items(),
+            )
+        }
         stopped = threading.Event()
         loop = asyncio.get_running_loop()
         started = time.monotonic()
@@ -185,6 +196,7 @@ class JvmFlywayEngine:
                 target.schema_name,
                 installed_by=installed_by,
                 folders=folders,
+                configured=configured,
                 stopped=stopped,
             ),
         )
@@ -221,6 +233,7 @@ class JvmFlywayEngine:
         *,
         installed_by: str,
         folders: tuple[Path, ...],
+        configured: dict[str, str],
         stopped: threading.Event,
     ) -> tuple[str, bool]:
         """In a worker thread: configure, run, and render the result as the CLI's JSON document.
@@ -242,7 +255,7 @@ class JvmFlywayEngine:
             with _convert_lock:
                 config = (
                     flyway_class.configure(loader)
-                    .configuration({f"flyway.{POSTGRESQL_SESSION_LOCK[0]}": POSTGRESQL_SESSION_LOCK[1]})
+                    .configuration(configured)
                     .dataSource(url, user, password or None)
                     .locations(*[f"filesystem:{p}" for p in folders])
                     .failOnMissingLocations(True)
@@ -263,6 +276,10 @@ class JvmFlywayEngine:
                 result: Any = flyway.migrate()
             elif action is Action.VALIDATE:
                 result = flyway.validateWithResult()
+            elif action is Action.BASELINE:
+                result = flyway.baseline()
+            elif action is Action.REPAIR:
+                result = flyway.repair()
             else:
                 result = flyway.info().getInfoResult()
             with _convert_lock:

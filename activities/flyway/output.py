@@ -46,6 +46,8 @@ class Action(StrEnum):
     MIGRATE = "migrate"
     VALIDATE = "validate"
     INFO = "info"
+    BASELINE = "baseline"
+    REPAIR = "repair"
 
 
 class ErrorClass(StrEnum):
@@ -78,13 +80,19 @@ class ValidationIssue(BaseModel):
 
 
 class InfoEntry(BaseModel):
-    """One versioned migration as ``info`` reports it."""
+    """One migration as ``info`` reports it: versioned, or repeatable (no version)."""
 
     model_config = WIRE_MODEL
 
     version: str
     description: str = ""
     state: str
+    category: str = "Versioned"
+
+    @property
+    def versioned(self) -> bool:
+        """Whether this entry has a version (repeatables and markers have none)."""
+        return self.category == "Versioned"
 
 
 class FlywayOutcome(BaseModel):
@@ -120,6 +128,8 @@ class FlywayOutcome(BaseModel):
     attempt: int = 1
     migration_set: str = ""
     db_message: str = ""
+    applied_repeatables: list[str] = Field(default_factory=list)
+    repaired: list[str] = Field(default_factory=list)
 
 
 def _looks_like_flyway(doc: dict[str, Any]) -> bool:
@@ -130,7 +140,11 @@ def _looks_like_flyway(doc: dict[str, Any]) -> bool:
     if not isinstance(operation, str) or not operation:
         return False
     return (
-        "success" in doc or "validationSuccessful" in doc or (operation == "info" and "flywayVersion" in doc)
+        "success" in doc
+        or "validationSuccessful" in doc
+        or (operation == "info" and "flywayVersion" in doc)
+        or (operation == "baseline" and "successfullyBaselined" in doc)
+        or (operation == "repair" and "repairActions" in doc)
     )
 
 
@@ -330,7 +344,12 @@ def outcome_from_document(action: Action, doc: dict[str, Any]) -> FlywayOutcome:
         return _validate_outcome(common, doc)
     if action is Action.INFO:
         return _info_outcome(common, doc)
-    applied = [_text(m.get("version")) for m in doc.get("migrations") or [] if isinstance(m, dict)]
+    if action is Action.BASELINE:
+        return _baseline_outcome(common, doc)
+    if action is Action.REPAIR:
+        return _repair_outcome(common, doc)
+    migrations = [m for m in doc.get("migrations") or [] if isinstance(m, dict)]
+    applied = [_text(m.get("version")) for m in migrations]
     starting = _text(doc.get("initialSchemaVersion"))
     success = doc.get("success") is True
     return FlywayOutcome(
@@ -339,6 +358,9 @@ def outcome_from_document(action: Action, doc: dict[str, Any]) -> FlywayOutcome:
         starting_version=starting,
         ending_version=_text(doc.get("targetSchemaVersion")) or starting,
         applied_versions=[v for v in applied if v],
+        applied_repeatables=[
+            _text(m.get("description")) for m in migrations if _text(m.get("category")) == "Repeatable"
+        ],
         migrations_executed=_int(doc.get("migrationsExecuted")),
         duration_ms=_int(doc.get("totalMigrationTime")),
         error_class=None if success else ErrorClass.INTERNAL_ERROR,
@@ -380,9 +402,10 @@ def _info_outcome(common: dict[str, Any], doc: dict[str, Any]) -> FlywayOutcome:
             version=_text(m.get("version")),
             description=_text(m.get("description")),
             state=_text(m.get("state")),
+            category=_text(m.get("category")),
         )
         for m in doc.get("migrations") or []
-        if isinstance(m, dict) and _text(m.get("category")) == "Versioned"
+        if isinstance(m, dict) and _text(m.get("category")) in {"Versioned", "Repeatable"}
     ]
     current = _text(doc.get("schemaVersion"))
     return FlywayOutcome(
@@ -390,9 +413,40 @@ def _info_outcome(common: dict[str, Any], doc: dict[str, Any]) -> FlywayOutcome:
         success=True,
         starting_version=current,
         ending_version=current,
-        pending_versions=[e.version for e in entries if e.state == "Pending"],
+        pending_versions=[e.version for e in entries if e.versioned and e.state == "Pending"],
         info=entries,
     )
+
+
+def _baseline_outcome(common: dict[str, Any], doc: dict[str, Any]) -> FlywayOutcome:
+    success = doc.get("successfullyBaselined") is True
+    version = _text(doc.get("baselineVersion"))
+    return FlywayOutcome(
+        **common,
+        success=success,
+        ending_version=version if success else "",
+        applied_versions=[version] if success and version else [],
+        error_class=None if success else ErrorClass.INTERNAL_ERROR,
+        detail="" if success else "baseline reported successfullyBaselined=false",
+    )
+
+
+_REPAIR_LISTS: Final = (
+    ("migrationsRemoved", "removed failed"),
+    ("migrationsAligned", "realigned"),
+    ("migrationsDeleted", "marked deleted"),
+)
+
+
+def _repair_outcome(common: dict[str, Any], doc: dict[str, Any]) -> FlywayOutcome:
+    """What ``repair`` changed, one line per history row (``removed failed 4``, ``realigned R views``)."""
+    repaired = [
+        f"{said} {_text(m.get('version')) or 'R ' + _text(m.get('description'))}"
+        for key, said in _REPAIR_LISTS
+        for m in doc.get(key) or []
+        if isinstance(m, dict)
+    ]
+    return FlywayOutcome(**common, success=True, repaired=repaired)
 
 
 def outcome_of_failure(details: Sequence[object]) -> FlywayOutcome | None:

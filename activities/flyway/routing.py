@@ -10,6 +10,7 @@ from fleetway.activities.database_target import DatabaseTarget, Vendor
 from fleetway.activities.flyway.cli_engine import FlywayRunner
 from fleetway.activities.flyway.contract import FlywayEngine, FlywayInstall, FlywaySettings
 from fleetway.activities.flyway.jvm_engine import JvmFlywayEngine
+from fleetway.activities.flyway.options import FlywayOptions
 from fleetway.activities.flyway.output import Action, FlywayOutcome
 
 __all__ = ["EngineKind", "VendorRoutedEngine", "engine_for"]
@@ -56,9 +57,17 @@ class VendorRoutedEngine:
         installed_by: str = "",
         locations: tuple[Path, ...] | None = None,
         timeout: timedelta | None = None,
+        options: FlywayOptions | None = None,
+        tenant_id: str = "",
     ) -> FlywayOutcome:
         """Route to the engine for ``target``'s vendor (same contract as :meth:`FlywayRunner.run`)."""
         engine: FlywayEngine = self._jvm if target.vendor is Vendor.POSTGRESQL else self._cli
         return await engine.run(
-            action, target, installed_by=installed_by, locations=locations, timeout=timeout
+            action,
+            target,
+            installed_by=installed_by,
+            locations=locations,
+            timeout=timeout,
+            options=options,
+            tenant_id=tenant_id,
         )

@@ -1,0 +1,200 @@
+"""The Flyway toolbox on both engines, real Flyway and PostgreSQL: target, hotfix, placeholders,
+baseline, repair, repeatables. ``flyway_schema_history`` is read after each run: it is the judge."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from fleetway.activities.database_target import DatabaseTarget
+from fleetway.activities.errors import FlywayReportedFailureError
+from fleetway.activities.flyway.contract import FlywayEngine
+from fleetway.activities.flyway.options import FlywayOptions
+from fleetway.activities.flyway.output import Action, ErrorClass
+from fleetway.worker.dev.stack import PostgresServer
+from tests.support import history
+
+EngineFactory = Callable[..., FlywayEngine]
+
+
+def _scripts(folder: Path, scripts: dict[str, str]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, sql in scripts.items():
+        (folder / name).write_text(sql)
+    return folder
+
+
+def _tables(n: int) -> dict[str, str]:
+    return {f"V{i}__t{i}.sql": f"CREATE TABLE t{i} (id int);" for i in range(1, n + 1)}
+
+
+def _rows(postgres: PostgresServer, schema: str) -> list[tuple[str | None, str, str, bool]]:
+    """(version, description, type, success) of every history row, repeatables included."""
+    with psycopg.connect(postgres.dsn) as conn:
+        return [
+            (v, d, t, bool(s))
+            for v, d, t, s in conn.execute(
+                f'SELECT version, description, type, success FROM "{schema}".flyway_schema_history '
+                "ORDER BY installed_rank"
+            ).fetchall()
+        ]
+
+
+async def test_a_target_holds_the_schema_and_next_steps_one_version(
+    engine_factory: EngineFactory,
+    target: DatabaseTarget,
+    postgres: PostgresServer,
+    schema: str,
+    tmp_path: Path,
+) -> None:
+    engine = engine_factory(_scripts(tmp_path / "set", _tables(4)))
+
+    held = await engine.run(Action.MIGRATE, target, options=FlywayOptions(target="2"))
+    assert (held.applied_versions, held.ending_version) == (["1", "2"], "2")
+    stepped = await engine.run(Action.MIGRATE, target, options=FlywayOptions(target="next"))
+    assert stepped.applied_versions == ["3"]
+    still = await engine.run(Action.MIGRATE, target, options=FlywayOptions(target="current"))
+    assert still.applied_versions == []
+
+    assert history(postgres, schema) == [("1", True), ("2", True), ("3", True)]
+
+
+async def test_placeholders_reach_the_scripts_fleet_wide_and_per_tenant(
+    engine_factory: EngineFactory,
+    target: DatabaseTarget,
+    postgres: PostgresServer,
+    schema: str,
+    tmp_path: Path,
+) -> None:
+    sql = (
+        "CREATE TABLE owner (tenant text DEFAULT '${tenant_id}', region text DEFAULT '${region}', "
+        "schema_name text DEFAULT '${tenant_schema}'); INSERT INTO owner DEFAULT VALUES;"
+    )
+    engine = engine_factory(_scripts(tmp_path / "set", {"V1__owner.sql": sql}))
+
+    await engine.run(
+        Action.MIGRATE, target, options=FlywayOptions(placeholders={"region": "eu-west-1"}), tenant_id="acme"
+    )
+
+    with psycopg.connect(postgres.dsn) as conn:
+        row = conn.execute(f'SELECT tenant, region, schema_name FROM "{schema}".owner').fetchone()
+    assert row == ("acme", "eu-west-1", schema)
+
+
+async def test_an_unset_placeholder_is_flyways_failure_at_the_tenant(
+    engine_factory: EngineFactory, target: DatabaseTarget, tmp_path: Path
+) -> None:
+    """What the rollout's pre-check (``check_placeholders``) spares the fleet: verified on the binary."""
+    engine = engine_factory(_scripts(tmp_path / "set", {"V1__x.sql": "SELECT '${region}';"}))
+
+    with pytest.raises(FlywayReportedFailureError):
+        await engine.run(Action.MIGRATE, target, tenant_id="acme")
+
+
+async def test_a_hotfix_applies_only_the_named_out_of_order_version(
+    engine_factory: EngineFactory,
+    target: DatabaseTarget,
+    postgres: PostgresServer,
+    schema: str,
+    tmp_path: Path,
+) -> None:
+    scripts = {k: v for k, v in _tables(3).items() if not k.startswith("V2__")}
+    await engine_factory(_scripts(tmp_path / "old", scripts)).run(Action.MIGRATE, target)
+    # The hotfix V2 arrives below the tenant's V3, with V4 already in the set too.
+    full = _scripts(tmp_path / "new", {**_tables(4), "V2__t2.sql": "CREATE TABLE t2 (id int);"})
+    engine = engine_factory(full)
+
+    fixed = await engine.run(Action.MIGRATE, target, options=FlywayOptions(out_of_order="2"))
+
+    assert fixed.applied_versions == ["2"]
+    assert history(postgres, schema) == [("1", True), ("3", True), ("2", True)]
+
+
+async def test_baseline_adopts_a_brownfield_schema_at_its_version(
+    engine_factory: EngineFactory,
+    target: DatabaseTarget,
+    postgres: PostgresServer,
+    schema: str,
+    tmp_path: Path,
+) -> None:
+    with psycopg.connect(postgres.dsn) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"; CREATE TABLE "{schema}".t1 (id int)')
+    engine = engine_factory(_scripts(tmp_path / "set", _tables(3)))
+    with pytest.raises(FlywayReportedFailureError) as refused:
+        await engine.run(Action.MIGRATE, target)
+    assert refused.value.error_class is ErrorClass.SCHEMA_HISTORY_CORRUPT
+
+    marker = "fleetway:adopt-test:0"
+    based = await engine.run(
+        Action.BASELINE, target, installed_by=marker, options=FlywayOptions(baseline_version="1")
+    )
+    assert (based.success, based.ending_version) == (True, "1")
+    migrated = await engine.run(Action.MIGRATE, target)
+
+    assert migrated.applied_versions == ["2", "3"]
+    rows = _rows(postgres, schema)
+    assert rows[0] == ("1", "fleetway baseline", "BASELINE", True)
+    with psycopg.connect(postgres.dsn) as conn:
+        by = conn.execute(
+            f"SELECT installed_by FROM \"{schema}\".flyway_schema_history WHERE type = 'BASELINE'"
+        ).fetchone()
+    assert by == (marker,)
+
+
+async def test_repair_removes_the_failed_row_a_non_transactional_script_left(
+    engine_factory: EngineFactory,
+    target: DatabaseTarget,
+    postgres: PostgresServer,
+    schema: str,
+    tmp_path: Path,
+) -> None:
+    broken = {
+        **_tables(1),
+        # CREATE INDEX CONCURRENTLY cannot run in a transaction: its failure leaves a failed row.
+        "V2__idx.sql": "CREATE INDEX CONCURRENTLY idx_missing ON no_such_table (id);",
+    }
+    engine = engine_factory(_scripts(tmp_path / "set", broken))
+    with pytest.raises(FlywayReportedFailureError):
+        await engine.run(Action.MIGRATE, target)
+    assert history(postgres, schema) == [("1", True), ("2", False)]
+
+    repaired = await engine.run(Action.REPAIR, target)
+    again = await engine.run(Action.REPAIR, target)
+
+    assert repaired.repaired == ["removed failed 2"]
+    assert again.repaired == []
+    assert history(postgres, schema) == [("1", True)]
+
+
+async def test_a_repeatable_is_reported_when_applied_and_outdated_when_edited(
+    engine_factory: EngineFactory,
+    target: DatabaseTarget,
+    postgres: PostgresServer,
+    schema: str,
+    tmp_path: Path,
+) -> None:
+    folder = _scripts(
+        tmp_path / "set", {**_tables(1), "R__views.sql": "CREATE OR REPLACE VIEW v1 AS SELECT id FROM t1;"}
+    )
+    engine = engine_factory(folder)
+    first = await engine.run(Action.MIGRATE, target)
+    assert (first.applied_versions, first.applied_repeatables) == (["1"], ["views"])
+
+    (folder / "R__views.sql").write_text("CREATE OR REPLACE VIEW v1 AS SELECT id, 1 AS one FROM t1;")
+    info = await engine.run(Action.INFO, target)
+    # Flyway lists the applied row as outdated and the edited script as pending.
+    assert [(e.category, e.description, e.state) for e in info.info if not e.versioned] == [
+        ("Repeatable", "views", "Outdated"),
+        ("Repeatable", "views", "Pending"),
+    ]
+    assert info.pending_versions == []
+    again = await engine.run(Action.MIGRATE, target)
+
+    assert (again.applied_versions, again.applied_repeatables) == ([], ["views"])
+    assert [r for r in _rows(postgres, schema) if r[2] == "SQL" and r[0] is None] == [
+        (None, "views", "SQL", True),
+        (None, "views", "SQL", True),
+    ]
