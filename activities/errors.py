@@ -9,7 +9,8 @@ carry a secret value, a DSN or Flyway's free-text output.
     │   ├── FlywayInstallMissingError
     │   ├── MigrationSetInvalidError
     │   ├── QuiesceStoreMissingError
-    │   └── SearchAttributesMissingError
+    │   ├── SearchAttributesMissingError
+    │   └── PlaceholderMissingError
     ├── MigrationSetMismatchError
     ├── IncompatiblePayloadError
     ├── MigrationStoreError
@@ -25,6 +26,8 @@ carry a secret value, a DSN or Flyway's free-text output.
     ├── InvalidTenantLabelError
     ├── InvalidLabelSelectorError
     ├── InvalidWavePlanError
+    ├── InvalidFlywayOptionError
+    ├── OutOfOrderRefusedError
     ├── ApprovalNotPendingError
     ├── UnsafeIdentifierError
     ├── UnsafeEnvValueError

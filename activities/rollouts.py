@@ -71,6 +71,9 @@ class TenantOutcome(BaseModel):
     migration_set: str = ""
     db_message: str = ""
     wave: str = ""
+    repeatables: list[str] = []
+    outdated_repeatables: list[str] = []
+    repaired: list[str] = []
 
 
 class RolloutActivities:

@@ -9,19 +9,28 @@ info, paths and digests.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from temporalio import activity
 
 from fleetway.activities.backend_identity import describe
-from fleetway.activities.errors import ConfigurationError, FleetwayError, to_application_error
+from fleetway.activities.errors import (
+    ConfigurationError,
+    FleetwayError,
+    MigrationSetMismatchError,
+    to_application_error,
+)
+from fleetway.activities.flyway.options import check_placeholders
 from fleetway.activities.secrets.providers import SecretsProvider, provider_for
 from fleetway.activities.sets.store import MigrationSets
 from fleetway.activities.tenants.static import TenantLister
 from fleetway.activities.wire import WIRE_MODEL
 
 __all__ = ["DescribeWorkerInput", "PinRolloutInput", "RolloutPin", "WorkerProfile", "WorkerProfileActivities"]
+
+_log = logging.getLogger(__name__)
 
 
 class WorkerProfile(BaseModel):
@@ -57,13 +66,18 @@ class DescribeWorkerInput(BaseModel):
 
 
 class PinRolloutInput(BaseModel):
-    """What a starting rollout names: a set digest ("" = this worker's) and its backends' names."""
+    """What a starting rollout names: a set digest ("" = this worker's) and its backends' names.
+
+    ``placeholders``: the names the rollout sets; the set's scripts may use no other (besides the
+    per-tenant ones and Flyway's built-ins), checked here before any tenant runs.
+    """
 
     model_config = WIRE_MODEL
 
     migration_set: str = ""
     tenant_source: str = "default"  # "": the rollout lists no source (explicit tenants)
     secrets_backend: str = "default"
+    placeholders: list[str] = Field(default_factory=list)
 
 
 class RolloutPin(BaseModel):
@@ -106,6 +120,7 @@ class WorkerProfileActivities:
                 raise ConfigurationError(f"tenant source {request.tenant_source!r} is not configured")
             secrets = provider_for(self._secrets, request.secrets_backend)
             digest = request.migration_set or (await self._sets.local()).digest
+            await self._check_placeholders(digest, request.placeholders)
         except FleetwayError as exc:
             raise to_application_error(exc) from None
         return RolloutPin(
@@ -113,6 +128,19 @@ class WorkerProfileActivities:
             tenant_source=describe(source) if source is not None else "",
             secrets_backend=describe(secrets),
         )
+
+    async def _check_placeholders(self, digest: str, names: list[str]) -> None:
+        """Refuse a set whose scripts use a placeholder the rollout does not set.
+
+        A worker that cannot produce the named set (a rolling deploy of sets) pins as before and
+        leaves the set to the workers that have it; the tenants' runs then refuse or fail by name.
+        """
+        try:
+            resolved = await self._sets.resolve(digest)
+        except MigrationSetMismatchError:
+            _log.warning("placeholders unchecked: this worker cannot produce set %s", digest)
+            return
+        await asyncio.to_thread(check_placeholders, resolved.path, dict.fromkeys(names, ""))
 
     @activity.defn(name="describe_worker")
     async def describe_worker(self, request: DescribeWorkerInput) -> WorkerProfile:

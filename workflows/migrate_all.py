@@ -16,6 +16,7 @@ from temporalio.common import SearchAttributeKey
 
 with workflow.unsafe.imports_passed_through():
     from fleetway.activities.audit.events import AuditEventType
+    from fleetway.activities.flyway.options import FlywayOptions
     from fleetway.activities.flyway.output import Action
     from fleetway.activities.flyway.schema_history import history_marker
     from fleetway.workflows.migrate_all_models import (
@@ -178,12 +179,13 @@ class MigrateAllWorkflow:
             if state.stop is not None:  # a signal arrived while we checked
                 state.pending.appendleft(tenant)
                 return False
-            self._tasks[tenant] = asyncio.create_task(self._run_child(tenant))
+            # The options are the current wave's, taken now: the wave may advance while it runs.
+            self._tasks[tenant] = asyncio.create_task(self._run_child(tenant, state.flyway_options()))
             if state.dispatch(tenant) or workflow.info().is_continue_as_new_suggested():
                 return True
         return False
 
-    async def _run_child(self, tenant: str) -> None:
+    async def _run_child(self, tenant: str, options: FlywayOptions) -> None:
         state = self._state
         try:
             outcome = await run_tenant(
@@ -192,6 +194,7 @@ class MigrateAllWorkflow:
                 marker=state.marker,
                 migration_set=state.migration_set,
                 secrets_pin=state.secrets_pin,
+                options=options,
             )
         finally:  # whatever happened, the tenant no longer holds a slot of the window
             self._tasks.pop(tenant, None)

@@ -15,6 +15,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from fleetway.activities.audit.events import AuditContext
     from fleetway.activities.errors import InvalidInputError, MigrationSetInvalidError
+    from fleetway.activities.flyway.options import FlywayOptions
     from fleetway.activities.flyway.output import Action
     from fleetway.activities.rollouts import Outcome, TenantOutcome
     from fleetway.activities.secrets.providers import validate_tenant_ids
@@ -145,6 +146,8 @@ class MigrateAllInput(BaseModel):
         waves: a ring rollout: ordered waves, each selecting tenants (labels, ids, count, percent,
             rest) with its own parallelism, failure threshold, bake time and approval gate (see
             ``activities/tenants/waves.py``). Empty: one sweep.
+        flyway: a target (a wave may set its own), one hotfix version, placeholders, a baseline
+            version (``activities/flyway/options.py``); part of the rollout's identity.
         carry: state carried across continue-as-new; never set by callers.
     """
 
@@ -174,6 +177,7 @@ class MigrateAllInput(BaseModel):
     start_paused: bool = False
     migration_set: str = ""
     waves: list[WaveSpec] = Field(default_factory=list)
+    flyway: FlywayOptions = FlywayOptions()
     carry: RolloutCarry | None = None
 
     @field_validator("waves")
@@ -208,6 +212,17 @@ class MigrateAllInput(BaseModel):
             raise ValueError("give either tenants or rerun_failed_of, not both")
         if self.waves and self.canary_count:
             raise InvalidInputError("give canary_count or waves, not both (a first wave is the canary)")
+        migrating = self.action is Action.MIGRATE
+        if not migrating and (
+            self.flyway.target or self.flyway.out_of_order or any(w.target for w in self.waves)
+        ):
+            raise InvalidInputError(
+                f"a target or an out-of-order version applies to migrate, not {self.action}"
+            )
+        if self.flyway.baseline_version and self.action is not Action.BASELINE:
+            raise InvalidInputError(f"a baseline version applies to baseline, not {self.action}")
+        if self.flyway.out_of_order and (self.flyway.target or any(w.target for w in self.waves)):
+            raise InvalidInputError("a hotfix (out_of_order) runs alone: give no target with it")
         return self
 
 
@@ -304,6 +319,7 @@ class MigrateAllResult(BaseModel):
             backend the rollout was pinned to at its start; only workers configured alike served it.
         waves: each wave of a ring rollout as it ended; ``halted_wave`` the one that halted it
             (its failures, or a rejected gate); ``unplanned`` listed tenants no wave selected.
+        flyway: the options the rollout ran with (target, hotfix, placeholders, baseline).
     """
 
     model_config = WIRE_MODEL
@@ -330,6 +346,7 @@ class MigrateAllResult(BaseModel):
     waves: list[WaveProgress] = Field(default_factory=list)
     halted_wave: str = ""
     unplanned: int = 0
+    flyway: FlywayOptions = FlywayOptions()
 
 
 MigrateAllInput.model_rebuild()

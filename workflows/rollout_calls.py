@@ -38,7 +38,10 @@ async def start_rollout(state: RolloutState) -> None:
     request = state.request
     if not await _pin(state):
         return
-    workflow.upsert_memo({"migration_set": state.migration_set})
+    memo = {"migration_set": state.migration_set}
+    if described := request.flyway.describe():
+        memo["flyway"] = described  # the target is part of what the rollout is
+    workflow.upsert_memo(memo)
     if not request.audit.principal.strip():
         # Never invent a principal: the audit trail says <unspecified>, and the result says why.
         state.warn(f"no principal in the audit context; audit events say {UNSPECIFIED_PRINCIPAL}")
@@ -74,6 +77,7 @@ async def _pin(state: RolloutState) -> bool:
                 # An explicit list (or a rerun) never reads the source: nothing to pin there.
                 tenant_source="" if request.tenants or request.rerun_failed_of else request.tenant_source,
                 secrets_backend=request.secrets_backend,
+                placeholders=sorted(request.flyway.placeholders),
             ),
             **by_time(request, timedelta(minutes=2)),
         )

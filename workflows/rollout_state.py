@@ -16,6 +16,7 @@ from typing import Any, Final
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from fleetway.activities.flyway.options import FlywayOptions
     from fleetway.activities.flyway.output import Action
     from fleetway.activities.rollouts import Outcome, TenantOutcome
     from fleetway.activities.tenants.walk import MAX_PAGES, cursor_digest
@@ -298,6 +299,8 @@ class RolloutState:
         }
         if self.migration_set:
             memo["migration_set"] = self.migration_set
+        if described := self.request.flyway.describe():
+            memo["flyway"] = described
         if self.request.action is not Action.MIGRATE:
             memo["drift"] = {k.value: self.ledger.drift.get(k, 0) for k in DriftKind}
         if self.waves:
@@ -333,4 +336,12 @@ class RolloutState:
             waves=self.waves.waves,
             halted_wave=self.waves.halted,
             unplanned=self.waves.unplanned,
+            flyway=self.request.flyway,
         )
+
+    def flyway_options(self) -> FlywayOptions:
+        """The options of the tenant dispatched now: the rollout's, with its wave's own target."""
+        options = self.request.flyway
+        if self.waves and (target := self.waves.specs[self.waves.index].target):
+            options = options.model_copy(update={"target": target})
+        return options

@@ -14,24 +14,49 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import CancelledError, ChildWorkflowError, WorkflowAlreadyStartedError
 
 with workflow.unsafe.imports_passed_through():
-    from fleetway.activities.flyway.output import ErrorClass
+    from fleetway.activities.flyway.options import FlywayOptions
+    from fleetway.activities.flyway.output import Action, ErrorClass
     from fleetway.activities.rollouts import Outcome, TenantOutcome
     from fleetway.workflows.migrate_all_models import MigrateAllInput
     from fleetway.workflows.schema_truth import reconciled
-    from fleetway.workflows.tenant_migration import TenantMigrationInput, TenantMigrationWorkflow
+    from fleetway.workflows.tenant_migration import (
+        TenantMigrationInput,
+        TenantMigrationWorkflow,
+        TenantToolboxWorkflow,
+    )
 
 __all__ = ["run_tenant"]
 
 
 async def run_tenant(
-    request: MigrateAllInput, tenant: str, *, marker: str, migration_set: str, secrets_pin: str
+    request: MigrateAllInput,
+    tenant: str,
+    *,
+    marker: str,
+    migration_set: str,
+    secrets_pin: str,
+    options: FlywayOptions | None = None,
 ) -> TenantOutcome | None:
     """The tenant's outcome; for a child that ended without one, what its schema history shows.
 
     None: a child with this id already exists. The history read happens while the tenant is still
     in flight, so a cancelled rollout waits for it.
     """
-    outcome = await _execute_child(request, tenant, marker, migration_set, secrets_pin)
+    child = TenantMigrationInput(
+        action=request.action,
+        tenant_id=tenant,
+        secrets_backend=request.secrets_backend,
+        audit=request.audit,
+        flyway_timeout_s=request.flyway_timeout_s,
+        heartbeat_timeout_s=request.heartbeat_timeout_s,
+        drift_check=request.drift_check,
+        installed_by=marker,
+        retry_budget_s=request.retry_budget_s,
+        migration_set=migration_set,
+        pinned_secrets=secrets_pin,
+        flyway=options or request.flyway,
+    )
+    outcome = await _execute_child(child)
     if outcome is None or outcome.source is not None or not marker or outcome.outcome is Outcome.SKIPPED:
         return outcome
     try:
@@ -42,25 +67,15 @@ async def run_tenant(
         return outcome
 
 
-async def _execute_child(
-    request: MigrateAllInput, tenant: str, marker: str, migration_set: str, secrets_pin: str
-) -> TenantOutcome | None:
+async def _execute_child(child: TenantMigrationInput) -> TenantOutcome | None:
+    # A run an older build cannot honour (options, baseline, repair) goes to a workflow type it
+    # does not have: its task waits for a current worker instead of running without the options.
+    toolbox = not child.flyway.is_default or child.action in {Action.BASELINE, Action.REPAIR}
+    tenant = child.tenant_id
     try:
         return await workflow.execute_child_workflow(
-            TenantMigrationWorkflow.run,
-            TenantMigrationInput(
-                action=request.action,
-                tenant_id=tenant,
-                secrets_backend=request.secrets_backend,
-                audit=request.audit,
-                flyway_timeout_s=request.flyway_timeout_s,
-                heartbeat_timeout_s=request.heartbeat_timeout_s,
-                drift_check=request.drift_check,
-                installed_by=marker,
-                retry_budget_s=request.retry_budget_s,
-                migration_set=migration_set,
-                pinned_secrets=secrets_pin,
-            ),
+            TenantToolboxWorkflow.run if toolbox else TenantMigrationWorkflow.run,
+            child,
             id=f"{workflow.info().workflow_id}/{tenant}",
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             parent_close_policy=workflow.ParentClosePolicy.REQUEST_CANCEL,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from typing import Any
+from typing import Any, Final
 
 from pydantic import BaseModel, Field
 from temporalio import workflow
@@ -24,7 +24,8 @@ with workflow.unsafe.imports_passed_through():
         AuditEventType,
         AuditOutcome,
     )
-    from fleetway.activities.flyway.activity import FlywayActivities, RunFlywayInput
+    from fleetway.activities.flyway.activity import NOTHING_TO_REPAIR, FlywayActivities, RunFlywayInput
+    from fleetway.activities.flyway.options import FlywayOptions
     from fleetway.activities.flyway.output import (
         RETRYABLE_CLASSES,
         Action,
@@ -37,7 +38,7 @@ with workflow.unsafe.imports_passed_through():
     from fleetway.workflows.activity_failures import failure_reason, reraise_cancel
     from fleetway.workflows.schema_truth import reconciled
 
-__all__ = ["TenantMigrationInput", "TenantMigrationWorkflow"]
+__all__ = ["TenantMigrationInput", "TenantMigrationWorkflow", "TenantToolboxWorkflow"]
 
 _NON_RETRYABLE = [c.value for c in ErrorClass if c not in RETRYABLE_CLASSES]
 _MESSAGE_MAX = 300
@@ -55,6 +56,7 @@ class TenantMigrationInput(BaseModel):
         migration_set: the digest of the set every Flyway call of this tenant must run ("":
             whichever set the worker has, as before sets were named).
         pinned_secrets: the description of the secret backend the rollout pinned ("": none).
+        flyway: the run's target, hotfix, placeholders and baseline version (this tenant's wave's).
     """
 
     model_config = WIRE_MODEL
@@ -71,6 +73,11 @@ class TenantMigrationInput(BaseModel):
     retry_budget_s: int = Field(default=0, ge=0)
     migration_set: str = ""
     pinned_secrets: str = ""
+    flyway: FlywayOptions = FlywayOptions()
+
+
+# The verbs whose scripts or rows a rollout writes with its marker (read back from the history).
+_MARKED: Final = frozenset({Action.MIGRATE, Action.BASELINE})
 
 
 def _partial(err: ActivityError) -> FlywayOutcome | None:
@@ -115,10 +122,35 @@ def _with_info(outcome: TenantOutcome, flyway: FlywayOutcome | None) -> TenantOu
         update={
             "pending": flyway.pending_versions[:50],
             "ahead": [e.version for e in flyway.info if e.state == "Future"][:50],
-            "failed_versions": [e.version for e in flyway.info if e.state == "Failed"][:50],
+            "failed_versions": [
+                e.version or f"R {e.description}" for e in flyway.info if e.state == "Failed"
+            ][:50],
+            "outdated_repeatables": [
+                e.description for e in flyway.info if not e.versioned and e.state == "Outdated"
+            ][:50],
             "version_after": outcome.version_after or flyway.ending_version,
         }
     )
+
+
+# The verbs that change a tenant's history: each tenant's outcome is an audit event.
+_AUDITED: Final = frozenset({Action.MIGRATE, Action.BASELINE, Action.REPAIR})
+
+
+def _toolbox_attributes(request: TenantMigrationInput, outcome: TenantOutcome) -> dict[str, str]:
+    """The audit attributes of the verb and its options (none for a plain migrate)."""
+    attributes: dict[str, str] = {}
+    if request.action is not Action.MIGRATE:
+        attributes["migration.action"] = request.action.value
+    if described := request.flyway.describe():
+        attributes["migration.options"] = described
+    if request.flyway.target:
+        attributes["migration.target"] = request.flyway.target
+    if outcome.repeatables:
+        attributes["migration.repeatables"] = ",".join(outcome.repeatables)
+    if outcome.repaired:
+        attributes["migration.repaired"] = "; ".join(outcome.repaired)
+    return attributes
 
 
 def _retry_options(request: TenantMigrationInput) -> dict[str, Any]:
@@ -169,21 +201,26 @@ class TenantMigrationWorkflow:
         started = workflow.now()
         # Validate with the drift read folds info into the same activity (one credential resolve).
         folded = request.action is Action.VALIDATE and request.drift_check
-        marker = request.installed_by if request.action is Action.MIGRATE else ""
+        marker = request.installed_by if request.action in _MARKED else ""
+        run = RunFlywayInput(
+            action=request.action,
+            tenant_id=request.tenant_id,
+            secrets_backend=request.secrets_backend,
+            installed_by=marker,
+            retry_budget_s=request.retry_budget_s,
+            migration_set=request.migration_set,
+            pinned_secrets=request.pinned_secrets,
+            with_info=folded,
+            timeout_s=request.flyway_timeout_s,
+            flyway=request.flyway,
+        )
         try:
             flyway = await workflow.execute_activity_method(
-                FlywayActivities.run_flyway,
-                RunFlywayInput(
-                    action=request.action,
-                    tenant_id=request.tenant_id,
-                    secrets_backend=request.secrets_backend,
-                    installed_by=marker,
-                    retry_budget_s=request.retry_budget_s,
-                    migration_set=request.migration_set,
-                    pinned_secrets=request.pinned_secrets,
-                    with_info=folded,
-                    timeout_s=request.flyway_timeout_s,
-                ),
+                # Under its second name when an older build must not run it (see the activity).
+                FlywayActivities.run_flyway_with_options
+                if run.needs_options
+                else FlywayActivities.run_flyway,
+                run,
                 start_to_close_timeout=timedelta(seconds=request.flyway_timeout_s + 60),
                 heartbeat_timeout=timedelta(seconds=request.heartbeat_timeout_s),
                 **_retry_options(request),
@@ -202,7 +239,13 @@ class TenantMigrationWorkflow:
                 attempts=flyway.attempt,
                 source=OutcomeSource.FLYWAY,
                 migration_set=flyway.migration_set,
+                repeatables=flyway.applied_repeatables[:50],
+                repaired=flyway.repaired[:50],
             )
+            if flyway.detail == NOTHING_TO_REPAIR:
+                outcome = outcome.model_copy(
+                    update={"outcome": Outcome.SKIPPED, "message": NOTHING_TO_REPAIR}
+                )
             if folded:
                 outcome = _with_info(outcome, flyway)
             if marker and flyway.attempt > 1:
@@ -232,7 +275,7 @@ class TenantMigrationWorkflow:
                 "migration_set": outcome.migration_set or request.migration_set,
             }
         )
-        if request.action is Action.MIGRATE and (unrecorded := await self._audit(request, outcome, started)):
+        if request.action in _AUDITED and (unrecorded := await self._audit(request, outcome, started)):
             message = f"{outcome.message}; {unrecorded}" if outcome.message else unrecorded
             outcome = outcome.model_copy(update={"message": message[:_MESSAGE_MAX]})
         return outcome
@@ -266,9 +309,11 @@ class TenantMigrationWorkflow:
             attributes["migration.set"] = outcome.migration_set
         if outcome.db_message:
             attributes["migration.db_message"] = outcome.db_message
+        attributes |= _toolbox_attributes(request, outcome)
         event = AuditEvent(
             # One event per tenant outcome: a retried emit carries the same id, so sinks dedupe it.
             event_id=f"{info.workflow_id}/{info.run_id}/migration.applied",
+            # migration.applied for every verb that changes the history; the verb says which.
             type=AuditEventType.MIGRATION_APPLIED,
             target=request.tenant_id,
             principal=request.audit.principal or UNSPECIFIED_PRINCIPAL,
@@ -297,3 +342,17 @@ class TenantMigrationWorkflow:
             # The sink stayed down for the whole budget: the tenant's outcome stands, and says so.
             return f"audit event not recorded ({failure_reason(err)})"
         return ""
+
+
+@workflow.defn(name="TenantToolboxWorkflow", sandboxed=False)
+class TenantToolboxWorkflow(TenantMigrationWorkflow):
+    """The same run under a type older builds lack: a run with options, a baseline, a repair.
+
+    An older worker would decode the input without the options it does not know and migrate to
+    the latest version; this type is not registered there, so its task waits for a current one.
+    """
+
+    @workflow.run
+    async def run(self, request: TenantMigrationInput) -> TenantOutcome:
+        """See :meth:`TenantMigrationWorkflow.run`."""
+        return await super().run(request)

@@ -24,9 +24,11 @@ from fleetway.activities.errors import (
     FleetwayError,
     FlywayError,
     FlywayReportedFailureError,
+    OutOfOrderRefusedError,
     to_application_error,
 )
 from fleetway.activities.flyway.contract import FlywayEngine
+from fleetway.activities.flyway.options import FlywayOptions
 from fleetway.activities.flyway.output import (
     Action,
     FlywayOutcome,
@@ -35,7 +37,9 @@ from fleetway.activities.secrets.providers import SecretsProvider, provider_for,
 from fleetway.activities.sets.store import MigrationSets
 from fleetway.activities.wire import WIRE_MODEL
 
-__all__ = ["FlywayActivities", "RunFlywayInput"]
+__all__ = ["NOTHING_TO_REPAIR", "FlywayActivities", "RunFlywayInput"]
+
+NOTHING_TO_REPAIR: Final = "nothing to repair"
 
 _AUTH_SQLSTATE_PREFIX: Final = "28"
 
@@ -60,6 +64,8 @@ class RunFlywayInput(BaseModel):
         timeout_s: the run's budget, the one the workflow sized the activity's timeout from (a
             rollout's ``flyway_timeout_s``), so the worker's default can never outlast it and get
             a healthy run retried into Flyway's lock; 0: the worker's ``flyway.timeout_s``.
+        flyway: target, hotfix, placeholders, baseline version. Only ``run_flyway_with_options``
+            reads them: an older worker, which would ignore the field, does not have that activity.
     """
 
     model_config = WIRE_MODEL
@@ -73,6 +79,12 @@ class RunFlywayInput(BaseModel):
     pinned_secrets: str = ""
     with_info: bool = False
     timeout_s: int = Field(default=0, ge=0)
+    flyway: FlywayOptions = FlywayOptions()
+
+    @property
+    def needs_options(self) -> bool:
+        """Whether an older build, which knows neither the options nor baseline/repair, must not run it."""
+        return not self.flyway.is_default or self.action in {Action.BASELINE, Action.REPAIR}
 
 
 @contextlib.asynccontextmanager
@@ -120,7 +132,16 @@ class FlywayActivities:
 
     @activity.defn(name="run_flyway")
     async def run_flyway(self, request: RunFlywayInput) -> FlywayOutcome:
+        """Run a plain migrate, validate or info (see :meth:`run_flyway_with_options`)."""
+        return await self.run_flyway_with_options(request)
+
+    @activity.defn(name="run_flyway_with_options")
+    async def run_flyway_with_options(self, request: RunFlywayInput) -> FlywayOutcome:
         """Resolve the tenant's target, run Flyway, heartbeat throughout, map errors.
+
+        Registered under a second name for runs with options or the baseline and repair verbs:
+        a worker of an older build has no such activity, so it fails the attempt (retried until
+        a current worker takes it) instead of ignoring a target it does not know.
 
         The migration set is resolved first (a worker without it refuses before it touches the
         secret store or the database). A Flyway authentication failure invalidates the cached
@@ -178,10 +199,16 @@ class FlywayActivities:
             installed_by=request.installed_by,
             locations=locations,
             timeout=timeout,
+            options=request.flyway,
+            tenant_id=tenant_id,
         )
         target = await provider.resolve(tenant_id)
         if request.with_info and request.action is Action.VALIDATE:
             return await self._validate_with_info(target, locations, timeout)
+        if request.action is Action.REPAIR and not await self._needs_repair(target, locations, timeout):
+            return FlywayOutcome(action=Action.REPAIR, success=True, detail=NOTHING_TO_REPAIR)
+        if request.action is Action.MIGRATE and request.flyway.out_of_order:
+            await self._check_hotfix(target, locations, request.flyway)
         try:
             return await run(target)
         except FlywayReportedFailureError as exc:
@@ -192,6 +219,40 @@ class FlywayActivities:
             )
             provider.invalidate(tenant_id)
             return await run(await provider.resolve(tenant_id))
+
+    async def _needs_repair(
+        self, target: DatabaseTarget, locations: tuple[Path, ...] | None, timeout: timedelta | None
+    ) -> bool:
+        """Whether the history has what repair changes: a failed row, or an applied script that differs.
+
+        Read-only (validate and info): a tenant with nothing to repair is never locked or written.
+        """
+        try:
+            outcome = await self._validate_with_info(target, locations, timeout)
+        except FlywayReportedFailureError as exc:
+            return exc.outcome is None or bool(exc.outcome.validation_issues) or _failed_rows(exc.outcome)
+        return _failed_rows(outcome)
+
+    async def _check_hotfix(
+        self, target: DatabaseTarget, locations: tuple[Path, ...] | None, options: FlywayOptions
+    ) -> None:
+        """Refuse a hotfix run that would apply any out-of-order version but the named one.
+
+        Flyway's ``outOfOrder`` applies every script below the current version that never ran
+        (info calls them ``Ignored``); a hotfix names one, so any other is refused, nothing applied.
+        """
+        info = await self._runner.run(Action.INFO, target, locations=locations, options=options)
+        others = [e.version for e in info.info if e.versioned and e.state == "Ignored"]
+        others = [v for v in others if v != options.out_of_order]
+        if others:
+            raise OutOfOrderRefusedError(
+                f"hotfix {options.out_of_order} refused: out-of-order versions {', '.join(others[:10])} "
+                "would be applied too; nothing was applied"
+            )
+
+
+def _failed_rows(outcome: FlywayOutcome) -> bool:
+    return any(e.state == "Failed" for e in outcome.info)
 
 
 async def _info_fields(

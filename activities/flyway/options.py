@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from fleetway.activities.errors import InvalidFlywayOptionError, PlaceholderMissingError
 from fleetway.activities.tenants.labels import LABEL_VALUE_PATTERN
-from fleetway.activities.wire import WIRE_MODEL
+from fleetway.activities.wire import CLIENT_INPUT
 
 __all__ = [
     "MAX_PLACEHOLDERS",
@@ -64,7 +64,9 @@ class FlywayOptions(BaseModel):
         baseline_version: the version ``baseline`` records for an adopted schema (default 1).
     """
 
-    model_config = WIRE_MODEL
+    # Strict on every wire, not only a client's: a worker that would ignore an option it does not
+    # know (a newer build's) must refuse the payload instead; Temporal retries it elsewhere.
+    model_config = CLIENT_INPUT
 
     target: str = ""
     out_of_order: str = ""

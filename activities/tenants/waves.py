@@ -32,6 +32,7 @@ from fleetway.activities.errors import (
     InvalidWavePlanError,
     to_application_error,
 )
+from fleetway.activities.flyway.options import FlywayOptions
 from fleetway.activities.secrets.providers import validate_tenant_ids
 from fleetway.activities.tenants.labels import parse_selector
 from fleetway.activities.tenants.static import TenantLister
@@ -75,6 +76,8 @@ class WaveSpec(BaseModel):
         bake_s: after the wave finishes, wait this long before the next starts (seconds, or a
             duration such as ``30m``, ``2h``, ``1d``).
         gate: before this wave starts, wait for an operator's ``approve`` (or ``reject``).
+        target: migrate this wave's tenants up to this version (a later wave may go further);
+            empty: the rollout's own target.
     """
 
     model_config = CLIENT_INPUT
@@ -90,6 +93,12 @@ class WaveSpec(BaseModel):
     max_failure_ratio: float | None = Field(default=None, ge=0.0, le=1.0)
     bake_s: int = Field(default=0, ge=0, le=MAX_BAKE_S)
     gate: bool = False
+    target: str = ""
+
+    @field_validator("target")
+    @classmethod
+    def _valid_target(cls, value: str) -> str:
+        return FlywayOptions(target=value).target if value else value
 
     @field_validator("name")
     @classmethod

@@ -29,7 +29,7 @@ from fleetway.activities.tenants.waves import PlannedWave, PlanWavesInput, WaveP
 from fleetway.activities.worker_profile import PinRolloutInput, RolloutPin
 from fleetway.workflows.migrate_all import MigrateAllWorkflow
 from fleetway.workflows.provision_tenant import ProvisionTenantWorkflow
-from fleetway.workflows.tenant_migration import TenantMigrationWorkflow
+from fleetway.workflows.tenant_migration import TenantMigrationWorkflow, TenantToolboxWorkflow
 
 SET = "sha256:" + "0" * 64
 WAIT = 30.0
@@ -48,6 +48,7 @@ class Scripted:
         self.started: defaultdict[str, asyncio.Event] = defaultdict(asyncio.Event)
         self.calls: list[str] = []
         self.cancelled: list[str] = []
+        self.flyway_runs: list[RunFlywayInput] = []  # every run_flyway* request, in call order
 
     async def _step(self, name: str) -> None:
         self.calls.append(name)
@@ -106,7 +107,14 @@ class Scripted:
 
     @activity.defn(name="run_flyway")
     async def run_flyway(self, request: RunFlywayInput) -> FlywayOutcome:
+        self.flyway_runs.append(request)
         await self._step(f"run_flyway:{request.tenant_id}")
+        return FlywayOutcome(action=request.action, success=True, applied_versions=["1"], ending_version="1")
+
+    @activity.defn(name="run_flyway_with_options")
+    async def run_flyway_with_options(self, request: RunFlywayInput) -> FlywayOutcome:
+        self.flyway_runs.append(request)
+        await self._step(f"run_flyway_with_options:{request.tenant_id}")
         return FlywayOutcome(action=request.action, success=True, applied_versions=["1"], ending_version="1")
 
     @activity.defn(name="read_schema_history")
@@ -134,7 +142,8 @@ class Scripted:
     def all(self) -> list[Callable[..., Any]]:
         return [
             self.pin_rollout, self.failed_tenants_of, self.plan_waves, self.list_tenants_page,
-            self.check_quiesce, self.emit_audit, self.run_flyway, self.read_schema_history,
+            self.check_quiesce, self.emit_audit, self.run_flyway, self.run_flyway_with_options,
+            self.read_schema_history,
             self.create_schema, self.create_roles, self.seed, self.cleanup,
         ]  # fmt: skip
 
@@ -145,7 +154,12 @@ async def scripted_worker(client: Client, script: Scripted) -> AsyncIterator[str
     async with Worker(
         client,
         task_queue=task_queue,
-        workflows=[MigrateAllWorkflow, TenantMigrationWorkflow, ProvisionTenantWorkflow],
+        workflows=[
+            MigrateAllWorkflow,
+            TenantMigrationWorkflow,
+            TenantToolboxWorkflow,
+            ProvisionTenantWorkflow,
+        ],
         activities=script.all(),
     ):
         yield task_queue

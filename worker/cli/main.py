@@ -38,6 +38,7 @@ from fleetway.activities.flyway.output import Action
 from fleetway.activities.quiesce import QuiesceStatus, quiesce_audit_event
 from fleetway.activities.tenants.static import load_tenants_file
 from fleetway.activities.tenants.walk import TenantListing, list_all_tenants
+from fleetway.worker.cli.flyway_options import flyway_options
 from fleetway.worker.cli.follow import follow_rollout
 from fleetway.worker.cli.output import (
     ExitCode,
@@ -115,7 +116,29 @@ def _rollout_command(action: Action) -> Callable[..., None]:
         paused: Annotated[
             bool, typer.Option("--paused", help="Start held: nothing runs until `fleetway resume`.")
         ] = False,
-        dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what migrate would apply.")] = False,
+        dry_run: Annotated[
+            bool,
+            typer.Option("--dry-run", help="Show what migrate would apply, or what repair would change."),
+        ] = False,
+        target: Annotated[
+            str, typer.Option("--target", help="migrate: up to this version (V, next, current or latest).")
+        ] = "",
+        out_of_order: Annotated[
+            str,
+            typer.Option(
+                "--out-of-order", help="migrate: a hotfix, this one version below a tenant's current one."
+            ),
+        ] = "",
+        placeholder: Annotated[
+            list[str] | None,
+            typer.Option("--placeholder", help="NAME=VALUE for ${NAME} in the scripts (repeatable)."),
+        ] = None,
+        placeholders_file: Annotated[
+            Path | None, typer.Option(help="Placeholders from a JSON object of names to values.")
+        ] = None,
+        baseline_version: Annotated[
+            str, typer.Option("--baseline-version", help="baseline: the version to record (default 1).")
+        ] = "",
         migrations: Annotated[
             str,
             typer.Option(
@@ -139,7 +162,14 @@ def _rollout_command(action: Action) -> Callable[..., None]:
     ) -> None:
         async def go() -> ExitCode:
             selected = list(tenant or []) + (load_tenants_file(tenants_file) if tenants_file else [])
-            effective = Action.INFO if dry_run else action
+            effective = _dry_run_action(action) if dry_run else action
+            flyway = flyway_options(
+                target="" if dry_run else target,
+                out_of_order="" if dry_run else out_of_order,
+                placeholders=list(placeholder or []),
+                placeholders_file=placeholders_file,
+                baseline_version=baseline_version,
+            )
             waves = waves_from_options(list(wave or []), wave_plan)
             if dry_run:  # the plan and what each wave would apply, now: no gate, bake or halt
                 waves = [plan_only(w) for w in waves]
@@ -157,6 +187,7 @@ def _rollout_command(action: Action) -> Callable[..., None]:
                 audit=AuditContext(principal=principal, git_sha=git_sha, pipeline_run_id=pipeline_run_id),
                 start_paused=paused,
                 waves=waves,
+                flyway=flyway,
             )
             if not principal:  # after the input is known valid: a bad input gets one line, nothing else
                 stderr.print("warning: no --principal; audit events will say <unspecified>")
@@ -206,13 +237,18 @@ def _rollout_command(action: Action) -> Callable[..., None]:
             render_result(result, output, dry_run=dry_run, streamed=streamed)
             return exit_code_for(result.status)
 
-        if dry_run and action is not Action.MIGRATE:
-            stderr.print("--dry-run applies to migrate only")
+        if dry_run and action not in {Action.MIGRATE, Action.REPAIR}:
+            stderr.print("--dry-run applies to migrate and repair only")
             raise typer.Exit(int(ExitCode.USAGE))
         run_command(go)
 
     command.__doc__ = f"Run Flyway {action.value} across the fleet as one durable rollout."
     return command
+
+
+def _dry_run_action(action: Action) -> Action:
+    """What a dry run runs instead: info (what migrate would apply), validate (what repair would fix)."""
+    return Action.VALIDATE if action is Action.REPAIR else Action.INFO
 
 
 for _action in Action:

@@ -11,6 +11,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from fleetway.activities.flyway.output import Action
 from fleetway.activities.rollouts import Outcome, TenantOutcome
 from fleetway.workflows.migrate_all_models import (
     MigrateAllResult,
@@ -62,18 +63,22 @@ def exit_code_for(status: RolloutStatus) -> ExitCode:
     return ExitCode.FAILED
 
 
-def _versions(o: TenantOutcome, *, dry_run: bool) -> str:
+def _versions(o: TenantOutcome, *, dry_run: bool, action: Action) -> str:
+    if dry_run and action is Action.VALIDATE:  # repair --dry-run: what repair would change
+        fixes = [f"remove failed {v}" for v in o.failed_versions] + [f"realign {v}" for v in o.tampered]
+        return f"would {', '.join(fixes)}" if fixes else "nothing to repair"
     if dry_run:
         return f"would apply {', '.join(o.pending)}" if o.pending else "up to date"
+    if o.repaired:
+        return "; ".join(o.repaired)
     if o.outcome is not Outcome.SUCCEEDED:
         # What a failed or cancelled tenant holds now (the message names what this rollout applied).
         return f"at v{o.version_after}" if o.version_after else ""
     before = o.version_before or "∅"
-    return (
-        f"v{before} → v{o.version_after} ({o.applied} applied)"
-        if o.applied
-        else f"v{o.version_after or '∅'} (no-op)"
-    )
+    repeated = f"; R {', '.join(o.repeatables)} re-applied" if o.repeatables else ""
+    if o.applied:
+        return f"v{before} → v{o.version_after} ({o.applied} applied){repeated}"
+    return f"v{o.version_after or '∅'} ({repeated[2:] if repeated else 'no-op'})"
 
 
 def wave_status(wave: WaveProgress, rollout_id: str) -> str:
@@ -138,6 +143,7 @@ def _summary(result: MigrateAllResult) -> dict[str, object]:
         "failed_lost": result.failed_lost,
         "warnings": result.warnings,
         "migration_set": result.migration_set,
+        "flyway": result.flyway.model_dump(mode="json", exclude_defaults=True),
     }
     if result.waves:
         summary["waves"] = [w.model_dump(mode="json") for w in result.waves]
@@ -160,7 +166,7 @@ def _outcomes_table(result: MigrateAllResult, *, dry_run: bool) -> Table:
         cells = (
             o.tenant_id,
             o.outcome.value,
-            _versions(o, dry_run=dry_run),
+            _versions(o, dry_run=dry_run, action=result.action),
             f"{o.duration_ms / 1000:.2f}s",
             error,
         )
@@ -189,6 +195,8 @@ def _render_text(result: MigrateAllResult, *, dry_run: bool) -> None:
     )
     if result.migration_set:
         console.print(f"migration set {result.migration_set}")
+    if described := result.flyway.describe():
+        console.print(f"flyway options: {described}")
     said = [o for o in sorted(result.outcomes, key=lambda o: o.tenant_id) if o.db_message]
     for o in said[:_DB_MESSAGES_SHOWN]:  # whole lines: a table cell wraps or cuts them
         print(f"{o.tenant_id} V{o.failed_at or '?'}: {o.db_message}")

@@ -39,6 +39,7 @@ _FIELDS: Final[dict[str, tuple[str, bool]]] = {
     "max-failure-ratio": ("max_failure_ratio", True),
     "bake": ("bake_s", True),
     "gate": ("gate", False),
+    "target": ("target", True),
 }
 _MAX_MISTAKES_SHOWN: Final = 10
 
@@ -151,5 +152,5 @@ def waves_from_options(flags: list[str], plan: Path | None) -> list[WaveSpec]:
 def plan_only(wave: WaveSpec) -> WaveSpec:
     """The wave as ``--dry-run`` runs it: the same selection and window, no gate, bake or halt."""
     return wave.model_copy(
-        update={"gate": False, "bake_s": 0, "max_failures": None, "max_failure_ratio": None}
+        update={"gate": False, "bake_s": 0, "max_failures": None, "max_failure_ratio": None, "target": ""}
     )

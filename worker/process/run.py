@@ -43,7 +43,7 @@ from fleetway.worker.process.search_attributes import ensure_search_attributes
 from fleetway.workflows.describe_fleet import DescribeFleetWorkflow
 from fleetway.workflows.migrate_all import MigrateAllWorkflow
 from fleetway.workflows.provision_tenant import DeprovisionTenantWorkflow, ProvisionTenantWorkflow
-from fleetway.workflows.tenant_migration import TenantMigrationWorkflow
+from fleetway.workflows.tenant_migration import TenantMigrationWorkflow, TenantToolboxWorkflow
 
 __all__ = ["build_worker", "run_worker"]
 
@@ -121,11 +121,13 @@ def build_worker(
             MigrateAllWorkflow,
             DescribeFleetWorkflow,
             TenantMigrationWorkflow,
+            TenantToolboxWorkflow,
             ProvisionTenantWorkflow,
             DeprovisionTenantWorkflow,
         ],
         activities=[
             flyway.run_flyway,
+            flyway.run_flyway_with_options,
             history.read_schema_history,
             sources.list_tenants_page,
             plans.plan_waves,
