@@ -28,6 +28,7 @@ carry a secret value, a DSN or Flyway's free-text output.
     ├── InvalidWavePlanError
     ├── InvalidFlywayOptionError
     ├── OutOfOrderRefusedError
+    ├── SchemaFingerprintMismatchError
     ├── ApprovalNotPendingError
     ├── UnsafeIdentifierError
     ├── UnsafeEnvValueError
@@ -95,6 +96,7 @@ __all__ = [
     "RolloutIdReusedError",
     "RolloutNotFoundError",
     "RolloutNotRunningError",
+    "SchemaFingerprintMismatchError",
     "SchemaHistoryUnavailableError",
     "SearchAttributesMissingError",
     "SecretAccessDeniedError",
@@ -315,6 +317,12 @@ class PlaceholderMissingError(ConfigurationError):
     """A script of the set uses a placeholder nobody set: refused before any tenant runs."""
 
     error_type = "placeholder_missing"
+
+
+class SchemaFingerprintMismatchError(FleetwayError):
+    """A tenant to adopt (baseline) holds another schema than its reference; nothing was written."""
+
+    error_type = "schema_fingerprint_mismatch"
 
 
 class OutOfOrderRefusedError(FleetwayError):

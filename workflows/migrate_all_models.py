@@ -212,18 +212,29 @@ class MigrateAllInput(BaseModel):
             raise ValueError("give either tenants or rerun_failed_of, not both")
         if self.waves and self.canary_count:
             raise InvalidInputError("give canary_count or waves, not both (a first wave is the canary)")
-        migrating = self.action is Action.MIGRATE
-        if not migrating and (
-            self.flyway.target or self.flyway.out_of_order or any(w.target for w in self.waves)
-        ):
-            raise InvalidInputError(
-                f"a target or an out-of-order version applies to migrate, not {self.action}"
-            )
-        if self.flyway.baseline_version and self.action is not Action.BASELINE:
-            raise InvalidInputError(f"a baseline version applies to baseline, not {self.action}")
-        if self.flyway.out_of_order and (self.flyway.target or any(w.target for w in self.waves)):
-            raise InvalidInputError("a hotfix (out_of_order) runs alone: give no target with it")
+        _check_options(self.action, self.flyway, self.waves)
         return self
+
+
+def _check_options(action: Action, flyway: FlywayOptions, waves: list[WaveSpec]) -> None:
+    """Refuse an option where it means nothing for the verb (it would be silently ignored)."""
+    if action is not Action.MIGRATE and (
+        flyway.target or flyway.out_of_order or any(w.target for w in waves)
+    ):
+        raise InvalidInputError(f"a target or an out-of-order version applies to migrate, not {action}")
+    if flyway.out_of_order and (flyway.target or any(w.target for w in waves)):
+        raise InvalidInputError("a hotfix (out_of_order) runs alone: give no target with it")
+    adopting = action is Action.BASELINE or (action is Action.MIGRATE and flyway.baseline_reference)
+    if (flyway.baseline_version or flyway.baseline_reference) and not adopting:
+        raise InvalidInputError(
+            f"a baseline version or reference applies to baseline (or migrate), not {action}"
+        )
+    if action is Action.BASELINE and not flyway.baseline_reference:
+        raise InvalidInputError(
+            "baseline needs a reference tenant (baseline_reference): an adopted schema must equal it"
+        )
+    if flyway.dry_run and action is not Action.BASELINE:
+        raise InvalidInputError(f"flyway.dry_run applies to baseline, not {action}")
 
 
 class RolloutCarry(BaseModel):

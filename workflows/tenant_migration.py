@@ -24,7 +24,7 @@ with workflow.unsafe.imports_passed_through():
         AuditEventType,
         AuditOutcome,
     )
-    from fleetway.activities.flyway.activity import NOTHING_TO_REPAIR, FlywayActivities, RunFlywayInput
+    from fleetway.activities.flyway.activity import FlywayActivities, RunFlywayInput
     from fleetway.activities.flyway.options import FlywayOptions
     from fleetway.activities.flyway.output import (
         RETRYABLE_CLASSES,
@@ -242,10 +242,9 @@ class TenantMigrationWorkflow:
                 repeatables=flyway.applied_repeatables[:50],
                 repaired=flyway.repaired[:50],
             )
-            if flyway.detail == NOTHING_TO_REPAIR:
-                outcome = outcome.model_copy(
-                    update={"outcome": Outcome.SKIPPED, "message": NOTHING_TO_REPAIR}
-                )
+            if flyway.skipped:  # nothing to repair or adopt, or a dry run's verdict
+                skipped = {"outcome": Outcome.SKIPPED, "message": flyway.skipped[:_MESSAGE_MAX]}
+                outcome = outcome.model_copy(update=skipped)
             if folded:
                 outcome = _with_info(outcome, flyway)
             if marker and flyway.attempt > 1:

@@ -27,6 +27,7 @@ from fleetway.activities.errors import (
     OutOfOrderRefusedError,
     to_application_error,
 )
+from fleetway.activities.flyway.adoption import Adoption, adoption
 from fleetway.activities.flyway.contract import FlywayEngine
 from fleetway.activities.flyway.options import FlywayOptions
 from fleetway.activities.flyway.output import (
@@ -37,9 +38,7 @@ from fleetway.activities.secrets.providers import SecretsProvider, provider_for,
 from fleetway.activities.sets.store import MigrationSets
 from fleetway.activities.wire import WIRE_MODEL
 
-__all__ = ["NOTHING_TO_REPAIR", "FlywayActivities", "RunFlywayInput"]
-
-NOTHING_TO_REPAIR: Final = "nothing to repair"
+__all__ = ["FlywayActivities", "RunFlywayInput"]
 
 _AUTH_SQLSTATE_PREFIX: Final = "28"
 
@@ -206,9 +205,25 @@ class FlywayActivities:
         if request.with_info and request.action is Action.VALIDATE:
             return await self._validate_with_info(target, locations, timeout)
         if request.action is Action.REPAIR and not await self._needs_repair(target, locations, timeout):
-            return FlywayOutcome(action=Action.REPAIR, success=True, detail=NOTHING_TO_REPAIR)
+            return FlywayOutcome(action=Action.REPAIR, success=True, skipped="nothing to repair")
         if request.action is Action.MIGRATE and request.flyway.out_of_order:
             await self._check_hotfix(target, locations, request.flyway)
+        if request.flyway.baseline_reference and request.action in {Action.BASELINE, Action.MIGRATE}:
+            reference_id = request.flyway.baseline_reference
+            verdict, why = await adoption(target, await provider.resolve(reference_id), reference_id)
+            if request.action is Action.BASELINE and verdict is not Adoption.ADOPT:
+                return FlywayOutcome(action=Action.BASELINE, success=True, skipped=why)
+            if request.flyway.dry_run:
+                version = request.flyway.baseline_version or "1"
+                return FlywayOutcome(
+                    action=request.action, success=True, skipped=f"would baseline at {version}: {why}"
+                )
+            if request.action is Action.MIGRATE and verdict is Adoption.ADOPT:
+                # The safe baselineOnMigrate: the checked legacy schema is baselined, then migrated.
+                await self._runner.run(
+                    Action.BASELINE, target, installed_by=request.installed_by, locations=locations,
+                    timeout=timeout, options=request.flyway, tenant_id=tenant_id,
+                )  # fmt: skip
         try:
             return await run(target)
         except FlywayReportedFailureError as exc:

@@ -16,6 +16,7 @@ from typing import Final
 from pydantic import BaseModel, Field, field_validator
 
 from fleetway.activities.errors import InvalidFlywayOptionError, PlaceholderMissingError
+from fleetway.activities.secrets.providers import validate_tenant_id
 from fleetway.activities.tenants.labels import LABEL_VALUE_PATTERN
 from fleetway.activities.wire import CLIENT_INPUT
 
@@ -62,6 +63,10 @@ class FlywayOptions(BaseModel):
         placeholders: ``${name}`` values for every tenant (lower-case names, label-like values).
             ``tenant_id`` and ``tenant_schema`` are set per tenant by the worker.
         baseline_version: the version ``baseline`` records for an adopted schema (default 1).
+        baseline_reference: the tenant whose schema an adopted tenant's must equal (fingerprint,
+            ``activities/postgres/fingerprint.py``); required by ``baseline``. With ``migrate``: the
+            safe ``baselineOnMigrate``, a legacy tenant is checked and baselined, then migrated.
+        dry_run: ``baseline`` only: check each tenant against the reference, write nothing.
     """
 
     # Strict on every wire, not only a client's: a worker that would ignore an option it does not
@@ -72,6 +77,13 @@ class FlywayOptions(BaseModel):
     out_of_order: str = ""
     placeholders: dict[str, str] = Field(default_factory=dict)
     baseline_version: str = ""
+    baseline_reference: str = ""
+    dry_run: bool = False
+
+    @field_validator("baseline_reference")
+    @classmethod
+    def _valid_reference(cls, value: str) -> str:
+        return validate_tenant_id(value) if value else value
 
     @field_validator("target")
     @classmethod
@@ -109,8 +121,10 @@ class FlywayOptions(BaseModel):
             parts.append(f"out-of-order {self.out_of_order}")
         if self.placeholders:
             parts.append(f"placeholders {','.join(sorted(self.placeholders))}")
-        if self.baseline_version:
-            parts.append(f"baseline {self.baseline_version}")
+        if self.baseline_version or self.baseline_reference:
+            parts.append(f"baseline {self.baseline_version or '1'} like {self.baseline_reference or '?'}")
+        if self.dry_run:
+            parts.append("dry run")
         return ", ".join(parts)
 
 

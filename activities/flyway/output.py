@@ -130,6 +130,7 @@ class FlywayOutcome(BaseModel):
     db_message: str = ""
     applied_repeatables: list[str] = Field(default_factory=list)
     repaired: list[str] = Field(default_factory=list)
+    skipped: str = ""  # why nothing ran (nothing to repair or adopt, a dry run's verdict)
 
 
 def _looks_like_flyway(doc: dict[str, Any]) -> bool:

@@ -48,6 +48,8 @@ def flyway_options(
     placeholders: list[str],
     placeholders_file: Path | None,
     baseline_version: str,
+    baseline_reference: str = "",
+    dry_run: bool = False,
 ) -> FlywayOptions:
     """The options of one rollout command, validated.
 
@@ -65,4 +67,6 @@ def flyway_options(
         out_of_order=out_of_order,
         placeholders=parse_placeholders(pairs),
         baseline_version=baseline_version,
+        baseline_reference=baseline_reference,
+        dry_run=dry_run,
     )

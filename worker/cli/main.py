@@ -139,6 +139,13 @@ def _rollout_command(action: Action) -> Callable[..., None]:
         baseline_version: Annotated[
             str, typer.Option("--baseline-version", help="baseline: the version to record (default 1).")
         ] = "",
+        baseline_reference: Annotated[
+            str,
+            typer.Option(
+                "--baseline-reference",
+                help="baseline (or migrate): adopt only schemas equal to this tenant's (fingerprint).",
+            ),
+        ] = "",
         migrations: Annotated[
             str,
             typer.Option(
@@ -169,6 +176,8 @@ def _rollout_command(action: Action) -> Callable[..., None]:
                 placeholders=list(placeholder or []),
                 placeholders_file=placeholders_file,
                 baseline_version=baseline_version,
+                baseline_reference=baseline_reference,
+                dry_run=dry_run and action is Action.BASELINE,
             )
             waves = waves_from_options(list(wave or []), wave_plan)
             if dry_run:  # the plan and what each wave would apply, now: no gate, bake or halt
@@ -237,8 +246,8 @@ def _rollout_command(action: Action) -> Callable[..., None]:
             render_result(result, output, dry_run=dry_run, streamed=streamed)
             return exit_code_for(result.status)
 
-        if dry_run and action not in {Action.MIGRATE, Action.REPAIR}:
-            stderr.print("--dry-run applies to migrate and repair only")
+        if dry_run and action not in {Action.MIGRATE, Action.REPAIR, Action.BASELINE}:
+            stderr.print("--dry-run applies to migrate, repair and baseline only")
             raise typer.Exit(int(ExitCode.USAGE))
         run_command(go)
 
@@ -247,8 +256,8 @@ def _rollout_command(action: Action) -> Callable[..., None]:
 
 
 def _dry_run_action(action: Action) -> Action:
-    """What a dry run runs instead: info (what migrate would apply), validate (what repair would fix)."""
-    return Action.VALIDATE if action is Action.REPAIR else Action.INFO
+    """What a dry run runs: info, validate (what repair would fix), or a checking baseline."""
+    return {Action.REPAIR: Action.VALIDATE, Action.BASELINE: Action.BASELINE}.get(action, Action.INFO)
 
 
 for _action in Action:
