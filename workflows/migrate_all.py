@@ -17,7 +17,7 @@ from temporalio.common import SearchAttributeKey
 with workflow.unsafe.imports_passed_through():
     from fleetway.activities.audit.events import AuditEventType
     from fleetway.activities.flyway.options import FlywayOptions
-    from fleetway.activities.flyway.output import Action
+    from fleetway.activities.flyway.output import MARKED_ACTIONS
     from fleetway.activities.flyway.schema_history import history_marker
     from fleetway.workflows.migrate_all_models import (
         Completions,
@@ -125,7 +125,7 @@ class MigrateAllWorkflow:
     async def run(self, request: MigrateAllInput) -> MigrateAllResult:
         """Roll out ``request.action``; return counts and outcomes (cancellation re-raises)."""
         state, info = self._state, workflow.info()
-        if request.action is Action.MIGRATE:
+        if request.action in MARKED_ACTIONS:
             state.marker = history_marker(info.workflow_id, info.first_execution_run_id)
         continue_as_new = False
         try:

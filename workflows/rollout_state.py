@@ -17,7 +17,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from fleetway.activities.flyway.options import FlywayOptions
-    from fleetway.activities.flyway.output import Action
+    from fleetway.activities.flyway.output import READ_ONLY_ACTIONS
     from fleetway.activities.rollouts import Outcome, TenantOutcome
     from fleetway.activities.tenants.walk import MAX_PAGES, cursor_digest
     from fleetway.workflows.drift import DriftKind
@@ -195,7 +195,7 @@ class RolloutState:
         self.in_flight.discard(outcome.tenant_id)
         if self.waves:
             outcome = self.waves.count(outcome)
-        self.ledger.record(outcome, track_drift=self.request.action is not Action.MIGRATE)
+        self.ledger.record(outcome, track_drift=self.request.action in READ_ONLY_ACTIONS)
         self.recent.append(outcome)
         if self.stop is not None:
             return False
@@ -301,7 +301,7 @@ class RolloutState:
             memo["migration_set"] = self.migration_set
         if described := self.request.flyway.describe():
             memo["flyway"] = described
-        if self.request.action is not Action.MIGRATE:
+        if self.request.action in READ_ONLY_ACTIONS:
             memo["drift"] = {k.value: self.ledger.drift.get(k, 0) for k in DriftKind}
         if self.waves:
             memo["waves"] = [

@@ -27,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
     from fleetway.activities.flyway.activity import FlywayActivities, RunFlywayInput
     from fleetway.activities.flyway.options import FlywayOptions
     from fleetway.activities.flyway.output import (
+        MARKED_ACTIONS,
         RETRYABLE_CLASSES,
         Action,
         ErrorClass,
@@ -74,10 +75,6 @@ class TenantMigrationInput(BaseModel):
     migration_set: str = ""
     pinned_secrets: str = ""
     flyway: FlywayOptions = FlywayOptions()
-
-
-# The verbs whose scripts or rows a rollout writes with its marker (read back from the history).
-_MARKED: Final = frozenset({Action.MIGRATE, Action.BASELINE})
 
 
 def _partial(err: ActivityError) -> FlywayOutcome | None:
@@ -201,7 +198,7 @@ class TenantMigrationWorkflow:
         started = workflow.now()
         # Validate with the drift read folds info into the same activity (one credential resolve).
         folded = request.action is Action.VALIDATE and request.drift_check
-        marker = request.installed_by if request.action in _MARKED else ""
+        marker = request.installed_by if request.action in MARKED_ACTIONS else ""
         run = RunFlywayInput(
             action=request.action,
             tenant_id=request.tenant_id,
@@ -292,7 +289,11 @@ class TenantMigrationWorkflow:
         """Record the tenant's ``migration.applied`` event; "" when recorded, else why not."""
         info = workflow.info()
         succeeded = outcome.outcome is Outcome.SUCCEEDED
-        audit_outcome = {Outcome.SUCCEEDED: AuditOutcome.SUCCESS, Outcome.CANCELED: AuditOutcome.CANCELED}
+        audit_outcome = {
+            Outcome.SUCCEEDED: AuditOutcome.SUCCESS,
+            Outcome.CANCELED: AuditOutcome.CANCELED,
+            Outcome.SKIPPED: AuditOutcome.SKIPPED,
+        }
         attributes = {
             "migration.applied_count": str(outcome.applied),
             "migration.from": outcome.version_before,

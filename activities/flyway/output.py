@@ -25,6 +25,8 @@ from pydantic import BaseModel, Field, ValidationError
 from fleetway.activities.wire import WIRE_MODEL
 
 __all__ = [
+    "MARKED_ACTIONS",
+    "READ_ONLY_ACTIONS",
     "RETRYABLE_CLASSES",
     "Action",
     "ErrorClass",
@@ -48,6 +50,12 @@ class Action(StrEnum):
     INFO = "info"
     BASELINE = "baseline"
     REPAIR = "repair"
+
+
+# The verbs whose history rows carry a rollout's marker (``installed_by``), read back afterwards.
+MARKED_ACTIONS: Final = frozenset({Action.MIGRATE, Action.BASELINE})
+# The read-only verbs: their rollouts report drift, never change a tenant.
+READ_ONLY_ACTIONS: Final = frozenset({Action.VALIDATE, Action.INFO})
 
 
 class ErrorClass(StrEnum):
