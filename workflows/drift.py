@@ -34,6 +34,7 @@ class DriftKind(StrEnum):
     AHEAD = "ahead"
     FAILED_MIGRATIONS = "failed_migrations"
     UNCHECKED = "unchecked"
+    OUTDATED_REPEATABLES = "outdated_repeatables"  # an applied repeatable differs from the set's
 
 
 def drift_kinds(outcome: TenantOutcome) -> list[DriftKind]:
@@ -47,6 +48,8 @@ def drift_kinds(outcome: TenantOutcome) -> list[DriftKind]:
         kinds.append(DriftKind.AHEAD)
     if outcome.failed_versions:
         kinds.append(DriftKind.FAILED_MIGRATIONS)
+    if outcome.outdated_repeatables:
+        kinds.append(DriftKind.OUTDATED_REPEATABLES)
     if outcome.outcome is Outcome.FAILED and not kinds:
         kinds.append(DriftKind.UNCHECKED)
     return kinds
@@ -63,6 +66,7 @@ class TenantDrift(BaseModel):
     pending: list[str] = Field(default_factory=list)
     ahead: list[str] = Field(default_factory=list)
     failed_versions: list[str] = Field(default_factory=list)
+    outdated_repeatables: list[str] = Field(default_factory=list)
     error_class: str = ""
 
 
@@ -90,6 +94,7 @@ def summarize(result: MigrateAllResult) -> DriftSummary:
             pending=o.pending,
             ahead=o.ahead,
             failed_versions=o.failed_versions,
+            outdated_repeatables=o.outdated_repeatables,
             error_class=o.error_class,
         )
         for o in result.outcomes

@@ -54,6 +54,7 @@ def apply_summary(outcome: TenantOutcome, summary: HistorySummary) -> TenantOutc
             "applied_versions": summary.applied[:_LIST_MAX],
             "applied": len(summary.applied),
             "failed_at": failed_at,
+            "repeatables": summary.repeatables[:_LIST_MAX],
             "source": OutcomeSource.HISTORY,
         }
     )

@@ -79,13 +79,14 @@ def check_history_marker(value: str) -> str:
 
 
 class HistoryRow(BaseModel):
-    """One versioned row of ``flyway_schema_history``, in installed order."""
+    """One migration row of ``flyway_schema_history``, in installed order ("" version: repeatable)."""
 
     model_config = WIRE_MODEL
 
     version: str
     success: bool
     installed_by: str
+    description: str = ""
 
 
 class HistorySummary(BaseModel):
@@ -99,6 +100,8 @@ class HistorySummary(BaseModel):
         failed: versions this rollout left as failed rows (non-transactional scripts only: a
             failed transactional script is rolled back and leaves no row).
         repeated: versions with more than one successful row (never expected; reported if seen).
+        repeatables: descriptions of the repeatable scripts this rollout (re-)applied.
+        repeatables_failed: … and of those that failed, leaving a failed row.
     """
 
     model_config = WIRE_MODEL
@@ -109,10 +112,14 @@ class HistorySummary(BaseModel):
     applied: list[str] = Field(default_factory=list)
     failed: list[str] = Field(default_factory=list)
     repeated: list[str] = Field(default_factory=list)
+    repeatables: list[str] = Field(default_factory=list)
+    repeatables_failed: list[str] = Field(default_factory=list)
 
 
 def summarize_history(rows: Sequence[HistoryRow], marker: str) -> HistorySummary:
     """Summarize ``rows`` (installed order) as seen by the rollout whose marker is ``marker``."""
+    repeatables = [r for r in rows if not r.version and r.installed_by == marker]
+    rows = [r for r in rows if r.version]
     ours = [i for i, r in enumerate(rows) if r.installed_by == marker]
     first_ours = ours[0] if ours else len(rows)
     before = [r.version for r in rows[:first_ours] if r.success]
@@ -130,6 +137,8 @@ def summarize_history(rows: Sequence[HistoryRow], marker: str) -> HistorySummary
         applied=[rows[i].version for i in ours if rows[i].success][:_LIST_CAP],
         failed=[rows[i].version for i in ours if not rows[i].success][:_LIST_CAP],
         repeated=repeated[:_LIST_CAP],
+        repeatables=[r.description for r in repeatables if r.success][:_LIST_CAP],
+        repeatables_failed=[r.description for r in repeatables if not r.success][:_LIST_CAP],
     )
 
 
@@ -151,15 +160,21 @@ async def read_history(target: DatabaseTarget, marker: str) -> HistorySummary:
         conninfo = libpq_conninfo(target, application_name="fleetway-history")
         async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
             try:
+                # Migrations only: versioned and repeatable rows, not the schema or delete markers.
                 cursor = await conn.execute(
-                    f"SELECT version, success, installed_by FROM {table} "
-                    "WHERE version IS NOT NULL ORDER BY installed_rank"
+                    f"SELECT version, success, installed_by, description FROM {table} "
+                    "WHERE version IS NOT NULL OR type NOT IN ('SCHEMA', 'DELETE') ORDER BY installed_rank"
                 )
             except psycopg.errors.UndefinedTable:
                 return HistorySummary(table_exists=False)
             rows = [
-                HistoryRow(version=str(v), success=bool(s), installed_by=str(b))
-                for v, s, b in await cursor.fetchall()
+                HistoryRow(
+                    version="" if v is None else str(v),
+                    success=bool(s),
+                    installed_by=str(b),
+                    description=str(d),
+                )
+                for v, s, b, d in await cursor.fetchall()
             ]
     except psycopg.Error as exc:
         # The SQLSTATE and type only: a libpq message can echo connection parameters.

@@ -14,6 +14,7 @@ from fleetway.activities.errors import FlywayReportedFailureError
 from fleetway.activities.flyway.contract import FlywayEngine
 from fleetway.activities.flyway.options import FlywayOptions
 from fleetway.activities.flyway.output import Action, ErrorClass
+from fleetway.activities.flyway.schema_history import read_history
 from fleetway.worker.dev.stack import PostgresServer
 from tests.support import history
 
@@ -198,3 +199,19 @@ async def test_a_repeatable_is_reported_when_applied_and_outdated_when_edited(
         (None, "views", "SQL", True),
         (None, "views", "SQL", True),
     ]
+
+
+async def test_the_history_reader_reports_the_repeatables_a_rollout_applied(
+    engine_factory: EngineFactory, target: DatabaseTarget, tmp_path: Path
+) -> None:
+    """A retried or failed tenant is reported from the table: repeatables included, not only versions."""
+    folder = _scripts(
+        tmp_path / "set", {**_tables(1), "R__views.sql": "CREATE OR REPLACE VIEW v1 AS SELECT id FROM t1;"}
+    )
+    marker = "fleetway:history-test:0"
+    await engine_factory(folder).run(Action.MIGRATE, target, installed_by=marker)
+
+    summary = await read_history(target, marker)
+
+    assert (summary.applied, summary.repeatables, summary.repeatables_failed) == (["1"], ["views"], [])
+    assert (await read_history(target, "fleetway:another:0")).repeatables == []

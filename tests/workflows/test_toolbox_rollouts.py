@@ -244,6 +244,10 @@ async def test_a_hotfix_applies_one_version_and_an_edited_repeatable_is_reported
         },
     )
 
+    drift = await _rollout(client, fleet, flyway_install, action=Action.VALIDATE, continue_on_error=True)
+    assert drift.drift["outdated_repeatables"] == 2
+    assert all(o.outdated_repeatables == ["views"] for o in drift.outcomes)
+
     result = await _rollout(
         client, fleet, flyway_install, continue_on_error=True, flyway=FlywayOptions(out_of_order="2")
     )
