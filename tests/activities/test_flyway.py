@@ -518,9 +518,38 @@ async def test_the_default_auto_engine_runs_postgresql_in_process_and_oracle_thr
         vendor=Vendor.ORACLE, host="127.0.0.1", port=1, database="FREEPDB1", user="app", password="x" * 12
     )
     # The jvm engine refuses Oracle with a ConfigurationError before running anything; auto hands
-    # it to the CLI engine, whose Flyway then fails to reach the (absent) server.
-    with pytest.raises(FlywayError):
+    # it to the CLI engine, whose Flyway (Oracle module and thin driver shipped) then fails to
+    # reach the absent server: a retryable, classified failure, not a missing driver.
+    with pytest.raises(FlywayError) as unreachable:
         await auto.run(Action.INFO, oracle)
+    assert unreachable.value.error_class is ErrorClass.TARGET_UNREACHABLE
+    assert unreachable.value.is_retryable
+
+
+def test_the_pinned_jar_set_carries_both_vendors(flyway_install: FlywayInstall) -> None:
+    jars = {p.name for p in flyway_install.lib_dir.glob("*.jar")}
+    assert {"flyway-database-postgresql-12.4.0.jar", "flyway-database-oracle-12.4.0.jar"} <= jars
+    assert any(j.startswith("ojdbc11-") for j in jars) and any(j.startswith("postgresql-") for j in jars)
+
+
+def test_an_oracle_run_names_no_schema_and_carries_no_credential_in_argv(
+    flyway_install: FlywayInstall,
+) -> None:
+    from fleetway.activities.database_target import Vendor
+
+    oracle = DatabaseTarget(
+        vendor=Vendor.ORACLE,
+        host="ora.example",
+        port=1521,
+        database="PDB1",
+        user="app",
+        password="s3cret-pass",
+    )
+    argv = _runner(flyway_install, Path("/srv/set")).argv(Action.MIGRATE, oracle, tenant_id="acme")
+
+    assert not [a for a in argv if a.startswith(("-schemas", "-defaultSchema", "-postgresql"))]
+    assert "-placeholders.tenant_id=acme" in argv
+    assert not [a for a in argv if "s3cret" in a or "ora.example" in a]  # the URL travels in the env
 
 
 async def test_a_script_and_its_history_row_commit_in_one_transaction(
