@@ -215,3 +215,24 @@ async def test_the_history_reader_reports_the_repeatables_a_rollout_applied(
 
     assert (summary.applied, summary.repeatables, summary.repeatables_failed) == (["1"], ["views"], [])
     assert (await read_history(target, "fleetway:another:0")).repeatables == []
+
+
+async def test_sql_callbacks_in_the_set_run_after_a_migrate_and_after_its_failure(
+    engine_factory: EngineFactory, target: DatabaseTarget, postgres: PostgresServer, schema: str, tmp_path: Path
+) -> None:
+    """``afterMigrate.sql`` / ``afterMigrateError.sql`` beside the scripts are Flyway's free SQL callbacks."""
+    log = "CREATE TABLE IF NOT EXISTS callback_log (event text); INSERT INTO callback_log VALUES ('{}');"
+    folder = _scripts(
+        tmp_path / "set",
+        {**_tables(1), "afterMigrate.sql": log.format("after"), "afterMigrateError.sql": log.format("error")},
+    )
+    engine = engine_factory(folder)
+    await engine.run(Action.MIGRATE, target)
+    (folder / "V2__bad.sql").write_text("SELECT * FROM no_such_table;")
+    with pytest.raises(FlywayReportedFailureError):
+        await engine.run(Action.MIGRATE, target)
+
+    with psycopg.connect(postgres.dsn) as conn:
+        events = [e for (e,) in conn.execute(f'SELECT event FROM "{schema}".callback_log').fetchall()]
+    assert events == ["after", "error"]
+    assert history(postgres, schema) == [("1", True)]  # callbacks are not history rows
