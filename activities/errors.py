@@ -28,6 +28,7 @@ carry a secret value, a DSN or Flyway's free-text output.
     ├── InvalidWavePlanError
     ├── InvalidFlywayOptionError
     ├── OutOfOrderRefusedError
+    ├── RepairRefusedError
     ├── SchemaFingerprintMismatchError
     ├── ApprovalNotPendingError
     ├── UnsafeIdentifierError
@@ -93,6 +94,7 @@ __all__ = [
     "QuiesceBackendError",
     "QuiesceNotSetError",
     "QuiesceStoreMissingError",
+    "RepairRefusedError",
     "RolloutIdReusedError",
     "RolloutNotFoundError",
     "RolloutNotRunningError",
@@ -323,6 +325,16 @@ class SchemaFingerprintMismatchError(FleetwayError):
     """A tenant to adopt (baseline) holds another schema than its reference; nothing was written."""
 
     error_type = "schema_fingerprint_mismatch"
+
+
+class RepairRefusedError(FleetwayError):
+    """Repair was asked with a set that lacks versions the tenant applied; nothing was changed.
+
+    Flyway's repair marks an applied version missing from the set as deleted: with the wrong set,
+    it would rewrite the history of every tenant it touched.
+    """
+
+    error_type = "repair_refused"
 
 
 class OutOfOrderRefusedError(FleetwayError):

@@ -25,6 +25,7 @@ from fleetway.activities.errors import (
     FlywayError,
     FlywayReportedFailureError,
     OutOfOrderRefusedError,
+    RepairRefusedError,
     to_application_error,
 )
 from fleetway.activities.flyway.adoption import Adoption, adoption
@@ -241,11 +242,19 @@ class FlywayActivities:
         """Whether the history has what repair changes: a failed row, or an applied script that differs.
 
         Read-only (validate and info): a tenant with nothing to repair is never locked or written.
+
+        Raises:
+            RepairRefusedError: the set lacks versions the tenant applied (repair would mark them
+                deleted): the wrong set, or an older one.
         """
         try:
             outcome = await self._validate_with_info(target, locations, timeout)
         except FlywayReportedFailureError as exc:
-            return exc.outcome is None or bool(exc.outcome.validation_issues) or _failed_rows(exc.outcome)
+            if exc.outcome is None:
+                raise
+            _check_repairable(exc.outcome)
+            return bool(exc.outcome.validation_issues) or _failed_rows(exc.outcome)
+        _check_repairable(outcome)
         return _failed_rows(outcome)
 
     async def _check_hotfix(
@@ -264,6 +273,18 @@ class FlywayActivities:
                 f"hotfix {options.out_of_order} refused: out-of-order versions {', '.join(others[:10])} "
                 "would be applied too; nothing was applied"
             )
+
+
+_UNKNOWN_TO_THE_SET: Final = frozenset({"Missing", "Failed (Missing)", "Future", "Failed (Future)"})
+
+
+def _check_repairable(outcome: FlywayOutcome) -> None:
+    unknown = [e.version or f"R {e.description}" for e in outcome.info if e.state in _UNKNOWN_TO_THE_SET]
+    if unknown:
+        raise RepairRefusedError(
+            f"repair refused: the set lacks applied versions {', '.join(unknown[:10])}, which repair "
+            "would mark deleted; repair with the set the tenant ran (--migrations DIGEST); nothing changed"
+        )
 
 
 def _failed_rows(outcome: FlywayOutcome) -> bool:

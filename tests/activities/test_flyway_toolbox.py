@@ -218,7 +218,11 @@ async def test_the_history_reader_reports_the_repeatables_a_rollout_applied(
 
 
 async def test_sql_callbacks_in_the_set_run_after_a_migrate_and_after_its_failure(
-    engine_factory: EngineFactory, target: DatabaseTarget, postgres: PostgresServer, schema: str, tmp_path: Path
+    engine_factory: EngineFactory,
+    target: DatabaseTarget,
+    postgres: PostgresServer,
+    schema: str,
+    tmp_path: Path,
 ) -> None:
     """``afterMigrate.sql`` / ``afterMigrateError.sql`` beside the scripts are Flyway's free SQL callbacks."""
     log = "CREATE TABLE IF NOT EXISTS callback_log (event text); INSERT INTO callback_log VALUES ('{}');"

@@ -221,6 +221,12 @@ async def test_repair_fixes_only_the_tenants_with_a_failed_row_and_says_what_it_
     assert events[broken[0]]["attributes"]["migration.repaired"] == "removed failed 2"
     assert events[clean]["outcome"] == "skipped"
 
+    # Repair with a set that lacks an applied version would mark it deleted: refused, nothing changed.
+    _folder(fleet.locations, {"V2__t2.sql": "CREATE TABLE t2 (id int);"})
+    wrong = await _rollout(client, fleet, flyway_install, action=Action.REPAIR, continue_on_error=True)
+    assert {o.error_class for o in wrong.outcomes} == {"repair_refused"}
+    assert all(history(postgres, t) == [("1", True)] for t in fleet.tenants)
+
 
 async def test_a_hotfix_applies_one_version_and_an_edited_repeatable_is_reported(
     client: Client, flyway_install: FlywayInstall, postgres: PostgresServer, tmp_path: Path
