@@ -127,6 +127,17 @@ def test_every_sh_and_python_block_runs_in_order(
                 assert "[('6',)]" in done.stdout and "succeeded True" in done.stdout
                 for tenant in fleet.tenants:
                     assert history(postgres, tenant)[-1] == ("6", True)
+            if "repair.json" in body:  # chapter 14: a failed row repaired, the fixed script run
+                assert "[('7',)]" in done.stdout and "succeeded [('removed failed 7',)]" in done.stdout
+                assert "succeeded ['7']" in done.stdout
+                assert all(history(postgres, t)[-1] == ("7", True) for t in fleet.tenants)
+            if "release-6.json" in body:
+                assert "['8', '8', '8', '8', '8', '9']" in done.stdout
+            if "hotfix.json" in body:
+                assert "[('7.1',)]" in done.stdout
+                assert all(history(postgres, t)[-1] == ("7.1", True) for t in fleet.tenants)
+            if "release-8b.json" in body:
+                assert "0 True" in done.stdout and "succeeded {'region': 'eu-west-1'}" in done.stdout
             if "drift.md" in body:
                 assert "## Schema drift" in done.stdout and "**6 clean**" in done.stdout
     finally:
