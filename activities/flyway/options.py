@@ -28,6 +28,7 @@ __all__ = [
     "check_version",
     "parse_placeholders",
     "placeholders_used",
+    "versions_up_to",
 ]
 
 VERSION_PATTERN: Final = re.compile(r"[0-9]{1,18}(?:[._][0-9]{1,18}){0,7}")
@@ -126,6 +127,26 @@ class FlywayOptions(BaseModel):
         if self.dry_run:
             parts.append("dry run")
         return ", ".join(parts)
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.split(r"[._]", version))
+
+
+def versions_up_to(pending: list[str], target: str) -> list[str]:
+    """The pending versions a migrate with ``target`` would apply (what a dry run shows).
+
+    ``pending`` in Flyway's order; a version target keeps those at or below it (Flyway's numeric
+    comparison: ``7.10`` is above ``7.9``), ``next`` the first, ``current`` none, ``latest`` or "" all.
+    """
+    if target in {"", "latest"}:
+        return list(pending)
+    if target == "current":
+        return []
+    if target == "next":
+        return list(pending[:1])
+    limit = _version_key(target)
+    return [v for v in pending if VERSION_PATTERN.fullmatch(v) and _version_key(v) <= limit]
 
 
 def parse_placeholders(pairs: Iterable[tuple[str, str]] | Iterable[str]) -> dict[str, str]:

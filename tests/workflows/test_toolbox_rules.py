@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from temporalio.client import Client
 
 from fleetway.activities.errors import from_validation_error
-from fleetway.activities.flyway.options import FlywayOptions
+from fleetway.activities.flyway.options import FlywayOptions, versions_up_to
 from fleetway.activities.flyway.output import Action
 from fleetway.activities.tenants.waves import WaveSpec
 from fleetway.workflows.migrate_all import MigrateAllWorkflow
@@ -93,3 +93,20 @@ def test_an_option_where_it_has_no_meaning_is_refused_by_name(
     said_to_the_operator = str(from_validation_error(refused.value))  # what the CLI prints
     assert said in said_to_the_operator
     assert "eu west" not in said_to_the_operator  # a rejected value is never echoed
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ("", ["7.9", "7.10", "8", "10"]),
+        ("latest", ["7.9", "7.10", "8", "10"]),
+        ("next", ["7.9"]),
+        ("current", []),
+        ("7.10", ["7.9", "7.10"]),
+        ("9", ["7.9", "7.10", "8"]),
+    ],
+)
+def test_a_dry_run_with_a_target_shows_only_what_migrate_would_apply(
+    target: str, expected: list[str]
+) -> None:
+    assert versions_up_to(["7.9", "7.10", "8", "10"], target) == expected

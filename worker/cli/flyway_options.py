@@ -11,9 +11,10 @@ import json
 from pathlib import Path
 
 from fleetway.activities.errors import InvalidFlywayOptionError
-from fleetway.activities.flyway.options import FlywayOptions, parse_placeholders
+from fleetway.activities.flyway.options import FlywayOptions, parse_placeholders, versions_up_to
+from fleetway.workflows.migrate_all_models import MigrateAllResult
 
-__all__ = ["flyway_options", "load_placeholders_file"]
+__all__ = ["flyway_options", "held_at", "load_placeholders_file"]
 
 _MAX_FILE_BYTES = 64 * 1024
 
@@ -70,3 +71,9 @@ def flyway_options(
         baseline_reference=baseline_reference,
         dry_run=dry_run,
     )
+
+
+def held_at(result: MigrateAllResult, target: str) -> MigrateAllResult:
+    """A dry run's result with each tenant's pending versions cut at ``target`` (what would apply)."""
+    outcomes = [o.model_copy(update={"pending": versions_up_to(o.pending, target)}) for o in result.outcomes]
+    return result.model_copy(update={"outcomes": outcomes})

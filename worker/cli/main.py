@@ -38,7 +38,7 @@ from fleetway.activities.flyway.output import Action
 from fleetway.activities.quiesce import QuiesceStatus, quiesce_audit_event
 from fleetway.activities.tenants.static import load_tenants_file
 from fleetway.activities.tenants.walk import TenantListing, list_all_tenants
-from fleetway.worker.cli.flyway_options import flyway_options
+from fleetway.worker.cli.flyway_options import flyway_options, held_at
 from fleetway.worker.cli.follow import follow_rollout
 from fleetway.worker.cli.output import (
     ExitCode,
@@ -171,7 +171,7 @@ def _rollout_command(action: Action) -> Callable[..., None]:
             selected = list(tenant or []) + (load_tenants_file(tenants_file) if tenants_file else [])
             effective = _dry_run_action(action) if dry_run else action
             flyway = flyway_options(
-                target="" if dry_run else target,
+                target="" if dry_run else target,  # a dry run reads info; the cut is made below
                 out_of_order="" if dry_run else out_of_order,
                 placeholders=list(placeholder or []),
                 placeholders_file=placeholders_file,
@@ -243,6 +243,8 @@ def _rollout_command(action: Action) -> Callable[..., None]:
             except WorkflowFailureError as exc:
                 stderr.print(f"rollout {workflow_id} ended: {type(exc.cause).__name__}")
                 return ExitCode.FAILED
+            if dry_run and target:  # what migrate --target would apply, not everything pending
+                result = held_at(result, target)
             render_result(result, output, dry_run=dry_run, streamed=streamed)
             return exit_code_for(result.status)
 
