@@ -55,6 +55,7 @@ async def run_tenant(
         migration_set=migration_set,
         pinned_secrets=secrets_pin,
         flyway=options or request.flyway,
+        tenant_source=request.tenant_source,
     )
     outcome = await _execute_child(child)
     if outcome is None or outcome.source is not None or not marker or outcome.outcome is Outcome.SKIPPED:

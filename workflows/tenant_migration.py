@@ -58,6 +58,7 @@ class TenantMigrationInput(BaseModel):
             whichever set the worker has, as before sets were named).
         pinned_secrets: the description of the secret backend the rollout pinned ("": none).
         flyway: the run's target, hotfix, placeholders and baseline version (this tenant's wave's).
+        tenant_source: the rollout's tenant source (asked for labels by ``${label.KEY}``).
     """
 
     model_config = WIRE_MODEL
@@ -75,6 +76,7 @@ class TenantMigrationInput(BaseModel):
     migration_set: str = ""
     pinned_secrets: str = ""
     flyway: FlywayOptions = FlywayOptions()
+    tenant_source: str = "default"
 
 
 def _partial(err: ActivityError) -> FlywayOutcome | None:
@@ -210,6 +212,7 @@ class TenantMigrationWorkflow:
             with_info=folded,
             timeout_s=request.flyway_timeout_s,
             flyway=request.flyway,
+            tenant_source=request.tenant_source,
         )
         try:
             flyway = await workflow.execute_activity_method(

@@ -30,13 +30,14 @@ from fleetway.activities.errors import (
 )
 from fleetway.activities.flyway.adoption import Adoption, adoption
 from fleetway.activities.flyway.contract import FlywayEngine
-from fleetway.activities.flyway.options import FlywayOptions
+from fleetway.activities.flyway.options import FlywayOptions, label_placeholders, uses_labels
 from fleetway.activities.flyway.output import (
     Action,
     FlywayOutcome,
 )
 from fleetway.activities.secrets.providers import SecretsProvider, provider_for, validate_tenant_id
 from fleetway.activities.sets.store import MigrationSets
+from fleetway.activities.tenants.label_lookup import LabelLookup
 from fleetway.activities.wire import WIRE_MODEL
 
 __all__ = ["FlywayActivities", "RunFlywayInput"]
@@ -66,6 +67,8 @@ class RunFlywayInput(BaseModel):
             a healthy run retried into Flyway's lock; 0: the worker's ``flyway.timeout_s``.
         flyway: target, hotfix, placeholders, baseline version. Only ``run_flyway_with_options``
             reads them: an older worker, which would ignore the field, does not have that activity.
+        tenant_source: the rollout's tenant source, asked for the tenant's labels when the set
+            uses ``${label.KEY}`` placeholders.
     """
 
     model_config = WIRE_MODEL
@@ -80,6 +83,7 @@ class RunFlywayInput(BaseModel):
     with_info: bool = False
     timeout_s: int = Field(default=0, ge=0)
     flyway: FlywayOptions = FlywayOptions()
+    tenant_source: str = "default"
 
     @property
     def needs_options(self) -> bool:
@@ -125,10 +129,12 @@ class FlywayActivities:
         secrets: Mapping[str, SecretsProvider],
         *,
         sets: MigrationSets | None = None,
+        labels: LabelLookup | None = None,
     ) -> None:
         self._runner = runner
         self._secrets = dict(secrets)
         self._sets = sets
+        self._labels = labels
 
     @activity.defn(name="run_flyway")
     async def run_flyway(self, request: RunFlywayInput) -> FlywayOutcome:
@@ -193,6 +199,7 @@ class FlywayActivities:
     ) -> FlywayOutcome:
         provider = provider_for(self._secrets, request.secrets_backend, pinned=request.pinned_secrets)
         timeout = timedelta(seconds=request.timeout_s) if request.timeout_s else None
+        labelled = await self._label_placeholders(request, tenant_id, locations)
         run = functools.partial(
             self._runner.run,
             request.action,
@@ -201,6 +208,7 @@ class FlywayActivities:
             timeout=timeout,
             options=request.flyway,
             tenant_id=tenant_id,
+            tenant_placeholders=labelled,
         )
         target = await provider.resolve(tenant_id)
         if request.with_info and request.action is Action.VALIDATE:
@@ -235,6 +243,22 @@ class FlywayActivities:
             )
             provider.invalidate(tenant_id)
             return await run(await provider.resolve(tenant_id))
+
+    async def _label_placeholders(
+        self, request: RunFlywayInput, tenant_id: str, locations: tuple[Path, ...] | None
+    ) -> dict[str, str]:
+        """``label.KEY`` → the tenant's label, for each such placeholder the set uses ({} for none).
+
+        Raises:
+            PlaceholderMissingError: the tenant lacks a label a script uses (before anything runs).
+        """
+        if not locations or self._labels is None:
+            return {}
+        folder = locations[0]
+        if not await asyncio.to_thread(uses_labels, folder):
+            return {}
+        labels = await self._labels.labels(request.tenant_source, tenant_id)
+        return await asyncio.to_thread(label_placeholders, folder, labels, tenant=tenant_id)
 
     async def _needs_repair(
         self, target: DatabaseTarget, locations: tuple[Path, ...] | None, timeout: timedelta | None

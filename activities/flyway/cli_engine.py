@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -73,10 +74,25 @@ def _with_parent_death_signal(argv: Sequence[str]) -> list[str]:
 
 
 _SETPRIV: Final = shutil.which("setpriv") if sys.platform.startswith("linux") else None
+_PLACEHOLDER: Final = "placeholders."
+
+
+def _placeholders_file(folder: Path, placeholders: Mapping[str, str]) -> Path:
+    """``[flyway.placeholders]`` as TOML, in the run's scratch folder.
+
+    Names and values are validated (``options.py``); JSON string literals are TOML basic strings.
+    """
+    lines = [
+        "[flyway.placeholders]",
+        *(f"{json.dumps(k)} = {json.dumps(v)}" for k, v in placeholders.items()),
+    ]
+    path = folder / "placeholders.toml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
 
 
 class FlywayRunner:
-    """Runs ``migrate``, ``validate`` or ``info`` for one target through the real Flyway CLI."""
+    """Runs one Flyway verb for one target through the real Flyway CLI."""
 
     def __init__(self, install: FlywayInstall, settings: FlywaySettings) -> None:
         if settings.locations:  # empty: every run names its own (a worker's migration sets)
@@ -92,8 +108,14 @@ class FlywayRunner:
         locations: tuple[Path, ...] | None = None,
         options: FlywayOptions | None = None,
         tenant_id: str = "",
+        tenant_placeholders: Mapping[str, str] | None = None,
+        config_dir: Path | None = None,
     ) -> list[str]:
         """The full command line for a run: no credential, only vetted identifiers and paths.
+
+        Placeholders go to a TOML file in ``config_dir`` (the run's scratch folder), named by
+        ``-configFiles``: the command line's ``-placeholders.label.tier=…`` is read by Flyway as
+        a nested object and refused, a quoted TOML key is not.
 
         Raises:
             UnsafeIdentifierError: the target's schema name is not a safe identifier.
@@ -120,8 +142,15 @@ class FlywayRunner:
             # Validate asks "are the applied scripts intact?"; a lagging tenant is not invalid
             # (info reports its pending versions), a tenant ahead is reported by info too.
             args.append("-ignoreMigrationPatterns=*:pending,*:future")
-        configured = flyway_configuration(action, target, options, tenant_id=tenant_id)
-        args += [f"-{key}={value}" for key, value in configured.items()]
+        configured = flyway_configuration(
+            action, target, options, tenant_id=tenant_id, tenant_placeholders=tenant_placeholders
+        )
+        placeholders = {
+            k.removeprefix(_PLACEHOLDER): v for k, v in configured.items() if k.startswith(_PLACEHOLDER)
+        }
+        args += [f"-{key}={value}" for key, value in configured.items() if not key.startswith(_PLACEHOLDER)]
+        if placeholders and config_dir is not None:
+            args.append(f"-configFiles={_placeholders_file(config_dir, placeholders)}")
         args.append(action.value)
         return args
 
@@ -135,6 +164,7 @@ class FlywayRunner:
         timeout: timedelta | None = None,
         options: FlywayOptions | None = None,
         tenant_id: str = "",
+        tenant_placeholders: Mapping[str, str] | None = None,
     ) -> FlywayOutcome:
         """Run one Flyway verb against ``target`` and return its parsed, successful outcome.
 
@@ -159,9 +189,12 @@ class FlywayRunner:
         sessions = self._settings.sessions(timeout)
         budget = timedelta(seconds=sessions.budget_s)
         env["FLYWAY_URL"] = sessions.jdbc_url(env["FLYWAY_URL"], target)
-        argv = self.argv(action, target, locations=locations, options=options, tenant_id=tenant_id)
         started = time.monotonic()
         with tempfile.TemporaryDirectory(prefix="fleetway-flyway-") as scratch:
+            argv = self.argv(
+                action, target, locations=locations, options=options, tenant_id=tenant_id,
+                tenant_placeholders=tenant_placeholders, config_dir=Path(scratch),
+            )  # fmt: skip
             env.update({"HOME": scratch, "PATH": os.defpath, "LANG": "C.UTF-8"})
             returncode, raw = await self._execute(
                 argv, env, cwd=scratch, sessions=sessions, target=target, budget=budget

@@ -8,6 +8,7 @@ so outcomes and error classes do not depend on the engine.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -117,19 +118,26 @@ class FlywayEngine(Protocol):
         timeout: timedelta | None = None,
         options: FlywayOptions | None = None,
         tenant_id: str = "",
+        tenant_placeholders: Mapping[str, str] | None = None,
     ) -> FlywayOutcome:
         """Run one verb against ``target`` (see :meth:`FlywayRunner.run` for the contract)."""
         ...
 
 
 def flyway_configuration(
-    action: Action, target: DatabaseTarget, options: FlywayOptions | None, *, tenant_id: str = ""
+    action: Action,
+    target: DatabaseTarget,
+    options: FlywayOptions | None,
+    *,
+    tenant_id: str = "",
+    tenant_placeholders: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """Flyway settings (``key`` → value, without the ``flyway.`` prefix) a run's options make.
 
     One mapping for both engines: the CLI passes each as ``-key=value``, the JVM engine as its
     configuration map. Values are validated already (``options.py``); per tenant, ``tenant_id``
-    and ``tenant_schema`` placeholders are set here, so a script may name its tenant.
+    and ``tenant_schema`` placeholders are set here, so a script may name its tenant, and
+    ``tenant_placeholders`` (the tenant's ``label.KEY`` values) are added.
     """
     opts = options or FlywayOptions()
     config: dict[str, str] = {}
@@ -141,7 +149,9 @@ def flyway_configuration(
     if action is Action.BASELINE:
         config["baselineVersion"] = opts.baseline_version or "1"
         config["baselineDescription"] = "fleetway baseline"
-    tenant = {"tenant_id": tenant_id} if tenant_id else {}
+    tenant = dict(tenant_placeholders or {})
+    if tenant_id:
+        tenant["tenant_id"] = tenant_id
     if target.schema_name:
         tenant["tenant_schema"] = target.schema_name
     config |= {f"placeholders.{k}": v for k, v in {**opts.placeholders, **tenant}.items()}

@@ -23,7 +23,7 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
@@ -162,6 +162,7 @@ class JvmFlywayEngine:
         timeout: timedelta | None = None,
         options: FlywayOptions | None = None,
         tenant_id: str = "",
+        tenant_placeholders: Mapping[str, str] | None = None,
     ) -> FlywayOutcome:
         """Same contract as :meth:`FlywayRunner.run`."""
         env = check_runnable(action, target, installed_by=installed_by)
@@ -178,7 +179,9 @@ class JvmFlywayEngine:
             f"flyway.{key}": value
             for key, value in (
                 POSTGRESQL_SESSION_LOCK,
-                *flyway_configuration(action, target, options, tenant_id=tenant_id).items(),
+                *flyway_configuration(
+                    action, target, options, tenant_id=tenant_id, tenant_placeholders=tenant_placeholders
+                ).items(),
             )
         }
         stopped = threading.Event()

@@ -21,13 +21,16 @@ from fleetway.activities.tenants.labels import LABEL_VALUE_PATTERN
 from fleetway.activities.wire import CLIENT_INPUT
 
 __all__ = [
+    "LABEL_PREFIX",
     "MAX_PLACEHOLDERS",
     "TENANT_PLACEHOLDERS",
     "FlywayOptions",
     "check_placeholders",
     "check_version",
+    "label_placeholders",
     "parse_placeholders",
     "placeholders_used",
+    "uses_labels",
     "versions_up_to",
 ]
 
@@ -37,6 +40,8 @@ PLACEHOLDER_NAME: Final = re.compile(r"[a-z][a-z0-9_]{0,62}")
 MAX_PLACEHOLDERS: Final = 32
 # Set by the activity for each tenant; a rollout cannot set them (one value cannot fit a fleet).
 TENANT_PLACEHOLDERS: Final = frozenset({"tenant_id", "tenant_schema"})
+# ``${label.KEY}``: the tenant's label KEY in the rollout's tenant source, also set per tenant.
+LABEL_PREFIX: Final = "label."
 # Flyway's default prefix and suffix; ``${flyway:…}`` names are Flyway's built-ins, left alone.
 _USED: Final = re.compile(r"\$\{([^}\s]{1,200})\}")
 _SECRET_NAME: Final = re.compile(r"passw|secret|token|credential|api_?key|private_?key|dsn")
@@ -208,7 +213,11 @@ def check_placeholders(folder: Path, provided: Mapping[str, str]) -> None:
         PlaceholderMissingError: naming each unset placeholder and one script that uses it.
     """
     known = set(provided) | TENANT_PLACEHOLDERS
-    missing = {name: script for name, script in placeholders_used(folder).items() if name not in known}
+    missing = {
+        name: script
+        for name, script in placeholders_used(folder).items()
+        if name not in known and not name.startswith(LABEL_PREFIX)  # labels: checked per tenant
+    }
     if missing:
         shown = ", ".join(f"${{{n}}} in {s}" for n, s in sorted(missing.items())[:_MISSING_SHOWN])
         more = f" and {len(missing) - _MISSING_SHOWN} more" if len(missing) > _MISSING_SHOWN else ""
@@ -216,3 +225,24 @@ def check_placeholders(folder: Path, provided: Mapping[str, str]) -> None:
             f"the set uses placeholders nobody set: {shown}{more}; "
             "give them with --placeholder name=value (nothing ran)"
         )
+
+
+def uses_labels(folder: Path) -> bool:
+    """Whether any script of the set uses a ``${label.KEY}`` placeholder."""
+    return any(name.startswith(LABEL_PREFIX) for name in placeholders_used(folder))
+
+
+def label_placeholders(folder: Path, labels: Mapping[str, str], *, tenant: str) -> dict[str, str]:
+    """The ``label.KEY`` placeholders the set uses, valued from one tenant's labels.
+
+    Raises:
+        PlaceholderMissingError: the tenant has no label a script uses (nothing ran).
+    """
+    used = {n: s for n, s in placeholders_used(folder).items() if n.startswith(LABEL_PREFIX)}
+    missing = sorted(n for n in used if n.removeprefix(LABEL_PREFIX) not in labels)
+    if missing:
+        shown = ", ".join(f"${{{n}}} in {used[n]}" for n in missing[:_MISSING_SHOWN])
+        raise PlaceholderMissingError(
+            f"tenant {tenant!r} has no label for {shown} in its tenant source (nothing ran)"
+        )
+    return {n: labels[n.removeprefix(LABEL_PREFIX)] for n in used}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Literal
@@ -59,6 +60,7 @@ class VendorRoutedEngine:
         timeout: timedelta | None = None,
         options: FlywayOptions | None = None,
         tenant_id: str = "",
+        tenant_placeholders: Mapping[str, str] | None = None,
     ) -> FlywayOutcome:
         """Route to the engine for ``target``'s vendor (same contract as :meth:`FlywayRunner.run`)."""
         engine: FlywayEngine = self._jvm if target.vendor is Vendor.POSTGRESQL else self._cli
@@ -70,4 +72,5 @@ class VendorRoutedEngine:
             timeout=timeout,
             options=options,
             tenant_id=tenant_id,
+            tenant_placeholders=tenant_placeholders,
         )

@@ -533,7 +533,7 @@ def test_the_pinned_jar_set_carries_both_vendors(flyway_install: FlywayInstall) 
 
 
 def test_an_oracle_run_names_no_schema_and_carries_no_credential_in_argv(
-    flyway_install: FlywayInstall,
+    flyway_install: FlywayInstall, tmp_path: Path
 ) -> None:
     from fleetway.activities.database_target import Vendor
 
@@ -545,10 +545,13 @@ def test_an_oracle_run_names_no_schema_and_carries_no_credential_in_argv(
         user="app",
         password="s3cret-pass",
     )
-    argv = _runner(flyway_install, Path("/srv/set")).argv(Action.MIGRATE, oracle, tenant_id="acme")
+    argv = _runner(flyway_install, Path("/srv/set")).argv(
+        Action.MIGRATE, oracle, tenant_id="acme", config_dir=tmp_path
+    )
 
     assert not [a for a in argv if a.startswith(("-schemas", "-defaultSchema", "-postgresql"))]
-    assert "-placeholders.tenant_id=acme" in argv
+    assert f"-configFiles={tmp_path / 'placeholders.toml'}" in argv
+    assert (tmp_path / "placeholders.toml").read_text() == '[flyway.placeholders]\n"tenant_id" = "acme"\n'
     assert not [a for a in argv if "s3cret" in a or "ora.example" in a]  # the URL travels in the env
 
 

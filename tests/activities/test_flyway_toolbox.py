@@ -72,17 +72,19 @@ async def test_placeholders_reach_the_scripts_fleet_wide_and_per_tenant(
 ) -> None:
     sql = (
         "CREATE TABLE owner (tenant text DEFAULT '${tenant_id}', region text DEFAULT '${region}', "
-        "schema_name text DEFAULT '${tenant_schema}'); INSERT INTO owner DEFAULT VALUES;"
+        "schema_name text DEFAULT '${tenant_schema}', tier text DEFAULT '${label.tier}'); "
+        "INSERT INTO owner DEFAULT VALUES;"
     )
     engine = engine_factory(_scripts(tmp_path / "set", {"V1__owner.sql": sql}))
 
     await engine.run(
-        Action.MIGRATE, target, options=FlywayOptions(placeholders={"region": "eu-west-1"}), tenant_id="acme"
-    )
+        Action.MIGRATE, target, options=FlywayOptions(placeholders={"region": "eu-west-1"}), tenant_id="acme",
+        tenant_placeholders={"label.tier": "gold"},
+    )  # fmt: skip
 
     with psycopg.connect(postgres.dsn) as conn:
-        row = conn.execute(f'SELECT tenant, region, schema_name FROM "{schema}".owner').fetchone()
-    assert row == ("acme", "eu-west-1", schema)
+        row = conn.execute(f'SELECT tenant, region, schema_name, tier FROM "{schema}".owner').fetchone()
+    assert row == ("acme", "eu-west-1", schema, "gold")
 
 
 async def test_an_unset_placeholder_is_flyways_failure_at_the_tenant(

@@ -94,8 +94,13 @@ async def test_a_target_holds_the_fleet_and_a_wave_steps_ahead_of_the_rest(
 async def test_placeholders_reach_each_tenant_and_an_unset_one_stops_the_rollout_first(
     client: Client, flyway_install: FlywayInstall, postgres: PostgresServer, tmp_path: Path
 ) -> None:
-    fleet = make_fleet(postgres, 2)
-    sql = "CREATE TABLE owner (tenant text, region text); INSERT INTO owner VALUES ('${tenant_id}', '${region}');"
+    fleet = make_fleet(postgres, 3)
+    gold, silver, unlabelled = fleet.tenants
+    fleet.labels = {gold: {"tier": "gold"}, silver: {"tier": "silver"}}
+    sql = (
+        "CREATE TABLE owner (tenant text, region text, tier text); "
+        "INSERT INTO owner VALUES ('${tenant_id}', '${region}', '${label.tier}');"
+    )
     fleet.locations = _folder(tmp_path / "set", {"V1__owner.sql": sql})
 
     refused = await _rollout(client, fleet, flyway_install)
@@ -106,21 +111,22 @@ async def test_placeholders_reach_each_tenant_and_an_unset_one_stops_the_rollout
     env = fleet.cli_env(client.service_client.config.target_host, tmp_path, flyway_install)
     async with fleet.worker(client, flyway_install, engine="jvm"):
         done = await asyncio.to_thread(
-            fleetway,
-            "migrate",
-            "--placeholder",
-            "region=eu-west-1",
-            "--principal",
-            "ci",
-            "-o",
-            "json",
-            env=env,
-        )
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["flyway"]["placeholders"] == {"region": "eu-west-1"}
+            fleetway, "migrate", "--placeholder", "region=eu-west-1", "--principal", "ci", "--continue-on-error",
+            "-o", "json", env=env,
+        )  # fmt: skip
+    assert done.returncode == 1, done.stderr  # the unlabelled tenant failed, by name
+    result = json.loads(done.stdout)
+    assert result["flyway"]["placeholders"] == {"region": "eu-west-1"}
+    failed = {o["tenant_id"]: o for o in result["failed"]}
+    assert failed[unlabelled]["error_class"] == "placeholder_missing"
+    assert "${label.tier}" in failed[unlabelled]["message"]
+    assert not schema_exists(postgres, unlabelled)  # refused before Flyway ran
     with psycopg.connect(postgres.dsn) as conn:
-        rows = {t: conn.execute(f'SELECT tenant, region FROM "{t}".owner').fetchone() for t in fleet.tenants}
-    assert rows == {t: (t, "eu-west-1") for t in fleet.tenants}
+        rows = {
+            t: conn.execute(f'SELECT tenant, region, tier FROM "{t}".owner').fetchone()
+            for t in (gold, silver)
+        }
+    assert rows == {gold: (gold, "eu-west-1", "gold"), silver: (silver, "eu-west-1", "silver")}
 
 
 def _legacy(postgres: PostgresServer, schema: str, *statements: str) -> None:

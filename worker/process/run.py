@@ -26,6 +26,7 @@ from fleetway.activities.flyway.schema_history import SchemaHistoryActivities
 from fleetway.activities.quiesce import QuiesceActivities, QuiesceController
 from fleetway.activities.rollouts import RolloutActivities
 from fleetway.activities.secrets.providers import SecretsProvider
+from fleetway.activities.tenants.label_lookup import LabelLookup
 from fleetway.activities.tenants.static import TenantLister, TenantSourceActivities
 from fleetway.activities.tenants.waves import WavePlanActivities
 from fleetway.activities.worker_profile import WorkerProfile, WorkerProfileActivities
@@ -97,7 +98,7 @@ def build_worker(
     )  # fmt: skip
     secrets = secrets or {"default": secrets_provider(settings)}
     tenant_sources = tenant_sources or {"default": tenant_lister(settings)}
-    flyway = FlywayActivities(runner, secrets, sets=sets)
+    flyway = FlywayActivities(runner, secrets, sets=sets, labels=LabelLookup(tenant_sources))
     history = SchemaHistoryActivities(secrets)
     sources = TenantSourceActivities(tenant_sources)
     plans = WavePlanActivities(tenant_sources)
