@@ -283,7 +283,7 @@ async def test_pipeline_starts_a_rollout_with_the_temporal_cli_and_plain_json(
         ({"parallelism": 1000, "migration_set": "sha256:abc"},
          "invalid_input: parallelism: Input should be less than or equal to 256; "
          "migration_set: invalid_input: migration set digest 'sha256:abc' is not sha256:<64 hex digits>"),
-        ({"action": "drop"}, "invalid_input: action: Input should be 'migrate', 'validate' or 'info'"),
+        ({"action": "drop"}, "invalid_input: action: Input should be 'migrate', 'validate', 'info', 'baseline' or 'repair'"),
     ],
 )  # fmt: skip
 async def test_an_invalid_input_from_the_temporal_cli_fails_the_rollout_at_once_with_a_named_error(
