@@ -238,5 +238,12 @@ def test_the_final_status_and_memo() -> None:
     assert state.status() is RolloutStatus.SUCCEEDED
     memo = state.final_memo()
     assert memo["status"] == "succeeded" and memo["counts"] == {"succeeded": 1}
-    assert set(memo["drift"]) == {"tampered", "lagging", "ahead", "failed_migrations", "unchecked"}
+    assert set(memo["drift"]) == {
+        "tampered",
+        "lagging",
+        "ahead",
+        "failed_migrations",
+        "unchecked",
+        "outdated_repeatables",
+    }
     assert state.result("r1").status is RolloutStatus.SUCCEEDED

@@ -101,6 +101,7 @@ async def test_schedule_runs_validate_and_the_drift_summary_names_each_drifted_t
         "ahead": 1,
         "failed_migrations": 0,
         "unchecked": 0,
+        "outdated_repeatables": 0,
     }
     assert f"| `{tampered}` | `tampered` | `2` |" in markdown.stdout and "**1 clean**" in markdown.stdout
     assert lagging in text.stdout and "lagging=1" in text.stdout
@@ -110,6 +111,7 @@ async def test_schedule_runs_validate_and_the_drift_summary_names_each_drifted_t
         "ahead": 1,
         "failed_migrations": 0,
         "unchecked": 0,
+        "outdated_repeatables": 0,
     }
     assert deleted.returncode == 0
 
