@@ -135,6 +135,7 @@ class FlywayActivities:
         self._secrets = dict(secrets)
         self._sets = sets
         self._labels = labels
+        self._sets_using_labels: dict[str, bool] = {}  # by set digest: a set's files never change
 
     @activity.defn(name="run_flyway")
     async def run_flyway(self, request: RunFlywayInput) -> FlywayOutcome:
@@ -168,7 +169,7 @@ class FlywayActivities:
                         else self._sets.local()
                     )
                     ran, locations = resolved.digest, (resolved.path,)
-                outcome = await self._run(request, tenant_id, locations)
+                outcome = await self._run(request, tenant_id, locations, ran)
         except FleetwayError as exc:  # the only conversion point; library code just raises
             if isinstance(exc, FlywayError) and exc.outcome is not None:
                 exc.outcome = exc.outcome.model_copy(update={"attempt": info.attempt, "migration_set": ran})
@@ -195,11 +196,11 @@ class FlywayActivities:
         return validated.model_copy(update=await _info_fields(self._runner, target, locations))
 
     async def _run(
-        self, request: RunFlywayInput, tenant_id: str, locations: tuple[Path, ...] | None
+        self, request: RunFlywayInput, tenant_id: str, locations: tuple[Path, ...] | None, digest: str = ""
     ) -> FlywayOutcome:
         provider = provider_for(self._secrets, request.secrets_backend, pinned=request.pinned_secrets)
         timeout = timedelta(seconds=request.timeout_s) if request.timeout_s else None
-        labelled = await self._label_placeholders(request, tenant_id, locations)
+        labelled = await self._label_placeholders(request, tenant_id, locations, digest)
         run = functools.partial(
             self._runner.run,
             request.action,
@@ -245,7 +246,7 @@ class FlywayActivities:
             return await run(await provider.resolve(tenant_id))
 
     async def _label_placeholders(
-        self, request: RunFlywayInput, tenant_id: str, locations: tuple[Path, ...] | None
+        self, request: RunFlywayInput, tenant_id: str, locations: tuple[Path, ...] | None, digest: str
     ) -> dict[str, str]:
         """``label.KEY`` → the tenant's label, for each such placeholder the set uses ({} for none).
 
@@ -255,7 +256,12 @@ class FlywayActivities:
         if not locations or self._labels is None:
             return {}
         folder = locations[0]
-        if not await asyncio.to_thread(uses_labels, folder):
+        used = self._sets_using_labels.get(digest) if digest else None
+        if used is None:
+            used = await asyncio.to_thread(uses_labels, folder)
+            if digest:
+                self._sets_using_labels[digest] = used
+        if not used:
             return {}
         labels = await self._labels.labels(request.tenant_source, tenant_id)
         return await asyncio.to_thread(label_placeholders, folder, labels, tenant=tenant_id)

@@ -49,9 +49,7 @@ async def test_worker_killed_every_few_seconds_the_rollout_completes_and_reports
         conn.execute(f"CREATE DATABASE {audit}")
     env |= {"FLEETWAY_AUDIT__SINK": "postgres", "FLEETWAY_AUDIT__DSN": postgres.dsn_for(audit)}
 
-    report = await kill_loop(
-        fleet, env, engine=engine, parallelism=8, kill_every=(3, 6), max_kills=7, seed=7
-    )
+    report = await kill_loop(fleet, env, engine=engine, parallelism=8, kill_every=(3, 6), max_kills=7, seed=7)
     print(report.line())
     with psycopg.connect(postgres.dsn_for(audit)) as conn:
         events = conn.execute(
