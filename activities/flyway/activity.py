@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Final
@@ -201,16 +201,14 @@ class FlywayActivities:
         provider = provider_for(self._secrets, request.secrets_backend, pinned=request.pinned_secrets)
         timeout = timedelta(seconds=request.timeout_s) if request.timeout_s else None
         labelled = await self._label_placeholders(request, tenant_id, locations, digest)
-        run = functools.partial(
-            self._runner.run,
-            request.action,
-            installed_by=request.installed_by,
-            locations=locations,
-            timeout=timeout,
-            options=request.flyway,
-            tenant_id=tenant_id,
-            tenant_placeholders=labelled,
-        )
+
+        async def run_verb(verb: Action, on: DatabaseTarget) -> FlywayOutcome:
+            return await self._runner.run(
+                verb, on, installed_by=request.installed_by, locations=locations, timeout=timeout,
+                options=request.flyway, tenant_id=tenant_id, tenant_placeholders=labelled,
+            )  # fmt: skip
+
+        run = functools.partial(run_verb, request.action)
         target = await provider.resolve(tenant_id)
         if request.with_info and request.action is Action.VALIDATE:
             return await self._validate_with_info(target, locations, timeout)
@@ -219,21 +217,10 @@ class FlywayActivities:
         if request.action is Action.MIGRATE and request.flyway.out_of_order:
             await self._check_hotfix(target, locations, request.flyway)
         if request.flyway.baseline_reference and request.action in {Action.BASELINE, Action.MIGRATE}:
-            reference_id = request.flyway.baseline_reference
-            verdict, why = await adoption(target, await provider.resolve(reference_id), reference_id)
-            if request.action is Action.BASELINE and verdict is not Adoption.ADOPT:
-                return FlywayOutcome(action=Action.BASELINE, success=True, skipped=why)
-            if request.flyway.dry_run:
-                version = request.flyway.baseline_version or "1"
-                return FlywayOutcome(
-                    action=request.action, success=True, skipped=f"would baseline at {version}: {why}"
-                )
-            if request.action is Action.MIGRATE and verdict is Adoption.ADOPT:
-                # The safe baselineOnMigrate: the checked legacy schema is baselined, then migrated.
-                await self._runner.run(
-                    Action.BASELINE, target, installed_by=request.installed_by, locations=locations,
-                    timeout=timeout, options=request.flyway, tenant_id=tenant_id,
-                )  # fmt: skip
+            reference = await provider.resolve(request.flyway.baseline_reference)
+            baseline = functools.partial(run_verb, Action.BASELINE)
+            if (verdict := await self._adopt(request, target, reference, baseline)) is not None:
+                return verdict
         try:
             return await run(target)
         except FlywayReportedFailureError as exc:
@@ -244,6 +231,31 @@ class FlywayActivities:
             )
             provider.invalidate(tenant_id)
             return await run(await provider.resolve(tenant_id))
+
+    async def _adopt(
+        self,
+        request: RunFlywayInput,
+        target: DatabaseTarget,
+        reference: DatabaseTarget,
+        baseline: Callable[[DatabaseTarget], Awaitable[FlywayOutcome]],
+    ) -> FlywayOutcome | None:
+        """Check a tenant against the reference and baseline it where it is a legacy copy.
+
+        Returns the outcome when nothing more runs (a skip, a dry run's verdict, the baseline
+        itself); None when the migrate goes on (after the safe ``baselineOnMigrate``).
+        """
+        verdict, why = await adoption(target, reference, request.flyway.baseline_reference)
+        if request.action is Action.BASELINE and verdict is not Adoption.ADOPT:
+            return FlywayOutcome(action=Action.BASELINE, success=True, skipped=why)
+        if request.flyway.dry_run:
+            version = request.flyway.baseline_version or "1"
+            return FlywayOutcome(
+                action=request.action, success=True, skipped=f"would baseline at {version}: {why}"
+            )
+        if request.action is Action.MIGRATE and verdict is Adoption.ADOPT:
+            # The safe baselineOnMigrate: the checked legacy schema is baselined, then migrated.
+            await baseline(target)
+        return None
 
     async def _label_placeholders(
         self, request: RunFlywayInput, tenant_id: str, locations: tuple[Path, ...] | None, digest: str
