@@ -1,0 +1,114 @@
+"""The bulk history read against real PostgreSQL and histories real Flyway wrote: one connection per
+login, what each table holds (versions, repeatables, failed rows, checksums, markers), no credential out."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from fleetway.activities.database_target import DatabaseTarget
+from fleetway.activities.errors import FlywayReportedFailureError
+from fleetway.activities.flyway.cli_engine import FlywayRunner
+from fleetway.activities.flyway.contract import FlywayInstall, FlywaySettings
+from fleetway.activities.flyway.options import FlywayOptions
+from fleetway.activities.flyway.output import Action
+from fleetway.activities.postgres import bulk_history
+from fleetway.activities.postgres.bulk_history import read_histories
+from fleetway.worker.dev.stack import PostgresServer
+
+
+def _target(postgres: PostgresServer, schema: str, database: str = "postgres") -> DatabaseTarget:
+    return DatabaseTarget(
+        host="127.0.0.1", port=postgres.port, database=database, schema_name=schema,
+        user="postgres", password=postgres.superuser_password,
+    )  # fmt: skip
+
+
+def _table(postgres: PostgresServer, target: DatabaseTarget) -> list[tuple[Any, ...]]:
+    with psycopg.connect(postgres.dsn_for(target.database)) as conn:
+        return conn.execute(
+            f'SELECT version, description, checksum, success, installed_by FROM "{target.schema_name}".'
+            "flyway_schema_history WHERE type <> 'SCHEMA' ORDER BY installed_rank"
+        ).fetchall()
+
+
+async def test_one_connection_per_login_reads_what_each_table_holds(
+    flyway_install: FlywayInstall, postgres: PostgresServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prefix = f"b{uuid.uuid4().hex[:6]}"
+    other_db = f"{prefix}_db"
+    with psycopg.connect(postgres.dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {other_db}")
+    targets = {
+        "full": _target(postgres, f"{prefix}_full"),
+        "held": _target(postgres, f"{prefix}_held"),
+        "broken": _target(postgres, f"{prefix}_broken"),
+        "never": _target(postgres, f"{prefix}_never"),
+        "elsewhere": _target(postgres, f"{prefix}_else", database=other_db),
+    }
+    scripts = tmp_path / "set"
+    scripts.mkdir()
+    for name, text in {
+        "V1__a.sql": "CREATE TABLE a (id int);",
+        "V2__b.sql": "CREATE TABLE b (id int);",
+        "R__view.sql": "CREATE OR REPLACE VIEW va AS SELECT id FROM a;",
+    }.items():
+        (scripts / name).write_text(text)
+    engine = FlywayRunner(flyway_install, FlywaySettings(locations=(scripts,)))
+    await engine.run(Action.MIGRATE, targets["full"], installed_by="fleetway:bulk:0")
+    await engine.run(Action.MIGRATE, targets["elsewhere"])
+    await engine.run(Action.MIGRATE, targets["held"], options=FlywayOptions(target="1"))
+    (broken := tmp_path / "broken").mkdir()
+    (broken / "V1__a.sql").write_text("CREATE TABLE a (id int);")
+    (broken / "V2__idx.sql").write_text("CREATE INDEX CONCURRENTLY i ON missing (id);")
+    with pytest.raises(FlywayReportedFailureError):
+        await engine.run(Action.MIGRATE, targets["broken"], locations=(broken,))
+
+    connects: list[str] = []
+    real_connect = psycopg.AsyncConnection.connect
+
+    async def counting(*args: Any, **kwargs: Any) -> psycopg.AsyncConnection[Any]:
+        connects.append("x")
+        return await real_connect(*args, **kwargs)
+
+    monkeypatch.setattr(psycopg.AsyncConnection, "connect", counting)
+    read = await read_histories(targets)
+
+    assert len(connects) == 2  # four tenants share one login; the other database is a second one
+    assert (read["full"].version, read["held"].version, read["broken"].version) == ("2", "1", "1")
+    assert [a.key for a in read["full"].applied] == ["V1", "V2", "R view"]
+    assert read["full"].applied[0].installed_by == "fleetway:bulk:0"
+    assert read["broken"].failed == ["V2"] and read["full"].failed == []
+    assert not read["never"].table_exists and read["never"].applied == []
+    assert read["elsewhere"].server.endswith(f"/{other_db}") and read["elsewhere"].version == "2"
+    for tenant in ("full", "held", "broken", "elsewhere"):  # the table is the judge
+        table = _table(postgres, targets[tenant])
+        assert [(a.checksum, a.success) for a in read[tenant].applied] == [(r[2], r[3]) for r in table]
+    dumped = "".join(h.model_dump_json() for h in read.values())
+    assert postgres.superuser_password not in dumped and "postgres@" not in dumped
+
+
+async def test_a_thousand_schemas_on_one_login_are_read_in_batches(
+    postgres: PostgresServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Schemas without Flyway's table are answered from one catalog query, no per-schema read."""
+    prefix = f"m{uuid.uuid4().hex[:6]}"
+    targets = {f"t{i}": _target(postgres, f"{prefix}_{i}") for i in range(1000)}
+    with psycopg.connect(postgres.dsn, autocommit=True) as conn:
+        for i in range(0, 1000, 3):  # a third have a history table with one row
+            conn.execute(
+                f'CREATE SCHEMA "{prefix}_{i}"; CREATE TABLE "{prefix}_{i}".flyway_schema_history '
+                "(installed_rank int, version text, description text, type text, checksum int, "
+                "success bool, installed_by text); "
+                f"INSERT INTO \"{prefix}_{i}\".flyway_schema_history VALUES (1, '1', 'a', 'SQL', {i}, true, 'x')"
+            )
+    monkeypatch.setattr(bulk_history, "_BATCH", 100)
+
+    read = await read_histories(targets)
+
+    assert sum(h.table_exists for h in read.values()) == 334
+    assert all(read[f"t{i}"].applied[0].checksum == i for i in range(0, 1000, 3))
