@@ -14,8 +14,8 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import CancelledError, ChildWorkflowError, WorkflowAlreadyStartedError
 
 with workflow.unsafe.imports_passed_through():
-    from fleetway.activities.flyway.options import FlywayOptions
-    from fleetway.activities.flyway.output import Action, ErrorClass
+    from fleetway.activities.flyway.options import FlywayOptions, needs_current_build
+    from fleetway.activities.flyway.output import ErrorClass
     from fleetway.activities.rollouts import Outcome, TenantOutcome
     from fleetway.workflows.migrate_all_models import MigrateAllInput
     from fleetway.workflows.schema_truth import reconciled
@@ -71,7 +71,7 @@ async def run_tenant(
 async def _execute_child(child: TenantMigrationInput) -> TenantOutcome | None:
     # A run an older build cannot honour (options, baseline, repair) goes to a workflow type it
     # does not have: its task waits for a current worker instead of running without the options.
-    toolbox = not child.flyway.is_default or child.action in {Action.BASELINE, Action.REPAIR}
+    toolbox = needs_current_build(child.action, child.flyway)
     tenant = child.tenant_id
     try:
         return await workflow.execute_child_workflow(

@@ -30,7 +30,12 @@ from fleetway.activities.errors import (
 )
 from fleetway.activities.flyway.adoption import Adoption, adoption
 from fleetway.activities.flyway.contract import FlywayEngine
-from fleetway.activities.flyway.options import FlywayOptions, label_placeholders, uses_labels
+from fleetway.activities.flyway.options import (
+    FlywayOptions,
+    label_placeholders,
+    needs_current_build,
+    uses_labels,
+)
 from fleetway.activities.flyway.output import (
     Action,
     FlywayOutcome,
@@ -88,7 +93,7 @@ class RunFlywayInput(BaseModel):
     @property
     def needs_options(self) -> bool:
         """Whether an older build, which knows neither the options nor baseline/repair, must not run it."""
-        return not self.flyway.is_default or self.action in {Action.BASELINE, Action.REPAIR}
+        return needs_current_build(self.action, self.flyway)
 
 
 @contextlib.asynccontextmanager

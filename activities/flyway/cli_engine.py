@@ -30,6 +30,7 @@ from fleetway.activities.database_target import (
     check_pg_identifier,
 )
 from fleetway.activities.errors import (
+    ConfigurationError,
     FlywayTimeoutError,
 )
 from fleetway.activities.flyway.contract import (
@@ -149,7 +150,9 @@ class FlywayRunner:
             k.removeprefix(_PLACEHOLDER): v for k, v in configured.items() if k.startswith(_PLACEHOLDER)
         }
         args += [f"-{key}={value}" for key, value in configured.items() if not key.startswith(_PLACEHOLDER)]
-        if placeholders and config_dir is not None:
+        if placeholders:
+            if config_dir is None:  # never drop a placeholder a script may need
+                raise ConfigurationError("placeholders need the run's scratch folder (config_dir)")
             args.append(f"-configFiles={_placeholders_file(config_dir, placeholders)}")
         args.append(action.value)
         return args

@@ -16,6 +16,7 @@ from typing import Final
 from pydantic import BaseModel, Field, field_validator
 
 from fleetway.activities.errors import InvalidFlywayOptionError, PlaceholderMissingError
+from fleetway.activities.flyway.output import Action
 from fleetway.activities.secrets.providers import validate_tenant_id
 from fleetway.activities.tenants.labels import LABEL_VALUE_PATTERN
 from fleetway.activities.wire import CLIENT_INPUT
@@ -28,6 +29,7 @@ __all__ = [
     "check_placeholders",
     "check_version",
     "label_placeholders",
+    "needs_current_build",
     "parse_placeholders",
     "placeholders_used",
     "uses_labels",
@@ -154,7 +156,16 @@ def versions_up_to(pending: list[str], target: str) -> list[str]:
     return [v for v in pending if VERSION_PATTERN.fullmatch(v) and _version_key(v) <= limit]
 
 
-def parse_placeholders(pairs: Iterable[tuple[str, str]] | Iterable[str]) -> dict[str, str]:
+def needs_current_build(action: Action, options: FlywayOptions) -> bool:
+    """Whether a run must go to names only current builds register (docs/decisions.md 18).
+
+    An older build would decode the run without the options it does not know, or cannot run the
+    verb at all: a run with options, a baseline or a repair.
+    """
+    return not options.is_default or action in {Action.BASELINE, Action.REPAIR}
+
+
+def parse_placeholders(pairs: Iterable[tuple[str, str] | str]) -> dict[str, str]:
     """Placeholders from ``(name, value)`` pairs or ``name=value`` strings, each validated.
 
     Raises:

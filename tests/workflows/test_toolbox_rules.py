@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
 from temporalio.client import Client
 
-from fleetway.activities.errors import from_validation_error
+from fleetway.activities.errors import InvalidFlywayOptionError, from_validation_error
 from fleetway.activities.flyway.options import FlywayOptions, versions_up_to
 from fleetway.activities.flyway.output import Action
 from fleetway.activities.tenants.waves import WaveSpec
+from fleetway.worker.cli.flyway_options import flyway_options
 from fleetway.workflows.migrate_all import MigrateAllWorkflow
 from fleetway.workflows.migrate_all_models import MigrateAllInput, RolloutStatus
 from tests.workflows.scripted import SET, WAIT, Scripted, scripted_worker
@@ -110,3 +113,15 @@ def test_a_dry_run_with_a_target_shows_only_what_migrate_would_apply(
     target: str, expected: list[str]
 ) -> None:
     assert versions_up_to(["7.9", "7.10", "8", "10"], target) == expected
+
+
+def test_cli_placeholders_merge_a_file_and_flags_and_refuse_a_name_given_twice(tmp_path: Path) -> None:
+    (file := tmp_path / "placeholders.json").write_text('{"region": "eu", "plan": "gold"}')
+    common: dict[str, Any] = {"target": "", "out_of_order": "", "baseline_version": ""}
+
+    merged = flyway_options(placeholders=["tier=a"], placeholders_file=file, **common)
+    assert merged.placeholders == {"region": "eu", "plan": "gold", "tier": "a"}
+    with pytest.raises(InvalidFlywayOptionError, match="'region' is given twice"):
+        flyway_options(placeholders=["region=us"], placeholders_file=file, **common)
+    with pytest.raises(InvalidFlywayOptionError, match="must be written name=value"):
+        flyway_options(placeholders=["region"], placeholders_file=None, **common)

@@ -57,16 +57,11 @@ def flyway_options(
     Raises:
         InvalidFlywayOptionError: a malformed version, placeholder or file (nothing started).
     """
-    pairs = load_placeholders_file(placeholders_file) if placeholders_file else []
-    for flag in placeholders:
-        name, sep, value = flag.partition("=")
-        if not sep:
-            raise InvalidFlywayOptionError(f"--placeholder {flag[:40]!a} must be written NAME=VALUE")
-        pairs.append((name, value))
+    from_file = load_placeholders_file(placeholders_file) if placeholders_file else []
     return FlywayOptions(
         target=target,
         out_of_order=out_of_order,
-        placeholders=parse_placeholders(pairs),
+        placeholders=parse_placeholders([*from_file, *placeholders]),
         baseline_version=baseline_version,
         baseline_reference=baseline_reference,
         dry_run=dry_run,
