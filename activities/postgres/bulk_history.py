@@ -36,6 +36,9 @@ class AppliedScript(BaseModel):
     checksum: int | None = None
     success: bool = True
     installed_by: str = ""
+    description: str = ""
+    type: str = "SQL"
+    successes: int = 1  # successful rows of this migration (a versioned one has at most one)
 
 
 class TenantHistory(BaseModel):
@@ -55,6 +58,7 @@ class TenantHistory(BaseModel):
     table_exists: bool
     version: str = ""
     applied: list[AppliedScript] = Field(default_factory=list)
+    unreadable: str = ""  # why the table could not be read ("" when it was)
 
     @property
     def failed(self) -> list[str]:
@@ -81,14 +85,17 @@ def _server(target: DatabaseTarget) -> str:
 def _summarize(tenant: str, server: str, rows: Sequence[tuple[object, ...]]) -> TenantHistory:
     latest: dict[str, AppliedScript] = {}
     version = ""
-    for ver, description, checksum, success, installed_by in rows:
+    for ver, description, checksum, success, installed_by, kind in rows:
         key = f"V{ver}" if ver is not None else f"R {description}"
-        latest.pop(key, None)  # keep installed order of the latest row
+        earlier = latest.pop(key, None)  # keep installed order of the latest row
         latest[key] = AppliedScript(
             key=key,
             checksum=checksum if isinstance(checksum, int) else None,
             success=bool(success),
             installed_by=str(installed_by),
+            description=str(description),
+            type=str(kind),
+            successes=(earlier.successes if earlier else 0) + bool(success),
         )
         if ver is not None and success:
             version = str(ver)
@@ -121,8 +128,8 @@ async def _read_group(targets: Mapping[str, DatabaseTarget]) -> dict[str, Tenant
             for start in range(0, len(wanted), _BATCH):
                 parts = [
                     sql.SQL(
-                        "SELECT {s}, installed_rank, version, description, checksum, success, installed_by "
-                        "FROM {table} WHERE version IS NOT NULL OR type NOT IN ('SCHEMA', 'DELETE')"
+                        "SELECT {s}, installed_rank, version, description, checksum, success, "
+                        "installed_by, type FROM {table} WHERE type <> 'SCHEMA'"
                     ).format(s=sql.Literal(s), table=sql.Identifier(s, _HISTORY))
                     for s in wanted[start : start + _BATCH]
                 ]
@@ -142,9 +149,12 @@ async def _read_group(targets: Mapping[str, DatabaseTarget]) -> dict[str, Tenant
 
 
 async def read_histories(
-    targets: Mapping[str, DatabaseTarget], *, concurrency: int = 8
+    targets: Mapping[str, DatabaseTarget], *, concurrency: int = 8, tolerate: bool = False
 ) -> dict[str, TenantHistory]:
     """Read every tenant's history: one connection per login, ``concurrency`` logins at a time.
+
+    With ``tolerate``, a server that cannot be read marks its tenants ``unreadable`` (with the
+    reason) instead of failing the whole read: one sick server must not hide the rest.
 
     Raises:
         ConfigurationError: a target is not PostgreSQL.
@@ -160,7 +170,16 @@ async def read_histories(
 
     async def bounded(group: Mapping[str, DatabaseTarget]) -> dict[str, TenantHistory]:
         async with gate:
-            return await _read_group(group)
+            try:
+                return await _read_group(group)
+            except SchemaHistoryUnavailableError as exc:
+                if not tolerate:
+                    raise
+                server = _server(next(iter(group.values())))
+                return {
+                    t: TenantHistory(tenant_id=t, server=server, table_exists=False, unreadable=str(exc))
+                    for t in group
+                }
 
     read: dict[str, TenantHistory] = {}
     for part in await asyncio.gather(*(bounded(g) for g in groups.values())):

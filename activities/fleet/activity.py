@@ -1,0 +1,206 @@
+"""The fleet-state activities: tenants' tables read in bulk and judged against a set (issue 25).
+
+``read_tenant_states`` screens one page of a rollout before dispatch (who is provably current,
+who the ``--where`` selection takes); ``read_fleet`` walks a whole tenant source and returns the
+fleet picture (``fleetway fleet``, ``fleetway wait``). Credentials are resolved here, as in the
+Flyway activity, and never leave: results hold tenant ids, versions and server keys only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Final
+
+from pydantic import BaseModel, Field
+from temporalio import activity
+
+from fleetway.activities.backend_identity import check_backend
+from fleetway.activities.database_target import DatabaseTarget
+from fleetway.activities.errors import ConfigurationError, FleetwayError, to_application_error
+from fleetway.activities.fleet.report import FleetReport, FleetTally
+from fleetway.activities.fleet.selection import check_where, selects
+from fleetway.activities.fleet.verdict import TenantState, judge
+from fleetway.activities.flyway.checksums import SetMigrations, read_set_migrations, version_key
+from fleetway.activities.postgres.bulk_history import TenantHistory, read_histories
+from fleetway.activities.secrets.providers import SecretsProvider, provider_for, validate_tenant_ids
+from fleetway.activities.sets.store import MigrationSets, ResolvedSet
+from fleetway.activities.tenants.labels import parse_selector
+from fleetway.activities.tenants.static import TenantLister
+from fleetway.activities.tenants.walk import list_all_tenants
+from fleetway.activities.wire import WIRE_MODEL
+
+__all__ = ["FleetStateActivities", "ReadFleetInput", "ReadStatesInput", "TenantStates"]
+
+MAX_SCREENED: Final = 1000  # tenants per read_tenant_states call (one page)
+_RESOLVES: Final = 32  # secret resolves in flight at once
+_READ_PAGE: Final = 1000
+
+
+class ReadStatesInput(BaseModel):
+    """One page of a rollout's tenants to read, judge and (``where``/``applied_marker``) select.
+
+    Attributes:
+        applied_marker: a rollout's history marker; a tenant is selected only when its table
+            shows a row that rollout applied (``applied_version``: that version's row).
+    """
+
+    model_config = WIRE_MODEL
+
+    tenant_ids: list[str] = Field(max_length=MAX_SCREENED)
+    secrets_backend: str = "default"
+    pinned_secrets: str = ""
+    migration_set: str = ""
+    where: str = ""
+    applied_marker: str = ""
+    applied_version: str = ""
+
+
+class TenantStates(BaseModel):
+    """The page's states in input order, and when the tables were read."""
+
+    model_config = WIRE_MODEL
+
+    read_at: str
+    migration_set: str = ""
+    states: list[TenantState] = Field(default_factory=list)
+    selected: list[bool] = Field(default_factory=list)
+
+
+class ReadFleetInput(BaseModel):
+    """The whole fleet of a tenant source, read for the picture (or a ``wait --at-least`` poll)."""
+
+    model_config = WIRE_MODEL
+
+    tenant_source: str = "default"
+    secrets_backend: str = "default"
+    migration_set: str = ""
+    selector: str = ""  # a label selector (the wave syntax): only matching tenants are read
+    at_least: str = ""
+
+
+def _applied_by(history: TenantHistory, marker: str, version: str) -> bool:
+    wanted = version_key(version) if version else None
+    return any(
+        a.installed_by == marker
+        and (wanted is None or (a.key.startswith("V") and version_key(a.key[1:]) == wanted))
+        for a in history.applied
+    )
+
+
+class FleetStateActivities:
+    """Bound to the worker's secret backends, migration sets and tenant sources."""
+
+    def __init__(
+        self,
+        secrets: Mapping[str, SecretsProvider],
+        sets: MigrationSets | None,
+        sources: Mapping[str, TenantLister] | None = None,
+        *,
+        concurrency: int = 8,
+    ) -> None:
+        self._secrets = dict(secrets)
+        self._sets = sets
+        self._sources = dict(sources or {})
+        self._concurrency = concurrency
+        self._migrations: dict[str, SetMigrations] = {}  # by digest: a set never changes
+
+    async def _set(self, digest: str) -> tuple[str, SetMigrations]:
+        if self._sets is None:
+            return "", SetMigrations(unknown="this worker runs without migration sets")
+        resolved: ResolvedSet = await (self._sets.resolve(digest) if digest else self._sets.local())
+        if resolved.digest not in self._migrations:
+            self._migrations[resolved.digest] = await asyncio.to_thread(read_set_migrations, resolved.path)
+        return resolved.digest, self._migrations[resolved.digest]
+
+    async def _read(
+        self, tenants: list[str], backend: str, pinned: str, migrations: SetMigrations
+    ) -> tuple[list[TenantState], dict[str, TenantHistory]]:
+        """Resolve, read in bulk, judge; a tenant whose secret fails is unreadable, not fatal."""
+        provider = provider_for(self._secrets, backend, pinned=pinned)
+        gate = asyncio.Semaphore(_RESOLVES)
+
+        async def resolve(tenant: str) -> DatabaseTarget | str:
+            async with gate:
+                try:
+                    return await provider.resolve(tenant)
+                except FleetwayError as exc:
+                    return f"{exc.error_type}: credentials unavailable"
+
+        resolved = dict(zip(tenants, await asyncio.gather(*(resolve(t) for t in tenants)), strict=True))
+        targets = {t: r for t, r in resolved.items() if isinstance(r, DatabaseTarget)}
+        histories = await read_histories(targets, concurrency=self._concurrency, tolerate=True)
+        read_at = datetime.now(UTC).isoformat(timespec="seconds")
+        states = []
+        for tenant in tenants:
+            target = resolved[tenant]
+            if isinstance(target, str):
+                history = TenantHistory(tenant_id=tenant, server="", table_exists=False, unreadable=target)
+                values: dict[str, str] = {}
+            else:
+                history = histories[tenant]
+                values = {"tenant_id": tenant} | (
+                    {"tenant_schema": target.schema_name} if target.schema_name else {}
+                )
+            state = judge(history, migrations, values)
+            states.append(state.model_copy(update={"read_at": read_at}))
+        return states, histories
+
+    @activity.defn(name="read_tenant_states")
+    async def read_tenant_states(self, request: ReadStatesInput) -> TenantStates:
+        """Read and judge one page of tenants; ``selected`` says which the rollout takes."""
+        try:
+            tenants = validate_tenant_ids(request.tenant_ids, where="in read_tenant_states")
+            where = check_where(request.where)
+            digest, migrations = await self._set(request.migration_set)
+            states, histories = await self._read(
+                tenants, request.secrets_backend, request.pinned_secrets, migrations
+            )
+        except FleetwayError as exc:
+            raise to_application_error(exc) from None
+        selected = [selects(where, s) for s in states]
+        if request.applied_marker:
+            selected = [
+                chosen
+                and s.tenant_id in histories
+                and _applied_by(histories[s.tenant_id], request.applied_marker, request.applied_version)
+                for chosen, s in zip(selected, states, strict=True)
+            ]
+        read_at = states[0].read_at if states else datetime.now(UTC).isoformat(timespec="seconds")
+        return TenantStates(read_at=read_at, migration_set=digest, states=states, selected=selected)
+
+    @activity.defn(name="read_fleet")
+    async def read_fleet(self, request: ReadFleetInput) -> FleetReport:
+        """Walk the source, read every (selected) tenant's table, return the picture."""
+        try:
+            source = self._sources.get(request.tenant_source)
+            if source is None:
+                raise ConfigurationError(f"tenant source {request.tenant_source!r} is not configured")
+            check_backend("tenant source", request.tenant_source, source, "")
+            selector = parse_selector(request.selector) if request.selector else None
+            digest, migrations = await self._set(request.migration_set)
+            listing = await list_all_tenants(source, page_size=_READ_PAGE, on_page=activity.heartbeat)
+            tenants = [
+                t
+                for t in listing.tenant_ids
+                if selector is None or selector.matches(listing.labels.get(t, {}))
+            ]
+            tally = FleetTally(at_least=request.at_least)
+            read_at = ""
+            for start in range(0, len(tenants), _READ_PAGE):
+                page = tenants[start : start + _READ_PAGE]
+                states, _ = await self._read(page, request.secrets_backend, "", migrations)
+                read_at = read_at or (states[0].read_at if states else "")
+                for state in states:
+                    tally.add(state, listing.labels.get(state.tenant_id, {}))
+                activity.heartbeat(start + len(page))
+        except FleetwayError as exc:
+            raise to_application_error(exc) from None
+        latest = max(migrations.versioned.values(), key=lambda m: version_key(m.version), default=None)
+        return tally.report(
+            read_at=read_at or datetime.now(UTC).isoformat(timespec="seconds"),
+            migration_set=digest,
+            latest=latest.version if latest else "",
+            selector=request.selector,
+        )
