@@ -33,7 +33,7 @@ from fleetway.worker.dev.stack import PostgresServer
 _SCRIPTS: dict[str, bytes] = {
     "V1__crlf_lines.sql": b"CREATE TABLE a (id int);\r\n\r\nCREATE TABLE b (id int);\r\n",
     "V2__bom.sql": b"\xef\xbb\xbfCREATE TABLE c (id int);\n",
-    "V3__non_ascii.sql": "CREATE TABLE d (name text DEFAULT 'Zürich – 東京');\n".encode(),
+    "V3__non_ascii.sql": "CREATE TABLE d (name text DEFAULT 'Zürich \u2013 東京');\n".encode(),
     "V4__trailing_space.sql": b"CREATE TABLE e (id int);   \t\n\n\n",
     "V5__lone_cr.sql": b"CREATE TABLE f (id int);\rCREATE TABLE g (id int);",
     "sub/V6__in_a_folder.sql": b"CREATE TABLE h (id int);",
