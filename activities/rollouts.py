@@ -15,6 +15,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from fleetway.activities.errors import ConfigurationError, to_application_error
+from fleetway.activities.flyway.schema_history import history_marker
 from fleetway.activities.wire import WIRE_MODEL
 
 __all__ = ["Outcome", "OutcomeSource", "RolloutActivities", "TenantOutcome"]
@@ -27,6 +28,7 @@ class Outcome(StrEnum):
     FAILED = "failed"
     CANCELED = "canceled"
     SKIPPED = "skipped"
+    CURRENT = "current"  # its table proved it current (migrate) or intact (validate): no Flyway run
 
 
 class OutcomeSource(StrEnum):
@@ -48,6 +50,7 @@ class TenantOutcome(BaseModel):
     ``migration_set`` is the digest of the set the tenant ran (or, when nothing ran, was named).
     ``db_message`` is the database's own message for a failed script (redacted, one line, ≤ 300).
     ``wave`` names the rollout wave the tenant ran in (ring rollouts only).
+    ``read_at``: for ``current``, when its ``flyway_schema_history`` was read (ISO 8601, UTC).
     """
 
     model_config = WIRE_MODEL
@@ -74,6 +77,7 @@ class TenantOutcome(BaseModel):
     repeatables: list[str] = []
     outdated_repeatables: list[str] = []
     repaired: list[str] = []
+    read_at: str = ""
 
 
 class RolloutActivities:
@@ -113,3 +117,17 @@ class RolloutActivities:
             if isinstance(item, dict) and "tenant_id" in item and item.get("outcome") in rerun
         ]
         return detailed + [str(t) for t in result.get("failed_overflow") or []]
+
+    @activity.defn(name="history_marker_of")
+    async def history_marker_of(self, rollout_id: str) -> str:
+        """The ``installed_by`` marker of another rollout's rows (``applied_in`` selects by it).
+
+        Computed as the rollout computed it: its id and its first run's id.
+        """
+        handle = self._client.get_workflow_handle(rollout_id)
+        try:
+            described = await handle.describe()
+        except RPCError:
+            raise to_application_error(ConfigurationError(f"rollout {rollout_id!r} not found")) from None
+        first_run = described.raw_description.workflow_execution_info.first_run_id or described.run_id
+        return history_marker(rollout_id, first_run)

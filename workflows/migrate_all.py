@@ -127,6 +127,8 @@ class MigrateAllWorkflow:
         state, info = self._state, workflow.info()
         if request.action in MARKED_ACTIONS:
             state.marker = history_marker(info.workflow_id, info.first_execution_run_id)
+        # Runs recorded before the bulk read existed replay without it.
+        state.screening = workflow.patched("screen-before-dispatch")
         continue_as_new = False
         try:
             if request.carry is None:
@@ -173,11 +175,11 @@ class MigrateAllWorkflow:
                     continue  # the wave is dispatched: _advance_wave closes it
                 return False
             if not await quiesce_allows(state):
-                state.pending.appendleft(tenant)
+                state.put_back(tenant)
                 state.stop_with(RolloutStatus.QUIESCED)
                 return False
             if state.stop is not None:  # a signal arrived while we checked
-                state.pending.appendleft(tenant)
+                state.put_back(tenant)
                 return False
             # The options are the current wave's, taken now: the wave may advance while it runs.
             self._tasks[tenant] = asyncio.create_task(self._run_child(tenant, state.flyway_options()))

@@ -15,7 +15,8 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from fleetway.activities.audit.events import AuditContext
     from fleetway.activities.errors import InvalidInputError, MigrationSetInvalidError
-    from fleetway.activities.flyway.options import FlywayOptions
+    from fleetway.activities.fleet.selection import check_where
+    from fleetway.activities.flyway.options import FlywayOptions, check_version
     from fleetway.activities.flyway.output import Action
     from fleetway.activities.rollouts import Outcome, TenantOutcome
     from fleetway.activities.secrets.providers import validate_tenant_ids
@@ -148,6 +149,14 @@ class MigrateAllInput(BaseModel):
             ``activities/tenants/waves.py``). Empty: one sweep.
         flyway: a target (a wave may set its own), one hotfix version, placeholders, a baseline
             version (``activities/flyway/options.py``); part of the rollout's identity.
+        skip_current: migrate and validate read each page's tables first (one bulk read); a tenant
+            whose table proves it current (intact, for validate) is reported ``current`` without a
+            Flyway run. False: every tenant runs Flyway, as before.
+        where: run only the tenants whose tables show one of these conditions (``behind``,
+            ``failed``, ``tampered``, ``ahead``, ``outdated``, ``current``, ``version<V`` ...,
+            comma-separated; see ``activities/fleet/selection.py``).
+        applied_in: a rollout id: run only the tenants whose table shows a row that rollout applied
+            (``applied_version``: that version's row).
         carry: state carried across continue-as-new; never set by callers.
     """
 
@@ -178,7 +187,21 @@ class MigrateAllInput(BaseModel):
     migration_set: str = ""
     waves: list[WaveSpec] = Field(default_factory=list)
     flyway: FlywayOptions = FlywayOptions()
+    skip_current: bool = True
+    where: str = Field(default="", max_length=500)
+    applied_in: str = Field(default="", max_length=256)
+    applied_version: str = ""
     carry: RolloutCarry | None = None
+
+    @field_validator("where")
+    @classmethod
+    def _valid_where(cls, value: str) -> str:
+        return check_where(value)
+
+    @field_validator("applied_version")
+    @classmethod
+    def _valid_applied_version(cls, value: str) -> str:
+        return check_version(value, what="applied_version") if value else value
 
     @field_validator("waves")
     @classmethod
@@ -213,6 +236,8 @@ class MigrateAllInput(BaseModel):
         if self.waves and self.canary_count:
             raise InvalidInputError("give canary_count or waves, not both (a first wave is the canary)")
         _check_options(self.action, self.flyway, self.waves)
+        if self.applied_version and not self.applied_in:
+            raise InvalidInputError("applied_version narrows applied_in: give the rollout id too")
         return self
 
 
@@ -266,6 +291,10 @@ class RolloutCarry(BaseModel):
     wave_pending: list[list[str]] = Field(default_factory=list)
     parallelism_set: bool = False
     unplanned: int = 0
+    screened: int = 0  # the first pending tenants already read and kept by the selection
+    excluded: int = 0
+    unreadable: int = 0
+    applied_marker: str = ""
 
 
 class Progress(BaseModel):
@@ -289,6 +318,7 @@ class Progress(BaseModel):
     waves: list[WaveProgress] = Field(default_factory=list)
     wave: str = ""
     phase: str = ""  # pinning, planning, dispatching, draining, at_gate, baking, done
+    excluded: int = 0
 
 
 class Completions(BaseModel):
@@ -331,6 +361,8 @@ class MigrateAllResult(BaseModel):
         waves: each wave of a ring rollout as it ended; ``halted_wave`` the one that halted it
             (its failures, or a rejected gate); ``unplanned`` listed tenants no wave selected.
         flyway: the options the rollout ran with (target, hotfix, placeholders, baseline).
+        excluded: listed tenants the ``where``/``applied_in`` selection left out (not run);
+            ``unreadable``: of those, tenants whose table could not be read to decide.
     """
 
     model_config = WIRE_MODEL
@@ -358,6 +390,10 @@ class MigrateAllResult(BaseModel):
     halted_wave: str = ""
     unplanned: int = 0
     flyway: FlywayOptions = FlywayOptions()
+    excluded: int = 0
+    unreadable: int = 0
+    where: str = ""
+    applied_in: str = ""
 
 
 MigrateAllInput.model_rebuild()

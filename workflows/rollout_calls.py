@@ -21,6 +21,8 @@ with workflow.unsafe.imports_passed_through():
         AuditEventType,
         AuditOutcome,
     )
+    from fleetway.activities.fleet.activity import FleetStateActivities
+    from fleetway.activities.fleet.state import ReadStatesInput
     from fleetway.activities.quiesce import QuiesceActivities
     from fleetway.activities.rollouts import RolloutActivities
     from fleetway.activities.tenants.static import ListTenantsInput, TenantSourceActivities
@@ -61,8 +63,25 @@ async def start_rollout(state: RolloutState) -> None:
             state.fail(f"rerun list unavailable; nothing dispatched ({failure_reason(err)})")
             return
         state.pending.extend(failed)
+    if request.applied_in and state.stop is None:
+        await _applied_marker(state)
     if request.waves and state.stop is None:
         await _plan(state)
+
+
+async def _applied_marker(state: RolloutState) -> None:
+    """The history marker of the rollout ``applied_in`` names (its rows are selected by it)."""
+    try:
+        state.applied_marker = await workflow.execute_activity_method(
+            RolloutActivities.history_marker_of,
+            state.request.applied_in,
+            **by_time(state.request, timedelta(seconds=30)),
+        )
+    except ActivityError as err:
+        reraise_cancel(err)
+        state.fail(
+            f"rollout {state.request.applied_in!r} unknown; nothing dispatched ({failure_reason(err)})"
+        )
 
 
 async def _pin(state: RolloutState) -> bool:
@@ -122,7 +141,45 @@ async def _plan(state: RolloutState) -> None:
 
 
 async def next_tenant(state: RolloutState) -> str | None:
-    """The next tenant to dispatch, listing pages as needed; None: none left, or the listing stopped."""
+    """The next tenant to dispatch, listing and reading pages as needed; None: none left, or stopped."""
+    while True:
+        if not await _list_pages(state):
+            return None
+        if not state.needs_screen():
+            return state.take() if state.pending else None
+        await _screen(state)
+        if state.stop is not None:
+            return None
+
+
+async def _screen(state: RolloutState) -> None:
+    """Read the next pending tenants' tables in bulk: record the proven, drop the unselected."""
+    chunk, request = state.screen_chunk(), state.request
+    try:
+        read = await workflow.execute_activity_method(
+            FleetStateActivities.read_tenant_states,
+            ReadStatesInput(
+                tenant_ids=chunk,
+                secrets_backend=request.secrets_backend,
+                pinned_secrets=state.secrets_pin,
+                migration_set=state.migration_set,
+                where=request.where,
+                applied_marker=state.applied_marker,
+                applied_version=request.applied_version,
+            ),
+            start_to_close_timeout=timedelta(minutes=5),
+            # A read that keeps failing must not hold the rollout: Flyway decides instead.
+            retry_policy=RetryPolicy(maximum_attempts=3, initial_interval=timedelta(seconds=1)),
+        )
+    except ActivityError as err:
+        reraise_cancel(err)
+        state.screen_failed(chunk, failure_reason(err))
+        return
+    state.accept_states(chunk, read)
+
+
+async def _list_pages(state: RolloutState) -> bool:
+    """List pages until something is pending or the source is done; False: the listing stopped."""
     while state.needs_page():
         try:
             page = await workflow.execute_activity_method(
@@ -139,10 +196,10 @@ async def next_tenant(state: RolloutState) -> str | None:
             reraise_cancel(err)
             # Stop dispatching; in-flight children finish (failing here would cancel them).
             state.fail(f"tenant listing failed; dispatch stopped ({failure_reason(err)})")
-            return None
+            return False
         if not state.accept_page(page.tenant_ids, page.next_cursor):
-            return None
-    return state.pending.popleft() if state.pending else None
+            return False
+    return True
 
 
 async def quiesce_allows(state: RolloutState) -> bool:

@@ -16,9 +16,10 @@ from typing import Any, Final
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from fleetway.activities.fleet.state import MAX_SCREENED, TenantState, TenantStates
     from fleetway.activities.flyway.options import FlywayOptions
-    from fleetway.activities.flyway.output import READ_ONLY_ACTIONS
-    from fleetway.activities.rollouts import Outcome, TenantOutcome
+    from fleetway.activities.flyway.output import READ_ONLY_ACTIONS, Action
+    from fleetway.activities.rollouts import Outcome, OutcomeSource, TenantOutcome
     from fleetway.activities.tenants.walk import MAX_PAGES, cursor_digest
     from fleetway.workflows.drift import DriftKind
     from fleetway.workflows.migrate_all_models import (
@@ -79,6 +80,11 @@ class RolloutState:
         self.source_pin = carry.pinned_tenant_source
         self.secrets_pin = carry.pinned_secrets
         self.waves = WaveController(request.waves, carry)
+        self.screened = carry.screened
+        self.excluded = carry.excluded
+        self.unreadable = carry.unreadable
+        self.applied_marker = carry.applied_marker
+        self.screening = False  # set by the shell: runs recorded before screening existed never screen
         # This run's dispatches, to tell a tenant listed twice from a rollout id used before.
         self._dispatched_here: set[str] = set()
         self._listed_twice: set[str] = set()
@@ -135,7 +141,11 @@ class RolloutState:
             return False
         canary = self.request.canary_count
         # The canary gate: after the first canary_count dispatches, wait for them all to finish.
-        return not (canary and self.dispatched >= canary and self.ledger.completed < canary)
+        return not (canary and self.dispatched >= canary and self.ran() < canary)
+
+    def ran(self) -> int:
+        """Finished tenants that were dispatched (a tenant proven current never ran)."""
+        return self.ledger.completed - self.ledger.counts[Outcome.CURRENT]
 
     def needs_page(self) -> bool:
         """Nothing left to dispatch from what was listed, and the source has more."""
@@ -161,6 +171,86 @@ class RolloutState:
             return False
         self.cursor_digests.add(digest)
         return True
+
+    # ---- screening: the tables read before dispatch (issue 25) --------------------------------
+
+    def fast_path(self) -> bool:
+        """Whether a tenant proven current (migrate) or intact (validate) skips its Flyway run."""
+        request = self.request
+        return (
+            request.skip_current
+            and request.action in {Action.MIGRATE, Action.VALIDATE}
+            and request.flyway.is_default
+        )
+
+    def selecting(self) -> bool:
+        """Whether the rollout runs only the tenants its ``where``/``applied_in`` selection takes."""
+        return bool(self.request.where or self.request.applied_in)
+
+    def needs_screen(self) -> bool:
+        """The next pending tenant has not been read yet, and reading decides something."""
+        return (
+            self.screening
+            and self.screened == 0
+            and bool(self.pending)
+            and (self.fast_path() or self.selecting())
+        )
+
+    def screen_chunk(self) -> list[str]:
+        """The pending tenants to read next (at most one read's worth)."""
+        return list(itertools.islice(self.pending, MAX_SCREENED))
+
+    def accept_states(self, chunk: list[str], read: TenantStates) -> None:
+        """Record the proven tenants, drop the unselected ones; the rest stay first in line."""
+        keep: list[str] = []
+        for tenant, state, chosen in zip(chunk, read.states, read.selected, strict=True):
+            if not chosen:
+                self.excluded += 1
+                self.unreadable += state.unreadable
+            elif self.fast_path() and (
+                state.current if self.request.action is Action.MIGRATE else state.intact
+            ):
+                self.record(self._current(state, read.migration_set))
+            else:
+                keep.append(tenant)
+        for _ in chunk:
+            self.pending.popleft()
+        self.pending.extendleft(reversed(keep))
+        self.screened = len(keep)
+
+    def screen_failed(self, chunk: list[str], reason: str) -> None:
+        """The read failed: a selection cannot be made (stop); the fast path just runs Flyway."""
+        if self.selecting():
+            self.fail(f"the tables could not be read to select tenants; dispatch stopped ({reason})")
+        else:
+            self.warn(f"schema histories unread, tenants run Flyway as before ({reason})")
+            self.screened = len(chunk)
+
+    def _current(self, state: TenantState, digest: str) -> TenantOutcome:
+        validate = self.request.action is Action.VALIDATE
+        said = f"intact, {state.pending_count} pending" if validate and state.pending_count else "current"
+        return TenantOutcome(
+            tenant_id=state.tenant_id,
+            outcome=Outcome.CURRENT,
+            version_before=state.version,
+            version_after=state.version,
+            pending=state.pending if validate else [],
+            source=OutcomeSource.HISTORY,
+            migration_set=digest,
+            read_at=state.read_at,
+            message=f"{said} (flyway_schema_history read at {state.read_at})",
+        )
+
+    def take(self) -> str:
+        """The next pending tenant (the caller dispatches it or puts it back)."""
+        self.screened = max(0, self.screened - 1)
+        return self.pending.popleft()
+
+    def put_back(self, tenant: str) -> None:
+        """Return a taken tenant to the front of the line (it stays read)."""
+        self.pending.appendleft(tenant)
+        if self.screening:
+            self.screened += 1
 
     def dispatch(self, tenant: str) -> bool:
         """``tenant`` starts; True when this run has dispatched enough to continue as new."""
@@ -211,7 +301,7 @@ class RolloutState:
         failed = self.ledger.counts[Outcome.FAILED]
         ratio = self.request.max_failure_ratio
         if ratio is not None:
-            completed = self.ledger.completed
+            completed = self.ran()
             if completed >= max(self.request.canary_count, 1) and failed / completed > ratio:
                 self.stop = RolloutStatus.HALTED
                 if self.waves:
@@ -250,6 +340,7 @@ class RolloutState:
             waves=self.waves.waves,
             wave=self.waves.current.name if self.waves else "",
             phase=self.phase.value,
+            excluded=self.excluded,
         )
 
     def completions(self, after: int) -> Completions:
@@ -288,6 +379,10 @@ class RolloutState:
             wave_pending=list(self.waves.unopened),
             parallelism_set=self.parallelism_set,
             unplanned=self.waves.unplanned,
+            screened=self.screened,
+            excluded=self.excluded,
+            unreadable=self.unreadable,
+            applied_marker=self.applied_marker,
         )
 
     def final_memo(self) -> dict[str, Any]:
@@ -337,6 +432,10 @@ class RolloutState:
             halted_wave=self.waves.halted,
             unplanned=self.waves.unplanned,
             flyway=self.request.flyway,
+            excluded=self.excluded,
+            unreadable=self.unreadable,
+            where=self.request.where,
+            applied_in=self.request.applied_in,
         )
 
     def flyway_options(self) -> FlywayOptions:

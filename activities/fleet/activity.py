@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Final
 
-from pydantic import BaseModel, Field
 from temporalio import activity
 
 from fleetway.activities.backend_identity import check_backend
@@ -21,7 +20,8 @@ from fleetway.activities.database_target import DatabaseTarget
 from fleetway.activities.errors import ConfigurationError, FleetwayError, to_application_error
 from fleetway.activities.fleet.report import FleetReport, FleetTally
 from fleetway.activities.fleet.selection import check_where, selects
-from fleetway.activities.fleet.verdict import TenantState, judge
+from fleetway.activities.fleet.state import ReadFleetInput, ReadStatesInput, TenantState, TenantStates
+from fleetway.activities.fleet.verdict import judge
 from fleetway.activities.flyway.checksums import SetMigrations, read_set_migrations, version_key
 from fleetway.activities.postgres.bulk_history import TenantHistory, read_histories
 from fleetway.activities.secrets.providers import SecretsProvider, provider_for, validate_tenant_ids
@@ -29,55 +29,11 @@ from fleetway.activities.sets.store import MigrationSets, ResolvedSet
 from fleetway.activities.tenants.labels import parse_selector
 from fleetway.activities.tenants.static import TenantLister
 from fleetway.activities.tenants.walk import list_all_tenants
-from fleetway.activities.wire import WIRE_MODEL
 
-__all__ = ["FleetStateActivities", "ReadFleetInput", "ReadStatesInput", "TenantStates"]
+__all__ = ["FleetStateActivities"]
 
-MAX_SCREENED: Final = 1000  # tenants per read_tenant_states call (one page)
 _RESOLVES: Final = 32  # secret resolves in flight at once
 _READ_PAGE: Final = 1000
-
-
-class ReadStatesInput(BaseModel):
-    """One page of a rollout's tenants to read, judge and (``where``/``applied_marker``) select.
-
-    Attributes:
-        applied_marker: a rollout's history marker; a tenant is selected only when its table
-            shows a row that rollout applied (``applied_version``: that version's row).
-    """
-
-    model_config = WIRE_MODEL
-
-    tenant_ids: list[str] = Field(max_length=MAX_SCREENED)
-    secrets_backend: str = "default"
-    pinned_secrets: str = ""
-    migration_set: str = ""
-    where: str = ""
-    applied_marker: str = ""
-    applied_version: str = ""
-
-
-class TenantStates(BaseModel):
-    """The page's states in input order, and when the tables were read."""
-
-    model_config = WIRE_MODEL
-
-    read_at: str
-    migration_set: str = ""
-    states: list[TenantState] = Field(default_factory=list)
-    selected: list[bool] = Field(default_factory=list)
-
-
-class ReadFleetInput(BaseModel):
-    """The whole fleet of a tenant source, read for the picture (or a ``wait --at-least`` poll)."""
-
-    model_config = WIRE_MODEL
-
-    tenant_source: str = "default"
-    secrets_backend: str = "default"
-    migration_set: str = ""
-    selector: str = ""  # a label selector (the wave syntax): only matching tenants are read
-    at_least: str = ""
 
 
 def _applied_by(history: TenantHistory, marker: str, version: str) -> bool:

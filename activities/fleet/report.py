@@ -14,7 +14,7 @@ from typing import Final
 
 from pydantic import BaseModel, Field
 
-from fleetway.activities.fleet.verdict import FleetState, TenantState
+from fleetway.activities.fleet.state import FleetState, TenantState
 from fleetway.activities.flyway.checksums import version_key
 from fleetway.activities.wire import WIRE_MODEL
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Final
 
 from fleetway.activities.errors import InvalidInputError
-from fleetway.activities.fleet.verdict import FleetState, TenantState
+from fleetway.activities.fleet.state import FleetState, TenantState
 from fleetway.activities.flyway.checksums import version_key
 
 __all__ = ["WHERE_WORDS", "check_where", "selects"]

@@ -11,82 +11,15 @@ of a kind this reader does not model.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from enum import StrEnum
 from typing import Final
 
-from pydantic import BaseModel, Field
-
+from fleetway.activities.fleet.state import LISTED, TenantState
 from fleetway.activities.flyway.checksums import SetMigrations, repeatable_checksum, version_key
 from fleetway.activities.postgres.bulk_history import AppliedScript, TenantHistory
-from fleetway.activities.wire import WIRE_MODEL
 
-__all__ = ["FleetState", "TenantState", "judge"]
+__all__ = ["judge"]
 
-_LISTED: Final = 20  # versions named per list; the counts cover the rest
 _MODELLED: Final = frozenset({"SQL", "BASELINE"})
-
-
-class FleetState(StrEnum):
-    """A tenant's one-word state in the fleet picture (worst first). Wire value: never rename."""
-
-    UNREADABLE = "unreadable"  # its server or table could not be read
-    UNKNOWN = "unknown"  # readable, but not provable either way (Flyway decides)
-    FAILED = "failed"
-    TAMPERED = "tampered"
-    AHEAD = "ahead"  # applied versions the set does not have
-    OUTDATED = "outdated"  # a repeatable at an older checksum
-    BEHIND = "behind"
-    CURRENT = "current"
-
-
-class TenantState(BaseModel):
-    """What one tenant's table shows, compact: no credential, no row text.
-
-    Attributes:
-        server: ``host:port/database`` (tenants with the same key share a server).
-        version: the last successfully applied version ("" = none).
-        current: a migrate would apply nothing (proven from the table).
-        intact: a validate would pass (pending versions allowed).
-        pending: versions (and ``R <description>`` repeatables) of the set not applied, first 20.
-        unknown: why neither verdict could be proven ("" when one could).
-        applied_by: the tenant's table shows the rollout selection's marker (``--applied-in``).
-        read_at: when the table was read (ISO 8601, UTC).
-    """
-
-    model_config = WIRE_MODEL
-
-    tenant_id: str
-    server: str = ""
-    version: str = ""
-    current: bool = False
-    intact: bool = False
-    pending: list[str] = Field(default_factory=list)
-    pending_count: int = 0
-    failed: list[str] = Field(default_factory=list)
-    tampered: list[str] = Field(default_factory=list)
-    ahead: list[str] = Field(default_factory=list)
-    outdated: list[str] = Field(default_factory=list)
-    unknown: str = ""
-    unreadable: bool = False
-    applied_by: bool = False
-    read_at: str = ""
-
-    @property
-    def state(self) -> FleetState:
-        """The one word for the picture, the worst that applies."""
-        if self.unreadable:
-            return FleetState.UNREADABLE
-        for state, present in (
-            (FleetState.FAILED, self.failed),
-            (FleetState.TAMPERED, self.tampered),
-            (FleetState.AHEAD, self.ahead),
-            (FleetState.UNKNOWN, self.unknown),
-            (FleetState.OUTDATED, self.outdated),
-            (FleetState.BEHIND, self.pending_count),
-        ):
-            if present:
-                return state
-        return FleetState.CURRENT
 
 
 def _matches(row: AppliedScript, checksum: int | None, description: str) -> bool:
@@ -109,12 +42,12 @@ def judge(history: TenantHistory, migrations: SetMigrations, values: Mapping[str
         **base,
         current=not trouble and not found.pending and history.table_exists,
         intact=not trouble and history.table_exists,
-        pending=found.pending[:_LISTED],
+        pending=found.pending[:LISTED],
         pending_count=len(found.pending),
-        failed=found.failed[:_LISTED],
-        tampered=found.tampered[:_LISTED],
-        ahead=found.ahead[:_LISTED],
-        outdated=found.outdated[:_LISTED],
+        failed=found.failed[:LISTED],
+        tampered=found.tampered[:LISTED],
+        ahead=found.ahead[:LISTED],
+        outdated=found.outdated[:LISTED],
         unknown=found.unknown[:200],
     )
 

@@ -14,7 +14,8 @@ import pytest
 from fleetway.activities.database_target import DatabaseTarget
 from fleetway.activities.errors import FlywayReportedFailureError
 from fleetway.activities.fleet.selection import check_where, selects
-from fleetway.activities.fleet.verdict import FleetState, judge
+from fleetway.activities.fleet.state import FleetState
+from fleetway.activities.fleet.verdict import judge
 from fleetway.activities.flyway.checksums import (
     flyway_checksum,
     read_set_migrations,
@@ -167,7 +168,7 @@ async def test_each_way_of_not_being_current_is_caught_as_flyway_sees_it(
 
 def test_where_terms_select_and_typos_are_refused() -> None:
     from fleetway.activities.errors import InvalidInputError
-    from fleetway.activities.fleet.verdict import TenantState
+    from fleetway.activities.fleet.state import TenantState
 
     behind = TenantState(tenant_id="a", version="3", pending=["4"], pending_count=1)
     failed = TenantState(tenant_id="b", version="5", failed=["6"])

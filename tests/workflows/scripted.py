@@ -19,6 +19,8 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from fleetway.activities.audit.events import AuditEvent
+from fleetway.activities.fleet.selection import selects
+from fleetway.activities.fleet.state import ReadStatesInput, TenantState, TenantStates
 from fleetway.activities.flyway.activity import RunFlywayInput
 from fleetway.activities.flyway.output import FlywayOutcome
 from fleetway.activities.flyway.schema_history import HistorySummary, ReadHistoryInput
@@ -49,6 +51,9 @@ class Scripted:
         self.calls: list[str] = []
         self.cancelled: list[str] = []
         self.flyway_runs: list[RunFlywayInput] = []  # every run_flyway* request, in call order
+        # What each tenant's table shows to the bulk read (absent: one version pending).
+        self.states: dict[str, TenantState] = {}
+        self.screens: list[ReadStatesInput] = []
 
     async def _step(self, name: str) -> None:
         self.calls.append(name)
@@ -117,6 +122,22 @@ class Scripted:
         await self._step(f"run_flyway_with_options:{request.tenant_id}")
         return FlywayOutcome(action=request.action, success=True, applied_versions=["1"], ending_version="1")
 
+    @activity.defn(name="read_tenant_states")
+    async def read_tenant_states(self, request: ReadStatesInput) -> TenantStates:
+        self.screens.append(request)
+        await self._step("read_tenant_states")
+        states = [
+            self.states.get(t) or TenantState(tenant_id=t, pending=["1"], pending_count=1, intact=True)
+            for t in request.tenant_ids
+        ]
+        states = [s.model_copy(update={"read_at": "2026-12-04T00:00:00+00:00"}) for s in states]
+        return TenantStates(
+            read_at="2026-12-04T00:00:00+00:00",
+            migration_set=SET,
+            states=states,
+            selected=[selects(request.where, s) for s in states],
+        )
+
     @activity.defn(name="read_schema_history")
     async def read_schema_history(self, request: ReadHistoryInput) -> HistorySummary:
         await self._step("read_schema_history")
@@ -143,7 +164,7 @@ class Scripted:
         return [
             self.pin_rollout, self.failed_tenants_of, self.plan_waves, self.list_tenants_page,
             self.check_quiesce, self.emit_audit, self.run_flyway, self.run_flyway_with_options,
-            self.read_schema_history,
+            self.read_schema_history, self.read_tenant_states,
             self.create_schema, self.create_roles, self.seed, self.cleanup,
         ]  # fmt: skip
 

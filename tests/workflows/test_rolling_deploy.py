@@ -69,7 +69,7 @@ async def test_an_older_build_runs_a_rollout_on_results_a_newer_build_wrote(clie
         )
     assert result.status is RolloutStatus.SUCCEEDED, result.warnings
     assert sorted(o.tenant_id for o in result.outcomes) == ["alpha", "beta"]
-    assert sorted(newer.calls) == ["run_flyway:alpha", "run_flyway:beta"]
+    assert sorted(c for c in newer.calls if c.startswith("run_")) == ["run_flyway:alpha", "run_flyway:beta"]
 
 
 async def test_a_client_start_with_a_misspelt_field_fails_at_once_by_name(client: Client) -> None:

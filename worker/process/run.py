@@ -18,6 +18,7 @@ from temporalio.worker import Interceptor, Worker
 from fleetway.activities.audit.events import AuditActivities, Emitter
 from fleetway.activities.backend_identity import describe
 from fleetway.activities.errors import FlywayInstallMissingError
+from fleetway.activities.fleet.activity import FleetStateActivities
 from fleetway.activities.flyway.activity import FlywayActivities
 from fleetway.activities.flyway.contract import FlywayInstall, FlywaySettings
 from fleetway.activities.flyway.jvm_engine import start_jvm
@@ -42,6 +43,7 @@ from fleetway.worker.config.client import connect
 from fleetway.worker.config.settings import Settings
 from fleetway.worker.process.search_attributes import ensure_search_attributes
 from fleetway.workflows.describe_fleet import DescribeFleetWorkflow
+from fleetway.workflows.fleet_state import FleetStateWorkflow
 from fleetway.workflows.migrate_all import MigrateAllWorkflow
 from fleetway.workflows.provision_tenant import DeprovisionTenantWorkflow, ProvisionTenantWorkflow
 from fleetway.workflows.tenant_migration import TenantMigrationWorkflow, TenantToolboxWorkflow
@@ -115,12 +117,14 @@ def build_worker(
     profiles = WorkerProfileActivities(profile, sets, sources=tenant_sources, secrets=secrets)
     provisioning = provisioning_activities(settings, secrets)
     rollouts = RolloutActivities(client)
+    fleet = FleetStateActivities(secrets, sets, tenant_sources)
     return Worker(
         client,
         task_queue=task_queue,
         workflows=[
             MigrateAllWorkflow,
             DescribeFleetWorkflow,
+            FleetStateWorkflow,
             TenantMigrationWorkflow,
             TenantToolboxWorkflow,
             ProvisionTenantWorkflow,
@@ -135,6 +139,9 @@ def build_worker(
             quiesce_activities.check_quiesce,
             audit.emit_audit,
             rollouts.failed_tenants_of,
+            rollouts.history_marker_of,
+            fleet.read_tenant_states,
+            fleet.read_fleet,
             profiles.pin_rollout,
             profiles.describe_worker,
             provisioning.create_schema,

@@ -1,0 +1,137 @@
+"""A tenant's state as its ``flyway_schema_history`` shows it: the compact record that leaves a worker.
+
+Shared by the fleet activities (which build it), the rollout (which screens with it) and the CLI
+(which draws it); pure models, no I/O, so workflows may import it.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Final
+
+from pydantic import BaseModel, Field
+
+from fleetway.activities.wire import CLIENT_INPUT, WIRE_MODEL
+
+__all__ = [
+    "LISTED",
+    "MAX_SCREENED",
+    "FleetState",
+    "ReadFleetInput",
+    "ReadStatesInput",
+    "TenantState",
+    "TenantStates",
+]
+
+LISTED: Final = 20  # versions named per list; the counts cover the rest
+MAX_SCREENED: Final = 1000  # tenants per read_tenant_states call (one page)
+
+
+class FleetState(StrEnum):
+    """A tenant's one-word state in the fleet picture (worst first). Wire value: never rename."""
+
+    UNREADABLE = "unreadable"  # its server or table could not be read
+    UNKNOWN = "unknown"  # readable, but not provable either way (Flyway decides)
+    FAILED = "failed"
+    TAMPERED = "tampered"
+    AHEAD = "ahead"  # applied versions the set does not have
+    OUTDATED = "outdated"  # a repeatable at an older checksum
+    BEHIND = "behind"
+    CURRENT = "current"
+
+
+class TenantState(BaseModel):
+    """What one tenant's table shows, compact: no credential, no row text.
+
+    Attributes:
+        server: ``host:port/database`` (tenants with the same key share a server).
+        version: the last successfully applied version ("" = none).
+        current: a migrate would apply nothing (proven from the table).
+        intact: a validate would pass (pending versions allowed).
+        pending: versions (and ``R <description>`` repeatables) of the set not applied, first 20.
+        unknown: why neither verdict could be proven ("" when one could).
+        applied_by: the tenant's table shows the rollout selection's marker (``--applied-in``).
+        read_at: when the table was read (ISO 8601, UTC).
+    """
+
+    model_config = WIRE_MODEL
+
+    tenant_id: str
+    server: str = ""
+    version: str = ""
+    current: bool = False
+    intact: bool = False
+    pending: list[str] = Field(default_factory=list)
+    pending_count: int = 0
+    failed: list[str] = Field(default_factory=list)
+    tampered: list[str] = Field(default_factory=list)
+    ahead: list[str] = Field(default_factory=list)
+    outdated: list[str] = Field(default_factory=list)
+    unknown: str = ""
+    unreadable: bool = False
+    applied_by: bool = False
+    read_at: str = ""
+
+    @property
+    def state(self) -> FleetState:
+        """The one word for the picture, the worst that applies."""
+        if self.unreadable:
+            return FleetState.UNREADABLE
+        for state, present in (
+            (FleetState.FAILED, self.failed),
+            (FleetState.TAMPERED, self.tampered),
+            (FleetState.AHEAD, self.ahead),
+            (FleetState.UNKNOWN, self.unknown),
+            (FleetState.OUTDATED, self.outdated),
+            (FleetState.BEHIND, self.pending_count),
+        ):
+            if present:
+                return state
+        return FleetState.CURRENT
+
+
+class ReadStatesInput(BaseModel):
+    """One page of a rollout's tenants to read, judge and (``where``/``applied_marker``) select.
+
+    Attributes:
+        applied_marker: a rollout's history marker; a tenant is selected only when its table
+            shows a row that rollout applied (``applied_version``: that version's row).
+    """
+
+    model_config = WIRE_MODEL
+
+    tenant_ids: list[str] = Field(max_length=MAX_SCREENED)
+    secrets_backend: str = "default"
+    pinned_secrets: str = ""
+    migration_set: str = ""
+    where: str = ""
+    applied_marker: str = ""
+    applied_version: str = ""
+
+
+class TenantStates(BaseModel):
+    """The page's states in input order, and when the tables were read."""
+
+    model_config = WIRE_MODEL
+
+    read_at: str
+    migration_set: str = ""
+    states: list[TenantState] = Field(default_factory=list)
+    selected: list[bool] = Field(default_factory=list)
+
+
+class ReadFleetInput(BaseModel):
+    """The whole fleet of a tenant source, read for the picture (or a ``wait --at-least`` poll)."""
+
+    model_config = CLIENT_INPUT
+
+    @classmethod
+    def from_client(cls, data: object) -> bool:
+        """Always a client's input (see ``activities/wire.py``)."""
+        return True
+
+    tenant_source: str = "default"
+    secrets_backend: str = "default"
+    migration_set: str = ""
+    selector: str = ""  # a label selector (the wave syntax): only matching tenants are read
+    at_least: str = ""

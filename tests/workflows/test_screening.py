@@ -1,0 +1,142 @@
+"""The bulk read before dispatch, fast: real workflow code, scripted activities.
+
+A tenant proven current is recorded without a child or a Flyway run; a selection keeps only what it
+selects; a read that fails costs nothing but speed (or stops a selection); a cancel during the read
+ends the rollout with nothing dispatched; options that change what Flyway would do turn it off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import pytest
+from temporalio import activity
+from temporalio.client import Client, WorkflowFailureError
+
+from fleetway.activities.fleet.state import ReadStatesInput, TenantState, TenantStates
+from fleetway.activities.flyway.options import FlywayOptions
+from fleetway.activities.flyway.output import Action
+from fleetway.activities.rollouts import Outcome, OutcomeSource
+from fleetway.workflows.migrate_all import MigrateAllWorkflow
+from fleetway.workflows.migrate_all_models import MigrateAllInput, MigrateAllResult, RolloutStatus
+from tests.workflows.scripted import SET, WAIT, Scripted, scripted_worker
+
+pytestmark = pytest.mark.fast
+
+_CURRENT = TenantState(tenant_id="b", version="5", current=True, intact=True)
+
+
+async def _run(client: Client, script: Scripted, **fields: Any) -> MigrateAllResult:
+    request = MigrateAllInput(migration_set=SET, **fields)
+    async with scripted_worker(client, script) as task_queue:
+        return await asyncio.wait_for(
+            client.execute_workflow(
+                MigrateAllWorkflow.run, request, id=f"screen-{uuid.uuid4().hex[:8]}", task_queue=task_queue
+            ),
+            WAIT,
+        )
+
+
+def _ran(script: Scripted) -> list[str]:
+    return sorted(r.tenant_id for r in script.flyway_runs)
+
+
+async def test_a_tenant_proven_current_is_recorded_without_a_flyway_run(client: Client) -> None:
+    script = Scripted(["a", "b", "c"], block=set())
+    script.states["b"] = _CURRENT
+    result = await _run(client, script)
+
+    assert result.status is RolloutStatus.SUCCEEDED
+    assert _ran(script) == ["a", "c"] and result.counts == {Outcome.SUCCEEDED: 2, Outcome.CURRENT: 1}
+    (b,) = [o for o in result.outcomes if o.tenant_id == "b"]
+    assert (b.outcome, b.source, b.version_after) == (Outcome.CURRENT, OutcomeSource.HISTORY, "5")
+    assert b.read_at and b.read_at in b.message and b.migration_set == SET
+    assert len(script.screens) == 2  # one read per page (the scripted source pages 1 + 2)
+
+
+async def test_validate_takes_intact_and_reports_what_lags(client: Client) -> None:
+    script = Scripted(["a", "b"], block=set())
+    script.states["a"] = TenantState(tenant_id="a", version="3", intact=True, pending=["4"], pending_count=1)
+    script.states["b"] = TenantState(tenant_id="b", version="3", tampered=["2"])  # not intact: Flyway judges
+    result = await _run(client, script, action=Action.VALIDATE)
+
+    assert _ran(script) == ["b"]
+    (a,) = [o for o in result.outcomes if o.tenant_id == "a"]
+    assert a.outcome is Outcome.CURRENT and a.pending == ["4"] and "intact, 1 pending" in a.message
+    assert result.drift == {"lagging": 1}  # the read's pending versions count as lagging
+
+
+async def test_where_runs_only_what_the_tables_select(client: Client) -> None:
+    script = Scripted(["a", "b", "c", "d"], block=set())
+    script.states |= {
+        "a": TenantState(tenant_id="a", version="2", pending=["3"], pending_count=1),
+        "b": TenantState(tenant_id="b", version="3", current=True, intact=True),
+        "c": TenantState(tenant_id="c", version="1", failed=["2"]),
+        "d": TenantState(tenant_id="d", unreadable=True),
+    }
+    result = await _run(client, script, where="behind,failed", tenants=["a", "b", "c", "d"])
+
+    assert _ran(script) == ["a", "c"]
+    assert (result.excluded, result.unreadable, result.where) == (2, 1, "behind,failed")
+    assert result.total == 2 and script.screens[0].where == "behind,failed"
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{"skip_current": False}, {"flyway": FlywayOptions(target="4")}, {"action": Action.INFO}],
+    ids=["turned-off", "a-target", "info"],
+)
+async def test_no_fast_path_where_flyway_must_decide(client: Client, fields: dict[str, Any]) -> None:
+    script = Scripted(["b"], block=set())
+    script.states["b"] = _CURRENT
+    result = await _run(client, script, tenants=["b"], **fields)
+
+    assert _ran(script) == ["b"] and Outcome.CURRENT not in result.counts
+    assert not script.screens
+
+
+class _BrokenRead(Scripted):
+    @activity.defn(name="read_tenant_states")
+    async def read_tenant_states(self, request: ReadStatesInput) -> TenantStates:
+        self.screens.append(request)
+        raise RuntimeError("server gone")
+
+
+async def test_a_failed_read_only_costs_speed_but_stops_a_selection(client: Client) -> None:
+    script = _BrokenRead(["a", "b"], block=set())
+    result = await _run(client, script, tenants=["a", "b"])
+    assert _ran(script) == ["a", "b"] and result.status is RolloutStatus.SUCCEEDED
+    assert any("schema histories unread" in w for w in result.warnings)
+
+    selecting = _BrokenRead(["a", "b"], block=set())
+    result = await _run(client, selecting, tenants=["a", "b"], where="behind")
+    assert _ran(selecting) == [] and result.status is RolloutStatus.FAILED
+    assert any("could not be read to select" in w for w in result.warnings)
+
+
+async def test_a_cancel_during_the_read_ends_the_rollout_with_nothing_dispatched(client: Client) -> None:
+    script = Scripted(["a", "b"], block={"read_tenant_states"})
+    async with scripted_worker(client, script) as task_queue:
+        handle = await client.start_workflow(
+            MigrateAllWorkflow.run,
+            MigrateAllInput(migration_set=SET, tenants=["a", "b"]),
+            id=f"screen-cancel-{uuid.uuid4().hex[:8]}",
+            task_queue=task_queue,
+        )
+        await asyncio.wait_for(script.started["read_tenant_states"].wait(), WAIT)
+        await handle.cancel()
+        with pytest.raises(WorkflowFailureError):
+            await asyncio.wait_for(handle.result(), WAIT)
+    assert script.cancelled == ["read_tenant_states"] and _ran(script) == []
+
+
+async def test_current_tenants_do_not_open_the_canary_gate(client: Client) -> None:
+    """The canary waits for dispatched tenants; tenants proven current never ran and do not count."""
+    script = Scripted(["a", "b", "c", "d"], block=set(), slow={"run_flyway:a": 1.0})
+    script.states |= {t: TenantState(tenant_id=t, current=True, intact=True) for t in ("b", "c")}
+    result = await _run(client, script, tenants=["a", "b", "c", "d"], canary_count=1)
+    # d starts only after a (the canary) finished, though b and c finished before either.
+    assert script.calls.index("done:run_flyway:a") < script.calls.index("run_flyway:d")
+    assert result.counts == {Outcome.SUCCEEDED: 2, Outcome.CURRENT: 2}
