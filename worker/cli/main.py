@@ -38,6 +38,7 @@ from fleetway.activities.flyway.output import Action
 from fleetway.activities.quiesce import QuiesceStatus, quiesce_audit_event
 from fleetway.activities.tenants.static import load_tenants_file
 from fleetway.activities.tenants.walk import TenantListing, list_all_tenants
+from fleetway.worker.cli.fleet import fleet, wait
 from fleetway.worker.cli.flyway_options import flyway_options, held_at
 from fleetway.worker.cli.follow import follow_rollout
 from fleetway.worker.cli.output import (
@@ -165,6 +166,27 @@ def _rollout_command(action: Action) -> Callable[..., None]:
         wave_plan: Annotated[
             Path | None, typer.Option("--wave-plan", help="The waves from a YAML or JSON file.")
         ] = None,
+        where: Annotated[
+            str,
+            typer.Option(
+                "--where",
+                help="Only tenants whose table shows: behind, failed, tampered, ahead, outdated, current, "
+                "version<V (<=, =, >=, >); comma = or.",
+            ),
+        ] = "",
+        applied_in: Annotated[
+            str, typer.Option("--applied-in", help="Only tenants with a row this rollout applied.")
+        ] = "",
+        applied_version: Annotated[
+            str, typer.Option("--applied-version", "--version", help="With --applied-in: that version's row.")
+        ] = "",
+        skip_current: Annotated[
+            bool,
+            typer.Option(
+                "--skip-current/--no-skip-current",
+                help="Read the tables first; a tenant proven current is reported 'current', no Flyway run.",
+            ),
+        ] = True,
         output: Annotated[OutputFormat, typer.Option("--output", "-o")] = OutputFormat.TEXT,
     ) -> None:
         async def go() -> ExitCode:
@@ -197,6 +219,10 @@ def _rollout_command(action: Action) -> Callable[..., None]:
                 start_paused=paused,
                 waves=waves,
                 flyway=flyway,
+                where=where,
+                applied_in=applied_in,
+                applied_version=applied_version,
+                skip_current=skip_current,
             )
             if not principal:  # after the input is known valid: a bad input gets one line, nothing else
                 stderr.print("warning: no --principal; audit events will say <unspecified>")
@@ -576,6 +602,8 @@ def demo(
 app.command(name="approve", epilog=_CONNECTS)(approve)
 app.command(name="reject", epilog=_CONNECTS)(reject)
 app.command()(provision)
+app.command(epilog=_CONNECTS)(fleet)
+app.command(epilog=_CONNECTS)(wait)
 app.command()(deprovision)
 app.command()(drift)
 app.add_typer(schedule_app, name="schedule")

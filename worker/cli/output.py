@@ -71,6 +71,9 @@ def _versions(o: TenantOutcome, *, dry_run: bool, action: Action) -> str:
         return f"would apply {', '.join(o.pending)}" if o.pending else "up to date"
     if o.repaired:
         return "; ".join(o.repaired)
+    if o.outcome is Outcome.CURRENT:  # proven from the table: no Flyway run
+        lag = f", {len(o.pending)} pending" if o.pending else ""
+        return f"v{o.version_after or '∅'} (table read{lag})"
     if o.outcome is not Outcome.SUCCEEDED:
         # What a failed or cancelled tenant holds now (the message names what this rollout applied).
         return f"at v{o.version_after}" if o.version_after else ""
@@ -145,6 +148,9 @@ def _summary(result: MigrateAllResult) -> dict[str, object]:
         "migration_set": result.migration_set,
         "flyway": result.flyway.model_dump(mode="json", exclude_defaults=True),
     }
+    if result.where or result.applied_in:
+        summary |= {"where": result.where, "applied_in": result.applied_in, "excluded": result.excluded}
+        summary["unreadable"] = result.unreadable
     if result.waves:
         summary["waves"] = [w.model_dump(mode="json") for w in result.waves]
         summary["halted_wave"] = result.halted_wave
@@ -161,7 +167,7 @@ def _outcomes_table(result: MigrateAllResult, *, dry_run: bool) -> Table:
         error = (
             f"{o.error_class}: {o.message}"
             if o.error_class
-            else ("" if o.outcome is Outcome.SUCCEEDED else o.message)
+            else ("" if o.outcome in {Outcome.SUCCEEDED, Outcome.CURRENT} else o.message)
         )
         cells = (
             o.tenant_id,
@@ -193,6 +199,14 @@ def _render_text(result: MigrateAllResult, *, dry_run: bool) -> None:
     console.print(
         f"{result.total} tenants: {counts or 'none'}" + (" (outcomes truncated)" if result.truncated else "")
     )
+    if current := result.counts.get(Outcome.CURRENT):
+        console.print(f"{current} proven current from flyway_schema_history (no Flyway run)")
+    if result.where or result.applied_in:
+        chose = " and ".join(
+            part for part in (f"where {result.where}" if result.where else "", _applied(result)) if part
+        )
+        unread = f" ({result.unreadable} unreadable)" if result.unreadable else ""
+        console.print(f"selected {chose}: {result.excluded} listed tenants left out{unread}")
     if result.migration_set:
         console.print(f"migration set {result.migration_set}")
     if described := result.flyway.describe():
@@ -212,6 +226,10 @@ def _render_text(result: MigrateAllResult, *, dry_run: bool) -> None:
 
 
 _DB_MESSAGES_SHOWN = 20
+
+
+def _applied(result: MigrateAllResult) -> str:
+    return f"applied in {result.applied_in}" if result.applied_in else ""
 
 
 def render_server_view(
