@@ -224,9 +224,10 @@ class Bench:
 
     # ---- fleetway: a real worker process and one rollout --------------------------------------
 
-    async def fleetway(self, engine_name: str, schemas: list[str], actions: list[Action]) -> list[Phase]:
-        task_queue = f"bench-{uuid.uuid4().hex[:8]}"
-        warm = self.fleet(f"warm{engine_name}", self.args.warmup)
+    def worker_env(
+        self, task_queue: str, engine_name: str, schemas: list[str], warm: list[str]
+    ) -> dict[str, str]:
+        """A ``fleetway worker`` process's environment: ``schemas`` as its tenant source."""
         tenants_file = self.workdir / f"{task_queue}.txt"
         tenants_file.write_text("\n".join(schemas) + "\n")
         secrets_file = self.workdir / f"{task_queue}-secrets.json"
@@ -240,7 +241,7 @@ class Bench:
                 }
             )
         )
-        env = {
+        return {
             **os.environ,
             "FLEETWAY_TEMPORAL__ADDRESS": self.stack.temporal.address,
             "FLEETWAY_TEMPORAL__TASK_QUEUE": task_queue,
@@ -253,6 +254,11 @@ class Bench:
             "FLEETWAY_WORKER__MAX_CONCURRENT_ACTIVITIES": str(self.args.parallelism + 2),
             "FLEETWAY_WORKER__GRACEFUL_SHUTDOWN_S": "5",
         }
+
+    async def fleetway(self, engine_name: str, schemas: list[str], actions: list[Action]) -> list[Phase]:
+        task_queue = f"bench-{uuid.uuid4().hex[:8]}"
+        warm = self.fleet(f"warm{engine_name}", self.args.warmup)
+        env = self.worker_env(task_queue, engine_name, schemas, warm)
         worker = subprocess.Popen([FLEETWAY, "worker"], env=env, start_new_session=True)
         client = await connect(TemporalConfig(address=self.stack.temporal.address, task_queue=task_queue))
         phases = []
@@ -263,7 +269,11 @@ class Bench:
                 await client.execute_workflow(
                     MigrateAllWorkflow.run,
                     MigrateAllInput(
-                        action=action, tenants=warm, parallelism=self.args.parallelism, drift_check=False
+                        action=action,
+                        tenants=warm,
+                        parallelism=self.args.parallelism,
+                        drift_check=False,
+                        skip_current=False,
                     ),
                     id=f"bench-warmup-{uuid.uuid4().hex[:6]}",
                     task_queue=task_queue,
@@ -279,6 +289,7 @@ class Bench:
                         parallelism=self.args.parallelism,
                         continue_on_error=True,
                         drift_check=False,  # validate only, like the baseline (drift adds an info call)
+                        skip_current=False,  # every tenant runs Flyway: the engine comparison
                     ),
                     id=rollout_id,
                     task_queue=task_queue,
@@ -446,6 +457,8 @@ async def run(args: argparse.Namespace) -> int:
         f"starting the embedded stack; {args.tenants} tenants per phase, parallelism {args.parallelism}",
         file=sys.stderr,
     )
+    if args.noop:
+        return await _run_noop(args)
     async with dev_stack() as stack:
         with tempfile.TemporaryDirectory(prefix="fleetway-bench-") as tmp:
             bench = Bench(stack, args, Path(tmp))
@@ -474,6 +487,22 @@ async def run(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _run_noop(args: argparse.Namespace) -> int:
+    from bench.noop import noop_benchmark, noop_markdown  # noqa: PLC0415 - noop imports this module
+
+    args.parallelism = int(str(args.parallelism).split(",")[0])
+    async with dev_stack() as stack:
+        with tempfile.TemporaryDirectory(prefix="fleetway-bench-") as tmp:
+            data = await noop_benchmark(Bench(stack, args, Path(tmp)), args.noop, args.noop_full)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "noop.json").write_text(json.dumps(data, indent=2) + "\n")
+    table = noop_markdown(data)
+    (out / "noop.md").write_text(table)
+    print(table)
+    return 0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         prog="bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -492,6 +521,13 @@ def main() -> None:
     parser.add_argument("--skip-raw", action="store_true", help="skip the raw-engine phases (scale runs)")
     parser.add_argument("--actions", default="migrate,validate", help="comma-separated: migrate, validate")
     parser.add_argument("--out", default=str(RESULTS), help="where latest.json and latest.md go")
+    parser.add_argument(
+        "--noop",
+        type=int,
+        default=0,
+        help="instead: the no-op benchmark over N current tenants (bench/noop.py)",
+    )
+    parser.add_argument("--noop-full", type=int, default=1000, help="tenants the no-op full path runs")
     args = parser.parse_args()
     if args.engines is None:
         if args.tenants >= SCALE_TENANTS:

@@ -95,5 +95,9 @@ def test_the_walkthrough_migrates_three_tenants_of_your_own(
         )
     assert (min(v3["globex"], v3["initech"]) - v3["acme"]).total_seconds() >= 5
     assert "approved wave 'everyone'" in done.stdout
+    # The release gate read the tables, and the picture was drawn from the same read.
+    assert "all 3 tenants at v3 or later" in done.stdout
+    assert "schema fleet ready" in done.stdout and (tmp_path / "my-fleet" / "fleet.html").exists()
+    assert "3 proven current from flyway_schema_history" in done.stdout  # validate ran no Flyway
     assert "secrets.file = " in done.stdout  # `fleetway settings` showed what the reader set
     assert postgres.superuser_password not in done.stdout + done.stderr

@@ -10,7 +10,7 @@ on the encoded JSON, so no input can push a payload past the limit:
 - past that, a failed or cancelled tenant keeps just its id (``failed_overflow``, up to
   ``FAILED_IDS_BUDGET``) so ``rerun_failed_of`` stays exact; past that it is only counted
   (``failed_lost``) and a rerun of that rollout is refused rather than silently partial;
-- successes are kept up to ``SUCCESS_BUDGET``, then counted.
+- successes (and tenants proven current) are kept up to ``SUCCESS_BUDGET``, then counted.
 
 Counts by outcome and by drift kind always cover every tenant. Pure and deterministic (workflow
 code): sizes come from pydantic's JSON encoder, never from the clock or the host.
@@ -42,6 +42,8 @@ FAILED_IDS_BUDGET: Final = 640 * 1024
 SUCCESS_BUDGET: Final = 320 * 1024
 # What ``rerun_failed_of`` re-runs: tenants that failed or never finished.
 RERUN_OUTCOMES: Final = frozenset({Outcome.FAILED, Outcome.CANCELED})
+# Kept under the success budget: the tenant is where the set says (run now, or proven current).
+_DONE: Final = frozenset({Outcome.SUCCEEDED, Outcome.CURRENT})
 
 
 def _size(outcome: TenantOutcome) -> int:
@@ -107,7 +109,7 @@ class OutcomeLedger:
     @property
     def failed(self) -> list[TenantOutcome]:
         """The kept non-successes, in completion order."""
-        return [o for o in self.outcomes if o.outcome is not Outcome.SUCCEEDED]
+        return [o for o in self.outcomes if o.outcome not in _DONE]
 
     @property
     def truncated(self) -> bool:
@@ -116,7 +118,7 @@ class OutcomeLedger:
 
     def _keep(self, outcome: TenantOutcome) -> None:
         size = _size(outcome)
-        if outcome.outcome is Outcome.SUCCEEDED:
+        if outcome.outcome in _DONE:
             if self._success_bytes + size <= SUCCESS_BUDGET:
                 self._success_bytes += size
                 self.outcomes.append(outcome)

@@ -166,6 +166,7 @@ async def _screen(state: RolloutState) -> None:
                 where=request.where,
                 applied_marker=state.applied_marker,
                 applied_version=request.applied_version,
+                placeholders=request.flyway.placeholders,
             ),
             start_to_close_timeout=timedelta(minutes=5),
             # A read that keeps failing must not hold the rollout: Flyway decides instead.

@@ -39,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
 __all__ = ["Phase", "RolloutState"]
 
 _MAX_WARNINGS: Final = 20
+_TWICE: Final = "already run in this rollout (duplicate id)"
 
 
 class Phase(StrEnum):
@@ -88,6 +89,7 @@ class RolloutState:
         # This run's dispatches, to tell a tenant listed twice from a rollout id used before.
         self._dispatched_here: set[str] = set()
         self._listed_twice: set[str] = set()
+        self._proven: set[str] = set()  # recorded current in this run (a second listing is a duplicate)
         self._this_run = 0
 
     # ---- stopping -------------------------------------------------------------------------------
@@ -176,11 +178,14 @@ class RolloutState:
 
     def fast_path(self) -> bool:
         """Whether a tenant proven current (migrate) or intact (validate) skips its Flyway run."""
-        request = self.request
+        request, options = self.request, self.request.flyway
+        # Placeholders only change repeatables' checksums, which the read computes with them.
+        changes_flyway = options.model_copy(update={"placeholders": {}})
         return (
             request.skip_current
             and request.action in {Action.MIGRATE, Action.VALIDATE}
-            and request.flyway.is_default
+            and changes_flyway.is_default
+            and not any(w.target for w in request.waves)
         )
 
     def selecting(self) -> bool:
@@ -203,13 +208,17 @@ class RolloutState:
     def accept_states(self, chunk: list[str], read: TenantStates) -> None:
         """Record the proven tenants, drop the unselected ones; the rest stay first in line."""
         keep: list[str] = []
+        migrate = self.request.action is Action.MIGRATE
         for tenant, state, chosen in zip(chunk, read.states, read.selected, strict=True):
-            if not chosen:
+            if tenant in self._proven:  # listed twice, proven the first time
+                self.record(TenantOutcome(tenant_id=tenant, outcome=Outcome.SKIPPED, message=_TWICE))
+            elif tenant in self._dispatched_here:
+                keep.append(tenant)  # listed twice: its child id reports the duplicate
+            elif not chosen:
                 self.excluded += 1
                 self.unreadable += state.unreadable
-            elif self.fast_path() and (
-                state.current if self.request.action is Action.MIGRATE else state.intact
-            ):
+            elif self.fast_path() and (state.current if migrate else state.intact):
+                self._proven.add(tenant)
                 self.record(self._current(state, read.migration_set))
             else:
                 keep.append(tenant)
@@ -277,7 +286,7 @@ class RolloutState:
             )
             message = "run by an earlier rollout with this id (rollout id reused); not run again"
         else:
-            message = "already run in this rollout (duplicate id)"
+            message = _TWICE
         return TenantOutcome(tenant_id=tenant, outcome=Outcome.SKIPPED, message=message)
 
     def record(self, outcome: TenantOutcome) -> bool:

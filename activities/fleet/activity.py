@@ -71,7 +71,12 @@ class FleetStateActivities:
         return resolved.digest, self._migrations[resolved.digest]
 
     async def _read(
-        self, tenants: list[str], backend: str, pinned: str, migrations: SetMigrations
+        self,
+        tenants: list[str],
+        backend: str,
+        pinned: str,
+        migrations: SetMigrations,
+        placeholders: Mapping[str, str] | None = None,
     ) -> tuple[list[TenantState], dict[str, TenantHistory]]:
         """Resolve, read in bulk, judge; a tenant whose secret fails is unreadable, not fatal."""
         provider = provider_for(self._secrets, backend, pinned=pinned)
@@ -96,8 +101,10 @@ class FleetStateActivities:
                 values: dict[str, str] = {}
             else:
                 history = histories[tenant]
-                values = {"tenant_id": tenant} | (
-                    {"tenant_schema": target.schema_name} if target.schema_name else {}
+                values = (
+                    dict(placeholders or {})
+                    | {"tenant_id": tenant}
+                    | ({"tenant_schema": target.schema_name} if target.schema_name else {})
                 )
             state = judge(history, migrations, values)
             states.append(state.model_copy(update={"read_at": read_at}))
@@ -111,7 +118,7 @@ class FleetStateActivities:
             where = check_where(request.where)
             digest, migrations = await self._set(request.migration_set)
             states, histories = await self._read(
-                tenants, request.secrets_backend, request.pinned_secrets, migrations
+                tenants, request.secrets_backend, request.pinned_secrets, migrations, request.placeholders
             )
         except FleetwayError as exc:
             raise to_application_error(exc) from None

@@ -54,8 +54,10 @@ def check_where(where: str) -> str:
 
 
 def selects(where: str, state: TenantState) -> bool:
-    """Whether ``state`` satisfies any condition of ``where`` ("" selects everyone readable)."""
-    if state.unreadable:
-        return False  # never selected on a guess
+    """Whether ``state`` satisfies any condition of ``where`` ("" selects everyone, read or not)."""
     terms = [t for t in where.split(",") if t]
-    return not terms or any(_condition(t)(state) for t in terms)
+    if not terms:
+        return True
+    if state.unreadable:
+        return False  # a selection never takes a tenant on a guess
+    return any(_condition(t)(state) for t in terms)

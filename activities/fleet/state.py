@@ -107,6 +107,7 @@ class ReadStatesInput(BaseModel):
     where: str = ""
     applied_marker: str = ""
     applied_version: str = ""
+    placeholders: dict[str, str] = Field(default_factory=dict)  # the rollout's, for repeatables' checksums
 
 
 class TenantStates(BaseModel):

@@ -177,6 +177,6 @@ def test_where_terms_select_and_typos_are_refused() -> None:
     assert selects("behind", behind) and not selects("behind", failed)
     assert selects("version<5", behind) and not selects("version<5", failed)
     assert selects("version>=5,failed", failed) and selects("version<1", TenantState(tenant_id="d"))
-    assert not selects("", unread)  # never selected on a guess
+    assert not selects("behind", unread) and selects("", unread)  # a selection never guesses
     with pytest.raises(InvalidInputError, match="behnd"):
         check_where("behnd")

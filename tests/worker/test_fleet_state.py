@@ -23,7 +23,7 @@ from tests.support import history
 async def _rollout(client: Client, fleet: Fleet, rollout_id: str, **fields: object) -> MigrateAllResult:
     return await client.execute_workflow(
         MigrateAllWorkflow.run,
-        MigrateAllInput(**fields),  # type: ignore[arg-type]
+        MigrateAllInput(**fields),
         id=rollout_id,
         task_queue=fleet.task_queue,
     )

@@ -19,6 +19,7 @@ from fleetway.activities.fleet.state import ReadStatesInput, TenantState, Tenant
 from fleetway.activities.flyway.options import FlywayOptions
 from fleetway.activities.flyway.output import Action
 from fleetway.activities.rollouts import Outcome, OutcomeSource
+from fleetway.activities.tenants.waves import WaveSpec
 from fleetway.workflows.migrate_all import MigrateAllWorkflow
 from fleetway.workflows.migrate_all_models import MigrateAllInput, MigrateAllResult, RolloutStatus
 from tests.workflows.scripted import SET, WAIT, Scripted, scripted_worker
@@ -46,6 +47,7 @@ def _ran(script: Scripted) -> list[str]:
 async def test_a_tenant_proven_current_is_recorded_without_a_flyway_run(client: Client) -> None:
     script = Scripted(["a", "b", "c"], block=set())
     script.states["b"] = _CURRENT
+    script.states["c"] = TenantState(tenant_id="c", unreadable=True)  # unread: Flyway decides
     result = await _run(client, script)
 
     assert result.status is RolloutStatus.SUCCEEDED
@@ -53,6 +55,7 @@ async def test_a_tenant_proven_current_is_recorded_without_a_flyway_run(client: 
     (b,) = [o for o in result.outcomes if o.tenant_id == "b"]
     assert (b.outcome, b.source, b.version_after) == (Outcome.CURRENT, OutcomeSource.HISTORY, "5")
     assert b.read_at and b.read_at in b.message and b.migration_set == SET
+    assert result.failed == []  # proven current is kept with the successes, never listed as a failure
     assert len(script.screens) == 2  # one read per page (the scripted source pages 1 + 2)
 
 
@@ -85,8 +88,13 @@ async def test_where_runs_only_what_the_tables_select(client: Client) -> None:
 
 @pytest.mark.parametrize(
     "fields",
-    [{"skip_current": False}, {"flyway": FlywayOptions(target="4")}, {"action": Action.INFO}],
-    ids=["turned-off", "a-target", "info"],
+    [
+        {"skip_current": False},
+        {"flyway": FlywayOptions(target="4")},
+        {"waves": [WaveSpec(name="w", rest=True, target="4")]},
+        {"action": Action.INFO},
+    ],
+    ids=["turned-off", "a-target", "a-wave-target", "info"],
 )
 async def test_no_fast_path_where_flyway_must_decide(client: Client, fields: dict[str, Any]) -> None:
     script = Scripted(["b"], block=set())
@@ -140,3 +148,18 @@ async def test_current_tenants_do_not_open_the_canary_gate(client: Client) -> No
     # d starts only after a (the canary) finished, though b and c finished before either.
     assert script.calls.index("done:run_flyway:a") < script.calls.index("run_flyway:d")
     assert result.counts == {Outcome.SUCCEEDED: 2, Outcome.CURRENT: 2}
+
+
+async def test_a_tenant_listed_twice_is_proven_once_then_a_duplicate(client: Client) -> None:
+    script = Scripted(["b", "b"], block=set())  # the scripted source pages ["b"], then ["b"]
+    script.states["b"] = _CURRENT
+    result = await _run(client, script)
+    assert result.counts == {Outcome.CURRENT: 1, Outcome.SKIPPED: 1} and _ran(script) == []
+
+
+async def test_placeholders_keep_the_fast_path_and_reach_the_read(client: Client) -> None:
+    """A placeholder changes only repeatables' checksums: the read computes them with its value."""
+    script = Scripted(["b"], block=set())
+    script.states["b"] = _CURRENT
+    result = await _run(client, script, tenants=["b"], flyway=FlywayOptions(placeholders={"region": "eu"}))
+    assert result.counts == {Outcome.CURRENT: 1} and script.screens[0].placeholders == {"region": "eu"}
