@@ -469,7 +469,7 @@ async def run(args: argparse.Namespace) -> int:
                     fleet = bench.fleet("base")
                     for action in actions:
                         bench.record(bench.baseline(fleet, action))
-                    startup = startup or bench.cli_startup(fleet[0])
+                    startup = startup or bench.cli_startup(fleet[0], args.startup_runs)
                 for engine in engines:
                     if not args.skip_raw:
                         fleet = bench.fleet(f"raw{engine}")
@@ -478,13 +478,16 @@ async def run(args: argparse.Namespace) -> int:
                     for phase in await bench.fleetway(engine, bench.fleet(f"fw{engine}"), actions):
                         bench.record(phase)
             data = report(bench, startup, parallelisms)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "latest.json").write_text(json.dumps(data, indent=2) + "\n")
-    table = markdown(data)
-    (out / "latest.md").write_text(table)
-    print(table)
+    _write(Path(args.out), "latest", data, markdown(data))
     return 0
+
+
+def _write(out: Path, name: str, data: dict[str, Any], table: str) -> None:
+    """``<name>.json`` and ``<name>.md`` in ``out``; the table printed too."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(data, indent=2) + "\n")
+    (out / f"{name}.md").write_text(table)
+    print(table)
 
 
 async def _run_noop(args: argparse.Namespace) -> int:
@@ -494,12 +497,7 @@ async def _run_noop(args: argparse.Namespace) -> int:
     async with dev_stack() as stack:
         with tempfile.TemporaryDirectory(prefix="fleetway-bench-") as tmp:
             data = await noop_benchmark(Bench(stack, args, Path(tmp)), args.noop, args.noop_full)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "noop.json").write_text(json.dumps(data, indent=2) + "\n")
-    table = noop_markdown(data)
-    (out / "noop.md").write_text(table)
-    print(table)
+    _write(Path(args.out), "noop", data, noop_markdown(data))
     return 0
 
 
@@ -513,6 +511,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--engines", default=None, help="comma-separated: cli, jvm (default: both; jvm at scale)"
+    )
+    parser.add_argument(
+        "--startup-runs", type=int, default=7, help="CLI start-up runs per JVM flag set (the median is kept)"
     )
     parser.add_argument(
         "--warmup", type=int, default=40, help="untimed tenants that warm each JVM engine first (0: none)"

@@ -176,6 +176,9 @@ async def _screen(state: RolloutState) -> None:
         reraise_cancel(err)
         state.screen_failed(chunk, failure_reason(err))
         return
+    if [s.tenant_id for s in read.states] != chunk or len(read.selected) != len(chunk):
+        state.screen_failed(chunk, "the read answered for other tenants")  # never guess from it
+        return
     state.accept_states(chunk, read)
 
 

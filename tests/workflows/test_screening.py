@@ -163,3 +163,18 @@ async def test_placeholders_keep_the_fast_path_and_reach_the_read(client: Client
     script.states["b"] = _CURRENT
     result = await _run(client, script, tenants=["b"], flyway=FlywayOptions(placeholders={"region": "eu"}))
     assert result.counts == {Outcome.CURRENT: 1} and script.screens[0].placeholders == {"region": "eu"}
+
+
+class _WrongAnswer(Scripted):
+    @activity.defn(name="read_tenant_states")
+    async def read_tenant_states(self, request: ReadStatesInput) -> TenantStates:
+        self.screens.append(request)
+        other = TenantState(tenant_id="zz", current=True, intact=True)
+        return TenantStates(read_at="", states=[other] * len(request.tenant_ids), selected=[True])
+
+
+async def test_a_read_that_answers_for_other_tenants_is_not_believed(client: Client) -> None:
+    script = _WrongAnswer(["a", "b"], block=set())
+    result = await _run(client, script, tenants=["a", "b"])
+    assert _ran(script) == ["a", "b"] and Outcome.CURRENT not in result.counts
+    assert any("answered for other tenants" in w for w in result.warnings)
