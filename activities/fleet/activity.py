@@ -16,7 +16,7 @@ from typing import Final
 from temporalio import activity
 
 from fleetway.activities.backend_identity import check_backend
-from fleetway.activities.database_target import DatabaseTarget
+from fleetway.activities.database_target import DatabaseTarget, Vendor
 from fleetway.activities.errors import ConfigurationError, FleetwayError, to_application_error
 from fleetway.activities.fleet.report import FleetReport, FleetTally
 from fleetway.activities.fleet.selection import check_where, selects
@@ -90,6 +90,10 @@ class FleetStateActivities:
                     return f"{exc.error_type}: credentials unavailable"
 
         resolved = dict(zip(tenants, await asyncio.gather(*(resolve(t) for t in tenants)), strict=True))
+        for tenant, target in resolved.items():
+            if isinstance(target, DatabaseTarget) and target.vendor is not Vendor.POSTGRESQL:
+                # Only PostgreSQL histories are read here; the others stay Flyway's to judge.
+                resolved[tenant] = f"{target.vendor.value} histories are not read in bulk"
         targets = {t: r for t, r in resolved.items() if isinstance(r, DatabaseTarget)}
         histories = await read_histories(targets, concurrency=self._concurrency, tolerate=True)
         read_at = datetime.now(UTC).isoformat(timespec="seconds")

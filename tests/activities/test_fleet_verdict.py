@@ -184,3 +184,20 @@ def test_where_terms_select_and_typos_are_refused() -> None:
     assert not selects("behind", unread) and selects("", unread)  # a selection never guesses
     with pytest.raises(InvalidInputError, match="behnd"):
         check_where("behnd")
+
+
+async def test_a_tenant_on_another_vendor_is_left_to_flyway_not_failing_the_page() -> None:
+    """The bulk read is PostgreSQL's: an Oracle tenant in the page is unreadable, never guessed."""
+    from fleetway.activities.database_target import Vendor
+    from fleetway.activities.fleet.activity import FleetStateActivities
+    from fleetway.activities.flyway.checksums import SetMigrations
+    from fleetway.activities.secrets.providers import StaticSecretsProvider
+
+    oracle = DatabaseTarget(
+        host="127.0.0.1", port=1, database="FREEPDB1", schema_name="ACME", user="acme",
+        password="not-a-real-one", vendor=Vendor.ORACLE,
+    )  # fmt: skip
+    reader = FleetStateActivities({"default": StaticSecretsProvider({"acme": oracle})}, None)
+    states, histories = await reader._read(["acme"], "default", "", SetMigrations())
+    assert states[0].unreadable and not states[0].current and "oracle" in states[0].unknown
+    assert histories == {} and "not-a-real-one" not in states[0].model_dump_json()
