@@ -208,7 +208,7 @@ class RolloutState:
     def accept_states(self, chunk: list[str], read: TenantStates) -> None:
         """Record the proven tenants, drop the unselected ones; the rest stay first in line."""
         keep: list[str] = []
-        migrate = self.request.action is Action.MIGRATE
+        migrate, fast = self.request.action is Action.MIGRATE, self.fast_path()
         for tenant, state, chosen in zip(chunk, read.states, read.selected, strict=True):
             if tenant in self._proven:  # listed twice, proven the first time
                 self.record(TenantOutcome(tenant_id=tenant, outcome=Outcome.SKIPPED, message=_TWICE))
@@ -217,7 +217,7 @@ class RolloutState:
             elif not chosen:
                 self.excluded += 1
                 self.unreadable += state.unreadable
-            elif self.fast_path() and (state.current if migrate else state.intact):
+            elif fast and (state.current if migrate else state.intact):
                 self._proven.add(tenant)
                 self.record(self._current(state, read.migration_set))
             else:
