@@ -118,6 +118,8 @@ def read_set_migrations(folder: Path) -> SetMigrations:
             versioned[key] = SetMigration(version, _description(match.group(2)), name, checksum)
         elif match := _REPEATABLE.fullmatch(name):
             description = _description(match.group(1))
+            if description in repeatables:  # Flyway refuses the set; never pick one of the two
+                return SetMigrations(unknown=f"repeatable {description!r} appears twice in the set")
             text = data.decode("utf-8", errors="replace")
             used = frozenset(_PLACEHOLDER.findall(text))
             repeatables[description] = SetMigration(

@@ -69,6 +69,14 @@ def test_checksums_follow_flywayss_rules() -> None:
     assert version_key("1.0") == version_key("1") == version_key("1_0_0") != version_key("1.0.1")
 
 
+def test_a_set_flyway_would_refuse_is_never_judged(tmp_path: Path) -> None:
+    """Two files of one version, or of one repeatable: the whole set is unknown, nothing proven."""
+    twice = _write(tmp_path / "v", {"V1__a.sql": b"SELECT 1;", "sub/V1_0__b.sql": b"SELECT 2;"})
+    assert "appears twice" in read_set_migrations(twice).unknown
+    again = _write(tmp_path / "r", {"R__view.sql": b"SELECT 1;", "sub/R__view.sql": b"SELECT 2;"})
+    assert "appears twice" in read_set_migrations(again).unknown
+
+
 async def test_set_checksums_equal_what_flyway_wrote(
     flyway_install: FlywayInstall, postgres: PostgresServer, tmp_path: Path
 ) -> None:
