@@ -55,6 +55,7 @@ from fleetway.worker.config.settings import TemporalConfig
 from fleetway.worker.dev.stack import PROJECT_ROOT, DevStack, dev_stack
 from fleetway.workflows.migrate_all import MigrateAllWorkflow
 from fleetway.workflows.migrate_all_models import MigrateAllInput
+from fleetway.workflows.tenant_migration import IN_TASK_MAX_S
 
 MIGRATIONS = PROJECT_ROOT / "migrations" / "demo"
 RESULTS = PROJECT_ROOT / "bench" / "results"
@@ -75,6 +76,8 @@ class Phase:
     worker_peak_rss_mb: float | None = None
     parent_history_events: list[int] | None = None
     parallelism: int = 0
+    worker_cpu_ms: float | None = None  # per tenant: the worker process (Python, Core and its JVM)
+    server_cpu_ms: float | None = None  # per tenant: the Temporal dev server
 
     @property
     def tenants_per_minute(self) -> float:
@@ -255,10 +258,24 @@ class Bench:
             "FLEETWAY_WORKER__GRACEFUL_SHUTDOWN_S": "5",
         }
 
-    async def fleetway(self, engine_name: str, schemas: list[str], actions: list[Action]) -> list[Phase]:
+    async def fleetway(
+        self,
+        engine_name: str,
+        schemas: list[str],
+        actions: list[Action],
+        activity_path: list[str] | None = None,
+    ) -> list[Phase]:
+        """Timed rollouts on one worker, after an untimed warm-up.
+
+        With ``activity_path``, each action runs again over that fleet with the Flyway call as a
+        task-queue activity; both rollouts then name their tenants explicitly.
+        """
         task_queue = f"bench-{uuid.uuid4().hex[:8]}"
         warm = self.fleet(f"warm{engine_name}", self.args.warmup)
-        env = self.worker_env(task_queue, engine_name, schemas, warm)
+        env = self.worker_env(task_queue, engine_name, schemas, [*warm, *(activity_path or [])])
+        variants: list[tuple[str, list[str], int]] = [("", schemas, 600)]
+        if activity_path:
+            variants.append(("-activity", activity_path, IN_TASK_MAX_S + 1))
         worker = subprocess.Popen([FLEETWAY, "worker"], env=env, start_new_session=True)
         client = await connect(TemporalConfig(address=self.stack.temporal.address, task_queue=task_queue))
         phases = []
@@ -278,23 +295,30 @@ class Bench:
                     id=f"bench-warmup-{uuid.uuid4().hex[:6]}",
                     task_queue=task_queue,
                 )
-            for action in actions:
+            for action, (suffix, fleet, flyway_timeout_s) in [(a, v) for a in actions for v in variants]:
                 rollout_id = f"bench-{engine_name}-{action.value}-{uuid.uuid4().hex[:6]}"
                 self.settle()
+                cpu = _cpu_s(worker.pid), _cpu_s(self.stack.temporal.pid)
                 started = time.monotonic()
                 result = await client.execute_workflow(
                     MigrateAllWorkflow.run,
                     MigrateAllInput(
                         action=action,
+                        tenants=fleet if activity_path else [],
                         parallelism=self.args.parallelism,
                         continue_on_error=True,
                         drift_check=False,  # validate only, like the baseline (drift adds an info call)
                         skip_current=False,  # every tenant runs Flyway: the engine comparison
+                        flyway_timeout_s=flyway_timeout_s,  # over IN_TASK_MAX_S: a task-queue activity
                     ),
                     id=rollout_id,
                     task_queue=task_queue,
                 )
                 wall = time.monotonic() - started
+                cpu_per_tenant = [
+                    round((_cpu_s(pid) - before) * 1000 / len(fleet), 1)
+                    for pid, before in zip((worker.pid, self.stack.temporal.pid), cpu, strict=True)
+                ]
                 events: list[int] = []
                 for _ in range(50):  # visibility catches up with the closed run(s) asynchronously
                     events = [
@@ -304,13 +328,15 @@ class Bench:
                         break
                     await asyncio.sleep(0.2)
                 phase = Phase(
-                    f"fleetway-{engine_name}",
+                    f"fleetway-{engine_name}{suffix}",
                     action.value,
-                    len(schemas),
+                    len(fleet),
                     wall,
                     [float(o.duration_ms) for o in result.outcomes],
                     result.counts.get("failed", 0),  # type: ignore[call-overload]
                     parent_history_events=sorted(events),
+                    worker_cpu_ms=cpu_per_tenant[0],
+                    server_cpu_ms=cpu_per_tenant[1],
                 )
                 phases.append(phase)
             rss = _peak_rss_mb(worker.pid)
@@ -372,6 +398,14 @@ def _peak_rss_mb(pid: int) -> float | None:
     return None
 
 
+def _cpu_s(pid: int | None) -> float:
+    """CPU seconds (user + system, reaped children included) a process has used so far."""
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
 def _ratio(a: Phase | None, b: Phase | None) -> float | None:
     """How many times faster ``a`` is than ``b`` (wall time)."""
     return round(b.wall_s / a.wall_s, 2) if a and b and a.wall_s else None
@@ -386,27 +420,28 @@ def report(bench: Bench, startup: dict[str, float] | None, parallelisms: list[in
         # Keys name the parallelism only in a sweep, so a single-level report keeps its old keys.
         at = f" at P={level}" if len(parallelisms) > 1 else ""
         base = by.get(("baseline-xargs", action, level))
-        for engine in ("cli", "jvm"):
-            fw, raw = by.get((f"fleetway-{engine}", action, level)), by.get((f"raw-{engine}", action, level))
-            ratios[f"{action}{at}: fleetway-{engine} speed-up vs baseline"] = _ratio(fw, base)
+        for engine, path in [(e, p) for e in ("cli", "jvm") for p in ("", "-activity")]:
+            name = f"fleetway-{engine}{path}"
+            fw, raw = by.get((name, action, level)), by.get((f"raw-{engine}", action, level))
+            if path and fw is None:
+                continue  # the activity path runs only when asked for
+            ratios[f"{action}{at}: {name} speed-up vs baseline"] = _ratio(fw, base)
             if fw and raw and raw.wall_s:
                 # The engine's own cost is the floor: the target is fleetway <= 1.25 x raw (issue 15).
-                versus_raw[f"{action}{at}: fleetway-{engine} wall / raw-{engine} wall"] = round(
+                versus_raw[f"{action}{at}: {name} wall / raw-{engine} wall"] = round(
                     fw.wall_s / raw.wall_s, 2
                 )
             if fw and raw:
                 # Extra wall time per tenant over driving the same engine in a plain loop, and the
                 # difference in per-tenant latency (child workflow vs bare engine call), medians.
-                overhead[f"{action}{at}: fleetway-{engine}, wall per tenant"] = round(
+                overhead[f"{action}{at}: {name}, wall per tenant"] = round(
                     (fw.wall_s - raw.wall_s) / fw.tenants * 1000, 1
                 )
                 fw_median, raw_median = (
                     statistics.median(fw.per_tenant_ms),
                     statistics.median(raw.per_tenant_ms),
                 )
-                overhead[f"{action}{at}: fleetway-{engine}, latency per tenant"] = round(
-                    fw_median - raw_median, 1
-                )
+                overhead[f"{action}{at}: {name}, latency per tenant"] = round(fw_median - raw_median, 1)
     return {
         "machine": {
             "cpus": os.cpu_count(),
@@ -429,13 +464,19 @@ def markdown(data: dict[str, Any]) -> str:
         f"Fleet benchmark: {data['tenants']} tenants, parallelism {data['parallelism']}, "
         f"{data['machine']['cpus']} CPUs, Flyway {data['machine']['flyway']}",
         "",
-        "| phase | action | P | wall s | tenants/min | median ms | p95 ms | failures | worker peak RSS MB | parent history events |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| phase | action | P | wall s | tenants/min | median ms | p95 ms | failures | worker peak RSS MB | parent history events "
+        "| worker / server CPU ms per tenant |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for p in data["phases"]:
         lines.append(
             f"| {p['name']} | {p['action']} | {p['parallelism']} | {p['wall_s']} | {p['tenants_per_minute']} | {p['median_ms']} | "
-            f"{p['p95_ms']} | {p['failures']} | {p['worker_peak_rss_mb'] or ''} | {p['parent_history_events'] or ''} |"
+            f"{p['p95_ms']} | {p['failures']} | {p['worker_peak_rss_mb'] or ''} | {p['parent_history_events'] or ''} | "
+            + (
+                f"{p['worker_cpu_ms']} / {p['server_cpu_ms']} |"
+                if p.get("worker_cpu_ms") is not None
+                else " |"
+            )
         )
     lines += ["", "| ratio | value |", "|---|---|"]
     lines += [f"| {k} | {v}× |" for k, v in data["speedup_vs_baseline"].items() if v is not None]
@@ -475,7 +516,10 @@ async def run(args: argparse.Namespace) -> int:
                         fleet = bench.fleet(f"raw{engine}")
                         for action in actions:
                             bench.record(await bench.raw(engine, fleet, action))
-                    for phase in await bench.fleetway(engine, bench.fleet(f"fw{engine}"), actions):
+                    activity_path = bench.fleet(f"fa{engine}") if args.activity_path else None
+                    for phase in await bench.fleetway(
+                        engine, bench.fleet(f"fw{engine}"), actions, activity_path
+                    ):
                         bench.record(phase)
             data = report(bench, startup, parallelisms)
     _write(Path(args.out), "latest", data, markdown(data))
@@ -516,10 +560,15 @@ def main() -> None:
         "--startup-runs", type=int, default=7, help="CLI start-up runs per JVM flag set (the median is kept)"
     )
     parser.add_argument(
-        "--warmup", type=int, default=40, help="untimed tenants that warm each JVM engine first (0: none)"
+        "--warmup", type=int, default=200, help="untimed tenants that warm each JVM engine first (0: none)"
     )
     parser.add_argument("--skip-baseline", action="store_true", help="skip the xargs baseline (scale runs)")
     parser.add_argument("--skip-raw", action="store_true", help="skip the raw-engine phases (scale runs)")
+    parser.add_argument(
+        "--activity-path",
+        action="store_true",
+        help="also run each rollout with the Flyway call as a task-queue activity, side by side",
+    )
     parser.add_argument("--actions", default="migrate,validate", help="comma-separated: migrate, validate")
     parser.add_argument("--out", default=str(RESULTS), help="where latest.json and latest.md go")
     parser.add_argument(

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
+from temporalio.client import Client
 
 from fleetway.activities.rollouts import Outcome, TenantOutcome
 from fleetway.worker.config.client import connect
@@ -107,6 +108,7 @@ class KillLoopReport:
     orphan_max_s: float = 0.0
     orphans_over_1s: int = 0
     max_attempts: int = 0
+    lost_attempts: int = 0  # children whose history shows a Flyway call or a task lost with a worker
     misreported: dict[str, list[str]] = field(default_factory=dict)
 
     def line(self) -> str:
@@ -114,9 +116,25 @@ class KillLoopReport:
         return (
             f"{self.engine}: {self.tenants} tenants, P={self.parallelism}: {self.status} in {self.wall_s:.1f}s "
             f"after {self.kills} kills; counts {self.counts}; max attempts {self.max_attempts}; "
+            f"{self.lost_attempts} tenants with a lost attempt; "
             f"{self.orphans_seen} Flyway processes at kill time, longest survivor {self.orphan_max_s:.2f}s, "
             f"{self.orphans_over_1s} over 1 s; misreported tenants: {len(self.misreported)}"
         )
+
+
+_LOST = ("workflow_task_timed_out_event_attributes", "workflow_task_failed_event_attributes",
+         "activity_task_timed_out_event_attributes")  # fmt: skip
+
+
+async def _lost_attempts(client: Client, rollout_id: str, tenants: list[str]) -> int:
+    """Children whose history shows a task or an activity lost (a killed worker's work)."""
+    lost = 0
+    for tenant in tenants:
+        events = [
+            e async for e in client.get_workflow_handle(f"{rollout_id}/{tenant}").fetch_history_events()
+        ]
+        lost += any(e.WhichOneof("attributes") in _LOST for e in events)
+    return lost
 
 
 async def kill_loop(
@@ -195,6 +213,7 @@ async def kill_loop(
     outcomes = {o.tenant_id: o for o in result.outcomes}
     expected = _expected_versions(fleet)
     report.max_attempts = max((o.attempts for o in result.outcomes), default=0)
+    report.lost_attempts = await _lost_attempts(client, handle.id, fleet.tenants)
     for tenant in fleet.tenants:
         rows = history_rows(fleet.postgres.dsn, tenant)
         problems = report_problems(outcomes.get(tenant), rows, result.history_marker, expected=expected)

@@ -27,6 +27,7 @@ def test_bench_runs_every_phase_and_writes_its_report(tmp_path: Path) -> None:
             "1",
             "--engines",
             "jvm",  # the phases are the same code per engine; the CLI engine's runs are the slow part
+            "--activity-path",
             "--out",
             str(tmp_path),
         ],
@@ -42,12 +43,16 @@ def test_bench_runs_every_phase_and_writes_its_report(tmp_path: Path) -> None:
     assert sorted({p["parallelism"] for p in data["phases"]}) == [1, 2]  # the sweep ran each level
     assert set(phases) == {
         (name, action)
-        for name in ("baseline-xargs", "raw-jvm", "fleetway-jvm")
+        for name in ("baseline-xargs", "raw-jvm", "fleetway-jvm", "fleetway-jvm-activity")
         for action in ("migrate", "validate")
     }
     assert all(p["failures"] == 0 and p["tenants"] == 2 for p in phases.values())
     assert phases[("fleetway-jvm", "migrate")]["worker_peak_rss_mb"] > 0
     assert all(n < 10_000 for n in phases[("fleetway-jvm", "migrate")]["parent_history_events"])
+    for name in ("fleetway-jvm", "fleetway-jvm-activity"):  # both paths, each with its CPU per tenant
+        assert (
+            phases[(name, "migrate")]["worker_cpu_ms"] > 0 and phases[(name, "migrate")]["server_cpu_ms"] > 0
+        )
     assert set(data["cli_jvm_startup_median_ms"]) == {"default_flags", "tuned_flags", "tuned_flags_appcds"}
     assert "| fleetway-jvm | migrate | 2 |" in (tmp_path / "latest.md").read_text()
     assert set(data["fleetway_vs_raw_engine"]) == {
@@ -55,6 +60,10 @@ def test_bench_runs_every_phase_and_writes_its_report(tmp_path: Path) -> None:
         for level in (1, 2)
         for action in ("migrate", "validate")
         for engine in ("jvm",)
+    } | {
+        f"{action} at P={level}: fleetway-jvm-activity wall / raw-jvm wall"
+        for level in (1, 2)
+        for action in ("migrate", "validate")
     }
     assert all(ratio > 0 for ratio in data["fleetway_vs_raw_engine"].values())
 

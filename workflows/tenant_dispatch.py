@@ -20,6 +20,8 @@ with workflow.unsafe.imports_passed_through():
     from fleetway.workflows.migrate_all_models import MigrateAllInput
     from fleetway.workflows.schema_truth import reconciled
     from fleetway.workflows.tenant_migration import (
+        IN_TASK_MAX_S,
+        IN_TASK_TIMEOUT,
         TenantMigrationInput,
         TenantMigrationWorkflow,
         TenantToolboxWorkflow,
@@ -56,6 +58,7 @@ async def run_tenant(
         pinned_secrets=secrets_pin,
         flyway=options or request.flyway,
         tenant_source=request.tenant_source,
+        flyway_in_task=request.flyway_timeout_s <= IN_TASK_MAX_S,
     )
     outcome = await _execute_child(child)
     if outcome is None or outcome.source is not None or not marker or outcome.outcome is Outcome.SKIPPED:
@@ -81,6 +84,7 @@ async def _execute_child(child: TenantMigrationInput) -> TenantOutcome | None:
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             parent_close_policy=workflow.ParentClosePolicy.REQUEST_CANCEL,
             cancellation_type=workflow.ChildWorkflowCancellationType.WAIT_CANCELLATION_COMPLETED,
+            task_timeout=IN_TASK_TIMEOUT if child.flyway_in_task else None,
         )
     except WorkflowAlreadyStartedError:
         return None

@@ -13,7 +13,7 @@ from typing import Any, Final
 from pydantic import BaseModel, Field
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from fleetway.activities.audit.events import (
@@ -39,7 +39,13 @@ with workflow.unsafe.imports_passed_through():
     from fleetway.workflows.activity_failures import failure_reason, reraise_cancel
     from fleetway.workflows.schema_truth import reconciled
 
-__all__ = ["TenantMigrationInput", "TenantMigrationWorkflow", "TenantToolboxWorkflow"]
+__all__ = [
+    "IN_TASK_MAX_S",
+    "IN_TASK_TIMEOUT",
+    "TenantMigrationInput",
+    "TenantMigrationWorkflow",
+    "TenantToolboxWorkflow",
+]
 
 _NON_RETRYABLE = [c.value for c in ErrorClass if c not in RETRYABLE_CLASSES]
 _MESSAGE_MAX = 300
@@ -59,6 +65,10 @@ class TenantMigrationInput(BaseModel):
         pinned_secrets: the description of the secret backend the rollout pinned ("": none).
         flyway: the run's target, hotfix, placeholders and baseline version (this tenant's wave's).
         tenant_source: the rollout's tenant source (asked for labels by ``${label.KEY}``).
+        flyway_in_task: run Flyway as a local activity inside the child's workflow task (no
+            activity task, no second workflow task); the child is then started with a short
+            workflow-task timeout (``IN_TASK_TIMEOUT``), which bounds how late a lost worker is
+            noticed and a cancel reaches Flyway. False in histories written before it existed.
     """
 
     model_config = WIRE_MODEL
@@ -77,6 +87,20 @@ class TenantMigrationInput(BaseModel):
     pinned_secrets: str = ""
     flyway: FlywayOptions = FlywayOptions()
     tenant_source: str = "default"
+    flyway_in_task: bool = False
+
+
+IN_TASK_TIMEOUT: Final = timedelta(seconds=3)
+"""The workflow-task timeout of a child running Flyway in its task: the SDK renews the task at
+80 % of it (2.4 s) while Flyway runs, and a cancel or a lost worker is seen at the next renewal."""
+
+IN_TASK_MAX_S: Final = 1800
+"""Runs allowed longer go to a task-queue activity: every renewal writes three history events
+(2,250 in 30 min), while an activity's heartbeats write none."""
+
+# Events of a child's first workflow task: started, task scheduled, task started. A Flyway call
+# that resolves later crossed a renewal or followed a lost task, and its report is checked.
+_FIRST_TASK_EVENTS: Final = 3
 
 
 def _partial(err: ActivityError) -> FlywayOutcome | None:
@@ -184,6 +208,46 @@ def _retry_options(request: TenantMigrationInput) -> dict[str, Any]:
     }
 
 
+async def _run_flyway(request: TenantMigrationInput, run: RunFlywayInput) -> FlywayOutcome:
+    """The Flyway call, in the child's workflow task or as a task-queue activity."""
+    # Under its second name when an older build must not run it (see the activity).
+    method = FlywayActivities.run_flyway_with_options if run.needs_options else FlywayActivities.run_flyway
+    timeout = timedelta(seconds=request.flyway_timeout_s + 60)
+    # Cancellation must reach the JVM: wait until the activity confirms it killed it.
+    cancel = workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
+    if request.flyway_in_task:
+        try:
+            return await workflow.execute_local_activity_method(
+                method,
+                run,
+                start_to_close_timeout=timeout,
+                cancellation_type=cancel,
+                **_retry_options(request),
+            )
+        except ActivityError:
+            raise
+        except FailureError as err:
+            # A local activity's failure comes unwrapped (the activity's own ApplicationError):
+            # wrap it as a task-queue activity's is, so one path reads both.
+            raise ActivityError(
+                "local activity failed",
+                scheduled_event_id=0,
+                started_event_id=0,
+                identity="",
+                activity_type=method.__name__,
+                activity_id="",
+                retry_state=None,
+            ) from err
+    return await workflow.execute_activity_method(
+        method,
+        run,
+        start_to_close_timeout=timeout,
+        heartbeat_timeout=timedelta(seconds=request.heartbeat_timeout_s),
+        cancellation_type=cancel,
+        **_retry_options(request),
+    )
+
+
 # Not sandboxed: the sandbox re-imports modules for every run, and a rollout starts one per tenant
 # (docs/speed.md). The import allow-list test and the committed histories hold what it would check.
 @workflow.defn(name="TenantMigrationWorkflow", sandboxed=False)
@@ -215,18 +279,7 @@ class TenantMigrationWorkflow:
             tenant_source=request.tenant_source,
         )
         try:
-            flyway = await workflow.execute_activity_method(
-                # Under its second name when an older build must not run it (see the activity).
-                FlywayActivities.run_flyway_with_options
-                if run.needs_options
-                else FlywayActivities.run_flyway,
-                run,
-                start_to_close_timeout=timedelta(seconds=request.flyway_timeout_s + 60),
-                heartbeat_timeout=timedelta(seconds=request.heartbeat_timeout_s),
-                **_retry_options(request),
-                # Cancellation must reach the JVM: wait until the activity confirms it killed it.
-                cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-            )
+            flyway = await _run_flyway(request, run)
             outcome = TenantOutcome(
                 tenant_id=request.tenant_id,
                 outcome=Outcome.SUCCEEDED,
@@ -247,7 +300,10 @@ class TenantMigrationWorkflow:
                 outcome = outcome.model_copy(update=skipped)
             if folded:
                 outcome = _with_info(outcome, flyway)
-            if marker and flyway.attempt > 1:
+            lost = (
+                request.flyway_in_task and workflow.info().get_current_history_length() > _FIRST_TASK_EVENTS
+            )
+            if marker and (flyway.attempt > 1 or lost):
                 # An earlier attempt may have applied scripts and lost its report: ask the table.
                 outcome = await self._checked(request, outcome, marker)
         except ActivityError as err:

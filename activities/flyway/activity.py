@@ -104,6 +104,9 @@ async def _heartbeating() -> AsyncIterator[None]:
     timeout (2 s is allowed) lets the server time a healthy run out and retry it. Heartbeats
     also carry cancellation to this activity, which the engines turn into killing Flyway.
     """
+    if activity.info().is_local:  # a local activity has no heartbeat: its workflow task beats
+        yield
+        return
     timeout = activity.info().heartbeat_timeout
     interval = min(2.0, timeout.total_seconds() / 3) if timeout else 2.0
 
@@ -135,8 +138,12 @@ class FlywayActivities:
         *,
         sets: MigrationSets | None = None,
         labels: LabelLookup | None = None,
+        max_local_runs: int = 0,
     ) -> None:
         self._runner = runner
+        # A task-queue activity waits for a worker slot on the server; a local one runs where its
+        # workflow task ran, so this bounds the Flyway runs a worker makes at once (0: no bound).
+        self._local_runs = asyncio.Semaphore(max_local_runs) if max_local_runs else None
         self._secrets = dict(secrets)
         self._sets = sets
         self._labels = labels
@@ -165,7 +172,7 @@ class FlywayActivities:
         ran = ""
         try:
             tenant_id = validate_tenant_id(request.tenant_id)
-            async with _heartbeating():
+            async with self._local_slot(), _heartbeating():
                 locations: tuple[Path, ...] | None = None
                 if self._sets is not None:
                     resolved = await (
@@ -180,6 +187,15 @@ class FlywayActivities:
                 exc.outcome = exc.outcome.model_copy(update={"attempt": info.attempt, "migration_set": ran})
             raise to_application_error(exc, final_reason=_budget_spent(request, info)) from None
         return outcome.model_copy(update={"attempt": info.attempt, "migration_set": ran})
+
+    @contextlib.asynccontextmanager
+    async def _local_slot(self) -> AsyncIterator[None]:
+        """One of the worker's Flyway slots, for a run in a workflow task (a local activity)."""
+        if self._local_runs is None or not activity.info().is_local:
+            yield
+            return
+        async with self._local_runs:
+            yield
 
     async def _validate_with_info(
         self, target: DatabaseTarget, locations: tuple[Path, ...] | None, timeout: timedelta | None

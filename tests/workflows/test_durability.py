@@ -24,7 +24,7 @@ from fleetway.worker.config.client import DATA_CONVERTER
 from fleetway.worker.dev.stack import PROJECT_ROOT, PostgresServer, TemporalDevServer
 from fleetway.workflows.migrate_all import MigrateAllWorkflow
 from fleetway.workflows.migrate_all_models import MigrateAllInput, MigrateAllResult, RolloutStatus
-from fleetway.workflows.tenant_migration import TenantMigrationWorkflow
+from fleetway.workflows.tenant_migration import IN_TASK_MAX_S, TenantMigrationWorkflow
 from tests.fleet import FLEETWAY, fleetway, make_fleet
 from tests.support import copy_migrations, history, java_pids, schema_exists, wait_until
 
@@ -76,17 +76,20 @@ async def test_rollout_completes_after_the_worker_is_killed_with_sigkill(
         assert history(postgres, tenant) == [(v, True) for v in ["1", "2", "3", "4", "5", "6"]]
 
 
-@pytest.mark.parametrize("engine", ["cli", "jvm"])
+@pytest.mark.parametrize(("engine", "in_task"), [("cli", False), ("jvm", False), ("jvm", True)])
 async def test_a_migration_longer_than_the_heartbeat_timeout_succeeds_on_its_first_attempt(
-    client: Client, flyway_install: FlywayInstall, postgres: PostgresServer, tmp_path: Path, engine: str
-) -> None:
+    client: Client, flyway_install: FlywayInstall, postgres: PostgresServer, tmp_path: Path, engine: str,
+    in_task: bool,
+) -> None:  # fmt: skip
     fleet = make_fleet(postgres, 1)
-    fleet.locations = _slow_migrations(tmp_path, 7)  # 3.5x the heartbeat timeout below
+    # 3.5x the heartbeat timeout below, and about three renewals of the child's 3 s task.
+    fleet.locations = _slow_migrations(tmp_path, 7)
     rollout_id = f"hb-{uuid.uuid4().hex[:8]}"
+    timeout_s = 600 if in_task else IN_TASK_MAX_S + 1
     async with fleet.worker(client, flyway_install, engine=engine):
         result = await client.execute_workflow(
             MigrateAllWorkflow.run,
-            MigrateAllInput(heartbeat_timeout_s=2),
+            MigrateAllInput(heartbeat_timeout_s=2, flyway_timeout_s=timeout_s),
             id=rollout_id,
             task_queue=fleet.task_queue,
         )
@@ -94,11 +97,25 @@ async def test_a_migration_longer_than_the_heartbeat_timeout_succeeds_on_its_fir
         events = [e async for e in child.fetch_history_events()]
 
     assert result.counts == {Outcome.SUCCEEDED: 1}
+    assert history(postgres, fleet.tenants[0]) == [(v, True) for v in ["1", "2", "3", "4", "5", "6"]]
     started = [
         e.activity_task_started_event_attributes
         for e in events
         if e.HasField("activity_task_started_event_attributes")
     ]
+    if in_task:
+        # One call in the child's task, renewed while Flyway ran: no task timed out, one attempt.
+        scheduled = [
+            e.activity_task_scheduled_event_attributes.activity_type.name
+            for e in events
+            if e.HasField("activity_task_scheduled_event_attributes")
+        ]
+        assert scheduled == ["read_schema_history"]  # Flyway ran in the task; the table was read
+        assert len([e for e in events if e.HasField("workflow_task_completed_event_attributes")]) >= 3
+        assert not any(e.HasField("workflow_task_timed_out_event_attributes") for e in events)
+        assert [o.attempts for o in result.outcomes] == [1]
+        assert result.outcomes[0].source == "history"  # it outlived the first task: the table's word
+        return
     # The Flyway activity (the only task-queue activity; the audit emit is local), on attempt 1:
     # no heartbeat timeout, no retry.
     assert [a.attempt for a in started] == [1]

@@ -64,7 +64,7 @@ async def test_worker_killed_every_few_seconds_the_rollout_completes_and_reports
     assert report.orphans_over_1s == 0, report.line()
     if engine == "cli":
         assert report.orphans_seen > 0  # kills did land on running Flyway processes
-    assert report.max_attempts > 1  # some tenant was retried after a lost attempt
+    assert report.lost_attempts > 0  # some tenant's Flyway call was lost with a worker and redone
 
 
 def _running_sleeps(postgres: PostgresServer, marker: str) -> int:

@@ -56,7 +56,9 @@ async def test_an_older_build_runs_a_rollout_on_results_a_newer_build_wrote(clie
         client,
         task_queue=task_queue,
         workflows=[MigrateAllWorkflow, TenantMigrationWorkflow],
-        activities=[older.check_quiesce, older.emit_audit],
+        # The Flyway call runs inside the child's workflow task: the newer build's call answers
+        # there, its result decoded by the older workflow code.
+        activities=[older.check_quiesce, older.emit_audit, newer.run_flyway],
         no_remote_activities=True,  # every regular activity runs on the newer build
     )
     newer_activities = Worker(await separate_client(client), task_queue=task_queue, activities=newer.all())

@@ -54,10 +54,11 @@ async def test_two_worker_processes_share_one_rollout(
     identities = set()
     for tenant in fleet.tenants:
         events = await client.get_workflow_handle(f"{rollout_id}/{tenant}").fetch_history()
+        # The Flyway call runs in the child's workflow task: the worker that took the task ran it.
         identities |= {
-            e.activity_task_started_event_attributes.identity
+            e.workflow_task_started_event_attributes.identity
             for e in events.events
-            if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
+            if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED
         }
         assert history(postgres, tenant) == [(v, True) for v in VERSIONS]
     assert {f"{p.pid}@" for p in workers} == {i.split("@")[0] + "@" for i in identities}  # both did work

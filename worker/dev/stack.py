@@ -376,6 +376,11 @@ class TemporalDevServer:
         return f"127.0.0.1:{self.port}"
 
     @property
+    def pid(self) -> int | None:
+        """The server process (None when not started here)."""
+        return self._proc.pid if self._proc else None
+
+    @property
     def ui_url(self) -> str:
         """The Temporal Web UI, listing this namespace's workflows."""
         return f"http://127.0.0.1:{self.ui_port}/namespaces/{self.namespace}/workflows"

@@ -100,7 +100,13 @@ def build_worker(
     )  # fmt: skip
     secrets = secrets or {"default": secrets_provider(settings)}
     tenant_sources = tenant_sources or {"default": tenant_lister(settings)}
-    flyway = FlywayActivities(runner, secrets, sets=sets, labels=LabelLookup(tenant_sources))
+    flyway = FlywayActivities(
+        runner,
+        secrets,
+        sets=sets,
+        labels=LabelLookup(tenant_sources),
+        max_local_runs=settings.worker.max_concurrent_activities,
+    )
     history = SchemaHistoryActivities(secrets)
     sources = TenantSourceActivities(tenant_sources)
     plans = WavePlanActivities(tenant_sources)
