@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import psycopg
+from temporalio.api.history.v1 import HistoryEvent
 
 from fleetway.worker.dev.stack import PROJECT_ROOT, PostgresServer
 
@@ -65,3 +67,15 @@ def wait_until(predicate: Callable[[], bool], *, timeout: float, interval: float
         if time.monotonic() > deadline:
             return False
         time.sleep(interval)
+
+
+def activity_calls(events: Iterable[HistoryEvent]) -> list[str]:
+    """The activity types a workflow called, task-queue activities and local ones (their markers)."""
+    calls = []
+    for e in events:
+        if e.HasField("activity_task_scheduled_event_attributes"):
+            calls.append(e.activity_task_scheduled_event_attributes.activity_type.name)
+        elif e.marker_recorded_event_attributes.marker_name == "core_local_activity":
+            data = e.marker_recorded_event_attributes.details["data"].payloads[0].data
+            calls.append(json.loads(data)["activity_type"])
+    return calls

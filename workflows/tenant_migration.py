@@ -24,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
         AuditEventType,
         AuditOutcome,
     )
+    from fleetway.activities.errors import MigrationSetMismatchError
     from fleetway.activities.flyway.activity import FlywayActivities, RunFlywayInput
     from fleetway.activities.flyway.options import FlywayOptions
     from fleetway.activities.flyway.output import (
@@ -48,6 +49,9 @@ __all__ = [
 ]
 
 _NON_RETRYABLE = [c.value for c in ErrorClass if c not in RETRYABLE_CLASSES]
+# Refusals another worker need not make (it has the named set): in the task they would retry on
+# this worker only, so the call moves to the task queue instead, where any worker can take it.
+_MOVES_ON: Final = (MigrationSetMismatchError.error_type,)
 _MESSAGE_MAX = 300
 
 
@@ -176,7 +180,7 @@ def _toolbox_attributes(request: TenantMigrationInput, outcome: TenantOutcome) -
     return attributes
 
 
-def _retry_options(request: TenantMigrationInput) -> dict[str, Any]:
+def _retry_options(request: TenantMigrationInput, *, in_task: bool = False) -> dict[str, Any]:
     """The Flyway activity's retries: by time budget (infrastructure faults), never by count.
 
     Unlimited attempts inside ``schedule_to_close`` = budget + one full run, so an attempt that
@@ -191,7 +195,7 @@ def _retry_options(request: TenantMigrationInput) -> dict[str, Any]:
                 backoff_coefficient=2.0,
                 maximum_interval=timedelta(seconds=60),
                 maximum_attempts=request.max_attempts,
-                non_retryable_error_types=_NON_RETRYABLE,
+                non_retryable_error_types=[*_NON_RETRYABLE, *_MOVES_ON] if in_task else _NON_RETRYABLE,
             )
         }
     return {
@@ -200,7 +204,7 @@ def _retry_options(request: TenantMigrationInput) -> dict[str, Any]:
             backoff_coefficient=2.0,
             maximum_interval=timedelta(seconds=15),
             maximum_attempts=0,
-            non_retryable_error_types=_NON_RETRYABLE,
+            non_retryable_error_types=[*_NON_RETRYABLE, *_MOVES_ON] if in_task else _NON_RETRYABLE,
         ),
         "schedule_to_close_timeout": timedelta(
             seconds=request.retry_budget_s + request.flyway_timeout_s + 60
@@ -208,8 +212,25 @@ def _retry_options(request: TenantMigrationInput) -> dict[str, Any]:
     }
 
 
+def _wrapped(activity_type: str, err: FailureError) -> ActivityError:
+    """A local activity's failure (it comes unwrapped) as a task-queue activity's; raise it from ``err``."""
+    return ActivityError(
+        f"local activity failed: {err}",
+        scheduled_event_id=0,
+        started_event_id=0,
+        identity="",
+        activity_type=activity_type,
+        activity_id="",
+        retry_state=None,
+    )
+
+
 async def _run_flyway(request: TenantMigrationInput, run: RunFlywayInput) -> FlywayOutcome:
-    """The Flyway call, in the child's workflow task or as a task-queue activity."""
+    """The Flyway call, in the child's workflow task or as a task-queue activity.
+
+    A call in the task that this worker refuses for want of the named set moves to the task
+    queue: retried in the task it would wait for this worker, while another has the set.
+    """
     # Under its second name when an older build must not run it (see the activity).
     method = FlywayActivities.run_flyway_with_options if run.needs_options else FlywayActivities.run_flyway
     timeout = timedelta(seconds=request.flyway_timeout_s + 60)
@@ -222,22 +243,15 @@ async def _run_flyway(request: TenantMigrationInput, run: RunFlywayInput) -> Fly
                 run,
                 start_to_close_timeout=timeout,
                 cancellation_type=cancel,
-                **_retry_options(request),
+                **_retry_options(request, in_task=True),
             )
         except ActivityError:
             raise
+        except ApplicationError as err:
+            if err.type not in _MOVES_ON:
+                raise _wrapped(method.__name__, err) from err
         except FailureError as err:
-            # A local activity's failure comes unwrapped (the activity's own ApplicationError):
-            # wrap it as a task-queue activity's is, so one path reads both.
-            raise ActivityError(
-                "local activity failed",
-                scheduled_event_id=0,
-                started_event_id=0,
-                identity="",
-                activity_type=method.__name__,
-                activity_id="",
-                retry_state=None,
-            ) from err
+            raise _wrapped(method.__name__, err) from err
     return await workflow.execute_activity_method(
         method,
         run,

@@ -19,6 +19,7 @@ from fleetway.activities.rollouts import Outcome, OutcomeSource
 from fleetway.workflows.migrate_all import MigrateAllWorkflow
 from fleetway.workflows.migrate_all_models import MigrateAllInput, RolloutStatus
 from fleetway.workflows.tenant_migration import IN_TASK_MAX_S, IN_TASK_TIMEOUT
+from tests.support import activity_calls
 from tests.workflows.scripted import WAIT, Scripted, scripted_worker
 
 pytestmark = pytest.mark.fast
@@ -56,6 +57,7 @@ async def test_flyway_runs_in_the_childs_task_unless_the_run_may_be_long(
         # No activity task: Flyway and the audit event are markers of the child's only task.
         assert scheduled == []
         assert len(markers) == 2 and len(tasks) == 1
+        assert activity_calls(events) == ["run_flyway", "emit_audit"]
         assert task_timeout.ToTimedelta() == IN_TASK_TIMEOUT
     else:
         assert scheduled == ["run_flyway"]

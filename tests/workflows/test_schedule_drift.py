@@ -22,7 +22,7 @@ from fleetway.worker.cli.schedules import latest_run_id
 from fleetway.worker.dev.stack import PostgresServer, TemporalDevServer
 from fleetway.workflows.migrate_all_models import MigrateAllResult
 from tests.fleet import fleetway, make_fleet
-from tests.support import copy_migrations
+from tests.support import activity_calls, copy_migrations
 
 
 async def test_schedule_runs_validate_and_the_drift_summary_names_each_drifted_tenant(
@@ -81,11 +81,7 @@ async def test_schedule_runs_validate_and_the_drift_summary_names_each_drifted_t
         # The drift read rides in the validate activity: one call for the tampered tenant; the clean
         # and the lagging ones are proven intact by their tables, with no child at all.
         events = (await client.get_workflow_handle(f"{run_id}/{tampered}").fetch_history()).events
-        flyway_calls = [
-            e.activity_task_scheduled_event_attributes.activity_type.name
-            for e in events
-            if e.HasField("activity_task_scheduled_event_attributes")
-        ]
+        flyway_calls = activity_calls(events)
         with pytest.raises(RPCError):
             await client.get_workflow_handle(f"{run_id}/{clean}").describe()
         deleted = await asyncio.to_thread(fleetway, "schedule", "delete", "--id", schedule_id, env=env)
