@@ -186,8 +186,11 @@ def _retry_options(request: TenantMigrationInput, *, in_task: bool = False) -> d
     Unlimited attempts inside ``schedule_to_close`` = budget + one full run, so an attempt that
     starts just before the budget ends still gets its whole timeout; the activity itself turns a
     retryable failure final once the budget is spent. Short backoff (≤ 15 s): a database back
-    after an outage is used within seconds. Tenant-fault classes are never retried.
+    after an outage is used within seconds. Tenant-fault classes are never retried. In the task
+    (a local activity) the SDK does not enforce ``schedule_to_close`` between retries (measured):
+    the activity's own budget check is what ends them there.
     """
+    non_retryable = [*_NON_RETRYABLE, *_MOVES_ON] if in_task else _NON_RETRYABLE
     if request.retry_budget_s <= 0:
         return {
             "retry_policy": RetryPolicy(
@@ -195,7 +198,7 @@ def _retry_options(request: TenantMigrationInput, *, in_task: bool = False) -> d
                 backoff_coefficient=2.0,
                 maximum_interval=timedelta(seconds=60),
                 maximum_attempts=request.max_attempts,
-                non_retryable_error_types=[*_NON_RETRYABLE, *_MOVES_ON] if in_task else _NON_RETRYABLE,
+                non_retryable_error_types=non_retryable,
             )
         }
     return {
@@ -204,7 +207,7 @@ def _retry_options(request: TenantMigrationInput, *, in_task: bool = False) -> d
             backoff_coefficient=2.0,
             maximum_interval=timedelta(seconds=15),
             maximum_attempts=0,
-            non_retryable_error_types=[*_NON_RETRYABLE, *_MOVES_ON] if in_task else _NON_RETRYABLE,
+            non_retryable_error_types=non_retryable,
         ),
         "schedule_to_close_timeout": timedelta(
             seconds=request.retry_budget_s + request.flyway_timeout_s + 60
