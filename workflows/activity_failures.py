@@ -18,6 +18,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
+    FailureError,
     RetryState,
     is_cancelled_exception,
 )
@@ -26,7 +27,7 @@ from temporalio.exceptions import TimeoutError as ActivityTimeoutError
 with workflow.unsafe.imports_passed_through():
     from fleetway.workflows.migrate_all_models import MigrateAllInput
 
-__all__ = ["by_time", "failure_reason", "reraise_cancel"]
+__all__ = ["any_failure_reason", "by_time", "failure_reason", "reraise_cancel"]
 
 
 def by_time(request: MigrateAllInput, start_to_close: timedelta) -> dict[str, Any]:
@@ -51,6 +52,15 @@ def reraise_cancel(err: BaseException) -> None:
     """
     if is_cancelled_exception(err):
         raise asyncio.CancelledError from None
+
+
+def any_failure_reason(err: FailureError) -> str:
+    """:func:`failure_reason` for a failure that may be a local activity's (those come unwrapped)."""
+    if isinstance(err, ActivityError):
+        return failure_reason(err)
+    if isinstance(err, ApplicationError):
+        return f"{err.type}: {err.message}"
+    return f"activity failed ({type(err).__name__})"
 
 
 def failure_reason(err: ActivityError) -> str:

@@ -37,7 +37,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from fleetway.activities.rollouts import Outcome, OutcomeSource, TenantOutcome
     from fleetway.activities.wire import WIRE_MODEL
-    from fleetway.workflows.activity_failures import failure_reason, reraise_cancel
+    from fleetway.workflows.activity_failures import any_failure_reason, reraise_cancel
     from fleetway.workflows.schema_truth import reconciled
 
 __all__ = [
@@ -413,10 +413,10 @@ class TenantMigrationWorkflow:
             # A local activity: no task-queue round trip per tenant; a write retried after a lost
             # worker is deduplicated by the sink.
             await workflow.execute_local_activity_method(AuditActivities.emit_audit, event, **options)
-        except ActivityError as err:
+        except FailureError as err:  # a local activity's final failure arrives unwrapped
             reraise_cancel(err)
             # The sink stayed down for the whole budget: the tenant's outcome stands, and says so.
-            return f"audit event not recorded ({failure_reason(err)})"
+            return f"audit event not recorded ({any_failure_reason(err)})"
         return ""
 
 

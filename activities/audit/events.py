@@ -17,7 +17,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Final, Protocol
 
@@ -284,4 +284,19 @@ class AuditActivities:
         try:
             await self._emitter.record(event)
         except FleetwayError as exc:
-            raise to_application_error(exc) from None
+            raise to_application_error(exc, final_reason=_budget_spent(activity.info())) from None
+
+
+def _budget_spent(info: activity.Info) -> str:
+    """Why a failed emit is final now ("" while its ``schedule_to_close`` lasts).
+
+    The SDK does not enforce ``schedule_to_close`` between a local activity's retries (measured),
+    so the emit ends them itself; ``scheduled_time`` is the first attempt's, across retries.
+    """
+    limit = info.schedule_to_close_timeout
+    if not limit:
+        return ""
+    elapsed = datetime.now(UTC) - info.scheduled_time
+    if elapsed < limit:
+        return ""
+    return f"audit retried for {int(elapsed.total_seconds())}s over {info.attempt} attempts"

@@ -13,8 +13,11 @@ import uuid
 from typing import Any
 
 import pytest
+from temporalio import activity
 from temporalio.client import Client, WorkflowFailureError
 
+from fleetway.activities.audit.events import AuditActivities, AuditEvent, Emitter
+from fleetway.activities.errors import AuditSinkError
 from fleetway.activities.rollouts import Outcome, OutcomeSource
 from fleetway.workflows.migrate_all import MigrateAllWorkflow
 from fleetway.workflows.migrate_all_models import MigrateAllInput, RolloutStatus
@@ -107,3 +110,46 @@ async def test_a_cancel_reaches_the_call_in_the_task_within_the_task_renewal(cli
 
     # At the child's next task renewal (2.4 s) plus the parent's and the child's task.
     assert reached_after < 5.0
+
+
+class _SinkDown(Scripted):
+    """The real ``emit_audit`` over an emitter whose sink is always down (the sink's own outage is
+    covered on the real stack; here it must last longer than the budget, which a test cannot wait)."""
+
+    def __init__(self, tenants: list[str]) -> None:
+        super().__init__(tenants, block=set())
+        self.audit_attempts = 0
+
+        outer = self
+
+        class _Down(Emitter):
+            async def record(self, event: AuditEvent) -> None:
+                outer.audit_attempts += 1
+                raise AuditSinkError("audit sink unavailable")
+
+        self._audit = AuditActivities(_Down())
+
+    @activity.defn(name="emit_audit")
+    async def emit_audit(self, event: AuditEvent) -> None:
+        await self._audit.emit_audit(event)
+
+
+async def test_an_audit_sink_down_past_the_budget_ends_the_emit_not_the_tenant(client: Client) -> None:
+    """A local activity's retries ignore ``schedule_to_close``: the emit itself must end them."""
+    script = _SinkDown(["alpha"])
+    async with scripted_worker(client, script) as task_queue:
+        result = await asyncio.wait_for(
+            client.execute_workflow(
+                MigrateAllWorkflow.run,
+                MigrateAllInput(retry_budget_s=3),
+                id=f"audit-down-{uuid.uuid4().hex[:8]}",
+                task_queue=task_queue,
+            ),
+            timeout=60,
+        )
+    (outcome,) = result.outcomes
+    assert outcome.outcome is Outcome.SUCCEEDED  # the run stands; the trail says what it lacks
+    assert "audit event not recorded (audit_sink_error: audit sink unavailable; audit retried for" in (
+        outcome.message
+    ), outcome.message
+    assert script.audit_attempts >= 2
