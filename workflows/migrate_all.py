@@ -30,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from fleetway.workflows.rollout_calls import audit_decision, next_tenant, quiesce_allows, start_rollout
     from fleetway.workflows.rollout_state import Phase, RolloutState
+    from fleetway.workflows.server_gate import NOT_NOW, ServerGate
     from fleetway.workflows.tenant_dispatch import run_tenant
 
 __all__ = ["ACTION_ATTRIBUTE", "OUTCOME_ATTRIBUTE", "MigrateAllWorkflow"]
@@ -50,6 +51,7 @@ class MigrateAllWorkflow:
     def __init__(self, request: MigrateAllInput) -> None:
         self._state = RolloutState(request)
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._gate: ServerGate | None = None
 
     # ---- operator handlers -------------------------------------------------------------------
 
@@ -129,6 +131,11 @@ class MigrateAllWorkflow:
             state.marker = history_marker(info.workflow_id, info.first_execution_run_id)
         # Runs recorded before the bulk read existed replay without it.
         state.screening = workflow.patched("screen-before-dispatch")
+        if not workflow.patched("dispatch-by-server"):
+            state.servers = None
+        if state.servers is not None:
+            self._gate = ServerGate(state, state.servers)
+            self._gate.resume()
         continue_as_new = False
         try:
             if request.carry is None:
@@ -139,10 +146,14 @@ class MigrateAllWorkflow:
             continue_as_new = await self._dispatch()
             state.phase = Phase.DRAINING
             await workflow.wait_condition(lambda: not self._tasks)
+            if self._gate is not None:
+                await self._gate.close()
         except asyncio.CancelledError:
             state.stop, state.phase = RolloutStatus.CANCELED, Phase.DRAINING
             for task in self._tasks.values():
                 task.cancel()
+            if self._gate is not None:
+                await self._gate.close()
             # Wait for every child to confirm: leaving early would let the close policy terminate
             # siblings whose Flyway is still running.
             await workflow.wait_condition(lambda: not self._tasks)
@@ -169,7 +180,9 @@ class MigrateAllWorkflow:
             await workflow.wait_condition(lambda: state.stop is not None or state.can_dispatch())
             if state.stop is not None:
                 return False
-            tenant = await next_tenant(state)
+            tenant = await next_tenant(state, self._gate)
+            if tenant == NOT_NOW:
+                continue  # its servers are busy or held: the window's wait covers them
             if tenant is None:
                 if state.waves:
                     continue  # the wave is dispatched: _advance_wave closes it
@@ -200,9 +213,13 @@ class MigrateAllWorkflow:
             )
         finally:  # whatever happened, the tenant no longer holds a slot of the window
             self._tasks.pop(tenant, None)
-            state.in_flight.discard(tenant)
+            server = state.finished(tenant)
         if outcome is None:
             outcome = state.duplicate(tenant, workflow.info().workflow_id)
+        if server:
+            outcome = outcome.model_copy(update={"server": server})
+            if self._gate is not None:
+                self._gate.failed_on(outcome)
         if state.record(outcome):
             self._memo_wave()
 
@@ -218,7 +235,7 @@ class MigrateAllWorkflow:
         while True:
             if waves.needs_opening() and not await self._open_wave():
                 return False
-            if state.pending:
+            if state.has_pending():
                 return True
             # Everything of this wave is dispatched: wait for it to finish, then close it.
             await workflow.wait_condition(lambda: state.stop is not None or not self._tasks)

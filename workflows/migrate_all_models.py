@@ -20,6 +20,7 @@ with workflow.unsafe.imports_passed_through():
     from fleetway.activities.flyway.output import Action
     from fleetway.activities.rollouts import Outcome, TenantOutcome
     from fleetway.activities.secrets.providers import validate_tenant_ids
+    from fleetway.activities.servers.models import ServerControls, ServerHold
     from fleetway.activities.sets.digest import check_digest
     from fleetway.activities.tenants.waves import WaveSpec, check_waves
     from fleetway.activities.wire import CLIENT_INPUT, WIRE_MODEL
@@ -157,6 +158,8 @@ class MigrateAllInput(BaseModel):
             comma-separated; see ``activities/fleet/selection.py``).
         applied_in: a rollout id: run only the tenants whose table shows a row that rollout applied
             (``applied_version``: that version's row).
+        servers: per-server budget, health checks and parking (``ServerControls``); null: none of
+            them, one global window as before.
         carry: state carried across continue-as-new; never set by callers.
     """
 
@@ -191,6 +194,7 @@ class MigrateAllInput(BaseModel):
     where: str = Field(default="", max_length=500)
     applied_in: str = Field(default="", max_length=256)
     applied_version: str = ""
+    servers: ServerControls | None = ServerControls()
     carry: RolloutCarry | None = None
 
     @field_validator("where")
@@ -295,6 +299,7 @@ class RolloutCarry(BaseModel):
     excluded: int = 0
     unreadable: int = 0
     applied_marker: str = ""
+    holds: list[ServerHold] = Field(default_factory=list)
 
 
 class Progress(BaseModel):
@@ -319,6 +324,7 @@ class Progress(BaseModel):
     wave: str = ""
     phase: str = ""  # pinning, planning, dispatching, draining, at_gate, baking, done
     excluded: int = 0
+    servers: list[ServerHold] = Field(default_factory=list)  # parked or held now
 
 
 class Completions(BaseModel):
@@ -394,6 +400,7 @@ class MigrateAllResult(BaseModel):
     unreadable: int = 0
     where: str = ""
     applied_in: str = ""
+    servers: list[ServerHold] = Field(default_factory=list)  # still parked or held at the end
 
 
 MigrateAllInput.model_rebuild()

@@ -31,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
     from fleetway.workflows.activity_failures import by_time, failure_reason, reraise_cancel
     from fleetway.workflows.migrate_all_models import WaveDecision
     from fleetway.workflows.rollout_state import Phase, RolloutState
+    from fleetway.workflows.server_gate import ServerGate
 
 __all__ = ["audit_decision", "next_tenant", "quiesce_allows", "start_rollout"]
 
@@ -140,12 +141,17 @@ async def _plan(state: RolloutState) -> None:
         state.warn(f"{plan.unplanned} listed tenants are in no wave and were not run ({shown})")
 
 
-async def next_tenant(state: RolloutState) -> str | None:
-    """The next tenant to dispatch, listing and reading pages as needed; None: none left, or stopped."""
+async def next_tenant(state: RolloutState, gate: ServerGate | None) -> str | None:
+    """The next tenant to dispatch, listing and reading pages as needed; None: none left, or stopped.
+
+    With a server gate, ``NOT_NOW`` when every waiting tenant's server must wait.
+    """
     while True:
         if not await _list_pages(state):
             return None
         if not state.needs_screen():
+            if gate is not None:
+                return await gate.next()
             return state.take() if state.pending else None
         await _screen(state)
         if state.stop is not None:

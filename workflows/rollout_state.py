@@ -34,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
         WaveDecision,
     )
     from fleetway.workflows.outcome_ledger import OutcomeLedger
+    from fleetway.workflows.server_book import MAX_QUEUED, ServerBook
     from fleetway.workflows.wave_controller import WaveController
 
 __all__ = ["Phase", "RolloutState"]
@@ -86,6 +87,8 @@ class RolloutState:
         self.unreadable = carry.unreadable
         self.applied_marker = carry.applied_marker
         self.screening = False  # set by the shell: runs recorded before screening existed never screen
+        # Per-server dispatch (None: one global window, as runs recorded before it had).
+        self.servers = ServerBook(request.servers, carry.holds) if request.servers else None
         # This run's dispatches, to tell a tenant listed twice from a rollout id used before.
         self._dispatched_here: set[str] = set()
         self._listed_twice: set[str] = set()
@@ -138,12 +141,27 @@ class RolloutState:
     # ---- dispatching ----------------------------------------------------------------------------
 
     def can_dispatch(self) -> bool:
-        """Room in the window, not paused, and the canary gate (if any) passed."""
+        """Room in the window, not paused, the canary gate (if any) passed, and a server free."""
         if self.paused or len(self.in_flight) >= self.window():
             return False
         canary = self.request.canary_count
         # The canary gate: after the first canary_count dispatches, wait for them all to finish.
-        return not (canary and self.dispatched >= canary and self.ran() < canary)
+        if canary and self.dispatched >= canary and self.ran() < canary:
+            return False
+        book = self.servers
+        # With every queued tenant's server busy or held, wait unless more can be listed or keyed.
+        return book is None or not book.queued() or book.pickable() or self._more_to_queue()
+
+    def _more_to_queue(self) -> bool:
+        return (
+            self.servers is not None
+            and self.servers.queued() < MAX_QUEUED
+            and (bool(self.pending) or not self.exhausted)
+        )
+
+    def has_pending(self) -> bool:
+        """Tenants listed and not yet dispatched (in the line or a server's queue)."""
+        return bool(self.pending) or (self.servers is not None and self.servers.queued() > 0)
 
     def ran(self) -> int:
         """Finished tenants that were dispatched (a tenant proven current never ran)."""
@@ -151,7 +169,10 @@ class RolloutState:
 
     def needs_page(self) -> bool:
         """Nothing left to dispatch from what was listed, and the source has more."""
-        return not self.pending and not self.exhausted
+        if self.pending or self.exhausted:
+            return False
+        # Per server: list ahead (up to a bound) so every server with work has its turn.
+        return self.servers is None or self.servers.queued() < MAX_QUEUED
 
     def accept_page(self, tenant_ids: list[str], next_cursor: str | None) -> bool:
         """Take a page of the tenant source; False (and failed) when the source broke its paging."""
@@ -200,6 +221,19 @@ class RolloutState:
             and bool(self.pending)
             and (self.fast_path() or self.selecting())
         )
+
+    def key_chunk(self) -> list[str]:
+        """The pending tenants ready for their server keys, taken out of the line (read ones only)."""
+        if self.servers is None:
+            return []
+        screens = self.screening and (self.fast_path() or self.selecting())
+        count = min(
+            self.screened if screens else len(self.pending),
+            MAX_SCREENED,
+            MAX_QUEUED - self.servers.queued(),
+        )
+        self.screened -= count if screens else 0
+        return [self.pending.popleft() for _ in range(max(0, count))]
 
     def screen_chunk(self) -> list[str]:
         """The pending tenants to read next (at most one read's worth)."""
@@ -257,6 +291,9 @@ class RolloutState:
 
     def put_back(self, tenant: str) -> None:
         """Return a taken tenant to the front of the line (it stays read)."""
+        if self.servers is not None and self.servers.server_of(tenant) is not None:
+            self.servers.put_back(tenant)
+            return
         self.pending.appendleft(tenant)
         if self.screening:
             self.screened += 1
@@ -267,11 +304,28 @@ class RolloutState:
             self._listed_twice.add(tenant)
         self._dispatched_here.add(tenant)
         self.in_flight.add(tenant)
+        if self.servers is not None and self.servers.server_of(tenant) is not None:
+            self.servers.started(tenant)
         self.dispatched += 1
         if self.waves:
             self.waves.dispatched()
         self._this_run += 1
         return self._this_run >= self.request.continue_as_new_after
+
+    def finished(self, tenant: str) -> str:
+        """``tenant`` no longer holds a slot of the window or of its server; returns its server."""
+        self.in_flight.discard(tenant)
+        return self.servers.finished(tenant) if self.servers is not None else ""
+
+    def record_unsent(self, outcome: TenantOutcome) -> None:
+        """Count a tenant that ends without a dispatch (its server parked too long).
+
+        Not a failure of a run: fail-fast and the failure ratio see only dispatched tenants.
+        """
+        if self.waves:
+            outcome = self.waves.count(outcome)
+        self.ledger.record(outcome, track_drift=False)
+        self.recent.append(outcome)
 
     def duplicate(self, tenant: str, rollout_id: str) -> TenantOutcome:
         """The outcome of a tenant whose child id already exists in this rollout's namespace.
@@ -333,6 +387,7 @@ class RolloutState:
     def progress(self) -> Progress:
         """The ``progress`` query's snapshot."""
         return Progress(
+            servers=self.servers.view() if self.servers is not None else [],
             status=self.stop or (RolloutStatus.PAUSED if self.paused else RolloutStatus.RUNNING),
             dispatched=self.dispatched,
             counts=dict(self.ledger.counts),
@@ -340,7 +395,7 @@ class RolloutState:
             failed=self.ledger.failed[-100:],
             parallelism=self.window(),
             paused=self.paused,
-            source_exhausted=self.exhausted and not self.pending and not self.waves.unopened,
+            source_exhausted=self.exhausted and not self.has_pending() and not self.waves.unopened,
             run=self.runs,
             history_marker=self.marker,
             migration_set=self.migration_set,
@@ -362,9 +417,11 @@ class RolloutState:
 
     def carry(self) -> RolloutCarry:
         """What the next run needs (in-flight tenants drained first; the explicit list in ``pending``)."""
-        ledger = self.ledger
+        ledger, book = self.ledger, self.servers
+        queued = book.drain() if book is not None else []  # keyed again by the next run
+        screens = self.screening and (self.fast_path() or self.selecting())
         return RolloutCarry(
-            pending=list(self.pending),
+            pending=queued + list(self.pending),
             cursor=self.cursor,
             source_exhausted=self.exhausted,
             pages=self.pages,
@@ -388,10 +445,11 @@ class RolloutState:
             wave_pending=list(self.waves.unopened),
             parallelism_set=self.parallelism_set,
             unplanned=self.waves.unplanned,
-            screened=self.screened,
+            screened=self.screened + (len(queued) if screens else 0),
             excluded=self.excluded,
             unreadable=self.unreadable,
             applied_marker=self.applied_marker,
+            holds=list(book.holds.values()) if book is not None else [],
         )
 
     def final_memo(self) -> dict[str, Any]:
@@ -445,6 +503,7 @@ class RolloutState:
             unreadable=self.unreadable,
             where=self.request.where,
             applied_in=self.request.applied_in,
+            servers=self.servers.view() if self.servers is not None else [],
         )
 
     def flyway_options(self) -> FlywayOptions:

@@ -58,6 +58,8 @@ class AuditEventType(StrEnum):
     QUIESCE_CLEARED = "quiesce.cleared"
     WAVE_APPROVED = "rollout.wave_approved"  # fleetway's addition: an operator opened a gated wave
     WAVE_REJECTED = "rollout.wave_rejected"  # … or refused it (the rollout ends halted)
+    SERVER_HELD = "rollout.server_held"  # a rollout stopped dispatching to a server (parked or held)
+    SERVER_RELEASED = "rollout.server_released"  # … and resumed once it was fit again
 
 
 class AuditOutcome(StrEnum):

@@ -26,6 +26,7 @@ from fleetway.activities.flyway.output import FlywayOutcome
 from fleetway.activities.flyway.schema_history import HistorySummary, ReadHistoryInput
 from fleetway.activities.postgres.provisioning import CleanupInput, SchemaStep, SeedInput, TenantRoles
 from fleetway.activities.quiesce import QuiesceStatus
+from fleetway.activities.servers.models import CheckServerInput, HealthState, ServerHealth, ServerKeysInput
 from fleetway.activities.tenants.static import ListTenantsInput, TenantPage
 from fleetway.activities.tenants.waves import PlannedWave, PlanWavesInput, WavePlan
 from fleetway.activities.worker_profile import PinRolloutInput, RolloutPin
@@ -54,6 +55,11 @@ class Scripted:
         # What each tenant's table shows to the bulk read (absent: one version pending).
         self.states: dict[str, TenantState] = {}
         self.screens: list[ReadStatesInput] = []
+        # Each tenant's server key (absent: unknown, never checked) and each server's next checks'
+        # verdicts in order (none left: fit); ``checks`` records every check's server.
+        self.server_of: dict[str, str] = {}
+        self.health: defaultdict[str, list[ServerHealth]] = defaultdict(list)
+        self.checks: list[str] = []
 
     async def _step(self, name: str) -> None:
         self.calls.append(name)
@@ -139,6 +145,18 @@ class Scripted:
             selected=[selects(request.where, s) for s in states],
         )
 
+    @activity.defn(name="server_keys")
+    async def server_keys(self, request: ServerKeysInput) -> list[str]:
+        await self._step("server_keys")
+        return [self.server_of.get(t, "") for t in request.tenant_ids]
+
+    @activity.defn(name="check_server")
+    async def check_server(self, request: CheckServerInput) -> ServerHealth:
+        self.checks.append(request.server)
+        await self._step(f"check_server:{request.server}")
+        queue = self.health[request.server]
+        return queue.pop(0) if queue else ServerHealth(state=HealthState.OK)
+
     @activity.defn(name="read_schema_history")
     async def read_schema_history(self, request: ReadHistoryInput) -> HistorySummary:
         await self._step("read_schema_history")
@@ -165,7 +183,7 @@ class Scripted:
         return [
             self.pin_rollout, self.failed_tenants_of, self.plan_waves, self.list_tenants_page,
             self.check_quiesce, self.emit_audit, self.run_flyway, self.run_flyway_with_options,
-            self.read_schema_history, self.read_tenant_states,
+            self.read_schema_history, self.read_tenant_states, self.server_keys, self.check_server,
             self.create_schema, self.create_roles, self.seed, self.cleanup,
         ]  # fmt: skip
 

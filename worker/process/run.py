@@ -27,6 +27,7 @@ from fleetway.activities.flyway.schema_history import SchemaHistoryActivities
 from fleetway.activities.quiesce import QuiesceActivities, QuiesceController
 from fleetway.activities.rollouts import RolloutActivities
 from fleetway.activities.secrets.providers import SecretsProvider
+from fleetway.activities.servers.activity import ServerActivities
 from fleetway.activities.tenants.label_lookup import LabelLookup
 from fleetway.activities.tenants.static import TenantLister, TenantSourceActivities
 from fleetway.activities.tenants.waves import WavePlanActivities
@@ -124,6 +125,7 @@ def build_worker(
     provisioning = provisioning_activities(settings, secrets)
     rollouts = RolloutActivities(client)
     fleet = FleetStateActivities(secrets, sets, tenant_sources)
+    servers = ServerActivities(secrets)
     return Worker(
         client,
         task_queue=task_queue,
@@ -148,6 +150,8 @@ def build_worker(
             rollouts.history_marker_of,
             fleet.read_tenant_states,
             fleet.read_fleet,
+            servers.server_keys,
+            servers.check_server,
             profiles.pin_rollout,
             profiles.describe_worker,
             provisioning.create_schema,
