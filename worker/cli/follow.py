@@ -22,7 +22,8 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from fleetway.activities.rollouts import TenantOutcome
-from fleetway.worker.cli.output import OutputFormat, tenant_line, wave_line, wave_status
+from fleetway.activities.servers.models import ServerHold
+from fleetway.worker.cli.output import OutputFormat, hold_line, tenant_line, wave_line, wave_status
 from fleetway.workflows.migrate_all import MigrateAllWorkflow
 from fleetway.workflows.migrate_all_models import MigrateAllResult
 
@@ -42,6 +43,7 @@ class Feed:
         self._run_id = ""
         self.printed: set[str] = set()
         self._wave_states: dict[str, tuple[str, str]] = {}
+        self._holds: dict[str, ServerHold] = {}
 
     async def poll(self) -> None:
         """Print what finished since the last poll, draining a run left by continue-as-new first."""
@@ -61,6 +63,15 @@ class Feed:
             if self._wave_states.get(wave.name) != state:
                 self._wave_states[wave.name] = state
                 self._emit(wave_line(self._rollout_id, index, len(progress.waves), wave))
+        holds = {h.server: h for h in progress.servers}
+        for server, hold in holds.items():
+            seen = self._holds.get(server)
+            if seen is None or seen.since != hold.since:
+                self._emit(hold_line(self._rollout_id, hold, ended=False))
+        for server, hold in self._holds.items():
+            if server not in holds:
+                self._emit(hold_line(self._rollout_id, hold, ended=True))
+        self._holds = holds
 
     async def _drain(self, run_id: str) -> None:
         handle = self._client.get_workflow_handle(self._rollout_id, run_id=run_id)

@@ -60,8 +60,9 @@ from fleetway.worker.cli.runtime import (
     stderr,
 )
 from fleetway.worker.cli.schedule import drift, schedule_app
+from fleetway.worker.cli.server_options import server_controls
 from fleetway.worker.cli.sets import ask_workers, migrations_app, named_set, print_plan
-from fleetway.worker.cli.wave_plan import plan_only, waves_from_options
+from fleetway.worker.cli.wave_plan import plan_only, plan_servers, waves_from_options
 from fleetway.worker.cli.waves import approve, reject
 from fleetway.worker.config.backends import audit_emitter, shared_quiesce_controller, tenant_lister
 from fleetway.worker.config.client import has_pollers
@@ -187,6 +188,34 @@ def _rollout_command(action: Action) -> Callable[..., None]:
                 help="Read the tables first; a tenant proven current is reported 'current', no Flyway run.",
             ),
         ] = True,
+        per_server: Annotated[
+            int | None,
+            typer.Option(
+                "--per-server", min=1, max=256, help="Most tenants in flight on one database server."
+            ),
+        ] = None,
+        server_checks: Annotated[
+            bool | None,
+            typer.Option(
+                "--server-checks/--no-server-checks",
+                help="Check each server before dispatching to it; park one that does not answer.",
+            ),
+        ] = None,
+        max_lock_waiters: Annotated[
+            int | None,
+            typer.Option(min=0, help="Hold a server while more sessions than this wait on a lock."),
+        ] = None,
+        max_replica_lag_bytes: Annotated[
+            int | None,
+            typer.Option(min=0, help="Hold a primary while a replica's replay is this many bytes behind."),
+        ] = None,
+        health_probe: Annotated[
+            str, typer.Option(help="A query returning one number; hold a server while it is over the max.")
+        ] = "",
+        health_probe_max: Annotated[float | None, typer.Option(help="The --health-probe's maximum.")] = None,
+        park_limit: Annotated[
+            str, typer.Option(help="End a server's tenants unreachable once parked this long (30m).")
+        ] = "",
         output: Annotated[OutputFormat, typer.Option("--output", "-o")] = OutputFormat.TEXT,
     ) -> None:
         async def go() -> ExitCode:
@@ -205,6 +234,17 @@ def _rollout_command(action: Action) -> Callable[..., None]:
             if dry_run:  # the plan and what each wave would apply, now: no gate, bake or halt
                 waves = [plan_only(w) for w in waves]
             settings = load_settings()
+            servers = server_controls(
+                settings,
+                plan_servers(wave_plan),
+                per_server=per_server,
+                checks=server_checks,
+                max_lock_waiters=max_lock_waiters,
+                max_replica_lag_bytes=max_replica_lag_bytes,
+                health_probe=health_probe,
+                health_probe_max=health_probe_max,
+                park_limit=park_limit,
+            )
             named = named_set(migrations, settings)
             request = MigrateAllInput(
                 migration_set=named.digest,
@@ -223,6 +263,7 @@ def _rollout_command(action: Action) -> Callable[..., None]:
                 applied_in=applied_in,
                 applied_version=applied_version,
                 skip_current=skip_current,
+                servers=servers,
             )
             if not principal:  # after the input is known valid: a bad input gets one line, nothing else
                 stderr.print("warning: no --principal; audit events will say <unspecified>")

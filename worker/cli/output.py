@@ -13,6 +13,7 @@ from rich.table import Table
 
 from fleetway.activities.flyway.output import Action
 from fleetway.activities.rollouts import Outcome, TenantOutcome
+from fleetway.activities.servers.models import ServerHold
 from fleetway.workflows.migrate_all_models import (
     MigrateAllResult,
     Progress,
@@ -25,6 +26,8 @@ __all__ = [
     "ExitCode",
     "OutputFormat",
     "exit_code_for",
+    "hold_line",
+    "hold_row",
     "render_progress",
     "render_result",
     "render_server_view",
@@ -109,6 +112,18 @@ def wave_line(rollout_id: str, index: int, of: int, wave: WaveProgress) -> str:
     )
 
 
+def hold_row(hold: ServerHold) -> str:
+    """A parked or held server, in words (``status``, the result)."""
+    return f"  server {hold.server} {hold.kind.value} since {hold.since} ({hold.why}); {hold.queued} waiting"
+
+
+def hold_line(rollout_id: str, hold: ServerHold, *, ended: bool) -> str:
+    """A server hold's NDJSON line (``server``): when it starts, and when it ends (``ended``)."""
+    return json.dumps(
+        {"event": "server", "rollout_id": rollout_id, "ended": ended, **hold.model_dump(mode="json")}
+    )
+
+
 def tenant_line(outcome: TenantOutcome) -> str:
     """One tenant's NDJSON line (``tenant_complete``), as the live feed and the final result print it."""
     return json.dumps({"event": "tenant_complete", **outcome.model_dump(mode="json")})
@@ -146,6 +161,7 @@ def _summary(result: MigrateAllResult) -> dict[str, object]:
         "failed_lost": result.failed_lost,
         "warnings": result.warnings,
         "migration_set": result.migration_set,
+        "servers": [h.model_dump(mode="json") for h in result.servers],
         "flyway": result.flyway.model_dump(mode="json", exclude_defaults=True),
     }
     if result.where or result.applied_in:
@@ -161,7 +177,18 @@ def _summary(result: MigrateAllResult) -> dict[str, object]:
 def _outcomes_table(result: MigrateAllResult, *, dry_run: bool) -> Table:
     table = Table(title=f"{result.action.value} {result.rollout_id}: {result.status.value}")
     order = {w.name: i for i, w in enumerate(result.waves)}
-    for column in ("wave",) * bool(result.waves) + ("tenant", "outcome", "schema", "duration", "error"):
+    servers = len({o.server for o in result.outcomes}) > 1  # a column only where it tells apart
+    for column in (
+        ("wave",) * bool(result.waves)
+        + ("tenant",)
+        + ("server",) * servers
+        + (
+            "outcome",
+            "schema",
+            "duration",
+            "error",
+        )
+    ):
         table.add_column(column)
     for o in sorted(result.outcomes, key=lambda o: (order.get(o.wave, 0), o.tenant_id)):
         error = (
@@ -171,6 +198,7 @@ def _outcomes_table(result: MigrateAllResult, *, dry_run: bool) -> Table:
         )
         cells = (
             o.tenant_id,
+            *((o.server or "?",) if servers else ()),
             o.outcome.value,
             _versions(o, dry_run=dry_run, action=result.action),
             f"{o.duration_ms / 1000:.2f}s",
@@ -195,6 +223,10 @@ def _render_text(result: MigrateAllResult, *, dry_run: bool) -> None:
     console.print(_outcomes_table(result, dry_run=dry_run))
     if result.waves:
         _print_waves(result, dry_run=dry_run)
+    if result.servers:
+        print("servers not released at the end:")
+    for hold in result.servers:
+        print(hold_row(hold))
     counts = ", ".join(f"{k.value}={v}" for k, v in sorted(result.counts.items()))
     console.print(
         f"{result.total} tenants: {counts or 'none'}" + (" (outcomes truncated)" if result.truncated else "")
@@ -268,5 +300,7 @@ def render_progress(progress: Progress, fmt: OutputFormat, rollout_id: str) -> N
     )
     for i, wave in enumerate(progress.waves, start=1):
         print(_wave_row(i, wave, len(progress.waves), rollout_id))
+    for hold in progress.servers:
+        print(hold_row(hold))
     for o in progress.failed:
         print(f"  - {o.tenant_id}: {o.outcome.value} {o.error_class} {o.message}".rstrip())

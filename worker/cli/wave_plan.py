@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import yaml
 from pydantic import ValidationError
@@ -25,7 +25,7 @@ from pydantic import ValidationError
 from fleetway.activities.errors import InvalidWavePlanError, from_validation_error
 from fleetway.activities.tenants.waves import WaveSpec, check_waves
 
-__all__ = ["load_wave_plan", "parse_wave_flag", "plan_only", "waves_from_options"]
+__all__ = ["load_wave_plan", "parse_wave_flag", "plan_only", "plan_servers", "waves_from_options"]
 
 # --wave field → WaveSpec field; None: a flag (no value).
 _FIELDS: Final[dict[str, tuple[str, bool]]] = {
@@ -88,7 +88,7 @@ def parse_wave_flag(text: str, *, position: int = 1) -> WaveSpec:
 
 
 def load_wave_plan(path: Path) -> list[WaveSpec]:
-    """Waves from a YAML or JSON file: a list of waves, or ``{"waves": [...]}``.
+    """Waves from a YAML or JSON file: a list of waves, or ``{"waves": [...], "servers": {...}}``.
 
     Each wave is an object with the ``WaveSpec`` fields (``bake`` is accepted for ``bake_s``).
 
@@ -106,7 +106,7 @@ def load_wave_plan(path: Path) -> list[WaveSpec]:
     except (ValueError, yaml.YAMLError):
         kind = "JSON" if path.suffix == ".json" else "YAML"
         raise InvalidWavePlanError(f"{where} is not valid {kind}") from None
-    if isinstance(data, dict) and set(data) == {"waves"}:
+    if isinstance(data, dict) and "waves" in data and set(data) <= {"waves", "servers"}:
         data = data["waves"]
     if not isinstance(data, list) or not data or not all(isinstance(w, dict) for w in data):
         raise InvalidWavePlanError(f'{where} must hold a non-empty list of waves, or {{"waves": [...]}}')
@@ -154,3 +154,19 @@ def plan_only(wave: WaveSpec) -> WaveSpec:
     return wave.model_copy(
         update={"gate": False, "bake_s": 0, "max_failures": None, "max_failure_ratio": None, "target": ""}
     )
+
+
+def plan_servers(path: Path | None) -> dict[str, Any]:
+    """The plan file's ``servers`` object (per-server controls), {} when it has none.
+
+    Raises:
+        InvalidWavePlanError: ``servers`` is not an object (its fields are checked with the rest).
+    """
+    if path is None:
+        return {}
+    text = path.read_text()
+    data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    servers = data.get("servers", {}) if isinstance(data, dict) else {}
+    if not isinstance(servers, dict):
+        raise InvalidWavePlanError(f"wave plan {str(path)!r}: servers must be an object")
+    return dict(servers)

@@ -27,6 +27,7 @@ __all__ = [
     "HttpTenantSourceConfig",
     "ProvisioningConfig",
     "QuiesceConfig",
+    "RolloutConfig",
     "SecretsConfig",
     "SetsConfig",
     "Settings",
@@ -270,6 +271,21 @@ class WorkerConfig(BaseModel):
     """Most seconds between heartbeats reaching the server; bounds how fast a cancel kills Flyway."""
 
 
+class RolloutConfig(BaseModel):
+    """Defaults of a rollout's per-server controls (a flag or the plan file overrides each)."""
+
+    model_config = _SECTION
+
+    per_server: int | None = Field(default=None, ge=1, le=256)
+    """Most of a rollout's tenants in flight on one database server (unset: only the window)."""
+    server_checks: bool = True
+    """Check a server (reachable, under the thresholds) before dispatching to it; park or hold it."""
+    max_lock_waiters: int | None = Field(default=None, ge=0)
+    """Hold a server while more sessions than this wait on a lock (unset: not checked)."""
+    park_limit_s: int = Field(default=1800, ge=10)
+    """A server parked this long ends its undispatched tenants ``target_unreachable``."""
+
+
 class Settings(BaseSettings):
     """Everything configurable. ``TEMPORAL_ADDRESS``/``TEMPORAL_NAMESPACE`` are honoured too."""
 
@@ -292,6 +308,7 @@ class Settings(BaseSettings):
     audit: AuditConfig = AuditConfig()
     provisioning: ProvisioningConfig = ProvisioningConfig()
     worker: WorkerConfig = WorkerConfig()
+    rollout: RolloutConfig = RolloutConfig()
 
     @classmethod
     def settings_customise_sources(

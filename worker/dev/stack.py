@@ -346,6 +346,46 @@ class PostgresServer:
                 [str(bindir / "pg_ctl"), "-D", str(self.root / "data"), "-w", "-m", mode, "stop"]
             )
 
+    def start_replica(self) -> PostgresServer:
+        """A streaming replica of this running server (``pg_basebackup -R``), started on its own port.
+
+        Raises:
+            RuntimeError: the base backup failed (its output is attached; it holds no secret).
+        """
+        bindir = _pg_bindir()
+        if bindir is None:
+            raise PrerequisiteMissingError(
+                "PostgreSQL server binaries missing (apt-get install -y postgresql)"
+            )
+        replica = PostgresServer(superuser_password=self.superuser_password)
+        if os.geteuid() == 0:
+            shutil.chown(replica.root, "postgres", "postgres")
+        backup = _run_as_postgres(
+            [
+                str(bindir / "pg_basebackup"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                "postgres",
+                "-D",
+                str(replica.root / "data"),
+                "-R",
+                "-X",
+                "stream",
+                "-c",
+                "fast",
+            ],
+            # The password reaches pg_basebackup by environment, never argv.
+            env={**os.environ, "PGPASSWORD": self.superuser_password},
+        )
+        if backup.returncode != 0:
+            shutil.rmtree(replica.root, ignore_errors=True)
+            raise RuntimeError(f"pg_basebackup failed: {backup.stderr[-2000:]}")
+        replica.start()
+        return replica
+
     def stop(self) -> None:
         """Stop the server (fast mode) and delete its folder."""
         self.halt()
