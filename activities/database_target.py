@@ -26,6 +26,7 @@ __all__ = [
     "flyway_environment",
     "jdbc_url",
     "libpq_conninfo",
+    "server_key",
 ]
 
 PG_IDENTIFIER: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
@@ -75,6 +76,11 @@ class DatabaseTarget(BaseModel):
         if not _HOST.fullmatch(value):
             raise ValueError("host must be a DNS name or an IP address")
         return value
+
+
+def server_key(target: DatabaseTarget) -> str:
+    """``host:port``: tenants with the same key share a database server (never a login)."""
+    return f"{target.host.lower()}:{target.port}"
 
 
 def check_pg_identifier(value: str, *, field: str) -> str:

@@ -50,6 +50,7 @@ from fleetway.activities.flyway.cli_engine import FlywayRunner
 from fleetway.activities.flyway.contract import FlywayEngine, FlywayInstall, FlywaySettings
 from fleetway.activities.flyway.jvm_engine import JvmFlywayEngine
 from fleetway.activities.flyway.output import Action
+from fleetway.activities.servers.models import ServerControls
 from fleetway.worker.config.client import connect
 from fleetway.worker.config.settings import TemporalConfig
 from fleetway.worker.dev.stack import PROJECT_ROOT, DevStack, dev_stack
@@ -264,18 +265,24 @@ class Bench:
         schemas: list[str],
         actions: list[Action],
         activity_path: list[str] | None = None,
+        servers_off: list[str] | None = None,
     ) -> list[Phase]:
         """Timed rollouts on one worker, after an untimed warm-up.
 
         With ``activity_path``, each action runs again over that fleet with the Flyway call as a
-        task-queue activity; both rollouts then name their tenants explicitly.
+        task-queue activity; with ``servers_off``, without the per-server keys and checks; the
+        rollouts then name their tenants explicitly.
         """
         task_queue = f"bench-{uuid.uuid4().hex[:8]}"
         warm = self.fleet(f"warm{engine_name}", self.args.warmup)
-        env = self.worker_env(task_queue, engine_name, schemas, [*warm, *(activity_path or [])])
-        variants: list[tuple[str, list[str], int]] = [("", schemas, 600)]
+        extra = [*(activity_path or []), *(servers_off or [])]
+        env = self.worker_env(task_queue, engine_name, schemas, [*warm, *extra])
+        on: ServerControls | None = ServerControls()
+        variants: list[tuple[str, list[str], int, ServerControls | None]] = [("", schemas, 600, on)]
         if activity_path:
-            variants.append(("-activity", activity_path, IN_TASK_MAX_S + 1))
+            variants.append(("-activity", activity_path, IN_TASK_MAX_S + 1, on))
+        if servers_off:
+            variants.append(("-no-servers", servers_off, 600, None))
         worker = subprocess.Popen([FLEETWAY, "worker"], env=env, start_new_session=True)
         client = await connect(TemporalConfig(address=self.stack.temporal.address, task_queue=task_queue))
         phases = []
@@ -295,7 +302,9 @@ class Bench:
                     id=f"bench-warmup-{uuid.uuid4().hex[:6]}",
                     task_queue=task_queue,
                 )
-            for action, (suffix, fleet, flyway_timeout_s) in [(a, v) for a in actions for v in variants]:
+            for action, (suffix, fleet, flyway_timeout_s, servers) in [
+                (a, v) for a in actions for v in variants
+            ]:
                 rollout_id = f"bench-{engine_name}-{action.value}-{uuid.uuid4().hex[:6]}"
                 self.settle()
                 cpu = _cpu_s(worker.pid), _cpu_s(self.stack.temporal.pid)
@@ -304,12 +313,13 @@ class Bench:
                     MigrateAllWorkflow.run,
                     MigrateAllInput(
                         action=action,
-                        tenants=fleet if activity_path else [],
+                        tenants=fleet if extra else [],
                         parallelism=self.args.parallelism,
                         continue_on_error=True,
                         drift_check=False,  # validate only, like the baseline (drift adds an info call)
                         skip_current=False,  # every tenant runs Flyway: the engine comparison
                         flyway_timeout_s=flyway_timeout_s,  # over IN_TASK_MAX_S: a task-queue activity
+                        servers=servers,  # None: no server keys, checks or turns (the cost's baseline)
                     ),
                     id=rollout_id,
                     task_queue=task_queue,
@@ -517,8 +527,9 @@ async def run(args: argparse.Namespace) -> int:
                         for action in actions:
                             bench.record(await bench.raw(engine, fleet, action))
                     activity_path = bench.fleet(f"fa{engine}") if args.activity_path else None
+                    servers_off = bench.fleet(f"fs{engine}") if args.servers_off else None
                     for phase in await bench.fleetway(
-                        engine, bench.fleet(f"fw{engine}"), actions, activity_path
+                        engine, bench.fleet(f"fw{engine}"), actions, activity_path, servers_off
                     ):
                         bench.record(phase)
             data = report(bench, startup, parallelisms)
@@ -568,6 +579,11 @@ def main() -> None:
         "--activity-path",
         action="store_true",
         help="also run each rollout with the Flyway call as a task-queue activity, side by side",
+    )
+    parser.add_argument(
+        "--servers-off",
+        action="store_true",
+        help="also run each rollout without per-server keys, checks and turns, side by side",
     )
     parser.add_argument("--actions", default="migrate,validate", help="comma-separated: migrate, validate")
     parser.add_argument("--out", default=str(RESULTS), help="where latest.json and latest.md go")

@@ -159,5 +159,7 @@ def _assert_toolbox_said(
         assert "6 {'current': 6} {'10': 6}" in out
         assert "all 6 tenants at v10 or later" in out
         assert "{'current': 6} 0" in out and (tmp_path / "fleet.svg").exists()
+    if "servers.json" in body:  # chapter 16: per-server controls on a one-server fleet
+        assert "succeeded 1 []" in out
     if "drift.md" in body:
         assert "## Schema drift" in out and "**6 clean**" in out

@@ -153,7 +153,7 @@ class MigrateAllWorkflow:
             for task in self._tasks.values():
                 task.cancel()
             if self._gate is not None:
-                await self._gate.close()
+                await self._gate.close(cancel=True)
             # Wait for every child to confirm: leaving early would let the close policy terminate
             # siblings whose Flyway is still running.
             await workflow.wait_condition(lambda: not self._tasks)

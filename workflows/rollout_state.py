@@ -89,6 +89,7 @@ class RolloutState:
         self.screening = False  # set by the shell: runs recorded before screening existed never screen
         # Per-server dispatch (None: one global window, as runs recorded before it had).
         self.servers = ServerBook(request.servers, carry.holds) if request.servers else None
+        self.read_servers: dict[str, str] = {}  # kept tenants' server keys, from the screening read
         # This run's dispatches, to tell a tenant listed twice from a rollout id used before.
         self._dispatched_here: set[str] = set()
         self._listed_twice: set[str] = set()
@@ -227,13 +228,16 @@ class RolloutState:
         if self.servers is None:
             return []
         screens = self.screening and (self.fast_path() or self.selecting())
-        count = min(
-            self.screened if screens else len(self.pending),
-            MAX_SCREENED,
-            MAX_QUEUED - self.servers.queued(),
+        count = max(
+            0,
+            min(
+                self.screened if screens else len(self.pending),
+                MAX_SCREENED,
+                MAX_QUEUED - self.servers.queued(),
+            ),
         )
         self.screened -= count if screens else 0
-        return [self.pending.popleft() for _ in range(max(0, count))]
+        return [self.pending.popleft() for _ in range(count)]
 
     def screen_chunk(self) -> list[str]:
         """The pending tenants to read next (at most one read's worth)."""
@@ -256,6 +260,8 @@ class RolloutState:
                 self.record(self._current(state, read.migration_set))
             else:
                 keep.append(tenant)
+                if state.server:
+                    self.read_servers[tenant] = state.server
         for _ in chunk:
             self.pending.popleft()
         self.pending.extendleft(reversed(keep))
@@ -281,6 +287,7 @@ class RolloutState:
             source=OutcomeSource.HISTORY,
             migration_set=digest,
             read_at=state.read_at,
+            server=state.server,
             message=f"{said} (flyway_schema_history read at {state.read_at})",
         )
 

@@ -9,6 +9,7 @@ undispatched tenants ``target_unreachable``; the rest of the fleet goes on meanw
 from __future__ import annotations
 
 import asyncio
+from contextlib import suppress
 from datetime import timedelta
 
 from temporalio import workflow
@@ -58,16 +59,23 @@ class ServerGate:
     def __init__(self, state: RolloutState, book: ServerBook) -> None:
         self._state, self._book = state, book
         self._watchers: dict[str, asyncio.Task[None]] = {}
+        self._closing = False
 
     def resume(self) -> None:
         """Watch the holds a previous run carried."""
         for server in list(self._book.holds):
             self._watch(server, announce=False)
 
-    async def close(self) -> None:
-        """Stop every watcher and wait for them (before returning or continuing as new)."""
-        for task in self._watchers.values():
-            task.cancel()
+    async def close(self, *, cancel: bool = False) -> None:
+        """Stop every watcher and wait for them (before returning or continuing as new).
+
+        A watcher finishes the check or audit it is in (a hold's audit event is never cut off);
+        ``cancel`` (the rollout is cancelled) stops them at once.
+        """
+        self._closing = True
+        if cancel:
+            for task in self._watchers.values():
+                task.cancel()
         await workflow.wait_condition(lambda: not self._watchers)
 
     async def next(self) -> str | None:
@@ -99,8 +107,23 @@ class ServerGate:
 
     async def _key(self, chunk: list[str]) -> None:
         state, book = self._state, self._book
+        # The screening read already resolved most tenants: only the others need the activity.
+        known = {t: state.read_servers.pop(t) for t in chunk if t in state.read_servers}
+        unknown = [t for t in chunk if t not in known]
+        keys = await self._keys(unknown) if unknown else []
+        now = _now_s()
+        resolved = known | dict(zip(unknown, keys, strict=True))
+        for tenant in chunk:
+            server = resolved[tenant]
+            if book.over_limit(server, now):
+                self._unsent(tenant, server)
+            else:
+                book.enqueue(tenant, server)
+
+    async def _keys(self, chunk: list[str]) -> list[str]:
+        state = self._state
         try:
-            keys = await workflow.execute_activity_method(
+            keys: list[str] = await workflow.execute_activity_method(
                 ServerActivities.server_keys,
                 ServerKeysInput(
                     tenant_ids=chunk,
@@ -118,12 +141,7 @@ class ServerGate:
         if len(keys) != len(chunk):
             state.warn("server keys answered for other tenants; dispatched without per-server limits")
             keys = [UNKNOWN_SERVER] * len(chunk)
-        now = _now_s()
-        for tenant, server in zip(chunk, keys, strict=True):
-            if book.over_limit(server, now):
-                self._unsent(tenant, server)
-            else:
-                book.enqueue(tenant, server)
+        return keys
 
     async def _check(self, server: str, tenant: str) -> ServerHealth:
         """One check (in the workflow task); a check that fails itself lets the dispatch go."""
@@ -159,8 +177,11 @@ class ServerGate:
             if announce:
                 await self._audit(book.holds[server], AuditEventType.SERVER_HELD)
             delay, ceiling = 1.0, max(5.0, 3.0 * book.controls.check_every_s)
-            while server in book.holds and state.stop is None:
-                await workflow.sleep(timedelta(seconds=delay))
+            while server in book.holds and state.stop is None and not self._closing:
+                with suppress(TimeoutError):  # the wait ran its course: check again
+                    await workflow.wait_condition(lambda: self._closing, timeout=timedelta(seconds=delay))
+                if self._closing:
+                    return
                 delay = min(delay * 2, ceiling)
                 if book.over_limit(server, _now_s()):
                     for tenant in book.abandon(server):

@@ -44,7 +44,7 @@ class TenantState(BaseModel):
     """What one tenant's table shows, compact: no credential, no row text.
 
     Attributes:
-        server: ``host:port/database`` (tenants with the same key share a server).
+        server: ``host:port`` (tenants with the same key share a server; the rollout's key).
         version: the last successfully applied version ("" = none).
         current: a migrate would apply nothing (proven from the table).
         intact: a validate would pass (pending versions allowed).

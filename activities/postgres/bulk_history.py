@@ -3,7 +3,7 @@
 Tenants that share a server, database and login are read over one connection with one query per
 batch of schemas; tenants elsewhere are one short connection each, in parallel and bounded. The
 credentials stay in this process: what leaves is compact per-tenant state and a server key
-(``host:port/database``), never a login.
+(``host:port``), never a login.
 """
 
 from __future__ import annotations
@@ -17,7 +17,13 @@ import psycopg
 from psycopg import sql
 from pydantic import BaseModel, Field
 
-from fleetway.activities.database_target import DatabaseTarget, Vendor, check_pg_identifier, libpq_conninfo
+from fleetway.activities.database_target import (
+    DatabaseTarget,
+    Vendor,
+    check_pg_identifier,
+    libpq_conninfo,
+    server_key,
+)
 from fleetway.activities.errors import ConfigurationError, SchemaHistoryUnavailableError
 from fleetway.activities.wire import WIRE_MODEL
 
@@ -45,7 +51,7 @@ class TenantHistory(BaseModel):
     """One tenant's history as the table holds it (installed order), without a credential.
 
     Attributes:
-        server: ``host:port/database`` (tenants with the same key share a server).
+        server: ``host:port`` (tenants with the same key share a server).
         table_exists: false when Flyway never created its table there.
         version: the last successful versioned row's version ("" = none).
         applied: the latest row of each migration, in installed order.
@@ -79,7 +85,7 @@ def _login(target: DatabaseTarget) -> tuple[object, ...]:
 
 
 def _server(target: DatabaseTarget) -> str:
-    return f"{target.host}:{target.port}/{target.database}"
+    return server_key(target)
 
 
 def _summarize(tenant: str, server: str, rows: Sequence[tuple[object, ...]]) -> TenantHistory:

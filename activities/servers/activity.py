@@ -12,10 +12,10 @@ from typing import Final
 
 from temporalio import activity
 
-from fleetway.activities.database_target import DatabaseTarget, Vendor
+from fleetway.activities.database_target import DatabaseTarget, Vendor, server_key
 from fleetway.activities.errors import FleetwayError, to_application_error
 from fleetway.activities.secrets.providers import SecretsProvider, provider_for, validate_tenant_ids
-from fleetway.activities.servers.health import check_health, server_key
+from fleetway.activities.servers.health import check_health
 from fleetway.activities.servers.models import CheckServerInput, HealthState, ServerHealth, ServerKeysInput
 
 __all__ = ["ServerActivities"]

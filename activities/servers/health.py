@@ -15,7 +15,7 @@ import psycopg
 from fleetway.activities.database_target import DatabaseTarget, libpq_conninfo
 from fleetway.activities.servers.models import HealthState, ServerControls, ServerHealth
 
-__all__ = ["check_health", "server_key"]
+__all__ = ["check_health"]
 
 _CONNECT_TIMEOUT_S: Final = 5
 _STATEMENT_TIMEOUT_MS: Final = 5000
@@ -28,11 +28,6 @@ _REPLICA_LAG: Final = (
     "SELECT coalesce(max(pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)), 0)::bigint, "
     "count(*) FILTER (WHERE replay_lsn IS NULL) FROM pg_stat_replication"
 )
-
-
-def server_key(target: DatabaseTarget) -> str:
-    """``host:port``: tenants with the same key share a PostgreSQL server."""
-    return f"{target.host.lower()}:{target.port}"
 
 
 def _refused(exc: psycopg.Error) -> ServerHealth:

@@ -60,6 +60,7 @@ class Scripted:
         self.server_of: dict[str, str] = {}
         self.health: defaultdict[str, list[ServerHealth]] = defaultdict(list)
         self.checks: list[str] = []
+        self.keyed: list[list[str]] = []  # each server_keys request's tenants
 
     async def _step(self, name: str) -> None:
         self.calls.append(name)
@@ -147,6 +148,7 @@ class Scripted:
 
     @activity.defn(name="server_keys")
     async def server_keys(self, request: ServerKeysInput) -> list[str]:
+        self.keyed.append(list(request.tenant_ids))
         await self._step("server_keys")
         return [self.server_of.get(t, "") for t in request.tenant_ids]
 

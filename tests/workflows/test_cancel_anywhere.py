@@ -21,6 +21,7 @@ from temporalio.exceptions import ApplicationError, CancelledError
 from fleetway.activities.flyway.activity import RunFlywayInput
 from fleetway.activities.flyway.output import FlywayOutcome
 from fleetway.activities.postgres.provisioning import TenantRoles
+from fleetway.activities.servers.models import HealthState, ServerHealth
 from fleetway.activities.tenants.waves import WaveSpec
 from fleetway.workflows.migrate_all import MigrateAllWorkflow
 from fleetway.workflows.migrate_all_models import (
@@ -176,3 +177,36 @@ async def test_provisioning_rolls_back_then_ends_canceled_when_cancelled_mid_ste
         await _cancelled(handle)
     assert "provision_cleanup" in script.calls
     assert never_reached not in script.calls
+
+
+_SERVER_A, _SERVER_B = "10.0.0.1:5432", "10.0.0.2:5432"
+
+
+@pytest.mark.parametrize(
+    "blocked", ["server_keys", f"check_server:{_SERVER_B}", "emit_audit:rollout.server_held"]
+)
+async def test_rollout_cancels_cleanly_during_a_server_key_read_check_or_hold_audit(
+    client: Client, blocked: str
+) -> None:
+    """The server gate's awaits: keys (nothing dispatched yet), a check and a hold's audit (alpha mid-run)."""
+    script = Scripted(["alpha", "beta"], block={blocked, "run_flyway:alpha"})
+    script.server_of = {"alpha": _SERVER_A, "beta": _SERVER_B}
+    script.health[_SERVER_B] = [
+        ServerHealth(state=HealthState.OVER, why="3 sessions wait on locks (max 0)")
+    ] * 10
+    rollout_id = f"cancel-{uuid.uuid4().hex[:8]}"
+    async with scripted_worker(client, script) as task_queue:
+        handle = await client.start_workflow(
+            MigrateAllWorkflow.run,
+            MigrateAllInput(migration_set=SET, heartbeat_timeout_s=2, tenants=["alpha", "beta"]),
+            id=rollout_id,
+            task_queue=task_queue,
+        )
+        await asyncio.wait_for(script.started[blocked].wait(), WAIT)
+        if blocked != "server_keys":
+            await asyncio.wait_for(script.started["run_flyway:alpha"].wait(), WAIT)
+        await _cancelled(handle)
+        if blocked != "server_keys":
+            assert await _status(client, f"{rollout_id}/alpha") is WorkflowExecutionStatus.CANCELED
+    assert "run_flyway:beta" not in script.calls
+    assert blocked in script.cancelled

@@ -17,6 +17,7 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
+from fleetway.activities.fleet.state import TenantState
 from fleetway.activities.flyway.activity import RunFlywayInput
 from fleetway.activities.flyway.output import FlywayOutcome
 from fleetway.activities.rollouts import Outcome
@@ -228,3 +229,20 @@ async def test_a_hold_is_carried_across_continue_as_new(skipping_env: WorkflowEn
     # Parked once: the later runs kept the hold (and its watcher) instead of parking again.
     audits = [c for c in script.calls if c.startswith("emit_audit:rollout.server")]
     assert audits == ["emit_audit:rollout.server_held", "emit_audit:rollout.server_released"]
+
+
+async def test_the_screening_read_gives_the_keys_and_the_activity_only_fills_gaps(client: Client) -> None:
+    script = _on_servers({"a1": A, "b1": B, "x1": B})
+    for tenant in ("a1", "b1"):  # the read resolved these two; x1's secret it could not resolve
+        script.states[tenant] = TenantState(
+            tenant_id=tenant, server=script.server_of[tenant], pending=["1"], pending_count=1, intact=True
+        )
+    async with scripted_worker(client, script) as task_queue:
+        result = await client.execute_workflow(
+            MigrateAllWorkflow.run,
+            MigrateAllInput(tenants=["a1", "b1", "x1"], migration_set=SET),
+            id=f"read-keys-{uuid.uuid4().hex[:8]}",
+            task_queue=task_queue,
+        )
+    assert {o.tenant_id: o.server for o in result.outcomes} == {"a1": A, "b1": B, "x1": B}
+    assert script.keyed == [["x1"]] and len(script.screens) == 1
