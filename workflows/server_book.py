@@ -9,7 +9,6 @@ server does not run one server's 500 tenants before another's first.
 from __future__ import annotations
 
 from collections import Counter, deque
-from datetime import UTC, datetime
 from typing import Final
 
 from temporalio import workflow
@@ -140,16 +139,18 @@ class ServerBook:
         """Forget the last good check (a tenant there just failed for an infrastructure reason)."""
         self._checked.pop(server, None)
 
-    def found(self, server: str, health: ServerHealth, now_s: float) -> ServerHold | None:
-        """Record a check; returns a hold that starts now, else None (fit, or held already)."""
+    def found(self, server: str, health: ServerHealth, now_s: float, now: str = "") -> ServerHold | None:
+        """Record a check; returns a hold that starts now, else None (fit, or held already).
+
+        ``now_s`` is workflow time in epoch seconds, ``now`` the same instant in ISO 8601.
+        """
         if health.state is HealthState.OK:
             self._checked[server] = now_s
             return None
         if server in self.holds:
             return None
         kind = HoldKind.PARKED if health.state is HealthState.UNREACHABLE else HoldKind.HELD
-        since = datetime.fromtimestamp(now_s, UTC).isoformat(timespec="seconds")
-        hold = ServerHold(server=server, kind=kind, since=since, since_s=now_s, why=health.why)
+        hold = ServerHold(server=server, kind=kind, since=now, since_s=now_s, why=health.why)
         self.holds[server] = hold
         self.holds_started[server] += 1
         return hold

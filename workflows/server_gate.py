@@ -94,7 +94,8 @@ class ServerGate:
             book.put_back(tenant)
             state.fail(f"server check on {server} cannot work: {health.why}; dispatch stopped")
             return None
-        if book.found(server, health, _now_s()) is not None:
+        now = workflow.now()
+        if book.found(server, health, now.timestamp(), now.isoformat(timespec="seconds")) is not None:
             book.put_back(tenant)
             self._watch(server, announce=True)
             return NOT_NOW

@@ -21,6 +21,12 @@ _CONNECT_TIMEOUT_S: Final = 5
 _STATEMENT_TIMEOUT_MS: Final = 5000
 # The server is not there for anyone: connection failures, shutdown, starting up, full.
 _UNREACHABLE: Final = ("08", "57P01", "57P02", "57P03", "53")
+# Client slots left: what a new session (a tenant's Flyway run) can still get.
+_FREE_CONNECTIONS: Final = (
+    "SELECT current_setting('max_connections')::int "
+    "- current_setting('superuser_reserved_connections')::int "
+    "- (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')"
+)
 _LOCK_WAITERS: Final = "SELECT count(DISTINCT pid) FROM pg_locks WHERE NOT granted"
 # Bytes of WAL the slowest replica has not replayed; replicas whose position this login cannot
 # see (no pg_read_all_stats) are counted apart, so an invisible lag is never read as zero.
@@ -79,6 +85,11 @@ async def _measure(conn: Conn, controls: ServerControls) -> ServerHealth:
                 over.append(f"{hidden} replicas' replay position not visible (grant pg_read_all_stats)")
             elif lag > controls.max_replica_lag_bytes:
                 over.append(f"replica replay {lag} bytes behind (max {controls.max_replica_lag_bytes})")
+        if controls.min_free_connections is not None:
+            row = await (await conn.execute(_FREE_CONNECTIONS)).fetchone()
+            measured["free_connections"] = free = int(row[0]) if row else 0  # type: ignore[call-overload]
+            if free < controls.min_free_connections:
+                over.append(f"{free} connections free (min {controls.min_free_connections})")
         if controls.probe_sql and controls.probe_max is not None:
             measured["probe"] = value = await _probe(conn, controls.probe_sql)
             if value > controls.probe_max:

@@ -40,6 +40,8 @@ class ServerControls(BaseModel):
         max_lock_waiters: hold a server while more sessions than this wait on a lock (pg_locks).
         max_replica_lag_bytes: hold a primary while a streaming replica's replay is this far behind
             (pg_stat_replication; needs ``pg_read_all_stats`` for the tenants' login). None: off.
+        min_free_connections: hold a server while fewer client connections than this are free
+            (``max_connections`` minus reserved slots minus client sessions). None: off.
         probe_sql: a query returning one number; the server is held while it exceeds ``probe_max``.
         park_limit_s: a server parked this long ends its undispatched tenants ``target_unreachable``.
     """
@@ -51,6 +53,7 @@ class ServerControls(BaseModel):
     check_every_s: int = Field(default=5, ge=1, le=300)
     max_lock_waiters: int | None = Field(default=None, ge=0)
     max_replica_lag_bytes: int | None = Field(default=None, ge=0)
+    min_free_connections: int | None = Field(default=None, ge=1, le=10000)
     probe_sql: str = Field(default="", max_length=PROBE_SQL_MAX)
     probe_max: float | None = None
     park_limit_s: int = Field(default=1800, ge=10, le=7 * 86400)
@@ -81,6 +84,7 @@ class ServerControls(BaseModel):
             for name, value in (
                 ("lock waiters", self.max_lock_waiters),
                 ("replica lag", self.max_replica_lag_bytes),
+                ("free connections", self.min_free_connections),
                 ("probe", self.probe_max),
             )
             if value is not None
@@ -147,4 +151,5 @@ class ServerHealth(BaseModel):
     why: str = ""
     lock_waiters: int | None = None
     replica_lag_bytes: int | None = None
+    free_connections: int | None = None
     probe: float | None = None

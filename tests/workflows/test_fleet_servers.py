@@ -286,6 +286,38 @@ async def test_a_paused_replica_holds_dispatch_to_its_primary_until_replay_resum
             assert [v for v, _ in rows] == VERSIONS and rows[0][1] > resumed
 
 
+async def test_a_server_short_of_free_connections_is_held_until_sessions_close(
+    client: Client, flyway_install: FlywayInstall, temporal_server: TemporalDevServer, tmp_path: Path
+) -> None:
+    with own_servers(1) as (a,):
+        fleet = spread({"a": a}, 2)
+        env = fleet.cli_env(temporal_server.address, tmp_path, flyway_install)
+        hogs = [psycopg.connect(a.dsn) for _ in range(60)]  # an application's pool, grown (max 300)
+        try:
+            async with fleet.worker(client, flyway_install, engine="jvm"):
+                started = await asyncio.to_thread(
+                    fleetway, "migrate", "--min-free-connections", "250", "--principal", "t", "--detach",
+                    env=env,
+                )  # fmt: skip
+                assert started.returncode == 0, started.stderr[-2000:]
+                handle = client.get_workflow_handle(started.stdout.strip())
+                progress = await progress_until(handle, lambda p: p.servers)
+                (hold,) = progress.servers
+                assert hold.kind is HoldKind.HELD and "connections free (min 250)" in hold.why
+                assert all(applied(fleet, t) == [] for t in fleet.tenants)
+                released = _now()
+                for hog in hogs:
+                    hog.close()
+                result = await asyncio.wait_for(handle.result(), timeout=120)
+        finally:
+            for hog in hogs:
+                hog.close()
+        assert result.status is RolloutStatus.SUCCEEDED, result.warnings
+        for tenant in fleet.tenants:
+            rows = applied(fleet, tenant)
+            assert [v for v, _ in rows] == VERSIONS and rows[0][1] > released
+
+
 def test_bad_per_server_controls_are_refused_before_anything_starts(
     temporal_server: TemporalDevServer, tmp_path: Path
 ) -> None:

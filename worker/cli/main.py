@@ -209,6 +209,10 @@ def _rollout_command(action: Action) -> Callable[..., None]:
             int | None,
             typer.Option(min=0, help="Hold a primary while a replica's replay is this many bytes behind."),
         ] = None,
+        min_free_connections: Annotated[
+            int | None,
+            typer.Option(min=1, help="Hold a server while fewer client connections than this are free."),
+        ] = None,
         health_probe: Annotated[
             str, typer.Option(help="A query returning one number; hold a server while it is over the max.")
         ] = "",
@@ -241,6 +245,7 @@ def _rollout_command(action: Action) -> Callable[..., None]:
                 checks=server_checks,
                 max_lock_waiters=max_lock_waiters,
                 max_replica_lag_bytes=max_replica_lag_bytes,
+                min_free_connections=min_free_connections,
                 health_probe=health_probe,
                 health_probe_max=health_probe_max,
                 park_limit=park_limit,

@@ -26,6 +26,7 @@ def server_controls(
     checks: bool | None,
     max_lock_waiters: int | None,
     max_replica_lag_bytes: int | None,
+    min_free_connections: int | None,
     health_probe: str,
     health_probe_max: float | None,
     park_limit: str,
@@ -40,6 +41,7 @@ def server_controls(
         "per_server": defaults.per_server,
         "checks": defaults.server_checks,
         "max_lock_waiters": defaults.max_lock_waiters,
+        "min_free_connections": defaults.min_free_connections,
         "park_limit_s": defaults.park_limit_s,
     } | plan
     given = {
@@ -47,6 +49,7 @@ def server_controls(
         "checks": checks,
         "max_lock_waiters": max_lock_waiters,
         "max_replica_lag_bytes": max_replica_lag_bytes,
+        "min_free_connections": min_free_connections,
         "probe_sql": health_probe or None,
         "probe_max": health_probe_max,
         "park_limit_s": parse_duration_s(park_limit, what="--park-limit") if park_limit else None,

@@ -282,6 +282,8 @@ class RolloutConfig(BaseModel):
     """Check a server (reachable, under the thresholds) before dispatching to it; park or hold it."""
     max_lock_waiters: int | None = Field(default=None, ge=0)
     """Hold a server while more sessions than this wait on a lock (unset: not checked)."""
+    min_free_connections: int | None = Field(default=None, ge=1)
+    """Hold a server while fewer client connections than this are free (unset: not checked)."""
     park_limit_s: int = Field(default=1800, ge=10)
     """A server parked this long ends its undispatched tenants ``target_unreachable``."""
 
