@@ -88,7 +88,11 @@ class RolloutState:
         self.applied_marker = carry.applied_marker
         self.screening = False  # set by the shell: runs recorded before screening existed never screen
         # Per-server dispatch (None: one global window, as runs recorded before it had).
-        self.servers = ServerBook(request.servers, carry.holds) if request.servers else None
+        self.servers = (
+            ServerBook(request.servers, carry.holds, park_limit_s=request.retry_budget_s or 900)
+            if request.servers
+            else None
+        )
         self.read_servers: dict[str, str] = {}  # kept tenants' server keys, from the screening read
         # This run's dispatches, to tell a tenant listed twice from a rollout id used before.
         self._dispatched_here: set[str] = set()

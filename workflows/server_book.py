@@ -31,8 +31,9 @@ UNKNOWN_SERVER: Final = ""  # a tenant whose secret did not resolve: no budget, 
 class ServerBook:
     """The per-server queues, budgets and holds of one rollout run (holds are carried)."""
 
-    def __init__(self, controls: ServerControls, holds: list[ServerHold]) -> None:
+    def __init__(self, controls: ServerControls, holds: list[ServerHold], *, park_limit_s: int = 900) -> None:
         self.controls = controls
+        self.park_limit_s = controls.park_limit_s or park_limit_s  # the rollout's retry budget unless set
         self.holds: dict[str, ServerHold] = {h.server: h for h in holds}
         self._queues: dict[str, deque[str]] = {}
         self._ring: deque[str] = deque()  # servers with queued tenants; the next to serve first
@@ -163,11 +164,7 @@ class ServerBook:
     def over_limit(self, server: str, now_s: float) -> bool:
         """Parked longer than the rollout allows."""
         hold = self.holds.get(server)
-        return (
-            hold is not None
-            and hold.kind is HoldKind.PARKED
-            and now_s - hold.since_s >= self.controls.park_limit_s
-        )
+        return hold is not None and hold.kind is HoldKind.PARKED and now_s - hold.since_s >= self.park_limit_s
 
     def abandon(self, server: str) -> list[str]:
         """Take every queued tenant of ``server`` out (they end without a dispatch)."""

@@ -210,7 +210,7 @@ class ServerGate:
                 error_class=ErrorClass.TARGET_UNREACHABLE.value,
                 server=server,
                 message=f"not dispatched: server {server} parked since {hold.since} ({hold.why}), "
-                f"past the park limit of {self._book.controls.park_limit_s}s"[:300],
+                f"past the park limit of {self._book.park_limit_s}s"[:300],
             )
         )
 

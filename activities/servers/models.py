@@ -43,7 +43,8 @@ class ServerControls(BaseModel):
         min_free_connections: hold a server while fewer client connections than this are free
             (``max_connections`` minus reserved slots minus client sessions). None: off.
         probe_sql: a query returning one number; the server is held while it exceeds ``probe_max``.
-        park_limit_s: a server parked this long ends its undispatched tenants ``target_unreachable``.
+        park_limit_s: a server parked this long ends its undispatched tenants ``target_unreachable``
+            (None: the rollout's retry budget, the time a dispatched tenant would have retried it).
     """
 
     model_config = CLIENT_INPUT
@@ -56,7 +57,7 @@ class ServerControls(BaseModel):
     min_free_connections: int | None = Field(default=None, ge=1, le=10000)
     probe_sql: str = Field(default="", max_length=PROBE_SQL_MAX)
     probe_max: float | None = None
-    park_limit_s: int = Field(default=1800, ge=10, le=7 * 86400)
+    park_limit_s: int | None = Field(default=None, ge=10, le=7 * 86400)
 
     @field_validator("probe_sql")
     @classmethod

@@ -20,6 +20,7 @@ from fleetway.activities.audit.events import Emitter
 from fleetway.activities.audit.sinks import JsonlAuditSink
 from fleetway.activities.flyway.contract import FlywayInstall
 from fleetway.activities.rollouts import Outcome
+from fleetway.activities.servers.models import ServerControls
 from fleetway.worker.config.client import connect
 from fleetway.worker.config.settings import TemporalConfig
 from fleetway.worker.dev.stack import PostgresServer, TemporalDevServer
@@ -168,9 +169,12 @@ async def test_cancel_during_a_slow_script_leaves_no_process_no_statement_and_a_
         assert event["version"] == "5"
 
 
+@pytest.mark.parametrize("checks", [False, True], ids=["dispatched", "parked"])
 async def test_infrastructure_faults_retry_until_the_time_budget_and_script_failures_never(
-    client: Client, flyway_install: FlywayInstall, postgres: PostgresServer
+    client: Client, flyway_install: FlywayInstall, postgres: PostgresServer, checks: bool
 ) -> None:
+    """Without server checks the tenant is dispatched and its run retries for the budget; with
+    them (the default) its server is parked at once and ends it, undispatched, after the same time."""
     from fleetway.activities.secrets.providers import StaticSecretsProvider
     from fleetway.activities.tenants.static import StaticTenantLister
     from fleetway.worker.process.run import build_worker
@@ -190,7 +194,7 @@ async def test_infrastructure_faults_retry_until_the_time_budget_and_script_fail
     async with worker:
         result = await client.execute_workflow(
             MigrateAllWorkflow.run,
-            MigrateAllInput(continue_on_error=True, retry_budget_s=20),
+            MigrateAllInput(continue_on_error=True, retry_budget_s=20, servers=ServerControls(checks=checks)),
             id=f"budget-{uuid.uuid4().hex[:8]}",
             task_queue=fleet.task_queue,
         )
@@ -199,9 +203,14 @@ async def test_infrastructure_faults_retry_until_the_time_budget_and_script_fail
     assert result.retry_budget_s == 20
     refused = outcomes[unreachable]
     assert refused.error_class == "target_unreachable"
-    assert "retry budget of 20s spent after" in refused.message
-    assert refused.attempts >= 6  # more than the old fixed count of 5: time decides, not a count
-    assert refused.source == "unknown"  # nor can its table be read: said, not guessed
+    if checks:
+        assert refused.message.startswith("not dispatched: server 127.0.0.1:1 parked since ")
+        assert "does not answer" in refused.message and "past the park limit of 20s" in refused.message
+        assert refused.attempts == 0 and result.servers[0].server == "127.0.0.1:1"
+    else:
+        assert "retry budget of 20s spent after" in refused.message
+        assert refused.attempts >= 6  # more than the old fixed count of 5: time decides, not a count
+        assert refused.source == "unknown"  # nor can its table be read: said, not guessed
     own = outcomes[broken]
     assert own.error_class == "schema_history_corrupt"
     assert own.attempts == 1

@@ -300,7 +300,7 @@ async def test_a_server_short_of_free_connections_is_held_until_sessions_close(
                     env=env,
                 )  # fmt: skip
                 assert started.returncode == 0, started.stderr[-2000:]
-                handle = client.get_workflow_handle(started.stdout.strip())
+                handle = client.get_workflow_handle_for(MigrateAllWorkflow.run, started.stdout.strip())
                 progress = await progress_until(handle, lambda p: p.servers)
                 (hold,) = progress.servers
                 assert hold.kind is HoldKind.HELD and "connections free (min 250)" in hold.why

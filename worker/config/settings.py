@@ -284,8 +284,8 @@ class RolloutConfig(BaseModel):
     """Hold a server while more sessions than this wait on a lock (unset: not checked)."""
     min_free_connections: int | None = Field(default=None, ge=1)
     """Hold a server while fewer client connections than this are free (unset: not checked)."""
-    park_limit_s: int = Field(default=1800, ge=10)
-    """A server parked this long ends its undispatched tenants ``target_unreachable``."""
+    park_limit_s: int | None = Field(default=None, ge=10)
+    """A server parked this long ends its undispatched tenants unreachable (unset: the retry budget)."""
 
 
 class Settings(BaseSettings):
