@@ -22,6 +22,7 @@ from typing import Any
 
 import psycopg
 from temporalio.client import Client, WorkflowHandle
+from temporalio.service import RPCError
 
 from fleetway.activities.database_target import DatabaseTarget
 from fleetway.activities.flyway.contract import FlywayInstall
@@ -30,7 +31,7 @@ from fleetway.activities.servers.models import HoldKind, ServerControls
 from fleetway.worker.dev.stack import PostgresServer, TemporalDevServer
 from fleetway.workflows.migrate_all import MigrateAllWorkflow
 from fleetway.workflows.migrate_all_models import MigrateAllInput, MigrateAllResult, Progress, RolloutStatus
-from tests.fleet import Fleet, fleetway
+from tests.fleet import FLEETWAY, Fleet, fleetway
 from tests.kill_loop import fault_migrations
 from tests.support import wait_until
 
@@ -93,7 +94,11 @@ async def progress_until(
 ) -> Progress:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        progress = await handle.query(MigrateAllWorkflow.progress)
+        try:
+            progress = await handle.query(MigrateAllWorkflow.progress)
+        except RPCError:  # a CLI that has not started it yet
+            await asyncio.sleep(0.3)
+            continue
         if check(progress):
             return progress
         await asyncio.sleep(0.3)
@@ -106,41 +111,46 @@ def _now() -> datetime:
 
 
 async def test_a_stopped_server_is_parked_and_the_rest_of_the_fleet_runs_meanwhile(
-    client: Client, flyway_install: FlywayInstall
+    client: Client, flyway_install: FlywayInstall, temporal_server: TemporalDevServer, tmp_path: Path
 ) -> None:
+    """As an operator would: ``fleetway migrate -o ndjson`` while one server is down for 40 s."""
     with own_servers(2) as (a, b):
         fleet = spread({"a": a, "b": b}, 4, first="b")
+        env = fleet.cli_env(temporal_server.address, tmp_path, flyway_install)
+        b_key = f"127.0.0.1:{b.port}"
         await asyncio.to_thread(b.halt, "fast")  # down before the rollout starts
+        rollout_id = f"outage-{uuid.uuid4().hex[:8]}"
         async with fleet.worker(client, flyway_install, engine="jvm"):
-            handle = await client.start_workflow(
-                MigrateAllWorkflow.run,
-                MigrateAllInput(parallelism=4),
-                id=f"outage-{uuid.uuid4().hex[:8]}",
-                task_queue=fleet.task_queue,
-            )
+            cli = await asyncio.create_subprocess_exec(
+                FLEETWAY, "migrate", "--parallelism", "4", "--rollout-id", rollout_id, "--principal", "t",
+                "-o", "ndjson", env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
             started = _now()
+            handle = client.get_workflow_handle(rollout_id, result_type=MigrateAllResult)
             progress = await progress_until(handle, lambda p: p.servers)
             (hold,) = progress.servers
-            assert hold.server == f"127.0.0.1:{b.port}" and hold.kind is HoldKind.PARKED
+            assert hold.server == b_key and hold.kind is HoldKind.PARKED
             assert "does not answer" in hold.why and hold.queued >= 1
             await asyncio.sleep(max(0.0, 40 - (_now() - started).total_seconds()))
             returned = _now()
             await asyncio.to_thread(b.start)  # same port, same data
-            result: MigrateAllResult = await asyncio.wait_for(handle.result(), timeout=180)
-
-        assert result.status is RolloutStatus.SUCCEEDED, result.warnings
-        assert result.counts == {Outcome.SUCCEEDED: 8} and result.servers == []
+            out, err = await asyncio.wait_for(cli.communicate(), timeout=180)
+        assert cli.returncode == 0, err.decode()[-2000:]
+        lines = [json.loads(line) for line in out.decode().splitlines()]
+        holds = [(line["server"], line["kind"], line["ended"]) for line in lines if line["event"] == "server"]
+        assert holds == [(b_key, "parked", False), (b_key, "parked", True)]
+        servers = {line["tenant_id"]: line["server"] for line in lines if line["event"] == "tenant_complete"}
+        assert servers == {t: f"127.0.0.1:{fleet.placed[t].port}" for t in fleet.tenants}
+        summary = lines[-1]
+        assert summary["status"] == "succeeded" and summary["counts"] == {"succeeded": 8}
+        assert summary["servers"] == []
         for tenant in fleet.tenants:
             rows = applied(fleet, tenant)
             assert [v for v, _ in rows] == VERSIONS, tenant
-            on_b = fleet.placed[tenant] is b
-            if on_b:  # its own tenants ran only after it came back
+            if fleet.placed[tenant] is b:  # its own tenants ran only after it came back
                 assert rows[0][1] > returned, (tenant, rows[0][1], returned)
             else:  # the other server's finished while it was down
                 assert rows[-1][1] < returned, (tenant, rows[-1][1], returned)
-        assert {o.tenant_id: o.server for o in result.outcomes} == {
-            t: f"127.0.0.1:{fleet.placed[t].port}" for t in fleet.tenants
-        }
 
 
 class ActivitySampler:
@@ -300,7 +310,7 @@ async def test_a_server_short_of_free_connections_is_held_until_sessions_close(
                     env=env,
                 )  # fmt: skip
                 assert started.returncode == 0, started.stderr[-2000:]
-                handle = client.get_workflow_handle_for(MigrateAllWorkflow.run, started.stdout.strip())
+                handle = client.get_workflow_handle(started.stdout.strip(), result_type=MigrateAllResult)
                 progress = await progress_until(handle, lambda p: p.servers)
                 (hold,) = progress.servers
                 assert hold.kind is HoldKind.HELD and "connections free (min 250)" in hold.why

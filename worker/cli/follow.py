@@ -6,7 +6,8 @@ tenant, as each finishes. The workflow's ``completions`` query serves each run's
 by sequence number; the follower pages through it, drains a run that continued-as-new before
 moving to the next (a closed run still answers queries: a worker replays it), and reports a
 ``gap`` line if it ever fell further behind than a run keeps. A ring rollout's feed also prints a
-``wave`` line whenever a wave changes state (running, baking until …, awaiting approval, done).
+``wave`` line whenever a wave changes state (running, baking until …, awaiting approval, done),
+and any rollout a ``server`` line when a server is parked or held and when it is released.
 """
 
 from __future__ import annotations
