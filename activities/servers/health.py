@@ -12,7 +12,7 @@ from typing import Final
 
 import psycopg
 
-from fleetway.activities.database_target import DatabaseTarget, libpq_conninfo
+from fleetway.activities.database_target import DatabaseTarget, libpq_conninfo, server_key
 from fleetway.activities.servers.models import HealthState, ServerControls, ServerHealth
 
 __all__ = ["check_health"]
@@ -27,6 +27,12 @@ _FREE_CONNECTIONS: Final = (
     "- current_setting('superuser_reserved_connections')::int "
     "- (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')"
 )
+# On a replica: WAL it has received and not yet replayed (a paused or slow replay).
+_REPLAY_BEHIND: Final = (
+    "SELECT pg_is_in_recovery(), "
+    "coalesce(pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()), 0)::bigint"
+)
+_JUDGED: Final = (HealthState.OK, HealthState.OVER)  # the primary answered: its replica counts too
 _LOCK_WAITERS: Final = "SELECT count(DISTINCT pid) FROM pg_locks WHERE NOT granted"
 # Bytes of WAL the slowest replica has not replayed; replicas whose position this login cannot
 # see (no pg_read_all_stats) are counted apart, so an invisible lag is never read as zero.
@@ -34,6 +40,9 @@ _REPLICA_LAG: Final = (
     "SELECT coalesce(max(pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)), 0)::bigint, "
     "count(*) FILTER (WHERE replay_lsn IS NULL) FROM pg_stat_replication"
 )
+
+
+Conn = psycopg.AsyncConnection[tuple[object, ...]]
 
 
 def _refused(exc: psycopg.Error) -> ServerHealth:
@@ -47,30 +56,61 @@ def _refused(exc: psycopg.Error) -> ServerHealth:
     return ServerHealth(state=HealthState.OK, why=f"answered (SQLSTATE {state})")
 
 
+async def _connect(target: DatabaseTarget) -> Conn:
+    conninfo = libpq_conninfo(target, application_name="fleetway-health", connect_timeout=_CONNECT_TIMEOUT_S)
+    conn = await psycopg.AsyncConnection.connect(conninfo, autocommit=True)
+    await conn.execute(f"SET statement_timeout = {_STATEMENT_TIMEOUT_MS}")
+    await conn.set_read_only(True)
+    return conn
+
+
 async def check_health(target: DatabaseTarget, controls: ServerControls) -> ServerHealth:
     """Connect and measure what ``controls`` asks; never raises for the server's own state."""
-    conninfo = libpq_conninfo(target, application_name="fleetway-health", connect_timeout=_CONNECT_TIMEOUT_S)
+    replica = (
+        controls.replicas.get(server_key(target)) if controls.max_replica_lag_bytes is not None else None
+    )
     try:
-        conn = await psycopg.AsyncConnection.connect(conninfo, autocommit=True)
+        conn = await _connect(target)
     except psycopg.Error as exc:
         return _refused(exc)
     async with conn:
         try:
-            await conn.execute(f"SET statement_timeout = {_STATEMENT_TIMEOUT_MS}")
-            await conn.set_read_only(True)
-            return await _measure(conn, controls)
+            health = await _measure(conn, controls, lag_here=replica is None)
         except psycopg.OperationalError as exc:
             return _refused(exc)
+    if replica is None or controls.max_replica_lag_bytes is None or health.state not in _JUDGED:
+        return health
+    return await _on_replica(target, replica, controls.max_replica_lag_bytes, health)
+
+
+async def _on_replica(target: DatabaseTarget, replica: str, limit: int, health: ServerHealth) -> ServerHealth:
+    """Add the replica's own replay lag (bytes received and not replayed) to ``health``."""
+    host, port = replica.rsplit(":", 1)
+    over = [health.why] if health.why and health.state is HealthState.OVER else []
+    try:
+        async with await _connect(target.model_copy(update={"host": host, "port": int(port)})) as conn:
+            row = await (await conn.execute(_REPLAY_BEHIND)).fetchone()
+    except psycopg.Error as exc:  # the primary is fine; its replica cannot be judged: wait for it
+        over.append(
+            f"replica {replica} does not answer ({type(exc).__name__}, SQLSTATE {exc.sqlstate or 'none'})"
+        )
+        return health.model_copy(update={"state": HealthState.OVER, "why": "; ".join(over)})
+    recovering, lag = (bool(row[0]), int(row[1])) if row else (False, 0)  # type: ignore[call-overload]
+    if not recovering:
+        return ServerHealth(
+            state=HealthState.BROKEN, why=f"replica {replica} is not in recovery (not a replica)"
+        )
+    if lag > limit:
+        over.append(f"replica {replica} replay {lag} bytes behind (max {limit})")
+    state = HealthState.OVER if over else HealthState.OK
+    return health.model_copy(update={"state": state, "why": "; ".join(over), "replica_lag_bytes": lag})
 
 
 class _BrokenCheckError(Exception):
     """The check itself cannot work as configured (the rollout stops and says why)."""
 
 
-Conn = psycopg.AsyncConnection[tuple[object, ...]]
-
-
-async def _measure(conn: Conn, controls: ServerControls) -> ServerHealth:
+async def _measure(conn: Conn, controls: ServerControls, *, lag_here: bool) -> ServerHealth:
     measured: dict[str, object] = {}
     over: list[str] = []
     try:
@@ -78,7 +118,7 @@ async def _measure(conn: Conn, controls: ServerControls) -> ServerHealth:
             measured["lock_waiters"] = waiters = await _lock_waiters(conn)
             if waiters > controls.max_lock_waiters:
                 over.append(f"{waiters} sessions wait on locks (max {controls.max_lock_waiters})")
-        if controls.max_replica_lag_bytes is not None:
+        if controls.max_replica_lag_bytes is not None and lag_here:
             lag, hidden = await _replica_lag(conn)
             measured["replica_lag_bytes"] = lag
             if hidden:

@@ -6,6 +6,7 @@ Pure models (no I/O) shared by the server activities, the rollout and the CLI. A
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Final
 
@@ -26,6 +27,7 @@ __all__ = [
 ]
 
 PROBE_SQL_MAX: Final = 2000
+_SERVER_KEY: Final = re.compile(r"[A-Za-z0-9._-]{1,253}:\d{1,5}")
 
 
 class ServerControls(BaseModel):
@@ -40,6 +42,8 @@ class ServerControls(BaseModel):
         max_lock_waiters: hold a server while more sessions than this wait on a lock (pg_locks).
         max_replica_lag_bytes: hold a primary while a streaming replica's replay is this far behind
             (pg_stat_replication; needs ``pg_read_all_stats`` for the tenants' login). None: off.
+        replicas: ``host:port`` of a server → ``host:port`` of its replica: that server's lag is
+            read on the replica itself (WAL received, not yet replayed), with the tenant's login.
         min_free_connections: hold a server while fewer client connections than this are free
             (``max_connections`` minus reserved slots minus client sessions). None: off.
         probe_sql: a query returning one number; the server is held while it exceeds ``probe_max``.
@@ -54,6 +58,7 @@ class ServerControls(BaseModel):
     check_every_s: int = Field(default=5, ge=1, le=300)
     max_lock_waiters: int | None = Field(default=None, ge=0)
     max_replica_lag_bytes: int | None = Field(default=None, ge=0)
+    replicas: dict[str, str] = Field(default_factory=dict, max_length=10000)
     min_free_connections: int | None = Field(default=None, ge=1, le=10000)
     probe_sql: str = Field(default="", max_length=PROBE_SQL_MAX)
     probe_max: float | None = None
@@ -70,6 +75,14 @@ class ServerControls(BaseModel):
         if text.split(None, 1)[0].lower() not in {"select", "with", "values"}:
             raise ValueError("probe_sql must be a SELECT, WITH or VALUES query returning one number")
         return text
+
+    @field_validator("replicas")
+    @classmethod
+    def _server_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in (*value, *value.values()):
+            if not _SERVER_KEY.fullmatch(key):
+                raise ValueError(f"replicas: {key[:80]!r} is not host:port")
+        return {k.lower(): v.lower() for k, v in value.items()}
 
     @model_validator(mode="after")
     def _probe_pairs(self) -> ServerControls:

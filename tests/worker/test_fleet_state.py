@@ -52,7 +52,7 @@ async def test_the_fleet_read_drives_the_picture_the_gate_and_the_selection(
         assert report["states"] == {"behind": 3, "current": 3}
         assert report["versions"] == {"": 2, "3": 1, "5": 3}
         assert report["labels"]["tier=a"] == {"current": 3} and report["labels"]["tier=b"] == {"behind": 3}
-        assert report["servers"] == {f"127.0.0.1:{postgres.port}/postgres": {"current": 3, "behind": 3}}
+        assert report["servers"] == {f"127.0.0.1:{postgres.port}": {"current": 3, "behind": 3}}
         assert postgres.superuser_password not in shown.stdout
 
         drawn = await asyncio.to_thread(fleetway, "fleet", "--report", str(tmp_path / "fleet.html"), env=env)

@@ -194,7 +194,12 @@ async def test_infrastructure_faults_retry_until_the_time_budget_and_script_fail
     async with worker:
         result = await client.execute_workflow(
             MigrateAllWorkflow.run,
-            MigrateAllInput(continue_on_error=True, retry_budget_s=20, servers=ServerControls(checks=checks)),
+            MigrateAllInput(
+                continue_on_error=True,
+                retry_budget_s=20,
+                # Parked: the shortest limit (the default, the retry budget, is a fast test's).
+                servers=ServerControls(checks=checks, park_limit_s=10),
+            ),
             id=f"budget-{uuid.uuid4().hex[:8]}",
             task_queue=fleet.task_queue,
         )
@@ -205,7 +210,7 @@ async def test_infrastructure_faults_retry_until_the_time_budget_and_script_fail
     assert refused.error_class == "target_unreachable"
     if checks:
         assert refused.message.startswith("not dispatched: server 127.0.0.1:1 parked since ")
-        assert "does not answer" in refused.message and "past the park limit of 20s" in refused.message
+        assert "does not answer" in refused.message and "past the park limit of 10s" in refused.message
         assert refused.attempts == 0 and result.servers[0].server == "127.0.0.1:1"
     else:
         assert "retry budget of 20s spent after" in refused.message

@@ -14,13 +14,14 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 
@@ -212,6 +213,39 @@ async def test_per_server_2_never_has_more_than_2_tenants_on_a_server(
             assert [v for v, _ in applied(fleet, tenant)] == [*VERSIONS, "6"]
 
 
+async def held_until(
+    handle: WorkflowHandle[Any, MigrateAllResult],
+    fleet: SpreadFleet,
+    why: str,
+    release: Callable[[], Awaitable[object]],
+) -> None:
+    """The rollout holds its server saying ``why`` and runs nothing; after ``release`` every
+    tenant migrates, each one's first row written after the release."""
+    progress = await progress_until(handle, lambda p: p.servers)
+    (hold,) = progress.servers
+    assert hold.kind is HoldKind.HELD and why in hold.why, hold
+    await asyncio.sleep(3)
+    assert all(applied(fleet, t) == [] for t in fleet.tenants)  # nothing ran meanwhile
+    released = _now()
+    await release()
+    result = await asyncio.wait_for(handle.result(), timeout=120)
+    assert result.status is RolloutStatus.SUCCEEDED, result.warnings
+    for tenant in fleet.tenants:
+        rows = applied(fleet, tenant)
+        assert [v for v, _ in rows] == VERSIONS and rows[0][1] > released
+
+
+async def start(
+    client: Client, fleet: SpreadFleet, controls: ServerControls
+) -> WorkflowHandle[Any, MigrateAllResult]:
+    return await client.start_workflow(
+        MigrateAllWorkflow.run,
+        MigrateAllInput(parallelism=3, servers=controls),
+        id=f"held-{uuid.uuid4().hex[:8]}",
+        task_queue=fleet.task_queue,
+    )
+
+
 async def test_sessions_queued_on_a_lock_hold_their_server_until_the_queue_clears(
     client: Client, flyway_install: FlywayInstall
 ) -> None:
@@ -223,35 +257,25 @@ async def test_sessions_queued_on_a_lock_hold_their_server_until_the_queue_clear
         holder.execute("LOCK TABLE app_orders IN ACCESS EXCLUSIVE MODE")
         waiter = await psycopg.AsyncConnection.connect(a.dsn, autocommit=True)
         queued = asyncio.ensure_future(waiter.execute("SELECT count(*) FROM app_orders"))
+
+        async def release() -> None:
+            holder.commit()  # the lock goes, the waiter gets it and finishes
+            await asyncio.wait_for(queued, timeout=10)
+
         try:
             async with fleet.worker(client, flyway_install, engine="jvm"):
-                handle = await client.start_workflow(
-                    MigrateAllWorkflow.run,
-                    MigrateAllInput(parallelism=3, servers=ServerControls(max_lock_waiters=0)),
-                    id=f"locks-{uuid.uuid4().hex[:8]}",
-                    task_queue=fleet.task_queue,
-                )
-                progress = await progress_until(handle, lambda p: p.servers)
-                (hold,) = progress.servers
-                assert hold.kind is HoldKind.HELD and hold.why == "1 sessions wait on locks (max 0)"
-                await asyncio.sleep(3)
-                assert all(applied(fleet, t) == [] for t in fleet.tenants)  # nothing ran meanwhile
-                released = _now()
-                holder.commit()  # the lock goes, the waiter gets it and finishes
-                await asyncio.wait_for(queued, timeout=10)
-                result = await asyncio.wait_for(handle.result(), timeout=120)
+                handle = await start(client, fleet, ServerControls(max_lock_waiters=0))
+                await held_until(handle, fleet, "1 sessions wait on locks (max 0)", release)
         finally:
             holder.close()
             await waiter.close()
-        assert result.status is RolloutStatus.SUCCEEDED, result.warnings
-        for tenant in fleet.tenants:
-            rows = applied(fleet, tenant)
-            assert [v for v, _ in rows] == VERSIONS and rows[0][1] > released
 
 
+@pytest.mark.parametrize("read_on", ["primary", "replica"])
 async def test_a_paused_replica_holds_dispatch_to_its_primary_until_replay_resumes(
-    client: Client, flyway_install: FlywayInstall
+    client: Client, flyway_install: FlywayInstall, read_on: str
 ) -> None:
+    """The lag read from the primary's pg_stat_replication, or on the replica itself (``replicas``)."""
     with own_servers(1) as (primary,):
         replica = await asyncio.to_thread(primary.start_replica)
         try:
@@ -272,28 +296,21 @@ async def test_a_paused_replica_holds_dispatch_to_its_primary_until_replay_resum
                 conn.execute(
                     "CREATE TABLE app_events AS SELECT g, repeat('x', 200) s FROM generate_series(1, 20000) g"
                 )
-            async with fleet.worker(client, flyway_install, engine="jvm"):
-                handle = await client.start_workflow(
-                    MigrateAllWorkflow.run,
-                    MigrateAllInput(parallelism=3, servers=ServerControls(max_replica_lag_bytes=1_000_000)),
-                    id=f"lag-{uuid.uuid4().hex[:8]}",
-                    task_queue=fleet.task_queue,
-                )
-                progress = await progress_until(handle, lambda p: p.servers)
-                (hold,) = progress.servers
-                assert hold.kind is HoldKind.HELD and "bytes behind (max 1000000)" in hold.why
-                await asyncio.sleep(3)
-                assert all(applied(fleet, t) == [] for t in fleet.tenants)
-                resumed = _now()
+
+            async def release() -> None:
                 with psycopg.connect(replica.dsn, autocommit=True) as conn:
                     conn.execute("SELECT pg_wal_replay_resume()")
-                result = await asyncio.wait_for(handle.result(), timeout=120)
+
+            async with fleet.worker(client, flyway_install, engine="jvm"):
+                replicas = (
+                    {f"127.0.0.1:{primary.port}": f"127.0.0.1:{replica.port}"} if read_on == "replica" else {}
+                )
+                controls = ServerControls(max_replica_lag_bytes=1_000_000, replicas=replicas)
+                handle = await start(client, fleet, controls)
+                why = f"replica 127.0.0.1:{replica.port} replay " if replicas else "replica replay "
+                await held_until(handle, fleet, why, release)
         finally:
             replica.stop()
-        assert result.status is RolloutStatus.SUCCEEDED, result.warnings
-        for tenant in fleet.tenants:
-            rows = applied(fleet, tenant)
-            assert [v for v, _ in rows] == VERSIONS and rows[0][1] > resumed
 
 
 async def test_a_server_short_of_free_connections_is_held_until_sessions_close(
@@ -311,21 +328,15 @@ async def test_a_server_short_of_free_connections_is_held_until_sessions_close(
                 )  # fmt: skip
                 assert started.returncode == 0, started.stderr[-2000:]
                 handle = client.get_workflow_handle(started.stdout.strip(), result_type=MigrateAllResult)
-                progress = await progress_until(handle, lambda p: p.servers)
-                (hold,) = progress.servers
-                assert hold.kind is HoldKind.HELD and "connections free (min 250)" in hold.why
-                assert all(applied(fleet, t) == [] for t in fleet.tenants)
-                released = _now()
-                for hog in hogs:
-                    hog.close()
-                result = await asyncio.wait_for(handle.result(), timeout=120)
+
+                async def release() -> None:
+                    for hog in hogs:
+                        hog.close()
+
+                await held_until(handle, fleet, "connections free (min 250)", release)
         finally:
             for hog in hogs:
                 hog.close()
-        assert result.status is RolloutStatus.SUCCEEDED, result.warnings
-        for tenant in fleet.tenants:
-            rows = applied(fleet, tenant)
-            assert [v for v, _ in rows] == VERSIONS and rows[0][1] > released
 
 
 def test_bad_per_server_controls_are_refused_before_anything_starts(
@@ -333,6 +344,8 @@ def test_bad_per_server_controls_are_refused_before_anything_starts(
 ) -> None:
     env = {"FLEETWAY_TEMPORAL__ADDRESS": temporal_server.address, "PATH": "/usr/bin:/bin"}
     for args, said in (
+        (["--replica", "db1:5432"], "is not PRIMARY=REPLICA"),
+        (["--replica", "db1:5432=db2", "--max-replica-lag-bytes", "1"], "'db2' is not host:port"),
         (["--health-probe", "select 1; drop table x", "--health-probe-max", "1"], "one query"),
         (["--health-probe", "select 1"], "probe_sql and probe_max go together"),
         (["--park-limit", "soon"], "--park-limit 'soon' is not"),

@@ -24,6 +24,7 @@ from fleetway.activities.rollouts import Outcome
 from fleetway.activities.servers.models import HealthState, HoldKind, ServerControls, ServerHealth
 from fleetway.workflows.migrate_all import MigrateAllWorkflow
 from fleetway.workflows.migrate_all_models import MigrateAllInput, RolloutStatus
+from fleetway.workflows.rollout_state import RolloutState
 from fleetway.workflows.server_book import ServerBook
 from tests.workflows.scripted import SET, Scripted, scripted_worker
 
@@ -63,6 +64,14 @@ def test_the_book_serves_servers_in_turn_within_their_budgets() -> None:
     assert book.pick() == ("b2", B)
     book.put_back("b2")  # not dispatched after all: first in B's queue again
     assert book.drain() == ["b2", "b3", "a2"] and book.queued() == 0
+
+
+def test_the_park_limit_is_the_retry_budget_unless_set() -> None:
+    assert RolloutState(MigrateAllInput(retry_budget_s=20)).servers.park_limit_s == 20  # type: ignore[union-attr]
+    assert RolloutState(MigrateAllInput()).servers.park_limit_s == 900  # type: ignore[union-attr]
+    set_here = MigrateAllInput(retry_budget_s=20, servers=ServerControls(park_limit_s=60))
+    assert RolloutState(set_here).servers.park_limit_s == 60  # type: ignore[union-attr]
+    assert RolloutState(MigrateAllInput(servers=None)).servers is None
 
 
 def test_a_hold_stops_a_server_until_released_and_the_limit_abandons_only_parked_ones() -> None:

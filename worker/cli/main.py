@@ -209,6 +209,13 @@ def _rollout_command(action: Action) -> Callable[..., None]:
             int | None,
             typer.Option(min=0, help="Hold a primary while a replica's replay is this many bytes behind."),
         ] = None,
+        replica: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--replica",
+                help="PRIMARY=REPLICA (host:port each): read that server's replica lag on the replica.",
+            ),
+        ] = None,
         min_free_connections: Annotated[
             int | None,
             typer.Option(min=1, help="Hold a server while fewer client connections than this are free."),
@@ -246,6 +253,7 @@ def _rollout_command(action: Action) -> Callable[..., None]:
                 max_lock_waiters=max_lock_waiters,
                 max_replica_lag_bytes=max_replica_lag_bytes,
                 min_free_connections=min_free_connections,
+                replicas=list(replica or []),
                 health_probe=health_probe,
                 health_probe_max=health_probe_max,
                 park_limit=park_limit,

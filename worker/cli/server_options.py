@@ -27,6 +27,7 @@ def server_controls(
     max_lock_waiters: int | None,
     max_replica_lag_bytes: int | None,
     min_free_connections: int | None,
+    replicas: list[str],
     health_probe: str,
     health_probe_max: float | None,
     park_limit: str,
@@ -50,6 +51,7 @@ def server_controls(
         "max_lock_waiters": max_lock_waiters,
         "max_replica_lag_bytes": max_replica_lag_bytes,
         "min_free_connections": min_free_connections,
+        "replicas": dict(_pair(r) for r in replicas) or None,
         "probe_sql": health_probe or None,
         "probe_max": health_probe_max,
         "park_limit_s": parse_duration_s(park_limit, what="--park-limit") if park_limit else None,
@@ -59,3 +61,10 @@ def server_controls(
         return ServerControls.model_validate(fields)
     except ValidationError as exc:
         raise InvalidInputError(f"per-server controls: {from_validation_error(exc)}") from None
+
+
+def _pair(text: str) -> tuple[str, str]:
+    primary, sep, replica = text.partition("=")
+    if not sep:
+        raise InvalidInputError(f"--replica {text[:80]!r} is not PRIMARY=REPLICA (host:port each)")
+    return primary.strip(), replica.strip()
