@@ -231,6 +231,9 @@ class RolloutState:
         """The pending tenants ready for their server keys, taken out of the line (read ones only)."""
         if self.servers is None:
             return []
+        if MAX_QUEUED - self.servers.queued() < MAX_SCREENED and self.servers.pickable():
+            # Refill in whole chunks: topping up one tenant per dispatch cost an activity each.
+            return []
         screens = self.screening and (self.fast_path() or self.selecting())
         count = max(
             0,
