@@ -339,6 +339,25 @@ async def test_a_server_short_of_free_connections_is_held_until_sessions_close(
                 hog.close()
 
 
+async def test_a_users_probe_over_its_maximum_holds_the_server(
+    client: Client, flyway_install: FlywayInstall
+) -> None:
+    with own_servers(1) as (a,):
+        fleet = spread({"a": a}, 2)
+        gate = psycopg.connect(a.dsn + " application_name=release-gate")  # what the probe counts
+
+        async def release() -> None:
+            gate.close()
+
+        try:
+            async with fleet.worker(client, flyway_install, engine="jvm"):
+                probe = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'release-gate'"
+                handle = await start(client, fleet, ServerControls(probe_sql=probe, probe_max=0))
+                await held_until(handle, fleet, "health probe 1 over 0", release)
+        finally:
+            gate.close()
+
+
 def test_bad_per_server_controls_are_refused_before_anything_starts(
     temporal_server: TemporalDevServer, tmp_path: Path
 ) -> None:
