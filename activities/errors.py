@@ -15,6 +15,7 @@ carry a secret value, a DSN or Flyway's free-text output.
     ├── IncompatiblePayloadError
     ├── MigrationStoreError
     ├── WorkerUnavailableError
+    ├── WorkerFailedError
     ├── RolloutNotFoundError
     ├── RolloutNotRunningError
     ├── RolloutIdReusedError
@@ -111,6 +112,7 @@ __all__ = [
     "UnsafeEnvValueError",
     "UnsafeIdentifierError",
     "WorkerConfigMismatchError",
+    "WorkerFailedError",
     "WorkerUnavailableError",
     "from_validation_error",
     "to_application_error",
@@ -258,6 +260,12 @@ class WorkerUnavailableError(FleetwayError):
     """No worker polls the task queue (or none answered in time) for a question only workers answer."""
 
     error_type = "worker_unavailable"
+
+
+class WorkerFailedError(FleetwayError):
+    """The worker failed again and again, each time soon after it was rebuilt: the process gives up."""
+
+    error_type = "worker_failed"
 
 
 class PrerequisiteMissingError(FleetwayError):

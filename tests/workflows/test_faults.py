@@ -24,6 +24,7 @@ from fleetway.activities.servers.models import ServerControls
 from fleetway.worker.config.client import connect
 from fleetway.worker.config.settings import TemporalConfig
 from fleetway.worker.dev.stack import PostgresServer, TemporalDevServer
+from fleetway.worker.process.serve import serving
 from fleetway.workflows.migrate_all import MigrateAllWorkflow
 from fleetway.workflows.migrate_all_models import MigrateAllInput, RolloutStatus
 from tests.fleet import fleetway, make_fleet
@@ -237,7 +238,9 @@ async def test_temporal_server_killed_and_restarted_mid_rollout_the_report_is_th
         client = await connect(TemporalConfig(address=server.address))
         fleet = make_fleet(postgres, 12)
         fleet.locations = fault_migrations(tmp_path / "scripts", sleep_s=2.5)
-        async with fleet.worker(client, flyway_install, engine=engine):
+        # Served as the worker process serves it: a poll error the SDK takes as fatal while the
+        # server restarts (1 run in ~10 here) rebuilds the worker instead of failing the test.
+        async with serving(fleet.worker(client, flyway_install, engine=engine)):
             handle = await client.start_workflow(
                 MigrateAllWorkflow.run,
                 MigrateAllInput(parallelism=4, heartbeat_timeout_s=5, continue_on_error=True),

@@ -43,6 +43,7 @@ from fleetway.worker.config.backends import (
 from fleetway.worker.config.client import connect
 from fleetway.worker.config.settings import Settings
 from fleetway.worker.process.search_attributes import ensure_search_attributes
+from fleetway.worker.process.serve import serve
 from fleetway.workflows.describe_fleet import DescribeFleetWorkflow
 from fleetway.workflows.fleet_state import FleetStateWorkflow
 from fleetway.workflows.migrate_all import MigrateAllWorkflow
@@ -175,6 +176,7 @@ async def run_worker(settings: Settings) -> None:
         FlywayInstallMissingError: ``flyway.lib_dir`` is unset (before connecting to Temporal).
         SearchAttributesMissingError: the namespace lacks fleetway's search attributes and refused
             to register them.
+        WorkerFailedError: the worker failed again and again soon after each rebuild.
     """
     migration_sets(settings)  # a worker that would apply nothing must not start, let alone poll
     install = _flyway_install(settings)
@@ -192,8 +194,7 @@ async def run_worker(settings: Settings) -> None:
     if settings.quiesce.dsn is None:
         _log.warning("no quiesce store (quiesce.dsn unset): the deployment flag cannot reach this worker")
     _log.info("worker started", extra={"task_queue": settings.effective_temporal().task_queue})
-    async with worker:
-        await stop.wait()
-        _log.info("worker stopping")
+    await serve(worker, stop)  # a fatal poll error (a restarting Temporal server) rebuilds it
+    _log.info("worker stopped")
     if not await asyncio.to_thread(emitter.close, settings.audit.close_timeout_s):
         _log.warning("audit sink did not drain within %ss", settings.audit.close_timeout_s)
