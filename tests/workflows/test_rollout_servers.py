@@ -15,6 +15,7 @@ from collections import Counter
 import pytest
 from temporalio import activity
 from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
 from fleetway.activities.fleet.state import TenantState
@@ -278,3 +279,45 @@ def test_the_queues_are_refilled_in_whole_chunks_not_one_tenant_per_dispatch() -
         order.append(picked[0])
         state.finished(picked[0])
     assert chunks == [1000] * 6 and sorted(order) == tenants
+
+
+class _RefusedOnce(Scripted):
+    """``b1``'s run finds its server gone (as Flyway reports a refused connection)."""
+
+    @activity.defn(name="run_flyway")
+    async def run_flyway(self, request: RunFlywayInput) -> FlywayOutcome:
+        if request.tenant_id == "b1":
+            self.calls.append("run_flyway:b1")
+            raise ApplicationError("connection refused", type="target_unreachable", non_retryable=True)
+        return await super().run_flyway(request)
+
+
+async def test_a_tenant_failing_for_its_server_has_the_server_checked_before_the_next_dispatch(
+    skipping_env: WorkflowEnvironment,
+) -> None:
+    """The server was fit when first checked and its next check is 5 minutes away by the clock;
+    a tenant failing ``target_unreachable`` makes the next dispatch there wait for a check."""
+    tenants = {"b1": B, "b2": B}
+    script = _RefusedOnce(list(tenants), block=set())
+    script.server_of = dict(tenants)
+    script.health[B] = [ServerHealth(state=HealthState.OK), _DOWN]  # fit, then gone, then fit
+    client = skipping_env.client
+    async with scripted_worker(client, script) as task_queue:
+        result = await client.execute_workflow(
+            MigrateAllWorkflow.run,
+            MigrateAllInput(
+                tenants=list(tenants),
+                parallelism=1,
+                continue_on_error=True,
+                migration_set=SET,
+                servers=ServerControls(check_every_s=300),
+            ),
+            id=f"recheck-{uuid.uuid4().hex[:8]}",
+            task_queue=task_queue,
+        )
+    by_tenant = {o.tenant_id: o for o in result.outcomes}
+    assert by_tenant["b1"].error_class == "target_unreachable"
+    assert by_tenant["b2"].outcome is Outcome.SUCCEEDED
+    assert script.checks == [B, B, B]  # the first, the recheck that parked it, the one that released it
+    audits = [c for c in script.calls if c.startswith("emit_audit:rollout.server")]
+    assert audits == ["emit_audit:rollout.server_held", "emit_audit:rollout.server_released"]
