@@ -81,3 +81,23 @@ def test_the_noop_bench_runs_both_paths_and_writes_its_report(tmp_path: Path) ->
     assert phases["fast migrate"]["flyway_runs"] == 0 and phases["full migrate"]["flyway_runs"] == 2
     assert phases["fleet read"]["current"] == 6 and data["worker_peak_rss_mb"] > 0
     assert "| fast validate | 6 |" in (tmp_path / "noop.md").read_text()
+
+
+def test_the_report_gives_the_cost_of_per_server_dispatch_against_the_same_rollout_without() -> None:
+    from types import SimpleNamespace
+
+    from bench.run import Phase, markdown, report
+
+    phases = [
+        Phase("fleetway-jvm", "migrate", 100, 105.0, [1.0], parallelism=8),
+        Phase("fleetway-jvm-no-servers", "migrate", 100, 100.0, [1.0], parallelism=8),
+    ]
+    bench = SimpleNamespace(
+        phases=phases,
+        args=SimpleNamespace(tenants=100),
+        stack=SimpleNamespace(flyway=SimpleNamespace(version="x")),
+    )
+    data = report(bench, None, [8])  # type: ignore[arg-type]
+    key = "migrate: fleetway-jvm wall / fleetway-jvm-no-servers wall"
+    assert data["fleetway_vs_raw_engine"] == {key: 1.05}
+    assert f"| {key} (target ≤ 1.05) | 1.05\N{MULTIPLICATION SIGN} |" in markdown(data)
