@@ -102,6 +102,10 @@ IN_TASK_MAX_S: Final = 1800
 """Runs allowed longer go to a task-queue activity: every renewal writes three history events
 (2,250 in 30 min), while an activity's heartbeats write none."""
 
+# How long the schema history read after an unclean run may take: the retry budget, within these.
+_READ_MIN_S: Final = 5
+_READ_MAX_S: Final = 30
+
 # Events of a child's first workflow task: started, task scheduled, task started. A Flyway call
 # that resolves later crossed a renewal or followed a lost task, and its report is checked.
 _FIRST_TASK_EVENTS: Final = 3
@@ -354,11 +358,15 @@ class TenantMigrationWorkflow:
 
     @staticmethod
     async def _checked(request: TenantMigrationInput, outcome: TenantOutcome, marker: str) -> TenantOutcome:
+        # The read gets 30 s, or the retry budget when that is shorter (a rollout asked to give up
+        # on infrastructure in 3 s must not then spend 30 s on a table it cannot reach).
+        budget = request.retry_budget_s
         return await reconciled(
             outcome,
             secrets_backend=request.secrets_backend,
             marker=marker,
             pinned_secrets=request.pinned_secrets,
+            timeout_s=max(_READ_MIN_S, min(_READ_MAX_S, budget)) if budget > 0 else _READ_MAX_S,
         )
 
     async def _audit(self, request: TenantMigrationInput, outcome: TenantOutcome, started: Any) -> str:

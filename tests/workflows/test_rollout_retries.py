@@ -15,6 +15,8 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
+from fleetway.activities.flyway.activity import RunFlywayInput
+from fleetway.activities.flyway.output import FlywayOutcome
 from fleetway.activities.tenants.static import ListTenantsInput, TenantPage
 from fleetway.activities.worker_profile import PinRolloutInput, RolloutPin
 from fleetway.workflows.migrate_all import MigrateAllWorkflow
@@ -83,3 +85,36 @@ async def test_an_outage_longer_than_the_retry_budget_stops_the_rollout_naming_w
         "(tenant_source_unavailable: set store unavailable (HTTP 503); retry budget spent)"
     )
     assert script.calls.count("pin_rollout") > 1  # retried until the budget's time was spent
+
+
+class _ScriptFails(Scripted):
+    """Every run fails on the tenant's own SQL: the child then reads the tenant's table."""
+
+    @activity.defn(name="run_flyway")
+    async def run_flyway(self, request: RunFlywayInput) -> FlywayOutcome:
+        self.calls.append(f"run_flyway:{request.tenant_id}")
+        raise ApplicationError("syntax error", type="script_failed", non_retryable=True)
+
+
+@pytest.mark.parametrize(("budget", "read_s"), [(3, 5), (20, 20), (900, 30), (0, 30)])
+async def test_the_table_read_after_a_failed_run_is_held_to_the_retry_budget(
+    client: Client, budget: int, read_s: int
+) -> None:
+    """A rollout told to give up on infrastructure in 3 s must not spend 30 s reading a table."""
+    script = _ScriptFails(["t1"], block=set())
+    async with scripted_worker(client, script) as task_queue:
+        rollout = f"read-{uuid.uuid4().hex[:8]}"
+        result = await client.execute_workflow(
+            MigrateAllWorkflow.run,
+            MigrateAllInput(tenants=["t1"], retry_budget_s=budget, migration_set=SET),
+            id=rollout,
+            task_queue=task_queue,
+        )
+        reads = [
+            e.activity_task_scheduled_event_attributes
+            async for e in client.get_workflow_handle(f"{rollout}/t1").fetch_history_events()
+            if e.HasField("activity_task_scheduled_event_attributes")
+            and e.activity_task_scheduled_event_attributes.activity_type.name == "read_schema_history"
+        ]
+    assert result.outcomes[0].source == "history" and "read_schema_history" in script.calls
+    assert [r.schedule_to_close_timeout.ToSeconds() for r in reads] == [read_s]
