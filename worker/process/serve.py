@@ -1,9 +1,9 @@
 """Keep a worker serving through a Temporal outage: a fatal poll error rebuilds it, a stop ends it.
 
-The SDK retries most poll errors by itself, but some (a restarting frontend answering before its
-namespace registry is loaded, for one) end the worker. A worker process that then exits leaves
-every rollout on its task queue waiting for a supervisor; rebuilding the worker in place keeps
-the warm JVM and the rollouts moving. Only a worker that keeps failing gives up.
+The SDK retries most poll errors by itself, but some end the worker: one did while a killed
+Temporal server restarted, and a namespace that does not exist yet does at start. A worker process
+that then exits leaves every rollout on its task queue waiting for a supervisor; rebuilding the
+worker in place keeps the warm JVM and the rollouts moving. Only a worker that keeps failing gives up.
 """
 
 from __future__ import annotations
