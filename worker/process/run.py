@@ -194,7 +194,9 @@ async def run_worker(settings: Settings) -> None:
     if settings.quiesce.dsn is None:
         _log.warning("no quiesce store (quiesce.dsn unset): the deployment flag cannot reach this worker")
     _log.info("worker started", extra={"task_queue": settings.effective_temporal().task_queue})
-    await serve(worker, stop)  # a fatal poll error (a restarting Temporal server) rebuilds it
-    _log.info("worker stopped")
-    if not await asyncio.to_thread(emitter.close, settings.audit.close_timeout_s):
-        _log.warning("audit sink did not drain within %ss", settings.audit.close_timeout_s)
+    try:
+        await serve(worker, stop)  # a fatal poll error (a restarting Temporal server) rebuilds it
+        _log.info("worker stopped")
+    finally:  # giving up too: events already accepted still reach the sink
+        if not await asyncio.to_thread(emitter.close, settings.audit.close_timeout_s):
+            _log.warning("audit sink did not drain within %ss", settings.audit.close_timeout_s)
