@@ -81,9 +81,10 @@ async def serve(
         started = loop.time()
         try:
             current = current or await _rebuilt(worker)
-            err = await _run(current, stop)
         except RuntimeError as failed:  # no connection yet: the server is still away
-            err = failed
+            err: BaseException | None = failed
+        else:
+            err = await _run(current, stop)
         if err is None:
             return
         current = None
