@@ -426,6 +426,7 @@ def report(bench: Bench, startup: dict[str, float] | None, parallelisms: list[in
     ratios: dict[str, Any] = {}
     overhead: dict[str, Any] = {}
     versus_raw: dict[str, Any] = {}
+    servers_cost: dict[str, Any] = {}
     for level, action in [(level, a) for level in parallelisms for a in ("migrate", "validate")]:
         # Keys name the parallelism only in a sweep, so a single-level report keeps its old keys.
         at = f" at P={level}" if len(parallelisms) > 1 else ""
@@ -438,7 +439,7 @@ def report(bench: Bench, startup: dict[str, float] | None, parallelisms: list[in
             ratios[f"{action}{at}: {name} speed-up vs baseline"] = _ratio(fw, base)
             if not path and fw and (off := by.get((f"{name}-no-servers", action, level))) and off.wall_s:
                 # What the per-server dispatch costs (issue 26: <= 1.05): the same rollout without it.
-                versus_raw[f"{action}{at}: {name} wall / {name}-no-servers wall"] = round(
+                servers_cost[f"{action}{at}: {name} wall / {name}-no-servers wall"] = round(
                     fw.wall_s / off.wall_s, 2
                 )
             if fw and raw and raw.wall_s:
@@ -470,6 +471,7 @@ def report(bench: Bench, startup: dict[str, float] | None, parallelisms: list[in
         "speedup_vs_baseline": ratios,
         "orchestration_overhead_ms_per_tenant": overhead,
         "fleetway_vs_raw_engine": versus_raw,
+        "per_server_dispatch_cost": servers_cost,
         "cli_jvm_startup_median_ms": startup,
     }
 
@@ -499,10 +501,8 @@ def markdown(data: dict[str, Any]) -> str:
         f"| orchestration overhead, {k} | {v} ms/tenant |"
         for k, v in data["orchestration_overhead_ms_per_tenant"].items()
     ]
-    lines += [
-        f"| {k} (target ≤ {1.05 if 'no-servers' in k else 1.25}) | {v}× |"
-        for k, v in data["fleetway_vs_raw_engine"].items()
-    ]
+    lines += [f"| {k} (target ≤ 1.25) | {v}× |" for k, v in data["fleetway_vs_raw_engine"].items()]
+    lines += [f"| {k} (target ≤ 1.05) | {v}× |" for k, v in data["per_server_dispatch_cost"].items()]
     if data["cli_jvm_startup_median_ms"]:
         lines += [f"| CLI run (`info`), {k} | {v} ms |" for k, v in data["cli_jvm_startup_median_ms"].items()]
     return "\n".join(lines) + "\n"
