@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -30,6 +31,7 @@ from fleetway.worker.config.client import DATA_CONVERTER, connect
 from fleetway.worker.config.settings import TemporalConfig
 from fleetway.worker.dev.secrets import MotoServer, OpenBaoDevServer
 from fleetway.worker.dev.stack import SEARCH_ATTRIBUTES, PostgresServer, TemporalDevServer, ensure_flyway
+from tests.image_recipe import Image, follow_recipe
 from tests.support import DEMO_MIGRATIONS
 
 _exit_status = 0
@@ -68,6 +70,13 @@ def _running(server: S) -> Iterator[S]:
 @pytest.fixture(scope="session")
 def flyway_install() -> FlywayInstall:
     return ensure_flyway()
+
+
+@pytest.fixture(scope="session")
+def installed_image() -> Iterator[Image]:
+    """fleetway as the worker image holds it: the Dockerfile's steps followed (tests/image_recipe.py)."""
+    with tempfile.TemporaryDirectory(prefix="fleetway-image-") as work:
+        yield follow_recipe(Path(work))
 
 
 @pytest.fixture(scope="session")

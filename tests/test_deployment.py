@@ -8,9 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from dockerfile_parse import DockerfileParser
-
 from fleetway.worker.dev.stack import PROJECT_ROOT
+from tests.image_recipe import Copy, read_stages
 
 COMPOSE = str(Path(sys.executable).parent / "docker-compose")
 
@@ -60,29 +59,20 @@ def test_compose_comes_up_in_order_with_health_checks() -> None:
 
 
 def test_dockerfile_builds_the_worker_image_layout() -> None:
-    parser = DockerfileParser(path=str(PROJECT_ROOT / "Dockerfile"))
-    stages = [i for i in parser.structure if i["instruction"] == "FROM"]
-    assert [s["value"] for s in stages] == [
-        "maven:3.9.9-eclipse-temurin-17 AS flyway",
-        "python:3.11.11-slim-bookworm",
+    """The shape around what tests/test_installed_package.py runs: stages, Java, the user, the entrypoint."""
+    wheel, flyway, image = read_stages()
+    assert [(s.name, s.image) for s in (wheel, flyway, image)] == [
+        ("wheel", "python:3.11.11-slim-bookworm"),
+        ("flyway", "maven:3.9.9-eclipse-temurin-17"),
+        ("", "python:3.11.11-slim-bookworm"),
     ]
-    final = [i for i in parser.structure if i["startline"] > stages[-1]["startline"]]
-    runs = " ".join(i["value"] for i in final if i["instruction"] == "RUN")
+    runs = " ".join(image.runs)
     assert "openjdk-17-jre-headless" in runs  # Java in the runtime image
     assert "util-linux" in runs  # setpriv: Flyway processes die with their worker
-    build_runs = " ".join(
-        i["value"]
-        for i in parser.structure
-        if i["instruction"] == "RUN" and i["startline"] < stages[-1]["startline"]
-    )
-    assert "-f flyway/pom.xml dependency:copy-dependencies" in build_runs  # Flyway pinned by the repo's pom
-    copies = [i["value"] for i in final if i["instruction"] == "COPY"]
-    assert "--from=flyway /opt/flyway/lib/flyway /opt/flyway/lib/flyway" in copies
-    assert parser.envs["FLEETWAY_FLYWAY__LIB_DIR"] == "/opt/flyway/lib/flyway"
-    assert "FLEETWAY_FLYWAY__LOCATIONS" not in parser.envs  # no baked-in set: a forgotten one refuses
-    users = [i["value"] for i in final if i["instruction"] == "USER"]
-    assert users == ["fleetway"]  # non-root, and set after every install step
-    user_line = next(i["startline"] for i in final if i["instruction"] == "USER")
-    assert all(i["startline"] < user_line for i in final if i["instruction"] == "RUN")
-    (entrypoint,) = [i["value"] for i in final if i["instruction"] == "ENTRYPOINT"]
-    assert json.loads(entrypoint) == ["fleetway", "worker"]
+    assert [c.sources for c in flyway.copies] == [("worker/flyway/pom.xml",)]  # the pom the wheel ships
+    assert Copy(("/opt/flyway/lib/flyway",), "/opt/flyway/lib/flyway", "flyway") in image.copies
+    assert Copy(("/src/dist",), "./dist", "wheel") in image.copies  # the wheel, not the source tree
+    assert image.env["FLEETWAY_FLYWAY__LIB_DIR"] == "/opt/flyway/lib/flyway"
+    assert "FLEETWAY_FLYWAY__LOCATIONS" not in image.env  # no baked-in set: a forgotten one refuses
+    assert image.user == "fleetway" and image.runs_after_user == 0  # non-root, after every install step
+    assert image.entrypoint == ["fleetway", "worker"]

@@ -1,6 +1,8 @@
 """The README's walkthrough, followed literally: its ``sh`` blocks run in order in one shell (as a
-reader types them into one terminal) against a real PostgreSQL and Temporal; then each tenant's
-``flyway_schema_history`` is the judge. Its ``env`` block names exactly what the test provides."""
+reader types them into one terminal) against a real PostgreSQL and Temporal, with the ``fleetway``
+the worker image installs (the Dockerfile's steps, ``tests/image_recipe.py``) first on the PATH; then
+each tenant's ``flyway_schema_history`` is the judge. Its ``env`` block names exactly what the test
+provides; its ``bash`` block, the install, is the image's own install step."""
 
 from __future__ import annotations
 
@@ -8,7 +10,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 import psycopg
 
 from fleetway.worker.dev.stack import PROJECT_ROOT, PostgresServer, TemporalDevServer
+from tests.image_recipe import Image, read_stages
 from tests.support import history
 
 README = PROJECT_ROOT / "README.md"
@@ -49,11 +51,22 @@ def _stop_worker(pid: int) -> None:
 def test_the_readme_stays_a_front_door() -> None:
     assert len(README.read_text().splitlines()) <= 250
     kinds = [kind for kind, _ in walkthrough()]
-    assert set(kinds) == {"env", "sh"} and kinds.count("sh") >= 4
+    assert set(kinds) == {"bash", "env", "sh"} and kinds.count("sh") >= 4 and kinds.count("bash") == 1
+
+
+def test_the_readme_installs_fleetway_the_way_the_image_does() -> None:
+    (install,) = [body for kind, body in walkthrough() if kind == "bash"]
+    (readme_pip,) = [line.split("#")[0].split() for line in install.splitlines() if line.startswith("pip ")]
+    image_pips = [run.split() for run in read_stages()[-1].runs if run.startswith("pip ")]
+    assert image_pips == [
+        ["pip", "install", "--no-cache-dir", "-c", "constraints.txt", "dist/fleetway-*.whl"]
+    ]
+    # The same pins; `pip install .` builds the wheel the image's first stage builds, then installs it.
+    assert readme_pip == ["pip", "install", "-c", "constraints.txt", "."]
 
 
 def test_the_walkthrough_migrates_three_tenants_of_your_own(
-    postgres: PostgresServer, temporal_server: TemporalDevServer, tmp_path: Path
+    installed_image: Image, postgres: PostgresServer, temporal_server: TemporalDevServer, tmp_path: Path
 ) -> None:
     (env_block,) = [body for kind, body in walkthrough() if kind == "env"]
     names = [line.split("=", 1)[0] for line in env_block.splitlines() if line.strip()]
@@ -66,8 +79,12 @@ def test_the_walkthrough_migrates_three_tenants_of_your_own(
         "FLEETWAY_TEMPORAL__ADDRESS": temporal_server.address,
     }
     assert sorted(names) == sorted(given)  # the reader sets exactly these, nothing else is needed
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLEETWAY_", "PG", "TEMPORAL_"))}
-    env |= given | {"PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}  # the activated venv
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("FLEETWAY_", "PG", "TEMPORAL_", "PYTHON", "VIRTUAL_ENV"))
+    }
+    env |= given | {"PATH": installed_image.path()}  # the activated install
     script = "\n".join(body for kind, body in walkthrough() if kind == "sh")
     pidfile = tmp_path / "my-fleet" / "worker.pid"
     try:

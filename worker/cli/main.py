@@ -39,6 +39,7 @@ from fleetway.activities.quiesce import QuiesceStatus, quiesce_audit_event
 from fleetway.activities.tenants.static import load_tenants_file
 from fleetway.activities.tenants.walk import TenantListing, list_all_tenants
 from fleetway.worker.cli.fleet import fleet, wait
+from fleetway.worker.cli.flyway_jars import flyway_app
 from fleetway.worker.cli.flyway_options import flyway_options, held_at
 from fleetway.worker.cli.follow import follow_rollout
 from fleetway.worker.cli.output import (
@@ -662,6 +663,7 @@ app.command()(deprovision)
 app.command()(drift)
 app.add_typer(schedule_app, name="schedule")
 app.add_typer(migrations_app, name="migrations")
+app.add_typer(flyway_app, name="flyway")
 
 
 def main() -> None:

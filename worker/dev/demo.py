@@ -27,7 +27,7 @@ from fleetway.worker.cli.output import ExitCode
 from fleetway.worker.config.client import connect, has_pollers
 from fleetway.worker.config.settings import TemporalConfig
 from fleetway.worker.dev.secrets import AWS_TEST_ENV, MotoServer, OpenBaoDevServer
-from fleetway.worker.dev.stack import PROJECT_ROOT, DevStack, dev_stack
+from fleetway.worker.dev.stack import PROJECT_ROOT, DevStack, dev_stack, require_source_checkout
 
 __all__ = ["run_demo"]
 
@@ -124,6 +124,7 @@ def _boto_credentials() -> dict[str, str]:
 
 async def run_demo(*, tenants: int, hold: bool, secrets_backend: SecretsBackend = "file") -> ExitCode:
     """Run the demo; the exit code is the migrate command's."""
+    require_source_checkout("fleetway demo")
     ids = [f"demo_tenant_{i:03d}" for i in range(1, tenants + 1)]
     print("starting the embedded stack (PostgreSQL, Temporal dev server, Flyway)...", file=sys.stderr)
     try:

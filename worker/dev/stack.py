@@ -30,10 +30,10 @@ import psycopg
 
 from fleetway.activities.errors import PrerequisiteMissingError
 from fleetway.activities.flyway.contract import FlywayInstall
+from fleetway.worker.flyway.fetch import fetch_flyway, flyway_version, pom_digest
 from fleetway.worker.process.search_attributes import REQUIRED_SEARCH_ATTRIBUTES
 
 __all__ = [
-    "FLYWAY_POM",
     "PROJECT_ROOT",
     "SEARCH_ATTRIBUTES",
     "DevStack",
@@ -43,13 +43,13 @@ __all__ = [
     "dev_stack",
     "ensure_flyway",
     "free_port",
+    "require_source_checkout",
     "temporal_binary",
 ]
 
 _log = logging.getLogger(__name__)
 
 PROJECT_ROOT: Final = Path(__file__).resolve().parents[2]
-FLYWAY_POM: Final = PROJECT_ROOT / "flyway" / "pom.xml"
 _CACHE: Final = PROJECT_ROOT / ".fleetway"
 # Custom search attributes the workflows upsert, as the dev server's --search-attribute flags.
 SEARCH_ATTRIBUTES: Final = tuple(f"{name}=Keyword" for name in REQUIRED_SEARCH_ATTRIBUTES)
@@ -101,6 +101,22 @@ def temporal_binary() -> Path | None:
     return Path(found) if found else None
 
 
+def require_source_checkout(command: str) -> None:
+    """Refuse, in one line, a dev-only command run from an installed package.
+
+    The dev stack runs from a source checkout: the demo set, the Temporal dev server (the ``dev``
+    extra) and its cache folder live there, not in the wheel.
+
+    Raises:
+        PrerequisiteMissingError: this module was not loaded from a checkout of the repository.
+    """
+    if not (PROJECT_ROOT / "pyproject.toml").is_file() or not (PROJECT_ROOT / "migrations" / "demo").is_dir():
+        raise PrerequisiteMissingError(
+            f"{command} runs the embedded dev stack of a source checkout, which an installed fleetway does "
+            "not include: clone the repository and run ./dev there (for Flyway: fleetway flyway install DIR)"
+        )
+
+
 def check_prerequisites(*, need_postgres: bool = True, need_temporal: bool = True) -> None:
     """Fail with one message that names everything missing and how to install it.
 
@@ -122,46 +138,20 @@ def check_prerequisites(*, need_postgres: bool = True, need_temporal: bool = Tru
         )
 
 
-def _pom_digest() -> str:
-    return hashlib.sha256(FLYWAY_POM.read_bytes()).hexdigest()[:16]
-
-
 def ensure_flyway(cache_dir: Path = _CACHE / "flyway") -> FlywayInstall:
-    """Fetch the pinned Flyway jars with Maven (once per pom content) and describe the install.
+    """Fetch the pinned Flyway jars (once per pin, :func:`fetch_flyway`) and describe the install.
 
-    The jars land in ``<cache>/<pom digest>/lib/flyway`` (the official layout's lib folder, so
-    Flyway's computed install dir is our private folder, never a stray ``conf/``).
+    The jars land in ``<cache>/<pom digest>/lib/flyway``, so a changed pin never mixes with an
+    older set; the CLI engine also gets an AppCDS archive built for this machine's Java.
 
     Raises:
         PrerequisiteMissingError: Java or Maven is missing, or Maven could not fetch the jars.
     """
     check_prerequisites(need_postgres=False, need_temporal=False)
-    root = cache_dir / _pom_digest()
-    lib = root / "lib" / "flyway"
-    stamp = root / ".complete"
-    if not stamp.exists():
-        tmp = root.with_name(root.name + ".partial")
-        shutil.rmtree(tmp, ignore_errors=True)
-        cmd = [
-            "mvn",
-            "-B",
-            "-q",
-            "-f",
-            str(FLYWAY_POM),
-            "dependency:copy-dependencies",
-            f"-DoutputDirectory={tmp / 'lib' / 'flyway'}",
-            "-DincludeScope=runtime",
-        ]
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if proc.returncode != 0:
-            tail = (proc.stdout + proc.stderr)[-3000:]
-            raise PrerequisiteMissingError(f"mvn could not fetch Flyway (exit {proc.returncode}): {tail}")
-        shutil.rmtree(root, ignore_errors=True)
-        tmp.rename(root)
-        stamp.write_text("ok\n")
-    version = next(p.name for p in lib.glob("flyway-core-*.jar")).removeprefix("flyway-core-")
+    root = cache_dir / pom_digest()
+    lib = fetch_flyway(root)
     java = Path(shutil.which("java") or "java")
-    base = FlywayInstall(lib_dir=lib, java=java, version=version.removesuffix(".jar"))
+    base = FlywayInstall(lib_dir=lib, java=java, version=flyway_version(lib))
     archive = ensure_cds_archive(base, root)
     if archive is None:
         return base
@@ -545,6 +535,7 @@ async def dev_stack() -> AsyncIterator[DevStack]:
     Raises:
         PrerequisiteMissingError: something the stack needs is not installed.
     """
+    require_source_checkout("the embedded dev stack")
     check_prerequisites()
     flyway = await asyncio.to_thread(ensure_flyway)
     postgres = PostgresServer()
@@ -604,6 +595,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("usage: python -m fleetway.worker.dev.stack setup | lib-dir", file=sys.stderr)
         return 2
     try:
+        require_source_checkout("python -m fleetway.worker.dev.stack")
         if args == ["setup"]:
             check_prerequisites()
         install = ensure_flyway()
