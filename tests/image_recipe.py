@@ -78,7 +78,7 @@ def read_stages(dockerfile: Path = DOCKERFILE) -> list[Stage]:
             stage.runs_after_user += bool(stage.user)
         elif kind == "ENV":
             words = shlex.split(value.replace("\\\n", " "))
-            stage.env.update(word.split("=", 1) for word in words)  # type: ignore[arg-type]
+            stage.env.update(word.partition("=")[::2] for word in words)
         elif kind == "ENTRYPOINT":
             stage.entrypoint = json.loads(value)
         elif kind == "USER":

@@ -53,7 +53,9 @@ def _outside_env(image: Image, **extra: str) -> dict[str, str]:
     return env | {"PATH": image.path()} | extra
 
 
-def _run(image: Image, *argv: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 120):  # type: ignore[no-untyped-def]
+def _run(
+    image: Image, *argv: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(image.bin / argv[0]), *argv[1:]], cwd=cwd, env=env or _outside_env(image),
         capture_output=True, text=True, timeout=timeout, check=False,
