@@ -131,7 +131,8 @@ def libpq_conninfo(target: DatabaseTarget, *, application_name: str, connect_tim
     Holds the password: pass it straight to the connection call, never log it.
     """
     params = {
-        "host": target.host,
+        # JDBC wants an IPv6 literal in brackets ([::1]), libpq without them.
+        "host": target.host.removeprefix("[").removesuffix("]"),
         "port": str(target.port),
         "dbname": target.database,
         "user": target.user,

@@ -153,6 +153,10 @@ class MigrateAllInput(BaseModel):
         skip_current: migrate and validate read each page's tables first (one bulk read); a tenant
             whose table proves it current (intact, for validate) is reported ``current`` without a
             Flyway run. False: every tenant runs Flyway, as before.
+        skip_callbacks_when_current: a set with SQL callbacks Flyway runs on every migrate
+            (``afterMigrate.sql``, ``beforeMigrate.sql`` ...; on every validate for validate) keeps
+            its current tenants running Flyway, so the callbacks reach them as Flyway would; true
+            skips them with the run (the callbacks then run only where something is applied).
         where: run only the tenants whose tables show one of these conditions (``behind``,
             ``failed``, ``tampered``, ``ahead``, ``outdated``, ``current``, ``version<V`` ...,
             comma-separated; see ``activities/fleet/selection.py``).
@@ -191,6 +195,7 @@ class MigrateAllInput(BaseModel):
     waves: list[WaveSpec] = Field(default_factory=list)
     flyway: FlywayOptions = FlywayOptions()
     skip_current: bool = True
+    skip_callbacks_when_current: bool = False
     where: str = Field(default="", max_length=500)
     applied_in: str = Field(default="", max_length=256)
     applied_version: str = ""

@@ -173,6 +173,7 @@ async def _screen(state: RolloutState) -> None:
                 applied_marker=state.applied_marker,
                 applied_version=request.applied_version,
                 placeholders=request.flyway.placeholders,
+                tenant_source=request.tenant_source,
             ),
             start_to_close_timeout=timedelta(minutes=5),
             # A read that keeps failing must not hold the rollout: Flyway decides instead.

@@ -254,6 +254,13 @@ class RolloutState:
         """Record the proven tenants, drop the unselected ones; the rest stay first in line."""
         keep: list[str] = []
         migrate, fast = self.request.action is Action.MIGRATE, self.fast_path()
+        callbacks = read.migrate_callbacks if migrate else read.validate_callbacks
+        if fast and callbacks and not self.request.skip_callbacks_when_current:
+            fast = False  # the set's every-run callbacks must reach current tenants too
+            self.warn(
+                f"the set's callbacks {', '.join(callbacks[:3])} run on every {self.request.action.value}: "
+                "current tenants run Flyway too (--skip-callbacks-when-current skips them)"
+            )
         for tenant, state, chosen in zip(chunk, read.states, read.selected, strict=True):
             if tenant in self._proven:  # listed twice, proven the first time
                 self.record(TenantOutcome(tenant_id=tenant, outcome=Outcome.SKIPPED, message=_TWICE))

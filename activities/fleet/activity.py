@@ -20,12 +20,21 @@ from fleetway.activities.database_target import DatabaseTarget, Vendor
 from fleetway.activities.errors import ConfigurationError, FleetwayError, to_application_error
 from fleetway.activities.fleet.report import FleetReport, FleetTally
 from fleetway.activities.fleet.selection import check_where, selects
-from fleetway.activities.fleet.state import ReadFleetInput, ReadStatesInput, TenantState, TenantStates
+from fleetway.activities.fleet.state import LISTED, ReadFleetInput, ReadStatesInput, TenantState, TenantStates
 from fleetway.activities.fleet.verdict import judge
-from fleetway.activities.flyway.checksums import SetMigrations, read_set_migrations, version_key
+from fleetway.activities.flyway.checksums import (
+    NOOP_MIGRATE_CALLBACKS,
+    VALIDATE_CALLBACKS,
+    SetMigrations,
+    read_set_migrations,
+    version_key,
+)
+from fleetway.activities.flyway.contract import placeholder_values
+from fleetway.activities.flyway.options import LABEL_PREFIX
 from fleetway.activities.postgres.bulk_history import TenantHistory, read_histories
 from fleetway.activities.secrets.providers import SecretsProvider, provider_for, validate_tenant_ids
 from fleetway.activities.sets.store import MigrationSets, ResolvedSet
+from fleetway.activities.tenants.label_lookup import LabelLookup
 from fleetway.activities.tenants.labels import parse_selector
 from fleetway.activities.tenants.static import TenantLister
 from fleetway.activities.tenants.walk import list_all_tenants
@@ -37,12 +46,21 @@ _READ_PAGE: Final = 1000
 
 
 def _applied_by(history: TenantHistory, marker: str, version: str) -> bool:
+    """Whether the table holds a row the marker's rollout wrote (of ``version``, when one is named)."""
     wanted = version_key(version) if version else None
     return any(
-        a.installed_by == marker
-        and (wanted is None or (a.key.startswith("V") and version_key(a.key[1:]) == wanted))
-        for a in history.applied
+        row.installed_by == marker
+        and row.type != "DELETE"
+        and (wanted is None or (row.version is not None and _same_version(row.version, wanted)))
+        for row in history.rows
     )
+
+
+def _same_version(text: str, wanted: tuple[int, ...]) -> bool:
+    try:
+        return version_key(text) == wanted
+    except ValueError:  # a hand-edited version Flyway itself would refuse
+        return False
 
 
 class FleetStateActivities:
@@ -54,11 +72,13 @@ class FleetStateActivities:
         sets: MigrationSets | None,
         sources: Mapping[str, TenantLister] | None = None,
         *,
+        labels: LabelLookup | None = None,
         concurrency: int = 8,
     ) -> None:
         self._secrets = dict(secrets)
         self._sets = sets
         self._sources = dict(sources or {})
+        self._labels = labels
         self._concurrency = concurrency
         self._migrations: dict[str, SetMigrations] = {}  # by digest: a set never changes
 
@@ -77,8 +97,14 @@ class FleetStateActivities:
         pinned: str,
         migrations: SetMigrations,
         placeholders: Mapping[str, str] | None = None,
+        *,
+        tenant_source: str = "default",
     ) -> tuple[list[TenantState], dict[str, TenantHistory]]:
-        """Resolve, read in bulk, judge; a tenant whose secret fails is unreadable, not fatal."""
+        """Resolve, read in bulk, judge; a tenant whose secret fails is unreadable, not fatal.
+
+        Each tenant is judged with the placeholder values its Flyway run would get: the rollout's,
+        its id and schema, and its ``label.KEY`` values when the set's repeatables use them.
+        """
         provider = provider_for(self._secrets, backend, pinned=pinned)
         gate = asyncio.Semaphore(_RESOLVES)
 
@@ -105,14 +131,21 @@ class FleetStateActivities:
                 values: dict[str, str] = {}
             else:
                 history = histories[tenant]
-                values = (
-                    dict(placeholders or {})
-                    | {"tenant_id": tenant}
-                    | ({"tenant_schema": target.schema_name} if target.schema_name else {})
-                )
+                labels = await self._label_values(migrations, tenant_source, tenant)
+                values = placeholder_values(tenant, target, placeholders, labels)
             state = judge(history, migrations, values)
             states.append(state.model_copy(update={"read_at": read_at}))
         return states, histories
+
+    async def _label_values(self, migrations: SetMigrations, source: str, tenant: str) -> dict[str, str]:
+        """``label.KEY`` → the tenant's label, when a repeatable's checksum depends on one ({} else)."""
+        if self._labels is None or not migrations.label_placeholders:
+            return {}
+        try:
+            labels = await self._labels.labels(source, tenant)
+        except FleetwayError:
+            return {}  # the repeatable's checksum stays unknown: Flyway's run decides
+        return {f"{LABEL_PREFIX}{key}": value for key, value in labels.items()}
 
     @activity.defn(name="read_tenant_states")
     async def read_tenant_states(self, request: ReadStatesInput) -> TenantStates:
@@ -122,8 +155,9 @@ class FleetStateActivities:
             where = check_where(request.where)
             digest, migrations = await self._set(request.migration_set)
             states, histories = await self._read(
-                tenants, request.secrets_backend, request.pinned_secrets, migrations, request.placeholders
-            )
+                tenants, request.secrets_backend, request.pinned_secrets, migrations, request.placeholders,
+                tenant_source=request.tenant_source,
+            )  # fmt: skip
         except FleetwayError as exc:
             raise to_application_error(exc) from None
         selected = [selects(where, s) for s in states]
@@ -135,7 +169,11 @@ class FleetStateActivities:
                 for chosen, s in zip(selected, states, strict=True)
             ]
         read_at = states[0].read_at if states else datetime.now(UTC).isoformat(timespec="seconds")
-        return TenantStates(read_at=read_at, migration_set=digest, states=states, selected=selected)
+        return TenantStates(
+            read_at=read_at, migration_set=digest, states=states, selected=selected,
+            migrate_callbacks=migrations.callbacks_on(NOOP_MIGRATE_CALLBACKS)[:LISTED],
+            validate_callbacks=migrations.callbacks_on(VALIDATE_CALLBACKS)[:LISTED],
+        )  # fmt: skip
 
     @activity.defn(name="read_fleet")
     async def read_fleet(self, request: ReadFleetInput) -> FleetReport:
@@ -157,7 +195,9 @@ class FleetStateActivities:
             read_at = ""
             for start in range(0, len(tenants), _READ_PAGE):
                 page = tenants[start : start + _READ_PAGE]
-                states, _ = await self._read(page, request.secrets_backend, "", migrations)
+                states, _ = await self._read(
+                    page, request.secrets_backend, "", migrations, tenant_source=request.tenant_source
+                )
                 read_at = read_at or (states[0].read_at if states else "")
                 for state in states:
                     tally.add(state, listing.labels.get(state.tenant_id, {}))

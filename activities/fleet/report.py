@@ -89,9 +89,7 @@ class FleetTally:
             ] += 1
         if kind is not FleetState.CURRENT and len(self._named[kind]) < _NAMED:
             self._named[kind].append(state.tenant_id)
-        if self._at_least and (
-            state.unreadable or _key(state.version) < version_key(self._at_least) or not state.version
-        ):
+        if self._at_least and not state.reaches(self._at_least):
             self._laggard_count += 1
             if len(self._laggards) < _LAGGARDS:
                 self._laggards.append(state.tenant_id)

@@ -1,6 +1,6 @@
 """``--where``: choosing a rollout's tenants by what their tables show (issue 25).
 
-A condition is one of ``behind``, ``failed``, ``tampered``, ``ahead``, ``outdated``, ``current``,
+A condition is one of ``behind``, ``failed``, ``tampered``, ``ahead``, ``outdated``, ``ignored``, ``current``,
 or a version comparison ``version<V`` (also ``<=``, ``=``, ``>=``, ``>``); several, separated by
 commas, select a tenant when any holds. A tenant with no history has version "" (below every V).
 Pure; validated when a rollout starts, so a typo is refused before anything runs.
@@ -19,7 +19,7 @@ from fleetway.activities.flyway.checksums import version_key
 
 __all__ = ["WHERE_WORDS", "check_where", "selects"]
 
-WHERE_WORDS: Final = ("behind", "failed", "tampered", "ahead", "outdated", "current")
+WHERE_WORDS: Final = ("behind", "failed", "tampered", "ahead", "outdated", "ignored", "current")
 _COMPARISON: Final = re.compile(r"version\s*(<=|>=|<|>|=)\s*([0-9]+(?:[._][0-9]+)*)")
 _Key = tuple[int, ...]
 _OPERATORS: Final[dict[str, Callable[[_Key, _Key], bool]]] = {
@@ -35,6 +35,7 @@ def _condition(term: str) -> Callable[[TenantState], bool]:
             "tampered": lambda s: bool(s.tampered),
             "ahead": lambda s: bool(s.ahead),
             "outdated": lambda s: bool(s.outdated),
+            "ignored": lambda s: bool(s.ignored),
             "current": lambda s: s.state is FleetState.CURRENT,
         }[term]
     if match := _COMPARISON.fullmatch(term):

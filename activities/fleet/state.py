@@ -11,6 +11,7 @@ from typing import Final
 
 from pydantic import BaseModel, Field
 
+from fleetway.activities.flyway.checksums import version_key
 from fleetway.activities.wire import CLIENT_INPUT, WIRE_MODEL
 
 __all__ = [
@@ -35,6 +36,7 @@ class FleetState(StrEnum):
     FAILED = "failed"
     TAMPERED = "tampered"
     AHEAD = "ahead"  # applied versions the set does not have
+    IGNORED = "ignored"  # a version below the applied one never ran: Flyway's migrate refuses it
     OUTDATED = "outdated"  # a repeatable at an older checksum
     BEHIND = "behind"
     CURRENT = "current"
@@ -45,10 +47,13 @@ class TenantState(BaseModel):
 
     Attributes:
         server: ``host:port`` (tenants with the same key share a server; the rollout's key).
-        version: the last successfully applied version ("" = none).
+        version: the schema's version as Flyway's ``info`` gives it: the highest applied version
+            (an out-of-order hotfix below it, a failed row or a baseline count as Flyway counts them).
         current: a migrate would apply nothing (proven from the table).
         intact: a validate would pass (pending versions allowed).
         pending: versions (and ``R <description>`` repeatables) of the set not applied, first 20.
+        ignored: versions below the applied one that never ran (Flyway's ``Ignored``: a plain
+            migrate refuses them; ``--out-of-order`` applies one).
         unknown: why neither verdict could be proven ("" when one could).
         applied_by: the tenant's table shows the rollout selection's marker (``--applied-in``).
         read_at: when the table was read (ISO 8601, UTC).
@@ -67,10 +72,25 @@ class TenantState(BaseModel):
     tampered: list[str] = Field(default_factory=list)
     ahead: list[str] = Field(default_factory=list)
     outdated: list[str] = Field(default_factory=list)
+    ignored: list[str] = Field(default_factory=list)
     unknown: str = ""
     unreadable: bool = False
     applied_by: bool = False
     read_at: str = ""
+
+    def reaches(self, version: str) -> bool:
+        """Whether the schema is at ``version`` or later for a release gate (``fleetway wait``).
+
+        Flyway's version at least ``version``, no failed row, and no migration at or below it left
+        unapplied (pending, or ignored below an out-of-order hotfix): what the application needs.
+        """
+        if self.unreadable or not self.version or self.failed:
+            return False
+        wanted = version_key(version)
+        if version_key(self.version) < wanted:
+            return False
+        unapplied = [v for v in (*self.pending, *self.ignored) if not v.startswith("R ")]
+        return not any(version_key(v) <= wanted for v in unapplied)
 
     @property
     def state(self) -> FleetState:
@@ -81,6 +101,7 @@ class TenantState(BaseModel):
             (FleetState.FAILED, self.failed),
             (FleetState.TAMPERED, self.tampered),
             (FleetState.AHEAD, self.ahead),
+            (FleetState.IGNORED, self.ignored),
             (FleetState.UNKNOWN, self.unknown),
             (FleetState.OUTDATED, self.outdated),
             (FleetState.BEHIND, self.pending_count),
@@ -108,10 +129,17 @@ class ReadStatesInput(BaseModel):
     applied_marker: str = ""
     applied_version: str = ""
     placeholders: dict[str, str] = Field(default_factory=dict)  # the rollout's, for repeatables' checksums
+    tenant_source: str = "default"  # where ``${label.KEY}`` values come from
 
 
 class TenantStates(BaseModel):
-    """The page's states in input order, and when the tables were read."""
+    """The page's states in input order, and when the tables were read.
+
+    Attributes:
+        migrate_callbacks / validate_callbacks: the set's SQL callbacks that Flyway runs on a migrate
+            that applies nothing / on a validate (``afterMigrate.sql`` ...): a tenant proven current
+            skipping its run skips them too, so the rollout runs Flyway unless told to skip them.
+    """
 
     model_config = WIRE_MODEL
 
@@ -119,6 +147,8 @@ class TenantStates(BaseModel):
     migration_set: str = ""
     states: list[TenantState] = Field(default_factory=list)
     selected: list[bool] = Field(default_factory=list)
+    migrate_callbacks: list[str] = Field(default_factory=list)
+    validate_callbacks: list[str] = Field(default_factory=list)
 
 
 class ReadFleetInput(BaseModel):

@@ -17,19 +17,20 @@ from typing import Final
 from pydantic import BaseModel, Field
 from temporalio import activity
 
-from fleetway.activities.database_target import (
-    DatabaseTarget,
-)
+from fleetway.activities.database_target import DatabaseTarget, Vendor
 from fleetway.activities.errors import (
     FleetwayError,
     FlywayError,
     FlywayReportedFailureError,
     OutOfOrderRefusedError,
     RepairRefusedError,
+    SchemaHistoryUnavailableError,
     to_application_error,
 )
+from fleetway.activities.fleet.verdict import repair_needed
 from fleetway.activities.flyway.adoption import Adoption, adoption
-from fleetway.activities.flyway.contract import FlywayEngine
+from fleetway.activities.flyway.checksums import read_set_migrations
+from fleetway.activities.flyway.contract import FlywayEngine, placeholder_values
 from fleetway.activities.flyway.options import (
     FlywayOptions,
     label_placeholders,
@@ -40,6 +41,9 @@ from fleetway.activities.flyway.output import (
     Action,
     FlywayOutcome,
 )
+from fleetway.activities.flyway.states import FlywayRefuses
+from fleetway.activities.postgres.bulk_history import read_histories
+from fleetway.activities.postgres.indexes import concurrent_index_names, drop_invalid_indexes
 from fleetway.activities.secrets.providers import SecretsProvider, provider_for, validate_tenant_id
 from fleetway.activities.sets.store import MigrationSets
 from fleetway.activities.tenants.label_lookup import LabelLookup
@@ -48,6 +52,8 @@ from fleetway.activities.wire import WIRE_MODEL
 __all__ = ["FlywayActivities", "RunFlywayInput"]
 
 _AUTH_SQLSTATE_PREFIX: Final = "28"
+# One Flyway verb for this run's tenant, with the run's placeholders, set and budget.
+_RunVerb = Callable[[Action, DatabaseTarget], Awaitable[FlywayOutcome]]
 
 
 class RunFlywayInput(BaseModel):
@@ -197,24 +203,21 @@ class FlywayActivities:
         async with self._local_runs:
             yield
 
-    async def _validate_with_info(
-        self, target: DatabaseTarget, locations: tuple[Path, ...] | None, timeout: timedelta | None
-    ) -> FlywayOutcome:
+    @staticmethod
+    async def _validate_with_info(run_verb: _RunVerb, target: DatabaseTarget) -> FlywayOutcome:
         """Validate, then info on the same target: one attempt, one credential resolve.
 
         A validate failure still gets the info entries (the drift summary needs both); an info
         failure after a passed validate is the run's failure, as a second activity's would be.
         """
         try:
-            validated = await self._runner.run(Action.VALIDATE, target, locations=locations, timeout=timeout)
+            validated = await run_verb(Action.VALIDATE, target)
         except FlywayReportedFailureError as exc:
             if exc.outcome is not None:
                 with contextlib.suppress(FleetwayError):
-                    exc.outcome = exc.outcome.model_copy(
-                        update=await _info_fields(self._runner, target, locations)
-                    )
+                    exc.outcome = exc.outcome.model_copy(update=await _info_fields(run_verb, target))
             raise
-        return validated.model_copy(update=await _info_fields(self._runner, target, locations))
+        return validated.model_copy(update=await _info_fields(run_verb, target))
 
     async def _run(
         self, request: RunFlywayInput, tenant_id: str, locations: tuple[Path, ...] | None, digest: str = ""
@@ -223,6 +226,9 @@ class FlywayActivities:
         timeout = timedelta(seconds=request.timeout_s) if request.timeout_s else None
         labelled = await self._label_placeholders(request, tenant_id, locations, digest)
 
+        # Every call this run makes for the tenant (the verb, and the validate and info that decide a
+        # repair or guard a hotfix) gets the same placeholders: Flyway fills them into repeatables'
+        # checksums and refuses a script whose placeholder has no value.
         async def run_verb(verb: Action, on: DatabaseTarget) -> FlywayOutcome:
             return await self._runner.run(
                 verb, on, installed_by=request.installed_by, locations=locations, timeout=timeout,
@@ -232,18 +238,20 @@ class FlywayActivities:
         run = functools.partial(run_verb, request.action)
         target = await provider.resolve(tenant_id)
         if request.with_info and request.action is Action.VALIDATE:
-            return await self._validate_with_info(target, locations, timeout)
-        if request.action is Action.REPAIR and not await self._needs_repair(target, locations, timeout):
+            return await self._validate_with_info(run_verb, target)
+        values = placeholder_values(tenant_id, target, request.flyway.placeholders, labelled)
+        repairs = request.action is Action.REPAIR
+        if repairs and not await self._needs_repair(run_verb, target, locations, values):
             return FlywayOutcome(action=Action.REPAIR, success=True, skipped="nothing to repair")
         if request.action is Action.MIGRATE and request.flyway.out_of_order:
-            await self._check_hotfix(target, locations, request.flyway)
+            await self._check_hotfix(run_verb, target, request.flyway)
         if request.flyway.baseline_reference and request.action in {Action.BASELINE, Action.MIGRATE}:
             reference = await provider.resolve(request.flyway.baseline_reference)
             baseline = functools.partial(run_verb, Action.BASELINE)
             if (verdict := await self._adopt(request, target, reference, baseline)) is not None:
                 return verdict
         try:
-            return await run(target)
+            return await self._cleaning_up(request.action, target, locations, functools.partial(run, target))
         except FlywayReportedFailureError as exc:
             if exc.outcome is None or not exc.outcome.sql_state.startswith(_AUTH_SQLSTATE_PREFIX):
                 raise
@@ -252,6 +260,34 @@ class FlywayActivities:
             )
             provider.invalidate(tenant_id)
             return await run(await provider.resolve(tenant_id))
+
+    async def _cleaning_up(
+        self,
+        action: Action,
+        target: DatabaseTarget,
+        locations: tuple[Path, ...] | None,
+        call: Callable[[], Awaitable[FlywayOutcome]],
+    ) -> FlywayOutcome:
+        """Run ``call``; after a failed, timed-out or cancelled migrate, drop what concurrent builds left.
+
+        The invalid indexes a ``CREATE INDEX CONCURRENTLY`` of the set leaves in the tenant's schema
+        (``postgres/indexes.py``); the set is scanned only after a failure.
+        """
+        if action is not Action.MIGRATE or not locations or target.vendor is not Vendor.POSTGRESQL:
+            return await call()
+        try:
+            return await call()
+        except (FlywayError, asyncio.CancelledError):
+            found = [await asyncio.to_thread(concurrent_index_names, p) for p in locations]
+            names = frozenset[str]().union(*found)
+            if names:
+                dropped = await asyncio.shield(drop_invalid_indexes(target, names))
+                if dropped:
+                    activity.logger.warning(
+                        "dropped the invalid indexes a failed concurrent build left",
+                        extra={"indexes": dropped[:10]},
+                    )
+            raise
 
     async def _adopt(
         self,
@@ -300,18 +336,33 @@ class FlywayActivities:
         return await asyncio.to_thread(label_placeholders, folder, labels, tenant=tenant_id)
 
     async def _needs_repair(
-        self, target: DatabaseTarget, locations: tuple[Path, ...] | None, timeout: timedelta | None
+        self,
+        run_verb: _RunVerb,
+        target: DatabaseTarget,
+        locations: tuple[Path, ...] | None,
+        values: Mapping[str, str],
     ) -> bool:
-        """Whether the history has what repair changes: a failed row, or an applied script that differs.
+        """Whether Flyway's repair would change the table; a tenant with nothing to repair is never locked.
 
-        Read-only (validate and info): a tenant with nothing to repair is never locked or written.
+        On PostgreSQL the table itself is read and held to Flyway's repair rules (``repair_plan``):
+        validate cannot see what repair realigns (a NULL checksum, a row below a baseline). Elsewhere,
+        or when the table read cannot decide, Flyway's validate and info decide (read-only).
 
         Raises:
             RepairRefusedError: the set lacks versions the tenant applied (repair would mark them
                 deleted): the wrong set, or an older one.
         """
+        if target.vendor is Vendor.POSTGRESQL and locations and len(locations) == 1:
+            with contextlib.suppress(FlywayRefuses, SchemaHistoryUnavailableError):
+                history = (await read_histories({"tenant": target}))["tenant"]
+                migrations = await asyncio.to_thread(read_set_migrations, locations[0])
+                plan = repair_needed(history, migrations, values)
+                if plan.mark_deleted:
+                    raise RepairRefusedError(_refusal(plan.mark_deleted))
+                if not plan.undecided:
+                    return bool(plan)
         try:
-            outcome = await self._validate_with_info(target, locations, timeout)
+            outcome = await self._validate_with_info(run_verb, target)
         except FlywayReportedFailureError as exc:
             if exc.outcome is None:
                 raise
@@ -320,15 +371,14 @@ class FlywayActivities:
         _check_repairable(outcome)
         return _failed_rows(outcome)
 
-    async def _check_hotfix(
-        self, target: DatabaseTarget, locations: tuple[Path, ...] | None, options: FlywayOptions
-    ) -> None:
+    @staticmethod
+    async def _check_hotfix(run_verb: _RunVerb, target: DatabaseTarget, options: FlywayOptions) -> None:
         """Refuse a hotfix run that would apply any out-of-order version but the named one.
 
         Flyway's ``outOfOrder`` applies every script below the current version that never ran
         (info calls them ``Ignored``); a hotfix names one, so any other is refused, nothing applied.
         """
-        info = await self._runner.run(Action.INFO, target, locations=locations, options=options)
+        info = await run_verb(Action.INFO, target)
         others = [e.version for e in info.info if e.versioned and e.state == "Ignored"]
         others = [v for v in others if v != options.out_of_order]
         if others:
@@ -341,24 +391,26 @@ class FlywayActivities:
 _UNKNOWN_TO_THE_SET: Final = frozenset({"Missing", "Failed (Missing)", "Future", "Failed (Future)"})
 
 
+def _refusal(unknown: list[str]) -> str:
+    return (
+        f"repair refused: the set lacks applied versions {', '.join(unknown[:10])}, which repair "
+        "would mark deleted; repair with the set the tenant ran (--migrations DIGEST); nothing changed"
+    )
+
+
 def _check_repairable(outcome: FlywayOutcome) -> None:
     unknown = [e.version or f"R {e.description}" for e in outcome.info if e.state in _UNKNOWN_TO_THE_SET]
     if unknown:
-        raise RepairRefusedError(
-            f"repair refused: the set lacks applied versions {', '.join(unknown[:10])}, which repair "
-            "would mark deleted; repair with the set the tenant ran (--migrations DIGEST); nothing changed"
-        )
+        raise RepairRefusedError(_refusal(unknown))
 
 
 def _failed_rows(outcome: FlywayOutcome) -> bool:
     return any(e.state == "Failed" for e in outcome.info)
 
 
-async def _info_fields(
-    runner: FlywayEngine, target: DatabaseTarget, locations: tuple[Path, ...] | None
-) -> dict[str, object]:
+async def _info_fields(run_verb: _RunVerb, target: DatabaseTarget) -> dict[str, object]:
     """``info``'s entries and pending versions, for merging into a validate outcome."""
-    info = await runner.run(Action.INFO, target, locations=locations)
+    info = await run_verb(Action.INFO, target)
     return {
         "info": info.info,
         "pending_versions": info.pending_versions,

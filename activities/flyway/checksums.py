@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Final
 
 __all__ = [
+    "NOOP_MIGRATE_CALLBACKS",
+    "VALIDATE_CALLBACKS",
     "SetMigration",
     "SetMigrations",
     "flyway_checksum",
@@ -34,6 +36,31 @@ _VERSIONED: Final = re.compile(r"V([0-9]+(?:[._][0-9]+)*)__(.*)\.sql")
 _REPEATABLE: Final = re.compile(r"R__(.*)\.sql")
 _TEAMS_ONLY: Final = re.compile(r"[UB][0-9].*\.sql")  # undo and baseline migrations
 _PLACEHOLDER: Final = re.compile(r"\$\{([^}]*)\}")
+# The SQL callbacks Flyway 12.4.0 runs on a migrate that applies nothing, and on a validate (asked of the
+# real binary by tests/activities/test_fleet_verdict.py). A tenant proven current skips them with its run.
+NOOP_MIGRATE_CALLBACKS: Final = frozenset({
+    "afterConnect", "beforeValidate", "afterValidate", "createSchema", "beforeCreateSchema", "beforeMigrate",
+    "afterVersioned", "afterMigrate", "afterMigrateOperationFinish",
+})  # fmt: skip
+VALIDATE_CALLBACKS: Final = frozenset({"afterConnect", "beforeValidate", "afterValidate"})
+# Every event a SQL callback file may name (``<event>[__description].sql``), longest first: Flyway
+# matches the longest prefix (``afterMigrateApplied`` before ``afterMigrate``).
+_EVENTS: Final = sorted(
+    {
+        "beforeClean", "afterClean", "afterCleanError", "beforeMigrate", "beforeEachMigrate",
+        "beforeEachMigrateStatement", "afterEachMigrateStatement", "afterEachMigrateStatementError",
+        "afterEachMigrate", "afterEachMigrateError", "beforeRepeatables", "afterVersioned",
+        "afterMigrateApplied", "afterMigrate", "afterMigrateError", "beforeUndo", "beforeEachUndo",
+        "beforeEachUndoStatement", "afterEachUndoStatement", "afterEachUndoStatementError", "afterEachUndo",
+        "afterEachUndoError", "afterUndo", "afterUndoError", "beforeValidate", "afterValidate",
+        "afterValidateError", "beforeBaseline", "afterBaseline", "afterBaselineError", "beforeRepair",
+        "afterRepair", "afterRepairError", "beforeInfo", "afterInfo", "afterInfoError",
+        "afterMigrateOperationFinish", "afterInfoOperationFinish", "createSchema", "beforeCreateSchema",
+        "beforeConnect", "afterConnect",
+    },
+    key=len,
+    reverse=True,
+)  # fmt: skip
 _DESCRIPTION_MAX: Final = 200
 
 
@@ -95,6 +122,18 @@ class SetMigrations:
     versioned: dict[tuple[int, ...], SetMigration] = field(default_factory=dict)
     repeatables: dict[str, SetMigration] = field(default_factory=dict)
     unknown: str = ""
+    callbacks: tuple[tuple[str, str], ...] = ()  # (event, file) of each SQL callback
+
+    def callbacks_on(self, events: frozenset[str]) -> list[str]:
+        """The callback files that run on any of ``events`` (e.g. :data:`NOOP_MIGRATE_CALLBACKS`)."""
+        return [name for event, name in self.callbacks if event in events]
+
+    @property
+    def label_placeholders(self) -> bool:
+        """Whether a repeatable's checksum depends on a tenant's ``${label.KEY}`` values."""
+        return any(
+            name.lower().startswith("label.") for m in self.repeatables.values() for name in m.placeholders
+        )
 
     @property
     def latest(self) -> tuple[int, ...]:
@@ -106,6 +145,7 @@ def read_set_migrations(folder: Path) -> SetMigrations:
     """Resolve ``folder`` (a verified set snapshot) as Flyway's SQL resolver does. Blocking."""
     versioned: dict[tuple[int, ...], SetMigration] = {}
     repeatables: dict[str, SetMigration] = {}
+    callbacks: list[tuple[str, str]] = []
     for path in sorted(folder.rglob("*.sql")):
         name = path.name
         data = path.read_bytes()
@@ -122,19 +162,38 @@ def read_set_migrations(folder: Path) -> SetMigrations:
                 return SetMigrations(unknown=f"repeatable {description!r} appears twice in the set")
             text = data.decode("utf-8", errors="replace")
             used = frozenset(_PLACEHOLDER.findall(text))
+            if text.count("${") != len(_PLACEHOLDER.findall(text)):
+                used |= {"${ unterminated"}  # Flyway reads to the end of the file: never reproduced
             repeatables[description] = SetMigration(
                 "", description, name, checksum, used, text if used and checksum is not None else ""
             )
         elif _TEAMS_ONLY.fullmatch(name):
             return SetMigrations(unknown=f"{name} uses a prefix this reader does not model")
-        # Anything else (afterMigrate.sql and other callbacks) is not a migration.
-    return SetMigrations(versioned=versioned, repeatables=repeatables)
+        elif event := _callback_event(name):
+            callbacks.append((event, name))
+        # Anything else is not a migration (Flyway skips names it cannot parse).
+    return SetMigrations(versioned=versioned, repeatables=repeatables, callbacks=tuple(callbacks))
+
+
+def _callback_event(name: str) -> str:
+    """The event a SQL callback file runs on ("" for none): ``afterMigrate.sql``, ``afterMigrate__x.sql``."""
+    stem = name.removesuffix(".sql")
+    for event in _EVENTS:
+        if stem == event or stem.startswith(event + "__"):
+            return event
+    return ""
 
 
 def repeatable_checksum(migration: SetMigration, values: Mapping[str, str]) -> int | None:
-    """The checksum Flyway records for a repeatable with these placeholder values (None: unknown)."""
+    """The checksum Flyway records for a repeatable with these placeholder values (None: unknown).
+
+    Names match case-insensitively, as Flyway's (``${Tenant_Id}`` is ``tenant_id``);
+    ``${flyway:filename}`` is the script's own name. A value the caller does not have (a run's
+    ``${flyway:timestamp}``, a placeholder nobody set) leaves the checksum unknown, never guessed.
+    """
     if not migration.placeholders:
         return migration.checksum
-    if not migration.text or not migration.placeholders <= values.keys():
+    known = {k.lower(): v for k, v in values.items()} | {"flyway:filename": migration.script}
+    if not migration.text or not {p.lower() for p in migration.placeholders} <= known.keys():
         return None
-    return _crc(_PLACEHOLDER.sub(lambda m: values[m.group(1)], migration.text))
+    return _crc(_PLACEHOLDER.sub(lambda m: known[m.group(1).lower()], migration.text))

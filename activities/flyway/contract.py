@@ -158,6 +158,26 @@ def flyway_configuration(
     return config
 
 
+def placeholder_values(
+    tenant_id: str,
+    target: DatabaseTarget,
+    placeholders: Mapping[str, str] | None = None,
+    labels: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """Every placeholder value a run for this tenant sees, as far as a table read can know them.
+
+    The rollout's, the tenant's labels, fleetway's ``tenant_id``/``tenant_schema`` and Flyway's
+    built-ins. What a repeatable's recorded checksum is computed from (``flyway/checksums.py``). Never known
+    here: ``${flyway:timestamp}`` (a run's clock), ``${flyway:workingDirectory}`` (a worker's folder).
+    """
+    values = dict(placeholders or {}) | dict(labels or {}) | {"tenant_id": tenant_id}
+    values |= {"flyway:user": target.user, "flyway:database": target.database}
+    values["flyway:table"] = "flyway_schema_history"
+    if target.schema_name:
+        values |= {"tenant_schema": target.schema_name, "flyway:defaultSchema": target.schema_name}
+    return values
+
+
 def check_locations(locations: tuple[Path, ...]) -> tuple[Path, ...]:
     """The folders Flyway may read, vetted the same way for both engines.
 

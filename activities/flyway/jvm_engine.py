@@ -10,7 +10,8 @@ timed-out run is stopped in two ways, each covering the other's gap: its session
 (``pg_terminate_backend``: the statement under way fails, the script rolls back, every later
 statement on that connection fails), and a Flyway callback refuses the next migration once the
 run's stop flag is set (a connection opened after the terminate). The activity then waits a few
-seconds for the thread, so "cancelled" is said after Flyway stopped.
+seconds for the thread, so "cancelled" is said after Flyway stopped. The same callback lifts
+``lock_timeout`` for the length of a non-transactional migration (``CREATE INDEX CONCURRENTLY``).
 
 Must not: log the password or put it anywhere but the Java ``dataSource`` call.
 """
@@ -88,30 +89,48 @@ def start_jvm(install: FlywayInstall, options: tuple[str, ...] = DEFAULT_JVM_OPT
         _jvm_lib = install.lib_dir
 
 
-def _stop_callback(stopped: threading.Event) -> Any:
-    """A Flyway ``Callback`` that refuses every migration once ``stopped`` is set (JVM started)."""
+def _run_callback(stopped: threading.Event, lock_timeout_ms: int) -> Any:
+    """The run's Flyway ``Callback`` (see :func:`_run_callback_class`); the JVM must be started."""
     import jpype  # noqa: PLC0415
 
-    return _stop_callback_class(jpype)(stopped)
+    return _run_callback_class(jpype)(stopped, lock_timeout_ms)
 
 
 @functools.cache
-def _stop_callback_class(jpype: Any) -> Any:
-    """The callback class, defined once the JVM is up (JPype proxies need the Java interface)."""
+def _run_callback_class(jpype: Any) -> Any:
+    """The callback class, defined once the JVM is up (JPype proxies need the Java interface).
+
+    It does two things around each migration: refuses the next one once the run is stopped, and
+    lifts ``lock_timeout`` for a migration Flyway runs outside a transaction (``CREATE INDEX
+    CONCURRENTLY``): such a statement waits for every older transaction in the database, a wait
+    that blocks nobody's queries but counts as a lock wait; under the 10 s timeout it would fail and
+    leave an invalid index. The run's ``statement_timeout`` still bounds it; the timeout is back
+    for the next migration, whose DDL may queue the application's queries behind it.
+    """
     event = jpype.JClass("org.flywaydb.core.api.callback.Event")
     refusal = jpype.JClass("org.flywaydb.core.api.FlywayException")
+    after = (event.AFTER_EACH_MIGRATE, event.AFTER_EACH_MIGRATE_ERROR)
 
     def override(method: _Method) -> _Method:  # JPype matches interface methods marked so
         return cast("_Method", jpype.JOverride(method))
 
+    def set_lock_timeout(context: Any, ms: int) -> None:
+        statement = context.getConnection().createStatement()
+        try:
+            statement.execute(f"SET lock_timeout = {int(ms)}")
+        finally:
+            statement.close()
+
     @jpype.JImplements("org.flywaydb.core.api.callback.Callback")
-    class StopCallback:
-        def __init__(self, stopped: threading.Event) -> None:
+    class RunCallback:
+        def __init__(self, stopped: threading.Event, lock_timeout_ms: int) -> None:
             self._stopped = stopped
+            self._lock_timeout_ms = lock_timeout_ms
+            self._lifted = False
 
         @override
         def supports(self, e: Any, context: Any) -> bool:
-            return bool(e == event.BEFORE_EACH_MIGRATE)
+            return bool(e == event.BEFORE_EACH_MIGRATE or e in after)
 
         @override
         def canHandleInTransaction(self, e: Any, context: Any) -> bool:
@@ -119,14 +138,22 @@ def _stop_callback_class(jpype: Any) -> Any:
 
         @override
         def handle(self, e: Any, context: Any) -> None:
-            if self._stopped.is_set():
-                raise refusal("fleetway stopped this run (cancelled or timed out)")
+            if e == event.BEFORE_EACH_MIGRATE:
+                if self._stopped.is_set():
+                    raise refusal("fleetway stopped this run (cancelled or timed out)")
+                migration = context.getMigrationInfo()
+                if migration is not None and not migration.canExecuteInTransaction():
+                    set_lock_timeout(context, 0)
+                    self._lifted = True
+            elif self._lifted:
+                set_lock_timeout(context, self._lock_timeout_ms)
+                self._lifted = False
 
         @override
         def getCallbackName(self) -> str:
-            return "fleetway-stop"
+            return "fleetway-run"
 
-    return StopCallback
+    return RunCallback
 
 
 class JvmFlywayEngine:
@@ -201,6 +228,7 @@ class JvmFlywayEngine:
                 folders=folders,
                 configured=configured,
                 stopped=stopped,
+                lock_timeout_ms=sessions.lock_timeout_ms,
             ),
         )
         deadline = started + budget
@@ -238,6 +266,7 @@ class JvmFlywayEngine:
         folders: tuple[Path, ...],
         configured: dict[str, str],
         stopped: threading.Event,
+        lock_timeout_ms: int,
     ) -> tuple[str, bool]:
         """In a worker thread: configure, run, and render the result as the CLI's JSON document.
 
@@ -266,7 +295,7 @@ class JvmFlywayEngine:
                     .cleanDisabled(True)
                     .connectRetries(s.connect_retries)
                     .lockRetryCount(s.lock_retry_count)
-                    .callbacks(_stop_callback(stopped))
+                    .callbacks(_run_callback(stopped, lock_timeout_ms))
                 )
                 if schema:
                     config = config.schemas(schema).defaultSchema(schema)

@@ -204,13 +204,16 @@ def parse_placeholders(pairs: Iterable[tuple[str, str] | str]) -> dict[str, str]
 
 
 def placeholders_used(folder: Path) -> dict[str, str]:
-    """Every ``${name}`` the set's SQL files use (Flyway built-ins excluded): name → first script."""
+    """Every ``${name}`` the set's SQL files use (Flyway built-ins excluded): name → first script.
+
+    Names are lower-cased: Flyway matches them case-insensitively (``${Tenant_Id}`` is ``tenant_id``).
+    """
     used: dict[str, str] = {}
     for script in sorted(folder.rglob("*.sql")):
         text = script.read_text(encoding="utf-8", errors="replace")
         for name in _USED.findall(text):
-            if not name.startswith("flyway:"):
-                used.setdefault(name, script.name)
+            if not name.lower().startswith("flyway:"):
+                used.setdefault(name.lower(), script.name)
     return used
 
 

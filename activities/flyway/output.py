@@ -413,8 +413,10 @@ def _info_outcome(common: dict[str, Any], doc: dict[str, Any]) -> FlywayOutcome:
             state=_text(m.get("state")),
             category=_text(m.get("category")),
         )
+        # Every entry, Flyway's own rows too (a baseline or a delete marker: category ""), so the
+        # schema's whole story is there; consumers select by state and category.
         for m in doc.get("migrations") or []
-        if isinstance(m, dict) and _text(m.get("category")) in {"Versioned", "Repeatable"}
+        if isinstance(m, dict)
     ]
     current = _text(doc.get("schemaVersion"))
     return FlywayOutcome(

@@ -34,6 +34,7 @@ from fleetway.activities.errors import (
     UnsafeIdentifierError,
     to_application_error,
 )
+from fleetway.activities.flyway.states import AppliedRow, schema_version
 from fleetway.activities.secrets.providers import SecretsProvider, provider_for, validate_tenant_id
 from fleetway.activities.wire import WIRE_MODEL
 
@@ -87,6 +88,7 @@ class HistoryRow(BaseModel):
     success: bool
     installed_by: str
     description: str = ""
+    type: str = "SQL"
 
 
 class HistorySummary(BaseModel):
@@ -95,7 +97,8 @@ class HistorySummary(BaseModel):
     Attributes:
         table_exists: false when Flyway never created its table there (nothing was applied).
         version_before: the schema version before this rollout's first script ("" = empty).
-        version_after: the schema version now (the last successful versioned row).
+        version_after: the schema version now: the highest version successfully applied (an
+            out-of-order hotfix below it does not lower it; a delete marker's row does not count).
         applied: versions this rollout applied successfully, in installed order.
         failed: versions this rollout left as failed rows (non-transactional scripts only: a
             failed transactional script is rolled back and leaves no row).
@@ -116,14 +119,21 @@ class HistorySummary(BaseModel):
     repeatables_failed: list[str] = Field(default_factory=list)
 
 
+def _version(rows: Sequence[HistoryRow]) -> str:
+    """The highest version these rows applied successfully, as Flyway orders and deletes them."""
+    applied = [r for r in rows if r.success]
+    return schema_version(
+        [AppliedRow(i, r.version or None, r.description, r.type, None, True) for i, r in enumerate(applied)]
+    )
+
+
 def summarize_history(rows: Sequence[HistoryRow], marker: str) -> HistorySummary:
     """Summarize ``rows`` (installed order) as seen by the rollout whose marker is ``marker``."""
-    repeatables = [r for r in rows if not r.version and r.installed_by == marker]
+    repeatables = [r for r in rows if not r.version and r.installed_by == marker and r.type != "DELETE"]
     rows = [r for r in rows if r.version]
-    ours = [i for i, r in enumerate(rows) if r.installed_by == marker]
+    ours = [i for i, r in enumerate(rows) if r.installed_by == marker and r.type != "DELETE"]
     first_ours = ours[0] if ours else len(rows)
-    before = [r.version for r in rows[:first_ours] if r.success]
-    after = [r.version for r in rows if r.success]
+    after = [r.version for r in rows if r.success and r.type != "DELETE"]
     seen: set[str] = set()
     repeated: list[str] = []
     for version in after:
@@ -132,8 +142,8 @@ def summarize_history(rows: Sequence[HistoryRow], marker: str) -> HistorySummary
         seen.add(version)
     return HistorySummary(
         table_exists=True,
-        version_before=before[-1] if before else "",
-        version_after=after[-1] if after else "",
+        version_before=_version(rows[:first_ours]),
+        version_after=_version(rows),
         applied=[rows[i].version for i in ours if rows[i].success][:_LIST_CAP],
         failed=[rows[i].version for i in ours if not rows[i].success][:_LIST_CAP],
         repeated=repeated[:_LIST_CAP],
@@ -162,8 +172,9 @@ async def read_history(target: DatabaseTarget, marker: str) -> HistorySummary:
             try:
                 # Migrations only: versioned and repeatable rows, not the schema or delete markers.
                 cursor = await conn.execute(
-                    f"SELECT version, success, installed_by, description FROM {table} "
-                    "WHERE version IS NOT NULL OR type NOT IN ('SCHEMA', 'DELETE') ORDER BY installed_rank"
+                    f"SELECT version, success, installed_by, description, type FROM {table} "
+                    "WHERE installed_rank > -1 AND (version IS NOT NULL OR type <> 'SCHEMA') "
+                    "ORDER BY installed_rank"
                 )
             except psycopg.errors.UndefinedTable:
                 return HistorySummary(table_exists=False)
@@ -173,8 +184,9 @@ async def read_history(target: DatabaseTarget, marker: str) -> HistorySummary:
                     success=bool(s),
                     installed_by=str(b),
                     description=str(d),
+                    type=str(t),
                 )
-                for v, s, b, d in await cursor.fetchall()
+                for v, s, b, d, t in await cursor.fetchall()
             ]
     except psycopg.Error as exc:
         # The SQLSTATE and type only: a libpq message can echo connection parameters.

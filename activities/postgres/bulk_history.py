@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
-from typing import Final
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final, NamedTuple
 
 import psycopg
 from psycopg import sql
-from pydantic import BaseModel, Field
 
 from fleetway.activities.database_target import (
     DatabaseTarget,
@@ -25,51 +25,44 @@ from fleetway.activities.database_target import (
     server_key,
 )
 from fleetway.activities.errors import ConfigurationError, SchemaHistoryUnavailableError
-from fleetway.activities.wire import WIRE_MODEL
 
-__all__ = ["AppliedScript", "TenantHistory", "read_histories"]
+__all__ = ["HistoryRow", "TenantHistory", "read_histories"]
 
 _HISTORY: Final = "flyway_schema_history"
 _BATCH: Final = 200  # schemas per query: one UNION ALL stays far below PostgreSQL's limits
 
 
-class AppliedScript(BaseModel):
-    """The latest row of one migration: ``V<version>`` or ``R <description>``."""
+class HistoryRow(NamedTuple):
+    """One row of ``flyway_schema_history`` as Flyway reads it (``installed_rank > -1``).
 
-    model_config = WIRE_MODEL
+    A tuple, not a model: a fleet read holds every row of every tenant of a page at once.
+    """
 
-    key: str
-    checksum: int | None = None
-    success: bool = True
-    installed_by: str = ""
-    description: str = ""
-    type: str = "SQL"
-    successes: int = 1  # successful rows of this migration (a versioned one has at most one)
+    rank: int
+    version: str | None
+    description: str
+    type: str
+    checksum: int | None
+    success: bool
+    installed_by: str
 
 
-class TenantHistory(BaseModel):
-    """One tenant's history as the table holds it (installed order), without a credential.
+@dataclass(frozen=True)
+class TenantHistory:
+    """One tenant's table as it stands (installed order), without a credential.
 
     Attributes:
         server: ``host:port`` (tenants with the same key share a server).
         table_exists: false when Flyway never created its table there.
-        version: the last successful versioned row's version ("" = none).
-        applied: the latest row of each migration, in installed order.
+        rows: every row Flyway reads, in installed order.
+        unreadable: why the table could not be read ("" when it was).
     """
-
-    model_config = WIRE_MODEL
 
     tenant_id: str
     server: str
     table_exists: bool
-    version: str = ""
-    applied: list[AppliedScript] = Field(default_factory=list)
-    unreadable: str = ""  # why the table could not be read ("" when it was)
-
-    @property
-    def failed(self) -> list[str]:
-        """Migrations whose latest row is a failed one."""
-        return [a.key for a in self.applied if not a.success]
+    rows: tuple[HistoryRow, ...] = ()
+    unreadable: str = ""
 
 
 def _login(target: DatabaseTarget) -> tuple[object, ...]:
@@ -88,41 +81,21 @@ def _server(target: DatabaseTarget) -> str:
     return server_key(target)
 
 
-def _summarize(tenant: str, server: str, rows: Sequence[tuple[object, ...]]) -> TenantHistory:
-    latest: dict[str, AppliedScript] = {}
-    version = ""
-    for ver, description, checksum, success, installed_by, kind in rows:
-        key = f"V{ver}" if ver is not None else f"R {description}"
-        earlier = latest.pop(key, None)  # keep installed order of the latest row
-        latest[key] = AppliedScript(
-            key=key,
-            checksum=checksum if isinstance(checksum, int) else None,
-            success=bool(success),
-            installed_by=str(installed_by),
-            description=str(description),
-            type=str(kind),
-            successes=(earlier.successes if earlier else 0) + bool(success),
-        )
-        if ver is not None and success:
-            version = str(ver)
-    return TenantHistory(
-        tenant_id=tenant, server=server, table_exists=True, version=version, applied=list(latest.values())
-    )
-
-
 async def _read_group(targets: Mapping[str, DatabaseTarget]) -> dict[str, TenantHistory]:
     """Every tenant of one login: which schemas have the table, then their rows, batch by batch."""
     first = next(iter(targets.values()))
     server = _server(first)
-    schemas = {
-        t: check_pg_identifier(target.schema_name or "public", field="schema")
-        for t, target in targets.items()
-    }
     result = {t: TenantHistory(tenant_id=t, server=server, table_exists=False) for t in targets}
     try:
         conninfo = libpq_conninfo(first, application_name="fleetway-bulk-history")
         async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
             await conn.set_read_only(True)
+            # Where Flyway looks with no schema set: the login's current schema, not "public".
+            default = await _current_schema(conn) if any(not t.schema_name for t in targets.values()) else ""
+            schemas = {
+                t: check_pg_identifier(target.schema_name or default, field="schema")
+                for t, target in targets.items()
+            }
             cursor = await conn.execute(
                 "SELECT s FROM unnest(%s::text[]) AS s "
                 "WHERE to_regclass(quote_ident(s) || '.' || %s) IS NOT NULL",
@@ -130,18 +103,24 @@ async def _read_group(targets: Mapping[str, DatabaseTarget]) -> dict[str, Tenant
             )
             present = {row[0] for row in await cursor.fetchall()}
             wanted = sorted(present)
-            rows: dict[str, list[tuple[object, ...]]] = defaultdict(list)
+            rows: dict[str, list[HistoryRow]] = defaultdict(list)
             for start in range(0, len(wanted), _BATCH):
                 parts = [
                     sql.SQL(
-                        "SELECT {s}, installed_rank, version, description, checksum, success, "
-                        "installed_by, type FROM {table} WHERE type <> 'SCHEMA'"
+                        "SELECT {s}, installed_rank, version, description, type, checksum, success, "
+                        "installed_by FROM {table} WHERE installed_rank > -1"
                     ).format(s=sql.Literal(s), table=sql.Identifier(s, _HISTORY))
                     for s in wanted[start : start + _BATCH]
                 ]
                 query = sql.SQL(" UNION ALL ").join(parts) + sql.SQL(" ORDER BY 1, 2")
-                for schema, _rank, *row in await (await conn.execute(query)).fetchall():
-                    rows[str(schema)].append(tuple(row))
+                for schema, rank, version, description, kind, checksum, success, by in await (
+                    await conn.execute(query)
+                ).fetchall():
+                    rows[str(schema)].append(
+                        HistoryRow(
+                            rank, version, description or "", kind or "", checksum, bool(success), by or ""
+                        )
+                    )
     except psycopg.Error as exc:
         # The SQLSTATE and type only: a libpq message can echo connection parameters.
         raise SchemaHistoryUnavailableError(
@@ -150,8 +129,16 @@ async def _read_group(targets: Mapping[str, DatabaseTarget]) -> dict[str, Tenant
         ) from None
     for tenant, schema in schemas.items():
         if schema in present:
-            result[tenant] = _summarize(tenant, server, rows.get(schema, []))
+            result[tenant] = TenantHistory(tenant, server, True, tuple(rows[schema]))
     return result
+
+
+async def _current_schema(conn: psycopg.AsyncConnection[tuple[object, ...]]) -> str:
+    """The login's ``current_schema()`` (its search path's first existing schema)."""
+    row = await (await conn.execute("SELECT current_schema()")).fetchone()
+    if not row or not row[0]:
+        raise SchemaHistoryUnavailableError("the login has no current schema (an empty search_path)")
+    return str(row[0])
 
 
 async def read_histories(
@@ -182,10 +169,7 @@ async def read_histories(
                 if not tolerate:
                     raise
                 server = _server(next(iter(group.values())))
-                return {
-                    t: TenantHistory(tenant_id=t, server=server, table_exists=False, unreadable=str(exc))
-                    for t in group
-                }
+                return {t: TenantHistory(t, server, False, unreadable=str(exc)) for t in group}
 
     read: dict[str, TenantHistory] = {}
     for part in await asyncio.gather(*(bounded(g) for g in groups.values())):

@@ -101,12 +101,15 @@ async def read_fingerprint(target: DatabaseTarget) -> SchemaFingerprint:
         UnsafeIdentifierError: unsafe schema name.
         SchemaHistoryUnavailableError: the database could not be reached or refused the read.
     """
-    schema = check_pg_identifier(target.schema_name or "public", field="schema")
-    params = {"s": schema, "h": _HISTORY}
+    schema = check_pg_identifier(target.schema_name, field="schema") if target.schema_name else ""
     try:
         conninfo = libpq_conninfo(target, application_name="fleetway-fingerprint")
         async with await psycopg.AsyncConnection.connect(conninfo) as conn:
             await conn.set_read_only(True)
+            if not schema:  # where Flyway works with no schema set: the login's current schema
+                row = await (await conn.execute("SELECT current_schema()")).fetchone()
+                schema = check_pg_identifier(str(row[0]) if row and row[0] else "", field="schema")
+            params = {"s": schema, "h": _HISTORY}
             found = await (
                 await conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,))
             ).fetchone()

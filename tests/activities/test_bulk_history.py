@@ -79,19 +79,24 @@ async def test_one_connection_per_login_reads_what_each_table_holds(
     read = await read_histories(targets)
 
     assert len(connects) == 2  # four tenants share one login; the other database is a second one
-    assert (read["full"].version, read["held"].version, read["broken"].version) == ("2", "1", "1")
-    assert [a.key for a in read["full"].applied] == ["V1", "V2", "R view"]
-    assert read["full"].applied[0].installed_by == "fleetway:bulk:0"
-    assert read["broken"].failed == ["V2"] and read["full"].failed == []
-    assert not read["never"].table_exists and read["never"].applied == []
+
+    def migrations(tenant: str) -> list[tuple[str | None, str, bool]]:
+        return [(r.version, r.description, r.success) for r in read[tenant].rows if r.type != "SCHEMA"]
+
+    assert migrations("full") == [("1", "a", True), ("2", "b", True), (None, "view", True)]
+    assert migrations("held") == [("1", "a", True), (None, "view", True)]  # repeatables ignore a target
+    assert migrations("broken") == [("1", "a", True), ("2", "idx", False)]
+    assert read["full"].rows[1].installed_by == "fleetway:bulk:0"
+    assert not read["never"].table_exists and read["never"].rows == ()
     # Another database of the same server: its own login group and read, the same server key.
     assert read["elsewhere"].server == read["full"].server == f"127.0.0.1:{postgres.port}"
-    assert read["elsewhere"].version == "2"
+    assert migrations("elsewhere") == migrations("full")
     for tenant in ("full", "held", "broken", "elsewhere"):  # the table is the judge
         table = _table(postgres, targets[tenant])
-        assert [(a.checksum, a.success) for a in read[tenant].applied] == [(r[2], r[3]) for r in table]
-    dumped = "".join(h.model_dump_json() for h in read.values())
-    assert postgres.superuser_password not in dumped and "postgres@" not in dumped
+        assert [(r.checksum, r.success) for r in read[tenant].rows if r.type != "SCHEMA"] == [
+            (r[2], r[3]) for r in table
+        ]
+    assert postgres.superuser_password not in repr(read) and "postgres@" not in repr(read)
 
 
 async def test_a_thousand_schemas_on_one_login_are_read_in_batches(
@@ -113,4 +118,25 @@ async def test_a_thousand_schemas_on_one_login_are_read_in_batches(
     read = await read_histories(targets)
 
     assert sum(h.table_exists for h in read.values()) == 334
-    assert all(read[f"t{i}"].applied[0].checksum == i for i in range(0, 1000, 3))
+    assert all(read[f"t{i}"].rows[0].checksum == i for i in range(0, 1000, 3))
+
+
+async def test_a_login_without_a_schema_is_read_where_flyway_writes_its_current_schema(
+    flyway_install: FlywayInstall, postgres: PostgresServer, tmp_path: Path
+) -> None:
+    """No schema set: Flyway uses the login's ``current_schema()``, and so does the read (not ``public``)."""
+    role, password = f"r{uuid.uuid4().hex[:8]}", "a-long-enough-password"
+    with psycopg.connect(postgres.dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
+        conn.execute(f"CREATE SCHEMA {role} AUTHORIZATION {role}")
+        conn.execute(f"ALTER ROLE {role} SET search_path = {role}")
+    login = DatabaseTarget(
+        host="127.0.0.1", port=postgres.port, database="postgres", user=role, password=password
+    )
+    (scripts := tmp_path / "set").mkdir()
+    (scripts / "V1__a.sql").write_text("CREATE TABLE a (id int);")
+    await FlywayRunner(flyway_install, FlywaySettings(locations=(scripts,))).run(Action.MIGRATE, login)
+
+    read = await read_histories({"acme": login})
+
+    assert read["acme"].table_exists and [r.version for r in read["acme"].rows] == ["1"]

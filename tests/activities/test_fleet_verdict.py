@@ -152,7 +152,9 @@ async def test_each_way_of_not_being_current_is_caught_as_flyway_sees_it(
         "behind": FleetState.BEHIND, "baselined": FleetState.CURRENT,
     }  # fmt: skip
     assert states["behind"].intact and states["behind"].pending == ["2"]
-    assert not any(states[n].intact for n in ("failed", "edited", "extra", "outdated", "no_table"))
+    assert not any(states[n].intact for n in ("failed", "edited", "extra", "outdated"))
+    # No table yet: Flyway's validate (pending ignored) passes, and a migrate has everything to do.
+    assert states["no_table"].intact and not states["no_table"].current
     assert states["edited"].tampered == ["1"] and states["extra"].ahead == ["9"]
     assert states["failed"].failed == ["3"] and states["outdated"].outdated == ["plain view"]
 
@@ -209,3 +211,37 @@ async def test_a_tenant_on_another_vendor_is_left_to_flyway_not_failing_the_page
     states, histories = await reader._read(["acme"], "default", "", SetMigrations())
     assert states[0].unreadable and not states[0].current and "oracle" in states[0].unknown
     assert histories == {} and "not-a-real-one" not in states[0].model_dump_json()
+
+
+async def test_the_callbacks_a_no_op_migrate_and_a_validate_run_are_the_ones_real_flyway_runs(
+    flyway_install: FlywayInstall, postgres: PostgresServer, tmp_path: Path
+) -> None:
+    """A tenant proven current skips its run, and with it these: asked of real Flyway, not assumed."""
+    from fleetway.activities.flyway.checksums import _EVENTS, NOOP_MIGRATE_CALLBACKS, VALIDATE_CALLBACKS
+
+    log = f"cb_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(postgres.dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE TABLE public.{log} (event text)")
+    scripts = {"V1__a.sql": b"CREATE TABLE a (id int);"} | {
+        f"{event}__log.sql": f"INSERT INTO public.{log} VALUES ('{event}');".encode() for event in _EVENTS
+    }
+    folder = _write(tmp_path / "set", scripts)
+    engine = FlywayRunner(flyway_install, FlywaySettings(locations=(folder,)))
+    target = _target(postgres, f"cb{uuid.uuid4().hex[:8]}")
+    await engine.run(Action.MIGRATE, target)
+
+    fired: dict[Action, set[str]] = {}
+    for action in (Action.MIGRATE, Action.VALIDATE):
+        with psycopg.connect(postgres.dsn, autocommit=True) as conn:
+            conn.execute(f"DELETE FROM public.{log}")
+        await engine.run(action, target)
+        with psycopg.connect(postgres.dsn) as conn:
+            fired[action] = {row[0] for row in conn.execute(f"SELECT event FROM public.{log}").fetchall()}
+
+    assert fired[Action.MIGRATE] == NOOP_MIGRATE_CALLBACKS
+    assert fired[Action.VALIDATE] == VALIDATE_CALLBACKS
+    migrations = read_set_migrations(folder)
+    assert sorted(migrations.callbacks_on(NOOP_MIGRATE_CALLBACKS)) == sorted(
+        f"{event}__log.sql" for event in NOOP_MIGRATE_CALLBACKS
+    )
+    assert len(migrations.callbacks) == len(_EVENTS) and len(migrations.versioned) == 1

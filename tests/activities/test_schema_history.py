@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 import psycopg
 import pytest
 
@@ -102,3 +105,26 @@ async def test_read_history_of_an_unreachable_database_is_a_named_retryable_erro
 async def test_installed_by_must_be_a_marker(runner: FlywayEngine, target: DatabaseTarget) -> None:
     with pytest.raises(UnsafeIdentifierError):
         await runner.run(Action.MIGRATE, target, installed_by="root'; --")
+
+
+async def test_an_ipv6_literal_host_reaches_the_server_flyway_reaches_for_every_read(
+    engine_factory: Callable[..., FlywayEngine], postgres: PostgresServer, schema: str, tmp_path: Path
+) -> None:
+    """``[::1]`` is how JDBC writes an IPv6 host; libpq wants ``::1``. Every read must reach where Flyway did."""
+    from fleetway.activities.flyway.session import RunSessions
+    from fleetway.activities.postgres.bulk_history import read_histories
+    from fleetway.activities.servers.health import check_health
+    from fleetway.activities.servers.models import ServerControls
+
+    v6 = DatabaseTarget(
+        host="[::1]", port=postgres.port, database="postgres", schema_name=schema,
+        user="postgres", password=postgres.superuser_password,
+    )  # fmt: skip
+    (tmp_path / "V1__a.sql").write_text("CREATE TABLE a (id int);")
+    applied = await engine_factory(tmp_path).run(Action.MIGRATE, v6, installed_by=MARK)
+    assert applied.applied_versions == ["1"]
+
+    assert (await read_history(v6, MARK)).applied == ["1"]  # reconciliation after a retry
+    assert [r.version for r in (await read_histories({"t": v6}))["t"].rows if r.type == "SQL"] == ["1"]  # bulk read
+    assert (await check_health(v6, ServerControls())).state.value == "ok"  # the server check
+    assert await RunSessions(60).terminate(v6) == 0  # the cancel's session termination connects

@@ -54,6 +54,7 @@ class Scripted:
         self.flyway_runs: list[RunFlywayInput] = []  # every run_flyway* request, in call order
         # What each tenant's table shows to the bulk read (absent: one version pending).
         self.states: dict[str, TenantState] = {}
+        self.callbacks: list[str] = []  # the set's every-run SQL callbacks, as the read reports them
         self.screens: list[ReadStatesInput] = []
         # Each tenant's server key (absent: unknown, never checked) and each server's next checks'
         # verdicts in order (none left: fit); ``checks`` records every check's server.
@@ -144,6 +145,8 @@ class Scripted:
             migration_set=SET,
             states=states,
             selected=[selects(request.where, s) for s in states],
+            migrate_callbacks=self.callbacks,
+            validate_callbacks=self.callbacks,
         )
 
     @activity.defn(name="server_keys")

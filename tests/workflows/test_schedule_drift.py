@@ -11,7 +11,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from temporalio.client import Client
+from temporalio.client import Client, ScheduleActionStartWorkflow
 from temporalio.service import RPCError
 
 from fleetway.activities.flyway.cli_engine import FlywayRunner
@@ -20,7 +20,7 @@ from fleetway.activities.flyway.output import Action
 from fleetway.activities.rollouts import Outcome
 from fleetway.worker.cli.schedules import latest_run_id
 from fleetway.worker.dev.stack import PostgresServer, TemporalDevServer
-from fleetway.workflows.migrate_all_models import MigrateAllResult
+from fleetway.workflows.migrate_all_models import MigrateAllInput, MigrateAllResult
 from tests.fleet import fleetway, make_fleet
 from tests.support import activity_calls, copy_migrations
 
@@ -127,3 +127,19 @@ def test_a_migrate_schedule_is_refused_before_anything_is_contacted() -> None:
         done.stderr.strip()
         == "configuration_error: a schedule runs validate or info; migrate is started by a pipeline"
     )
+
+
+async def test_a_schedule_validates_a_placeholder_set_with_the_rollouts_placeholders(
+    client: Client, temporal_server: TemporalDevServer, tmp_path: Path
+) -> None:
+    """Flyway fills placeholders into repeatables' checksums: the nightly validate must pass them too."""
+    env = {**os.environ, "FLEETWAY_TEMPORAL__ADDRESS": temporal_server.address}
+    schedule_id = f"nightly-placeholders-{tmp_path.name}"
+    done = fleetway("schedule", "create", "--id", schedule_id, "--placeholder", "region=eu", env=env)
+    assert done.returncode == 0, done.stderr
+    described = await client.get_schedule_handle(schedule_id).describe()
+    action = described.schedule.action
+    assert isinstance(action, ScheduleActionStartWorkflow)
+    (request,) = await client.data_converter.decode(action.args, [MigrateAllInput])
+    assert request.action is Action.VALIDATE and request.flyway.placeholders == {"region": "eu"}
+    await client.get_schedule_handle(schedule_id).delete()

@@ -178,3 +178,26 @@ async def test_a_read_that_answers_for_other_tenants_is_not_believed(client: Cli
     result = await _run(client, script, tenants=["a", "b"])
     assert _ran(script) == ["a", "b"] and Outcome.CURRENT not in result.counts
     assert any("answered for other tenants" in w for w in result.warnings)
+
+
+@pytest.mark.parametrize("action", [Action.MIGRATE, Action.VALIDATE])
+async def test_a_set_with_every_run_callbacks_runs_flyway_for_current_tenants_unless_told(
+    client: Client, action: Action
+) -> None:
+    """Flyway runs afterMigrate.sql on every migrate: a tenant proven current gets it unless the rollout skips it."""
+    behind = TenantState(tenant_id="a", version="1", tampered=["1"])  # neither current nor intact
+    script = Scripted(["a", "b"], block=set())
+    script.states |= {"a": behind, "b": _CURRENT}
+    script.callbacks = ["afterMigrate.sql"]
+    runs_callbacks = await _run(client, script, action=action)
+
+    assert _ran(script) == ["a", "b"] and Outcome.CURRENT not in runs_callbacks.counts
+    assert any(
+        "afterMigrate.sql" in w and "--skip-callbacks-when-current" in w for w in runs_callbacks.warnings
+    )
+
+    skipping = Scripted(["a", "b"], block=set())
+    skipping.states |= {"a": behind, "b": _CURRENT}
+    skipping.callbacks = ["afterMigrate.sql"]
+    skipped = await _run(client, skipping, action=action, skip_callbacks_when_current=True)
+    assert _ran(skipping) == ["a"] and skipped.counts[Outcome.CURRENT] == 1

@@ -189,6 +189,13 @@ def _rollout_command(action: Action) -> Callable[..., None]:
                 help="Read the tables first; a tenant proven current is reported 'current', no Flyway run.",
             ),
         ] = True,
+        skip_callbacks_when_current: Annotated[
+            bool,
+            typer.Option(
+                "--skip-callbacks-when-current",
+                help="A tenant proven current skips the every-run callbacks (afterMigrate.sql ...) too.",
+            ),
+        ] = False,
         per_server: Annotated[
             int | None,
             typer.Option(
@@ -277,6 +284,7 @@ def _rollout_command(action: Action) -> Callable[..., None]:
                 applied_in=applied_in,
                 applied_version=applied_version,
                 skip_current=skip_current,
+                skip_callbacks_when_current=skip_callbacks_when_current,
                 servers=servers,
             )
             if not principal:  # after the input is known valid: a bad input gets one line, nothing else

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -13,6 +14,7 @@ from temporalio.client import ScheduleUpdate
 
 from fleetway.activities.errors import ConfigurationError
 from fleetway.activities.flyway.output import Action
+from fleetway.worker.cli.flyway_options import flyway_options
 from fleetway.worker.cli.output import ExitCode, OutputFormat
 from fleetway.worker.cli.runtime import connect_client, load_settings, run_command, stderr
 from fleetway.worker.cli.schedules import (
@@ -44,17 +46,39 @@ ScheduleId = Annotated[str, typer.Option("--id", help="Schedule id.")]
 ActionOption = Annotated[Action, typer.Option(help="validate (tampering) or info (pending versions).")]
 CronOption = Annotated[str, typer.Option(help="Cron spec, UTC.")]
 ParallelismOption = Annotated[int, typer.Option(min=1, max=256)]
+PlaceholderOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--placeholder", help="NAME=VALUE for ${NAME}, as the rollouts that migrate pass it (repeatable)."
+    ),
+]
+PlaceholdersFileOption = Annotated[
+    Path | None, typer.Option(help="A file of NAME=VALUE lines (or JSON/YAML).")
+]
 
 
-def _apply(schedule_id: str, action: Action, cron: str, parallelism: int, *, must_exist: bool) -> None:
+def _apply(
+    schedule_id: str,
+    action: Action,
+    cron: str,
+    parallelism: int,
+    placeholders: tuple[list[str] | None, Path | None],
+    *,
+    must_exist: bool,
+) -> None:
     async def go() -> ExitCode:
         settings = load_settings()
+        flyway = flyway_options(
+            target="", out_of_order="", placeholders=list(placeholders[0] or []),
+            placeholders_file=placeholders[1], baseline_version="",
+        )  # fmt: skip
         request = ScheduleRequest(
             schedule_id=schedule_id,
             task_queue=settings.effective_temporal().task_queue,
             action=action,
             cron=cron,
             parallelism=parallelism,
+            flyway=flyway,
         )
         schedule = build_schedule(request)  # validates before anything is contacted
         client = await connect(settings.effective_temporal())
@@ -70,25 +94,33 @@ def _apply(schedule_id: str, action: Action, cron: str, parallelism: int, *, mus
 
 
 @schedule_app.command("create")
-def create(
+def create(  # noqa: PLR0917 - typer maps each option to a parameter
     schedule_id: ScheduleId = DEFAULT_ID,
     action: ActionOption = Action.VALIDATE,
     cron: CronOption = DEFAULT_CRON,
     parallelism: ParallelismOption = 8,
+    placeholder: PlaceholderOption = None,
+    placeholders_file: PlaceholdersFileOption = None,
 ) -> None:
-    """Create the schedule, or update it when it exists (idempotent: safe on every deploy)."""
-    _apply(schedule_id, action, cron, parallelism, must_exist=False)
+    """Create the schedule, or update it when it exists (idempotent: safe on every deploy).
+
+    A set whose scripts use placeholders is validated with the values its migrations ran with:
+    give them here as to the rollouts (Flyway fills them into repeatables' checksums).
+    """
+    _apply(schedule_id, action, cron, parallelism, (placeholder, placeholders_file), must_exist=False)
 
 
 @schedule_app.command("update")
-def update(
+def update(  # noqa: PLR0917 - typer maps each option to a parameter
     schedule_id: ScheduleId = DEFAULT_ID,
     action: ActionOption = Action.VALIDATE,
     cron: CronOption = DEFAULT_CRON,
     parallelism: ParallelismOption = 8,
+    placeholder: PlaceholderOption = None,
+    placeholders_file: PlaceholdersFileOption = None,
 ) -> None:
-    """Replace an existing schedule's action and spec (fails when it does not exist)."""
-    _apply(schedule_id, action, cron, parallelism, must_exist=True)
+    """Replace an existing schedule's action, spec and placeholders (fails when it does not exist)."""
+    _apply(schedule_id, action, cron, parallelism, (placeholder, placeholders_file), must_exist=True)
 
 
 @schedule_app.command("delete")

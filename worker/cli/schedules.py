@@ -8,7 +8,7 @@ existing schedule updates it in place, so a pipeline can apply it on every deplo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Final
 
@@ -27,6 +27,7 @@ from temporalio.client import (
 
 from fleetway.activities.audit.events import AuditContext
 from fleetway.activities.errors import ConfigurationError
+from fleetway.activities.flyway.options import FlywayOptions
 from fleetway.activities.flyway.output import Action
 from fleetway.workflows.migrate_all import MigrateAllWorkflow
 from fleetway.workflows.migrate_all_models import MigrateAllInput
@@ -48,6 +49,8 @@ class ScheduleRequest:
     parallelism: int = 8
     principal: str = "fleetway-schedule"
     paused: bool = False
+    # Placeholders: a set that uses them is validated with the values its migrations ran with.
+    flyway: FlywayOptions = field(default_factory=FlywayOptions)
 
 
 def build_schedule(request: ScheduleRequest) -> Schedule:
@@ -66,6 +69,7 @@ def build_schedule(request: ScheduleRequest) -> Schedule:
                 parallelism=request.parallelism,
                 continue_on_error=True,
                 audit=AuditContext(principal=request.principal),
+                flyway=request.flyway,
             ),
             id=f"{request.schedule_id}-run",
             task_queue=request.task_queue,

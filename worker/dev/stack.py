@@ -299,7 +299,8 @@ class PostgresServer:
                 "-l",
                 str(self.root / "pg.log"),
                 "-o",
-                f"-h 127.0.0.1 -p {self.port} -k {self.root}",
+                # IPv4 and IPv6 loopback: a tenant's host may be written [::1].
+                f"-h 127.0.0.1,::1 -p {self.port} -k {self.root}",
                 "start",
             ]
         )

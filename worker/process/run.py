@@ -102,11 +102,12 @@ def build_worker(
     )  # fmt: skip
     secrets = secrets or {"default": secrets_provider(settings)}
     tenant_sources = tenant_sources or {"default": tenant_lister(settings)}
+    labels = LabelLookup(tenant_sources)
     flyway = FlywayActivities(
         runner,
         secrets,
         sets=sets,
-        labels=LabelLookup(tenant_sources),
+        labels=labels,
         max_local_runs=settings.worker.max_concurrent_activities,
     )
     history = SchemaHistoryActivities(secrets)
@@ -125,7 +126,7 @@ def build_worker(
     profiles = WorkerProfileActivities(profile, sets, sources=tenant_sources, secrets=secrets)
     provisioning = provisioning_activities(settings, secrets)
     rollouts = RolloutActivities(client)
-    fleet = FleetStateActivities(secrets, sets, tenant_sources)
+    fleet = FleetStateActivities(secrets, sets, tenant_sources, labels=labels)
     servers = ServerActivities(secrets)
     return Worker(
         client,
