@@ -125,6 +125,8 @@ async def test_an_ipv6_literal_host_reaches_the_server_flyway_reaches_for_every_
     assert applied.applied_versions == ["1"]
 
     assert (await read_history(v6, MARK)).applied == ["1"]  # reconciliation after a retry
-    assert [r.version for r in (await read_histories({"t": v6}))["t"].rows if r.type == "SQL"] == ["1"]  # bulk read
+    assert [r.version for r in (await read_histories({"t": v6}))["t"].rows if r.type == "SQL"] == [
+        "1"
+    ]  # bulk read
     assert (await check_health(v6, ServerControls())).state.value == "ok"  # the server check
     assert await RunSessions(60).terminate(v6) == 0  # the cancel's session termination connects
