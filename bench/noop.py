@@ -3,7 +3,11 @@
 ``./dev bench --noop 10000 [--noop-full 1000]``
 
 Every tenant's ``flyway_schema_history`` is a copy of the one real Flyway wrote for a template
-schema (the demo set, fully applied), so every tenant is current and its table is Flyway's own.
+schema (the demo set, or ``--migrations DIR`` with its ``--placeholder`` values, fully applied), so every
+tenant is current and its table is Flyway's own. A set with a repeatable goes through its releases
+first (``bench/history.py``: the repeatable edited twice, each applied), so the no-op is measured on
+histories where it was applied three times; a repeatable whose checksum depends on the tenant
+(``${tenant_id}``) gets each tenant's own checksum in its latest row, as that tenant's run would write.
 One ``fleetway worker`` (JVM engine) serves, and in the same run:
 
 - ``fast validate`` / ``fast migrate``: rollouts over the whole source, tables read first (default);
@@ -22,15 +26,23 @@ import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
-from bench.run import FLEETWAY, MIGRATIONS, Bench, _peak_rss_mb
+from bench.history import releases
+from bench.run import FLEETWAY, Bench, _peak_rss_mb
 from fleetway.activities.fleet.state import ReadFleetInput
+from fleetway.activities.flyway.checksums import (
+    SetMigration,
+    read_set_migrations,
+    repeatable_checksum,
+    version_key,
+)
 from fleetway.activities.flyway.cli_engine import FlywayRunner
-from fleetway.activities.flyway.contract import FlywaySettings
+from fleetway.activities.flyway.contract import FlywaySettings, placeholder_values
 from fleetway.activities.flyway.output import Action
 from fleetway.activities.rollouts import Outcome
 from fleetway.worker.config.client import connect
@@ -44,16 +56,30 @@ __all__ = ["noop_benchmark"]
 _CLONE_BATCH = 250
 
 
-async def _fleet(bench: Bench, size: int) -> list[str]:
-    """A template migrated by real Flyway, then ``size`` schemas holding a copy of its history."""
+async def _fleet(bench: Bench, size: int) -> tuple[list[str], Path, list[str]]:
+    """A template taken through the set's releases by real Flyway, then ``size`` copies of its history.
+
+    Returns the schemas, the folder of the last release (what the worker serves) and the releases' names.
+    """
     template = f"noop_tmpl_{uuid.uuid4().hex[:6]}"
-    runner = FlywayRunner(bench.stack.flyway, FlywaySettings(locations=(MIGRATIONS,)))
-    await runner.run(Action.MIGRATE, bench.target(template))
+    runner = FlywayRunner(bench.stack.flyway, FlywaySettings(locations=(bench.migrations,)))
+    stages = releases(bench.migrations, bench.workdir)
+    for _, folder in stages:
+        await runner.run(
+            Action.MIGRATE, bench.target(template), locations=(folder,), options=bench.flyway_options,
+            tenant_id=template,
+        )  # fmt: skip
+    last = stages[-1][1]
     schemas = [f"noop{uuid.uuid4().hex[:4]}_{i:05d}" for i in range(size)]
     conninfo = bench.stack.postgres.dsn
+    per_tenant = [
+        m
+        for m in read_set_migrations(last).repeatables.values()
+        if {p.lower() for p in m.placeholders} & _TENANT_NAMES
+    ]
     with psycopg.connect(conninfo, autocommit=True) as conn:
         for start in range(0, size, _CLONE_BATCH):
-            statements = []
+            statements: list[sql.Composable] = []
             for schema in schemas[start : start + _CLONE_BATCH]:
                 table = sql.Identifier(schema, "flyway_schema_history")
                 source = sql.Identifier(template, "flyway_schema_history")
@@ -64,19 +90,38 @@ async def _fleet(bench: Bench, size: int) -> list[str]:
                         "ALTER TABLE {t} OWNER TO {role};"
                     ).format(s=sql.Identifier(schema), t=table, src=source, role=sql.Identifier(bench.role))
                 )
+                statements += [_own_checksum(bench, schema, m) for m in per_tenant]
             with conn.transaction():
                 conn.execute(sql.SQL(" ").join(statements))
             print(f"  cloned {min(start + _CLONE_BATCH, size)}/{size} histories", file=sys.stderr)
-    return schemas
+    return schemas, last, [name for name, _ in stages]
+
+
+_TENANT_NAMES = frozenset(
+    {"tenant_id", "tenant_schema", "flyway:defaultschema"}
+)  # lower-cased, as Flyway matches
+
+
+def _own_checksum(bench: Bench, schema: str, migration: SetMigration) -> sql.Composable:
+    """The tenant's own checksum in the latest row of a repeatable whose text names the tenant."""
+    values = placeholder_values(schema, bench.target(schema), bench.flyway_options.placeholders)
+    table = sql.Identifier(schema, "flyway_schema_history")
+    return sql.SQL(
+        "UPDATE {t} SET checksum = {c} WHERE installed_rank = "
+        "(SELECT max(installed_rank) FROM {t} WHERE version IS NULL AND description = {d});"
+    ).format(
+        t=table, c=sql.Literal(repeatable_checksum(migration, values)), d=sql.Literal(migration.description)
+    )
 
 
 async def noop_benchmark(bench: Bench, size: int, full: int) -> dict[str, Any]:
     """Run the phases; returns the report's ``noop`` section."""
     print(f"no-op fleet of {size} tenants (history copies of a real Flyway run)", file=sys.stderr)
-    schemas = await _fleet(bench, size)
+    schemas, served, stages = await _fleet(bench, size)
     full = min(full, size)
     task_queue = f"bench-noop-{uuid.uuid4().hex[:8]}"
-    env = bench.worker_env(task_queue, "jvm", schemas, [])
+    env = bench.worker_env(task_queue, "jvm", schemas, [], migrations=served)
+    top = max((m.version for m in read_set_migrations(served).versioned.values()), key=version_key)
     worker = subprocess.Popen([FLEETWAY, "worker"], env=env, start_new_session=True)
     client = await connect(TemporalConfig(address=bench.stack.temporal.address, task_queue=task_queue))
     phases: dict[str, dict[str, Any]] = {}
@@ -86,7 +131,9 @@ async def noop_benchmark(bench: Bench, size: int, full: int) -> dict[str, Any]:
         started = time.monotonic()
         result = await client.execute_workflow(
             MigrateAllWorkflow.run,
-            MigrateAllInput(parallelism=bench.args.parallelism, drift_check=False, **fields),
+            MigrateAllInput(
+                parallelism=bench.args.parallelism, drift_check=False, flyway=bench.flyway_options, **fields
+            ),
             id=f"bench-noop-{uuid.uuid4().hex[:8]}",
             task_queue=task_queue,
         )
@@ -105,7 +152,7 @@ async def noop_benchmark(bench: Bench, size: int, full: int) -> dict[str, Any]:
         started = time.monotonic()
         report = await client.execute_workflow(
             FleetStateWorkflow.run,
-            ReadFleetInput(**fields),
+            ReadFleetInput(placeholders=bench.flyway_options.placeholders, **fields),
             id=f"bench-fleet-{uuid.uuid4().hex[:8]}",
             task_queue=task_queue,
         )
@@ -123,7 +170,12 @@ async def noop_benchmark(bench: Bench, size: int, full: int) -> dict[str, Any]:
         # Untimed: the worker's JVM warmed on a few full runs, as a long-lived worker's is.
         await client.execute_workflow(
             MigrateAllWorkflow.run,
-            MigrateAllInput(action=Action.VALIDATE, tenants=schemas[: min(40, size)], skip_current=False),
+            MigrateAllInput(
+                action=Action.VALIDATE,
+                tenants=schemas[: min(40, size)],
+                skip_current=False,
+                flyway=bench.flyway_options,
+            ),
             id=f"bench-noop-warm-{uuid.uuid4().hex[:6]}",
             task_queue=task_queue,
         )
@@ -134,7 +186,7 @@ async def noop_benchmark(bench: Bench, size: int, full: int) -> dict[str, Any]:
                 continue_on_error=True,
             )  # fmt: skip
         await read("fleet read")
-        await read("wait poll", at_least="5")
+        await read("wait poll", at_least=top)
         rss = _peak_rss_mb(worker.pid)
     finally:
         worker.send_signal(signal.SIGTERM)
@@ -152,6 +204,8 @@ async def noop_benchmark(bench: Bench, size: int, full: int) -> dict[str, Any]:
         for action in ("validate", "migrate")
     }
     return {
+        "set": str(bench.migrations),
+        "releases": stages,
         "tenants": size,
         "full_path_tenants": full,
         "parallelism": bench.args.parallelism,
@@ -167,7 +221,8 @@ def noop_markdown(data: dict[str, Any]) -> str:
     """The no-op section of ``latest.md``."""
     lines = [
         f"No-op fleet: {data['tenants']} tenants (full path over {data['full_path_tenants']}), "
-        f"parallelism {data['parallelism']}, worker peak RSS {data['worker_peak_rss_mb']} MB",
+        f"parallelism {data['parallelism']}, worker peak RSS {data['worker_peak_rss_mb']} MB; "
+        f"set {data['set']} after {', then '.join(data['releases'])}",
         "",
         "| phase | tenants | wall s | ms/tenant | proven current | Flyway runs |",
         "|---|---|---|---|---|---|",

@@ -45,10 +45,12 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from bench.history import history_benchmark, history_markdown
 from fleetway.activities.database_target import DatabaseTarget
 from fleetway.activities.flyway.cli_engine import FlywayRunner
 from fleetway.activities.flyway.contract import FlywayEngine, FlywayInstall, FlywaySettings
 from fleetway.activities.flyway.jvm_engine import JvmFlywayEngine
+from fleetway.activities.flyway.options import FlywayOptions, parse_placeholders
 from fleetway.activities.flyway.output import Action
 from fleetway.activities.servers.models import ServerControls
 from fleetway.worker.config.client import connect
@@ -79,6 +81,7 @@ class Phase:
     parallelism: int = 0
     worker_cpu_ms: float | None = None  # per tenant: the worker process (Python, Core and its JVM)
     server_cpu_ms: float | None = None  # per tenant: the Temporal dev server
+    proven_current: int | None = None  # the default path: tenants its read proved current (no Flyway run)
 
     @property
     def tenants_per_minute(self) -> float:
@@ -102,6 +105,9 @@ class Bench:
 
     def __init__(self, stack: DevStack, args: argparse.Namespace, workdir: Path) -> None:
         self.stack, self.args, self.workdir = stack, args, workdir
+        # The fleet's own set (``--migrations``) and the placeholders its settings give it.
+        self.migrations = Path(args.migrations).resolve()
+        self.flyway_options = FlywayOptions(placeholders=parse_placeholders(args.placeholder or []))
         self.password = secrets.token_urlsafe(18)
         self.role = "fleetway_bench"
         self.phases: list[Phase] = []
@@ -153,7 +159,8 @@ class Bench:
             "#!/bin/sh\n"
             "start=$(date +%s%N)\n"
             f'"{install.java}" -cp "{install.lib_dir}/*" org.flywaydb.commandline.Main -outputType=json '
-            f'-skipCheckForUpdate -locations=filesystem:{MIGRATIONS} -schemas="$1" -defaultSchema="$1" '
+            f'-skipCheckForUpdate -locations=filesystem:{self.migrations} -schemas="$1" -defaultSchema="$1" '
+            f'-placeholders.tenant_id="$1" -placeholders.tenant_schema="$1" {self._placeholder_flags()} '
             f"{action.value} > /dev/null 2>&1\nrc=$?\n"
             'end=$(date +%s%N)\necho "$1 $rc $(( (end - start) / 1000000 ))"\n'
         )
@@ -186,10 +193,13 @@ class Bench:
             failures=sum(r[1] != "0" for r in rows),
         )
 
+    def _placeholder_flags(self) -> str:
+        return " ".join(f"-placeholders.{k}={v}" for k, v in self.flyway_options.placeholders.items())
+
     # ---- raw engine: fleetway's engine without Temporal ---------------------------------------
 
     async def raw(self, engine_name: str, schemas: list[str], action: Action) -> Phase:
-        settings = FlywaySettings(locations=(MIGRATIONS,))
+        settings = FlywaySettings(locations=(self.migrations,))
         engine: FlywayEngine = (
             FlywayRunner(self.stack.flyway, settings) if engine_name == "cli" else self._jvm(settings)
         )
@@ -202,7 +212,9 @@ class Bench:
             async with gate:
                 t0 = time.monotonic()
                 try:
-                    await engine.run(action, self.target(schema))
+                    await engine.run(
+                        action, self.target(schema), options=self.flyway_options, tenant_id=schema
+                    )
                 except Exception:
                     failures += 1
                 times.append((time.monotonic() - t0) * 1000)
@@ -212,7 +224,12 @@ class Bench:
             # too, as a long-lived worker's is (a cold first phase ran 19 s, a warm one 8 s).
             warm = self.fleet("warmraw", self.args.warmup)
             for step in (Action.MIGRATE, Action.VALIDATE):
-                await asyncio.gather(*(engine.run(step, self.target(s)) for s in warm))
+                await asyncio.gather(
+                    *(
+                        engine.run(step, self.target(s), options=self.flyway_options, tenant_id=s)
+                        for s in warm
+                    )
+                )
             self._raw_warm.add("jvm")
         self.settle()
         started = time.monotonic()
@@ -229,9 +246,14 @@ class Bench:
     # ---- fleetway: a real worker process and one rollout --------------------------------------
 
     def worker_env(
-        self, task_queue: str, engine_name: str, schemas: list[str], warm: list[str]
+        self,
+        task_queue: str,
+        engine_name: str,
+        schemas: list[str],
+        warm: list[str],
+        migrations: Path | None = None,
     ) -> dict[str, str]:
-        """A ``fleetway worker`` process's environment: ``schemas`` as its tenant source."""
+        """A ``fleetway worker`` process's environment: ``schemas`` as its tenant source, the bench's set."""
         tenants_file = self.workdir / f"{task_queue}.txt"
         tenants_file.write_text("\n".join(schemas) + "\n")
         secrets_file = self.workdir / f"{task_queue}-secrets.json"
@@ -252,7 +274,7 @@ class Bench:
             "FLEETWAY_SECRETS__FILE": str(secrets_file),
             "FLEETWAY_TENANTS__KIND": "file",
             "FLEETWAY_TENANTS__FILE": str(tenants_file),
-            "FLEETWAY_FLYWAY__LOCATIONS": json.dumps([str(MIGRATIONS)]),
+            "FLEETWAY_FLYWAY__LOCATIONS": json.dumps([str(migrations or self.migrations)]),
             "FLEETWAY_FLYWAY__LIB_DIR": str(self.stack.flyway.lib_dir),
             "FLEETWAY_FLYWAY__ENGINE": engine_name,
             "FLEETWAY_WORKER__MAX_CONCURRENT_ACTIVITIES": str(self.args.parallelism + 2),
@@ -298,6 +320,7 @@ class Bench:
                         parallelism=self.args.parallelism,
                         drift_check=False,
                         skip_current=False,
+                        flyway=self.flyway_options,
                     ),
                     id=f"bench-warmup-{uuid.uuid4().hex[:6]}",
                     task_queue=task_queue,
@@ -320,6 +343,7 @@ class Bench:
                         skip_current=False,  # every tenant runs Flyway: the engine comparison
                         flyway_timeout_s=flyway_timeout_s,  # over IN_TASK_MAX_S: a task-queue activity
                         servers=servers,  # None: no server keys, checks or turns (the cost's baseline)
+                        flyway=self.flyway_options,
                     ),
                     id=rollout_id,
                     task_queue=task_queue,
@@ -349,6 +373,32 @@ class Bench:
                     server_cpu_ms=cpu_per_tenant[1],
                 )
                 phases.append(phase)
+            if Action.VALIDATE in actions and Action.MIGRATE in actions:
+                # What a user's validate runs by default: the tables read first, current tenants proven
+                # without a Flyway run (the full path above is the engine comparison).
+                self.settle()
+                started = time.monotonic()
+                result = await client.execute_workflow(
+                    MigrateAllWorkflow.run,
+                    MigrateAllInput(
+                        action=Action.VALIDATE,
+                        tenants=schemas if extra else [],
+                        parallelism=self.args.parallelism,
+                        continue_on_error=True,
+                        drift_check=False,
+                        flyway=self.flyway_options,
+                    ),
+                    id=f"bench-{engine_name}-default-{uuid.uuid4().hex[:6]}",
+                    task_queue=task_queue,
+                )
+                phases.append(
+                    Phase(
+                        f"fleetway-{engine_name}-default", Action.VALIDATE.value, len(schemas),
+                        time.monotonic() - started, [float(o.duration_ms) for o in result.outcomes],
+                        result.counts.get("failed", 0),  # type: ignore[call-overload]
+                        proven_current=result.counts.get("current", 0),  # type: ignore[call-overload]
+                    )
+                )  # fmt: skip
             rss = _peak_rss_mb(worker.pid)
             for phase in phases:
                 phase.worker_peak_rss_mb = rss
@@ -437,6 +487,10 @@ def report(bench: Bench, startup: dict[str, float] | None, parallelisms: list[in
             if path and fw is None:
                 continue  # the activity path runs only when asked for
             ratios[f"{action}{at}: {name} speed-up vs baseline"] = _ratio(fw, base)
+            if not path and fw and (default := by.get((f"{name}-default", action, level))) and default.wall_s:
+                ratios[f"{action}{at}: {name} full path / default path"] = round(
+                    fw.wall_s / default.wall_s, 2
+                )
             if not path and fw and (off := by.get((f"{name}-no-servers", action, level))) and off.wall_s:
                 # What the per-server dispatch costs (issue 26: <= 1.05): the same rollout without it.
                 servers_cost[f"{action}{at}: {name} wall / {name}-no-servers wall"] = round(
@@ -541,7 +595,11 @@ async def run(args: argparse.Namespace) -> int:
                     ):
                         bench.record(phase)
             data = report(bench, startup, parallelisms)
-    _write(Path(args.out), "latest", data, markdown(data))
+            table = markdown(data)
+            if args.history:
+                data["history"] = await history_benchmark(bench, bench.fleet("hist"))
+                table += "\n" + history_markdown(data["history"])
+    _write(Path(args.out), "latest", data, table)
     return 0
 
 
@@ -602,7 +660,17 @@ def main() -> None:
         help="instead: the no-op benchmark over N current tenants (bench/noop.py)",
     )
     parser.add_argument("--noop-full", type=int, default=1000, help="tenants the no-op full path runs")
+    parser.add_argument(
+        "--migrations",
+        default=None,
+        help="the fleet's own migrations folder (default: the demo set); also runs its releases (bench/history.py)",
+    )
+    parser.add_argument(
+        "--placeholder", action="append", default=[], help="NAME=VALUE for the set's ${NAME} (repeatable)"
+    )
     args = parser.parse_args()
+    args.history = args.migrations is not None
+    args.migrations = args.migrations or str(MIGRATIONS)
     if args.engines is None:
         if args.tenants >= SCALE_TENANTS:
             # The scale run: fleetway with the in-process engine only (migrate, then no-op validate).

@@ -45,7 +45,8 @@ def test_bench_runs_every_phase_and_writes_its_report(tmp_path: Path) -> None:
         (name, action)
         for name in ("baseline-xargs", "raw-jvm", "fleetway-jvm", "fleetway-jvm-activity")
         for action in ("migrate", "validate")
-    }
+    } | {("fleetway-jvm-default", "validate")}  # a user's validate: the tables read first
+    assert phases[("fleetway-jvm-default", "validate")]["proven_current"] == 2
     assert all(p["failures"] == 0 and p["tenants"] == 2 for p in phases.values())
     assert phases[("fleetway-jvm", "migrate")]["worker_peak_rss_mb"] > 0
     assert all(n < 10_000 for n in phases[("fleetway-jvm", "migrate")]["parent_history_events"])
@@ -68,18 +69,34 @@ def test_bench_runs_every_phase_and_writes_its_report(tmp_path: Path) -> None:
     assert all(ratio > 0 for ratio in data["fleetway_vs_raw_engine"].values())
 
 
-def test_the_noop_bench_runs_both_paths_and_writes_its_report(tmp_path: Path) -> None:
-    """A tiny ``--noop`` run: the fast path proves every tenant current, the full path runs Flyway."""
+def test_the_noop_bench_on_a_fleets_own_set_proves_every_tenant_current_after_its_releases(
+    tmp_path: Path,
+) -> None:
+    """A tiny ``--noop`` run on a user's folder (``--migrations``, ``--placeholder``) whose repeatable
+    names the tenant: after the repeatable's two edits the fast path still proves every tenant current,
+    the full path runs Flyway."""
+    own = tmp_path / "own-set"
+    own.mkdir()
+    (own / "V1__accounts.sql").write_text("CREATE TABLE accounts (id int);")
+    (own / "V1_1__plans.sql").write_text("CREATE TABLE plans (id int);")
+    (own / "R__who.sql").write_text(
+        "CREATE OR REPLACE VIEW who AS SELECT '${tenant_id}'::text t, '${region}'::text r;"
+    )
     done = subprocess.run(
-        [sys.executable, "-m", "bench.run", "--noop", "6", "--noop-full", "2", "--out", str(tmp_path)],
+        [sys.executable, "-m", "bench.run", "--noop", "6", "--noop-full", "2", "--out", str(tmp_path),
+         "--migrations", str(own), "--placeholder", "region=eu"],
         cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     data = json.loads((tmp_path / "noop.json").read_text())
     phases = data["phases"]
+    assert data["releases"] == ["first release", "R__who.sql edited (1)", "R__who.sql edited (2)"]
     assert phases["fast validate"]["current"] == phases["fast migrate"]["current"] == 6
     assert phases["fast migrate"]["flyway_runs"] == 0 and phases["full migrate"]["flyway_runs"] == 2
-    assert phases["fleet read"]["current"] == 6 and data["worker_peak_rss_mb"] > 0
+    assert (
+        phases["fleet read"]["current"] == phases["wait poll"]["current"] == 6
+        and data["worker_peak_rss_mb"] > 0
+    )
     assert "| fast validate | 6 |" in (tmp_path / "noop.md").read_text()
 
 

@@ -196,8 +196,9 @@ class FleetStateActivities:
             for start in range(0, len(tenants), _READ_PAGE):
                 page = tenants[start : start + _READ_PAGE]
                 states, _ = await self._read(
-                    page, request.secrets_backend, "", migrations, tenant_source=request.tenant_source
-                )
+                    page, request.secrets_backend, "", migrations, request.placeholders,
+                    tenant_source=request.tenant_source,
+                )  # fmt: skip
                 read_at = read_at or (states[0].read_at if states else "")
                 for state in states:
                     tally.add(state, listing.labels.get(state.tenant_id, {}))

@@ -166,3 +166,4 @@ class ReadFleetInput(BaseModel):
     migration_set: str = ""
     selector: str = ""  # a label selector (the wave syntax): only matching tenants are read
     at_least: str = ""
+    placeholders: dict[str, str] = Field(default_factory=dict)  # the rollouts', for repeatables' checksums

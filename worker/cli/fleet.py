@@ -25,7 +25,7 @@ from fleetway.activities.durations import parse_duration_s
 from fleetway.activities.errors import InvalidInputError
 from fleetway.activities.fleet.report import FleetReport
 from fleetway.activities.fleet.state import FleetState, ReadFleetInput
-from fleetway.activities.flyway.options import check_version
+from fleetway.activities.flyway.options import check_version, parse_placeholders
 from fleetway.activities.tenants.labels import parse_selector
 from fleetway.worker.cli.fleet_picture import COLOURS, write_report
 from fleetway.worker.cli.output import ExitCode, OutputFormat
@@ -49,16 +49,21 @@ async def read_fleet(client: Client, task_queue: str, request: ReadFleetInput) -
     )
 
 
-async def _prepared(migrations: str, labels: str, at_least: str = "") -> tuple[Client, str, ReadFleetInput]:
+async def _prepared(
+    migrations: str, labels: str, at_least: str = "", placeholders: list[str] | None = None
+) -> tuple[Client, str, ReadFleetInput]:
     if labels:
         parse_selector(labels)  # a typo is refused here, before any worker is asked
     if at_least:
         check_version(at_least, what="--at-least")
+    values = parse_placeholders(placeholders or [])
     named = named_set(migrations, load_settings()) if migrations else None
     client, settings = await connect_client()
     task_queue = settings.effective_temporal().task_queue
     await ask_workers(client, task_queue, migration_set=named.digest if named else "", wait_s=10)
-    request = ReadFleetInput(migration_set=named.digest if named else "", selector=labels, at_least=at_least)
+    request = ReadFleetInput(
+        migration_set=named.digest if named else "", selector=labels, at_least=at_least, placeholders=values
+    )
     return client, task_queue, request
 
 
@@ -100,6 +105,12 @@ def _render(report: FleetReport) -> None:
         console.print(f"{kind}: {', '.join(tenants)}{f' … and {more} more' if more > 0 else ''}")
 
 
+# Repeatables' checksums include the placeholders their runs had: the picture needs the same values.
+PlaceholderOption = Annotated[
+    list[str] | None, typer.Option("--placeholder", help="NAME=VALUE the rollouts pass (repeatable).")
+]
+
+
 def fleet(
     migrations: Annotated[
         str, typer.Option("--migrations", help="The set to judge against: a folder or a digest.")
@@ -109,13 +120,14 @@ def fleet(
         Path | None, typer.Option("--report", help="Also write the picture to FILE (.html or .svg).")
     ] = None,
     output: Annotated[OutputFormat, typer.Option("--output", "-o")] = OutputFormat.TEXT,
+    placeholder: PlaceholderOption = None,
 ) -> None:
     """Show the fleet's state as its tables hold it: per version, behind, failed, tampered, ahead."""
 
     async def go() -> ExitCode:
         if report is not None and report.suffix not in {".html", ".svg"}:
             raise InvalidInputError("--report names an .html or .svg file")
-        client, task_queue, request = await _prepared(migrations, labels)
+        client, task_queue, request = await _prepared(migrations, labels, placeholders=placeholder)
         read = await read_fleet(client, task_queue, request)
         if report is not None:
             write_report(read, report)
@@ -129,19 +141,24 @@ def fleet(
     run_command(go)
 
 
-def wait(
+def wait(  # noqa: PLR0917 - typer maps each option to a parameter
     at_least: Annotated[str, typer.Option("--at-least", help="The version every tenant must show.")],
     labels: Annotated[str, typer.Option("--labels", help="Only tenants matching this label selector.")] = "",
     timeout: Annotated[str, typer.Option("--timeout", help="Give up after this long (30m, 1h).")] = "30m",
     interval: Annotated[str, typer.Option("--interval", help="Between reads (10s).")] = "10s",
     output: Annotated[OutputFormat, typer.Option("--output", "-o")] = OutputFormat.TEXT,
+    placeholder: PlaceholderOption = None,
 ) -> None:
-    """Wait until every selected tenant's table shows --at-least V or later (exit 0), else exit 1."""
+    """Wait until every selected tenant's table shows --at-least V or later (exit 0), else exit 1.
+
+    At V or later means: Flyway's version at least V, no failed row, and nothing at or below V left
+    unapplied (pending, or ignored below an out-of-order hotfix).
+    """
 
     async def go() -> ExitCode:
         limit = parse_duration_s(timeout, what="--timeout")
         pause = max(1, parse_duration_s(interval, what="--interval"))
-        client, task_queue, request = await _prepared("", labels, at_least)
+        client, task_queue, request = await _prepared("", labels, at_least, placeholder)
         deadline = time.monotonic() + limit
         while True:
             read = await read_fleet(client, task_queue, request)
