@@ -125,8 +125,16 @@ def jdbc_url(target: DatabaseTarget) -> str:
     return f"{url}?{query}" if query else url
 
 
-def libpq_conninfo(target: DatabaseTarget, *, application_name: str, connect_timeout: int = 10) -> str:
+def libpq_conninfo(
+    target: DatabaseTarget, *, application_name: str, connect_timeout: int = 10, read_only: bool = True
+) -> str:
     """A libpq connection string reaching ``target`` as Flyway does (TLS included).
+
+    Read-only unless asked otherwise: every transaction of the session starts read-only
+    (``default_transaction_read_only``), so a read, a health probe or a statement slipped into
+    one can change nothing, autocommit or not (psycopg's ``set_read_only`` covers only the
+    transactions it begins itself, none in autocommit). Only Flyway's own sessions and the
+    cleanup after a failed concurrent index build write.
 
     Holds the password: pass it straight to the connection call, never log it.
     """
@@ -143,6 +151,7 @@ def libpq_conninfo(target: DatabaseTarget, *, application_name: str, connect_tim
         "sslrootcert": target.tls.ca_file,
         "sslcert": target.tls.cert_file,
         "sslkey": target.tls.key_file,
+        "options": "-c default_transaction_read_only=on" if read_only else "",
     }
     return make_conninfo(**{k: v for k, v in params.items() if v})
 

@@ -9,6 +9,8 @@ carry a secret value, a DSN or Flyway's free-text output.
     │   ├── FlywayInstallMissingError
     │   ├── MigrationSetInvalidError
     │   ├── QuiesceStoreMissingError
+    │   ├── QuiesceStoreNotWritableError
+    │   ├── AuditNotWritableError
     │   ├── SearchAttributesMissingError
     │   └── PlaceholderMissingError
     ├── MigrationSetMismatchError
@@ -67,6 +69,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ApprovalNotPendingError",
+    "AuditNotWritableError",
     "AuditSinkError",
     "ConfigurationError",
     "FleetwayError",
@@ -95,6 +98,7 @@ __all__ = [
     "QuiesceBackendError",
     "QuiesceNotSetError",
     "QuiesceStoreMissingError",
+    "QuiesceStoreNotWritableError",
     "RepairRefusedError",
     "RolloutIdReusedError",
     "RolloutNotFoundError",
@@ -181,6 +185,26 @@ class AuditSinkError(FleetwayError):
 
     error_type = "audit_sink_error"
     retryable = True
+
+
+class AuditNotWritableError(ConfigurationError):
+    """The audit sink's table is missing, or its login may not INSERT into it.
+
+    A configuration error, never retried: the table is created once by ``fleetway audit init``
+    with an owner's credentials, and the sink's own login needs INSERT and SELECT on it.
+    """
+
+    error_type = "audit_not_writable"
+
+
+class QuiesceStoreNotWritableError(ConfigurationError):
+    """The quiesce store's table is missing, or its login may not use it as the flag needs.
+
+    Created once by ``fleetway quiesce init``; operators' logins need INSERT, UPDATE and SELECT,
+    workers' logins SELECT.
+    """
+
+    error_type = "quiesce_store_not_writable"
 
 
 class IncompatiblePayloadError(FleetwayError):

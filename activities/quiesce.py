@@ -19,11 +19,14 @@ from pydantic import BaseModel
 from temporalio import activity
 
 from fleetway.activities.audit.events import UNSPECIFIED_PRINCIPAL, AuditEvent, AuditEventType, AuditOutcome
+from fleetway.activities.backend_identity import check_backend
+from fleetway.activities.database_target import check_pg_identifier
 from fleetway.activities.errors import (
     FleetwayError,
     InvalidQuiesceTtlError,
     QuiesceBackendError,
     QuiesceNotSetError,
+    QuiesceStoreNotWritableError,
     to_application_error,
 )
 from fleetway.activities.postgres.ddl import ensure_objects, table_identifier
@@ -33,6 +36,7 @@ __all__ = [
     "DEFAULT_TTL",
     "GLOBAL_SCOPE",
     "MAX_TTL",
+    "CheckQuiesceInput",
     "MemoryQuiesceController",
     "PostgresQuiesceController",
     "QuiesceActivities",
@@ -103,6 +107,11 @@ def _principal(principal: str) -> str:
 class QuiesceController(Protocol):
     """Reads and writes the quiesce flag of one scope."""
 
+    @property
+    def description(self) -> str:
+        """Which store, without a credential: the same on every worker a rollout may run on."""
+        ...
+
     async def status(self) -> QuiesceStatus:
         """Return the current snapshot (expired flags read as not active)."""
         ...
@@ -142,6 +151,7 @@ class MemoryQuiesceController:
     def __init__(self, scope: str = GLOBAL_SCOPE) -> None:
         self._scope = scope
         self._row: tuple[object, ...] | None = None
+        self.description = "memory (this process only)"
 
     async def status(self) -> QuiesceStatus:
         """See :class:`QuiesceController`."""
@@ -162,14 +172,47 @@ class MemoryQuiesceController:
 
 
 class PostgresQuiesceController:
-    """The flag as a row in a control-plane table; single statements keep concurrent operators safe."""
+    """The flag as a row in a control-plane table; single statements keep concurrent operators safe.
+
+    The table is created once by :meth:`install` (``fleetway quiesce init``, an owner's login);
+    operators' logins need SELECT, INSERT and UPDATE on it, workers' logins SELECT only, and
+    nobody here runs DDL: a missing table or grant is named (:class:`QuiesceStoreNotWritableError`).
+    """
 
     def __init__(self, dsn: str, *, table: str = "fleetway_quiesce", scope: str = GLOBAL_SCOPE) -> None:
         self._table = table_identifier(table, what="quiesce")
         self._dsn = dsn
         self._table_name = table
         self._scope = scope
-        self._created = False
+
+    async def install(self, *, grant_to: str = "", grant_read_to: str = "") -> None:
+        """Create the table (idempotent); grant operators' and workers' roles what each needs."""
+        async with await psycopg.AsyncConnection.connect(
+            self._dsn, autocommit=True, connect_timeout=10
+        ) as conn:
+            await ensure_objects(
+                conn,
+                f"fleetway.quiesce.{self._table_name}",
+                sql.SQL(
+                    "CREATE TABLE IF NOT EXISTS {} (scope TEXT PRIMARY KEY, active BOOLEAN NOT NULL, "
+                    "set_by TEXT NOT NULL, reason TEXT NOT NULL, set_at TIMESTAMPTZ NOT NULL, "
+                    "expires_at TIMESTAMPTZ NOT NULL, cleared_by TEXT, cleared_at TIMESTAMPTZ)"
+                ).format(self._table),
+            )
+            for role, rights in ((grant_to, "SELECT, INSERT, UPDATE"), (grant_read_to, "SELECT")):
+                if role:
+                    await conn.execute(
+                        sql.SQL(f"GRANT {rights} ON {{}} TO {{}}").format(
+                            self._table, sql.Identifier(check_pg_identifier(role, field="quiesce role"))
+                        )
+                    )
+
+    @property
+    def description(self) -> str:
+        """Which store this is, without a credential: what a rollout pins (``backend_identity``)."""
+        info = psycopg.conninfo.conninfo_to_dict(self._dsn)
+        where = f"{info.get('host', '')}:{info.get('port', 5432)}/{info.get('dbname', '')}"
+        return f"postgres {where} table {self._table_name} scope {self._scope}"
 
     async def _execute(
         self, query: sql.Composed, params: tuple[object, ...]
@@ -178,18 +221,17 @@ class PostgresQuiesceController:
             async with await psycopg.AsyncConnection.connect(
                 self._dsn, autocommit=True, connect_timeout=10
             ) as conn:
-                if not self._created:
-                    await ensure_objects(
-                        conn,
-                        f"fleetway.quiesce.{self._table_name}",
-                        sql.SQL(
-                            "CREATE TABLE IF NOT EXISTS {} (scope TEXT PRIMARY KEY, active BOOLEAN NOT NULL, "
-                            "set_by TEXT NOT NULL, reason TEXT NOT NULL, set_at TIMESTAMPTZ NOT NULL, "
-                            "expires_at TIMESTAMPTZ NOT NULL, cleared_by TEXT, cleared_at TIMESTAMPTZ)"
-                        ).format(self._table),
-                    )
-                    self._created = True
                 row = await (await conn.execute(query, params)).fetchone()
+        except psycopg.errors.UndefinedTable:
+            raise QuiesceStoreNotWritableError(
+                f"quiesce table {self._table_name!r} does not exist: create it once with "
+                "'fleetway quiesce init' (an owner's credentials)"
+            ) from None
+        except psycopg.errors.InsufficientPrivilege:
+            raise QuiesceStoreNotWritableError(
+                f"this login may not use quiesce table {self._table_name!r}: operators need SELECT, INSERT, "
+                "UPDATE, workers SELECT ('fleetway quiesce init --grant-to ROLE --grant-read-to ROLE')"
+            ) from None
         except psycopg.Error as exc:
             raise QuiesceBackendError(f"quiesce table access failed ({type(exc).__name__})") from None
         if row is None:
@@ -237,6 +279,14 @@ class PostgresQuiesceController:
         return _snapshot(row, now, self._scope)
 
 
+class CheckQuiesceInput(BaseModel):
+    """Which store the rollout pinned ("": none pinned, any worker's store answers)."""
+
+    model_config = WIRE_MODEL
+
+    pinned: str = ""
+
+
 class QuiesceActivities:
     """The quiesce-check activity that rollouts run before each dispatch."""
 
@@ -244,9 +294,16 @@ class QuiesceActivities:
         self._controller = controller
 
     @activity.defn(name="check_quiesce")
-    async def check_quiesce(self) -> QuiesceStatus:
-        """Return the flag's snapshot; the workflow fails open if this raises."""
+    async def check_quiesce(self, request: CheckQuiesceInput | None = None) -> QuiesceStatus:
+        """Return the flag's snapshot; the workflow fails open if the store fails.
+
+        A worker whose store is not the one the rollout pinned refuses, retryably
+        (``worker_config_mismatch``): the check moves to a worker that reads the pinned store,
+        so a worker deployed without ``quiesce.dsn`` never runs a guarded rollout unguarded.
+        """
         try:
+            if request is not None:
+                check_backend("quiesce store", "default", self._controller, request.pinned)
             return await self._controller.status()
         except FleetwayError as exc:
             raise to_application_error(exc) from None

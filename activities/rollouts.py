@@ -11,10 +11,16 @@ from typing import Any
 
 from pydantic import BaseModel
 from temporalio import activity
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowQueryFailedError
 from temporalio.service import RPCError
 
-from fleetway.activities.errors import ConfigurationError, to_application_error
+from fleetway.activities.errors import (
+    ConfigurationError,
+    FleetwayError,
+    InvalidInputError,
+    RolloutNotFoundError,
+    to_application_error,
+)
 from fleetway.activities.flyway.schema_history import history_marker
 from fleetway.activities.wire import WIRE_MODEL
 
@@ -79,6 +85,7 @@ class TenantOutcome(BaseModel):
     repaired: list[str] = []
     read_at: str = ""
     server: str = ""  # ``host:port`` of its database server, when the rollout knew it
+    audit_refused: str = ""  # why the audit sink refused its event for good (a grant, a table)
 
 
 class RolloutActivities:
@@ -89,35 +96,41 @@ class RolloutActivities:
 
     @activity.defn(name="failed_tenants_of")
     async def failed_tenants_of(self, rollout_id: str) -> list[str]:
-        """The tenants that failed or were cancelled in a finished rollout (for ``rerun_failed_of``).
+        """The tenants that failed or were cancelled in an ended rollout (for ``rerun_failed_of``).
 
-        Reads the result as plain JSON (activities must not import workflow models): the detailed
-        failures plus the ids kept past the detail budget. Refused when some were not even named.
+        A completed rollout's result names them (read as plain JSON: activities must not import
+        workflow models); a cancelled or terminated one has no result and answers the
+        ``rerun_tenants`` query from its history instead. A running one is refused at once: its
+        list is not final. Refused too when some failures were not even named.
         """
+        try:
+            return await self._rerun_list(rollout_id)
+        except FleetwayError as exc:
+            raise to_application_error(exc) from None
+
+    async def _rerun_list(self, rollout_id: str) -> list[str]:
         handle = self._client.get_workflow_handle(rollout_id, result_type=dict)
         try:
-            result: dict[str, Any] = await handle.result(follow_runs=True)
+            status = (await handle.describe()).status
         except RPCError:
-            raise to_application_error(
-                ConfigurationError(f"rollout {rollout_id!r} not found or has no result")
-            ) from None
-        lost = result.get("failed_lost") or 0
-        if lost:
-            # Re-running a subset while calling it "the failed tenants" would hide the rest.
-            raise to_application_error(
-                ConfigurationError(
-                    f"rollout {rollout_id!r} had {lost} more failed tenants than its result could name; "
-                    "re-run the whole fleet instead (tenants already migrated are no-ops)"
-                )
+            raise RolloutNotFoundError(f"rollout {rollout_id!r} not found") from None
+        if status is WorkflowExecutionStatus.RUNNING:
+            raise InvalidInputError(
+                f"rollout {rollout_id!r} is still running: its failed tenants are not final; "
+                "rerun them once it ends (or cancel it first)"
             )
-        rerun = {Outcome.FAILED.value, Outcome.CANCELED.value}  # cancelled ones never finished either
-        failed = result.get("failed") or []
-        detailed = [
-            str(item["tenant_id"])
-            for item in failed
-            if isinstance(item, dict) and "tenant_id" in item and item.get("outcome") in rerun
-        ]
-        return detailed + [str(t) for t in result.get("failed_overflow") or []]
+        if status is WorkflowExecutionStatus.COMPLETED:
+            result: dict[str, Any] = await handle.result(follow_runs=True)
+        else:  # cancelled, terminated, failed, timed out: no result, but the history holds the ledger
+            try:
+                result = await handle.query("rerun_tenants", result_type=dict)
+            except (RPCError, WorkflowQueryFailedError):
+                raise RolloutNotFoundError(
+                    f"rollout {rollout_id!r} ended {status.name.lower() if status else ''} and its tenants "
+                    "could not be read"
+                ) from None
+            result = {"failed_overflow": result.get("tenants") or [], "failed_lost": result.get("lost") or 0}
+        return _rerun(rollout_id, result)
 
     @activity.defn(name="history_marker_of")
     async def history_marker_of(self, rollout_id: str) -> str:
@@ -132,3 +145,26 @@ class RolloutActivities:
             raise to_application_error(ConfigurationError(f"rollout {rollout_id!r} not found")) from None
         first_run = described.raw_description.workflow_execution_info.first_run_id or described.run_id
         return history_marker(rollout_id, first_run)
+
+
+def _rerun(rollout_id: str, result: dict[str, Any]) -> list[str]:
+    """The tenants to run again, from a result (or a rerun list shaped like one).
+
+    Raises:
+        ConfigurationError: some failures were only counted, not named.
+    """
+    lost = result.get("failed_lost") or 0
+    if lost:
+        # Re-running a subset while calling it "the failed tenants" would hide the rest.
+        raise ConfigurationError(
+            f"rollout {rollout_id!r} had {lost} more failed tenants than its result could name; "
+            "re-run the whole fleet instead (tenants already migrated are no-ops)"
+        )
+    rerun = {Outcome.FAILED.value, Outcome.CANCELED.value}  # cancelled ones never finished either
+    failed = result.get("failed") or []
+    detailed = [
+        str(item["tenant_id"])
+        for item in failed
+        if isinstance(item, dict) and "tenant_id" in item and item.get("outcome") in rerun
+    ]
+    return detailed + [str(t) for t in result.get("failed_overflow") or []]

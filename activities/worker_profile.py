@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pydantic import BaseModel, Field
 from temporalio import activity
 
-from fleetway.activities.backend_identity import describe
+from fleetway.activities.backend_identity import check_backend, describe
 from fleetway.activities.errors import (
     ConfigurationError,
     FleetwayError,
@@ -78,6 +78,7 @@ class PinRolloutInput(BaseModel):
     tenant_source: str = "default"  # "": the rollout lists no source (explicit tenants)
     secrets_backend: str = "default"
     placeholders: list[str] = Field(default_factory=list)
+    quiesce_store: str = ""  # the store the starting client named ("": this worker's)
 
 
 class RolloutPin(BaseModel):
@@ -88,6 +89,7 @@ class RolloutPin(BaseModel):
     migration_set: str
     tenant_source: str = ""
     secrets_backend: str = ""
+    quiesce_store: str = ""
 
 
 class WorkerProfileActivities:
@@ -100,11 +102,13 @@ class WorkerProfileActivities:
         *,
         sources: Mapping[str, TenantLister],
         secrets: Mapping[str, SecretsProvider],
+        quiesce: object | None = None,
     ) -> None:
         self._profile = profile
         self._sets = sets
         self._sources = dict(sources)
         self._secrets = dict(secrets)
+        self._quiesce = quiesce  # the worker's quiesce store (its description is what gets pinned)
 
     @activity.defn(name="pin_rollout")
     async def pin_rollout(self, request: PinRolloutInput) -> RolloutPin:
@@ -113,8 +117,12 @@ class WorkerProfileActivities:
         A rollout started without a digest (an older pipeline, a hand-written input) still runs one
         set across the fleet: the one this worker has, not whichever each worker has. Only workers
         whose tenant source and secret backend are described like this one's serve it afterwards.
+        The quiesce store is pinned too: the one the starting client named (what its ``fleetway
+        quiesce set`` writes) or else this worker's; a worker reading another store refuses here.
         """
         try:
+            if self._quiesce is not None:
+                check_backend("quiesce store", "default", self._quiesce, request.quiesce_store)
             source = self._sources.get(request.tenant_source) if request.tenant_source else None
             if source is None and request.tenant_source:
                 raise ConfigurationError(f"tenant source {request.tenant_source!r} is not configured")
@@ -127,6 +135,7 @@ class WorkerProfileActivities:
             migration_set=digest,
             tenant_source=describe(source) if source is not None else "",
             secrets_backend=describe(secrets),
+            quiesce_store=describe(self._quiesce) if self._quiesce is not None else "",
         )
 
     async def _check_placeholders(self, digest: str, names: list[str]) -> None:

@@ -106,6 +106,11 @@ def test_every_sh_and_python_block_runs_in_order(
         "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
     }
     copy_migrations(tmp_path / "migrations")  # the guide's "your repo's migrations folder"
+    for step in (["audit", "init"], ["quiesce", "init"]):  # the deployment's owner step (chapter 17)
+        done = subprocess.run(
+            [FLEETWAY, *step], env=env, capture_output=True, text=True, timeout=120, check=False
+        )
+        assert done.returncode == 0, done.stderr
     worker = subprocess.Popen([FLEETWAY, "worker"], env=env, start_new_session=True)
     try:
         assert asyncio.run(_polling(temporal_server.address, fleet.task_queue)), "the worker never polled"
@@ -163,3 +168,10 @@ def _assert_toolbox_said(
         assert "succeeded 1 []" in out
     if "drift.md" in body:
         assert "## Schema drift" in out and "**6 clean**" in out
+    if "role_table_grants" in body:  # chapter 17: each role holds exactly its grant
+        assert "guide_audit_writer fleetway_audit_events INSERT,SELECT" in out
+        assert "guide_quiesce_operator " in out and " INSERT,SELECT,UPDATE" in out
+        assert (
+            out.count("guide_quiesce_reader") == 1
+            and out.split("guide_quiesce_reader ")[1].split()[1] == "SELECT"
+        )

@@ -27,7 +27,7 @@ from temporalio.exceptions import TimeoutError as ActivityTimeoutError
 with workflow.unsafe.imports_passed_through():
     from fleetway.workflows.migrate_all_models import MigrateAllInput
 
-__all__ = ["any_failure_reason", "by_time", "failure_reason", "reraise_cancel"]
+__all__ = ["any_failure_reason", "by_time", "failure_reason", "failure_type", "reraise_cancel"]
 
 
 def by_time(request: MigrateAllInput, start_to_close: timedelta) -> dict[str, Any]:
@@ -61,6 +61,14 @@ def any_failure_reason(err: FailureError) -> str:
     if isinstance(err, ApplicationError):
         return f"{err.type}: {err.message}"
     return f"activity failed ({type(err).__name__})"
+
+
+def failure_type(err: ActivityError) -> str:
+    """The last attempt's ``error_type`` ("" when it was no ``ApplicationError``)."""
+    cause = err.cause
+    if isinstance(cause, ActivityTimeoutError) and isinstance(cause.cause, ApplicationError):
+        cause = cause.cause
+    return str(cause.type or "") if isinstance(cause, ApplicationError) else ""
 
 
 def failure_reason(err: ActivityError) -> str:

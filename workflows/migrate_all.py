@@ -24,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
         MigrateAllInput,
         MigrateAllResult,
         Progress,
+        RerunList,
         RolloutStatus,
         WaveDecision,
         WaveProgress,
@@ -113,6 +114,14 @@ class MigrateAllWorkflow:
     def progress(self) -> Progress:
         """A live snapshot (works on closed rollouts too)."""
         return self._state.progress()
+
+    @workflow.query(
+        name="rerun_tenants",
+        description="The failed and cancelled tenants (what --rerun-failed runs); cancelled rollouts too.",
+    )
+    def rerun_tenants(self) -> RerunList:
+        """The rerun list; a cancelled or terminated rollout has no result, but answers this."""
+        return self._state.rerun_list()
 
     @workflow.query(
         description="Tenants finished after sequence number 'after' (a page), for live streaming."

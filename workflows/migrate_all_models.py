@@ -153,6 +153,9 @@ class MigrateAllInput(BaseModel):
         skip_current: migrate and validate read each page's tables first (one bulk read); a tenant
             whose table proves it current (intact, for validate) is reported ``current`` without a
             Flyway run. False: every tenant runs Flyway, as before.
+        quiesce_store: the quiesce store the starting client uses (its description, no credential:
+            ``fleetway migrate`` names the store of its ``quiesce.dsn``); the rollout is pinned to it and
+            a worker reading another store refuses its checks. "": the store of the worker that pins.
         skip_callbacks_when_current: a set with SQL callbacks Flyway runs on every migrate
             (``afterMigrate.sql``, ``beforeMigrate.sql`` ...; on every validate for validate) keeps
             its current tenants running Flyway, so the callbacks reach them as Flyway would; true
@@ -196,6 +199,7 @@ class MigrateAllInput(BaseModel):
     flyway: FlywayOptions = FlywayOptions()
     skip_current: bool = True
     skip_callbacks_when_current: bool = False
+    quiesce_store: str = ""
     where: str = Field(default="", max_length=500)
     applied_in: str = Field(default="", max_length=256)
     applied_version: str = ""
@@ -295,6 +299,7 @@ class RolloutCarry(BaseModel):
     runs: int = 1
     pinned_tenant_source: str = ""
     pinned_secrets: str = ""
+    pinned_quiesce: str = ""
     waves: list[WaveProgress] = Field(default_factory=list)
     wave_index: int = 0
     wave_pending: list[list[str]] = Field(default_factory=list)
@@ -305,6 +310,19 @@ class RolloutCarry(BaseModel):
     unreadable: int = 0
     applied_marker: str = ""
     holds: list[ServerHold] = Field(default_factory=list)
+
+
+class RerunList(BaseModel):
+    """The ``rerun_tenants`` query's answer: a rollout's failed and cancelled tenants, running or not.
+
+    What ``--rerun-failed`` runs again when the rollout has no result (cancelled, terminated):
+    ``lost`` counts the failures it could not even name (a rerun of it is then refused).
+    """
+
+    model_config = WIRE_MODEL
+
+    tenants: list[str] = Field(default_factory=list)
+    lost: int = 0
 
 
 class Progress(BaseModel):
@@ -325,6 +343,7 @@ class Progress(BaseModel):
     migration_set: str = ""
     pinned_tenant_source: str = ""
     pinned_secrets: str = ""
+    pinned_quiesce: str = ""
     waves: list[WaveProgress] = Field(default_factory=list)
     wave: str = ""
     phase: str = ""  # pinning, planning, dispatching, draining, at_gate, baking, done
@@ -397,6 +416,7 @@ class MigrateAllResult(BaseModel):
     migration_set: str = ""
     pinned_tenant_source: str = ""
     pinned_secrets: str = ""
+    pinned_quiesce: str = ""
     waves: list[WaveProgress] = Field(default_factory=list)
     halted_wave: str = ""
     unplanned: int = 0

@@ -11,7 +11,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, FailureError
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from fleetway.activities.audit.events import (
@@ -21,19 +21,23 @@ with workflow.unsafe.imports_passed_through():
         AuditEventType,
         AuditOutcome,
     )
+    from fleetway.activities.errors import WorkerConfigMismatchError
     from fleetway.activities.fleet.activity import FleetStateActivities
     from fleetway.activities.fleet.state import ReadStatesInput
-    from fleetway.activities.quiesce import QuiesceActivities
+    from fleetway.activities.quiesce import CheckQuiesceInput, QuiesceActivities
     from fleetway.activities.rollouts import RolloutActivities
     from fleetway.activities.tenants.static import ListTenantsInput, TenantSourceActivities
     from fleetway.activities.tenants.waves import PlanWavesInput, WavePlan, WavePlanActivities
     from fleetway.activities.worker_profile import PinRolloutInput, WorkerProfileActivities
-    from fleetway.workflows.activity_failures import by_time, failure_reason, reraise_cancel
+    from fleetway.workflows.activity_failures import by_time, failure_reason, failure_type, reraise_cancel
     from fleetway.workflows.migrate_all_models import WaveDecision
     from fleetway.workflows.rollout_state import Phase, RolloutState
     from fleetway.workflows.server_gate import ServerGate
 
 __all__ = ["audit_decision", "next_tenant", "quiesce_allows", "start_rollout"]
+
+# A refusal that means "not this worker": the call goes to one configured as the rollout pinned.
+_NOT_THIS_WORKER = WorkerConfigMismatchError.error_type
 
 
 async def start_rollout(state: RolloutState) -> None:
@@ -98,6 +102,7 @@ async def _pin(state: RolloutState) -> bool:
                 tenant_source="" if request.tenants or request.rerun_failed_of else request.tenant_source,
                 secrets_backend=request.secrets_backend,
                 placeholders=sorted(request.flyway.placeholders),
+                quiesce_store=request.quiesce_store,
             ),
             **by_time(request, timedelta(minutes=2)),
         )
@@ -109,6 +114,7 @@ async def _pin(state: RolloutState) -> bool:
         return False
     state.migration_set = pin.migration_set
     state.source_pin, state.secrets_pin = pin.tenant_source, pin.secrets_backend
+    state.quiesce_pin = pin.quiesce_store
     return True
 
 
@@ -175,9 +181,10 @@ async def _screen(state: RolloutState) -> None:
                 placeholders=request.flyway.placeholders,
                 tenant_source=request.tenant_source,
             ),
-            start_to_close_timeout=timedelta(minutes=5),
-            # A read that keeps failing must not hold the rollout: Flyway decides instead.
-            retry_policy=RetryPolicy(maximum_attempts=3, initial_interval=timedelta(seconds=1)),
+            heartbeat_timeout=timedelta(minutes=1),
+            # Retried by time like every control-plane call: a database blip, or an older worker still
+            # on the queue during a rolling deploy (it has no such activity), must not end a selection.
+            **by_time(request, timedelta(minutes=5)),
         )
     except ActivityError as err:
         reraise_cancel(err)
@@ -214,19 +221,45 @@ async def _list_pages(state: RolloutState) -> bool:
 
 
 async def quiesce_allows(state: RolloutState) -> bool:
-    """Whether the deployment quiesce flag lets the next tenant start (fail-open, as go-bricks)."""
+    """Whether the deployment quiesce flag lets the next tenant start (fail-open, as go-bricks).
+
+    The check reads the store the rollout pinned. Where this workflow's worker reads another (or
+    none), the check moves to the task queue, to a worker that reads it; when none does within the
+    budget, dispatch stops: a rollout never runs unguarded because one worker lacks the setting.
+    """
+    # Unpinned (a rollout from before pins): called without an input, as older builds called it.
+    pinned = [CheckQuiesceInput(pinned=state.quiesce_pin)] if state.quiesce_pin else []
     try:
         # Local: a task-queue round trip per dispatch would bound the (sequential) dispatch rate.
         status = await workflow.execute_local_activity_method(
             QuiesceActivities.check_quiesce,
+            args=pinned,
             start_to_close_timeout=timedelta(seconds=15),
-            retry_policy=RetryPolicy(maximum_attempts=2),
+            retry_policy=RetryPolicy(maximum_attempts=2, non_retryable_error_types=[_NOT_THIS_WORKER]),
         )
     except FailureError as err:  # a local activity's failure arrives unwrapped
         reraise_cancel(err)
+        if isinstance(err, ApplicationError) and err.type == _NOT_THIS_WORKER:
+            return await _quiesce_elsewhere(state, pinned)
         # A broken flag store must not freeze every rollout.
         state.warn("quiesce check failed; dispatch proceeded (fail-open)")
         workflow.logger.warning("quiesce check failed; proceeding (fail-open)")
+        return True
+    return not status.active
+
+
+async def _quiesce_elsewhere(state: RolloutState, pinned: list[CheckQuiesceInput]) -> bool:
+    """The check on a worker that reads the pinned store (task queue, retried by time); False: stopped."""
+    try:
+        status = await workflow.execute_activity_method(
+            QuiesceActivities.check_quiesce, args=pinned, **by_time(state.request, timedelta(minutes=5))
+        )
+    except ActivityError as err:
+        reraise_cancel(err)
+        if failure_type(err) == _NOT_THIS_WORKER:
+            state.fail(f"no worker reads the rollout's quiesce store ({state.quiesce_pin}); dispatch stopped")
+            return False
+        state.warn("quiesce check failed; dispatch proceeded (fail-open)")
         return True
     return not status.active
 

@@ -29,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
         MigrateAllInput,
         MigrateAllResult,
         Progress,
+        RerunList,
         RolloutCarry,
         RolloutStatus,
         WaveDecision,
@@ -81,6 +82,7 @@ class RolloutState:
         self.migration_set = request.migration_set
         self.source_pin = carry.pinned_tenant_source
         self.secrets_pin = carry.pinned_secrets
+        self.quiesce_pin = carry.pinned_quiesce
         self.waves = WaveController(request.waves, carry)
         self.screened = carry.screened
         self.excluded = carry.excluded
@@ -371,6 +373,9 @@ class RolloutState:
             outcome = self.waves.count(outcome)
         self.ledger.record(outcome, track_drift=self.request.action in READ_ONLY_ACTIONS)
         self.recent.append(outcome)
+        if outcome.audit_refused and self.stop is None:
+            # A sink that refuses for good (a missing grant) would audit nothing for every tenant.
+            self.fail(f"the audit sink refuses events ({outcome.audit_refused}); dispatch stopped")
         if self.stop is not None:
             return False
         if self.waves and (crossed := self.waves.threshold_crossed()) is not None:
@@ -422,11 +427,18 @@ class RolloutState:
             migration_set=self.migration_set,
             pinned_tenant_source=self.source_pin,
             pinned_secrets=self.secrets_pin,
+            pinned_quiesce=self.quiesce_pin,
             waves=self.waves.waves,
             wave=self.waves.current.name if self.waves else "",
             phase=self.phase.value,
             excluded=self.excluded,
         )
+
+    def rerun_list(self) -> RerunList:
+        """The failed and cancelled tenants this rollout kept (by id past the detail budget)."""
+        rerun = {Outcome.FAILED, Outcome.CANCELED}
+        named = [o.tenant_id for o in self.ledger.failed if o.outcome in rerun]
+        return RerunList(tenants=named + list(self.ledger.failed_overflow), lost=self.ledger.failed_lost)
 
     def completions(self, after: int) -> Completions:
         """The tenants finished after sequence number ``after`` that this run still holds."""
@@ -461,6 +473,7 @@ class RolloutState:
             runs=self.runs + 1,
             pinned_tenant_source=self.source_pin,
             pinned_secrets=self.secrets_pin,
+            pinned_quiesce=self.quiesce_pin,
             waves=self.waves.waves,
             wave_index=self.waves.index,
             wave_pending=list(self.waves.unopened),
@@ -516,6 +529,7 @@ class RolloutState:
             migration_set=self.migration_set,
             pinned_tenant_source=self.source_pin,
             pinned_secrets=self.secrets_pin,
+            pinned_quiesce=self.quiesce_pin,
             waves=self.waves.waves,
             halted_wave=self.waves.halted,
             unplanned=self.waves.unplanned,

@@ -24,7 +24,11 @@ with workflow.unsafe.imports_passed_through():
         AuditEventType,
         AuditOutcome,
     )
-    from fleetway.activities.errors import MigrationSetMismatchError
+    from fleetway.activities.errors import (
+        AuditNotWritableError,
+        MigrationSetMismatchError,
+        WorkerConfigMismatchError,
+    )
     from fleetway.activities.flyway.activity import FlywayActivities, RunFlywayInput
     from fleetway.activities.flyway.options import FlywayOptions
     from fleetway.activities.flyway.output import (
@@ -49,9 +53,10 @@ __all__ = [
 ]
 
 _NON_RETRYABLE = [c.value for c in ErrorClass if c not in RETRYABLE_CLASSES]
-# Refusals another worker need not make (it has the named set): in the task they would retry on
-# this worker only, so the call moves to the task queue instead, where any worker can take it.
-_MOVES_ON: Final = (MigrationSetMismatchError.error_type,)
+# Refusals another worker need not make (it has the named set, the pinned secret backend or tenant
+# source): in the task they would retry on this worker only, so the call moves to the task queue
+# instead, where a worker configured as the rollout pinned takes it.
+_MOVES_ON: Final = (MigrationSetMismatchError.error_type, WorkerConfigMismatchError.error_type)
 _MESSAGE_MAX = 300
 
 
@@ -235,8 +240,9 @@ def _wrapped(activity_type: str, err: FailureError) -> ActivityError:
 async def _run_flyway(request: TenantMigrationInput, run: RunFlywayInput) -> FlywayOutcome:
     """The Flyway call, in the child's workflow task or as a task-queue activity.
 
-    A call in the task that this worker refuses for want of the named set moves to the task
-    queue: retried in the task it would wait for this worker, while another has the set.
+    A call in the task that this worker refuses as "not this worker" (it lacks the named set, or
+    its secret backend or tenant source is not the pinned one) moves to the task queue: retried in
+    the task it would wait for this worker, while another is configured as the rollout needs.
     """
     # Under its second name when an older build must not run it (see the activity).
     method = FlywayActivities.run_flyway_with_options if run.needs_options else FlywayActivities.run_flyway
@@ -353,7 +359,14 @@ class TenantMigrationWorkflow:
         )
         if request.action in _AUDITED and (unrecorded := await self._audit(request, outcome, started)):
             message = f"{outcome.message}; {unrecorded}" if outcome.message else unrecorded
-            outcome = outcome.model_copy(update={"message": message[:_MESSAGE_MAX]})
+            reason = unrecorded.removeprefix("audit event not recorded (").removesuffix(")")
+            refused = reason.split(":", 1)[0] in _AUDIT_CONFIGURATION
+            outcome = outcome.model_copy(
+                update={
+                    "message": message[:_MESSAGE_MAX],
+                    "audit_refused": reason[:_MESSAGE_MAX] if refused else "",
+                }
+            )
         return outcome
 
     @staticmethod
@@ -426,6 +439,10 @@ class TenantMigrationWorkflow:
             # The sink stayed down for the whole budget: the tenant's outcome stands, and says so.
             return f"audit event not recorded ({any_failure_reason(err)})"
         return ""
+
+
+# The sink refuses for good (its table or grant): the rollout stops at once instead of auditing nothing.
+_AUDIT_CONFIGURATION: Final = frozenset({AuditNotWritableError.error_type})
 
 
 @workflow.defn(name="TenantToolboxWorkflow", sandboxed=False)

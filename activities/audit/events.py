@@ -113,6 +113,10 @@ class AuditSink(Protocol):
         """Persist ``event`` (once per ``event_id``)."""
         ...
 
+    def verify(self) -> None:
+        """Check the sink can take events now (a worker checks at start); raise a named error if not."""
+        ...
+
     def close(self) -> None:
         """Release connections and files."""
         ...
@@ -176,13 +180,20 @@ class Emitter:
 
         Raises:
             AuditSinkError: the sink could not take the event (retryable).
+            AuditNotWritableError: the sink's login may not write its table (never retried).
         """
         event = _with_principal(event)
         if self._sink is not None:
             try:
                 # Bounded below the activity's own timeout: a hung sink is a failed attempt, retried.
                 await asyncio.wait_for(asyncio.to_thread(self._sink.record, event), _SINK_WRITE_TIMEOUT_S)
-            except Exception as exc:  # any sink's failure: the caller retries, the class is named
+            except FleetwayError as exc:  # named by the sink (a table it may not write): as it is
+                self.stats.sink_failures += 1
+                self._failures.add(1, {"audit.type": event.type.value})
+                if exc.retryable:
+                    raise AuditSinkError(str(exc)) from None
+                raise
+            except Exception as exc:  # any other sink's failure: the caller retries, the class is named
                 self.stats.sink_failures += 1
                 self._failures.add(1, {"audit.type": event.type.value})
                 raise AuditSinkError(
@@ -190,6 +201,16 @@ class Emitter:
                 ) from None
             self.stats.recorded += 1
         self._telemetry(event)
+
+    def verify(self) -> None:
+        """Check the sink can take events now (a worker's start); nothing for a sink without a check.
+
+        Raises:
+            AuditNotWritableError: the sink's table is missing or its login may not insert.
+            AuditSinkError: the sink could not be reached.
+        """
+        if self._sink is not None:
+            self._sink.verify()
 
     def emit(self, event: AuditEvent) -> None:
         """Emit ``event`` without blocking (the queue); never raises for telemetry or sink problems."""

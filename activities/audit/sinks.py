@@ -20,6 +20,8 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from fleetway.activities.audit.events import AuditEvent
+from fleetway.activities.database_target import check_pg_identifier
+from fleetway.activities.errors import AuditNotWritableError, AuditSinkError
 from fleetway.activities.postgres.ddl import ensure_objects_sync, table_identifier
 
 __all__ = ["JsonlAuditSink", "PostgresAuditSink"]
@@ -31,10 +33,13 @@ _COLUMNS: Final = (
 
 
 class PostgresAuditSink:
-    """Appends events to an append-only ``table``, created idempotently.
+    """Appends events to an append-only ``table`` that :meth:`install` created once.
 
     Triggers refuse UPDATE, DELETE and TRUNCATE for every role (dropping the triggers needs the
-    table's owner). Give the sink its own DSN: a role with INSERT and SELECT only, in production.
+    table's owner). The sink's own login needs INSERT and SELECT on the table and nothing more:
+    it never runs DDL (``fleetway audit init`` does, once, with an owner's credentials), and on
+    every (re)connect it checks it may insert, so a role without the grant is named at once
+    (:class:`AuditNotWritableError`, a configuration error) instead of failing every event.
     """
 
     def __init__(self, dsn: str, *, table: str = "fleetway_audit_events") -> None:
@@ -49,10 +54,52 @@ class PostgresAuditSink:
         self._conn: psycopg.Connection[Any] | None = None
         self._lock = threading.Lock()
 
+    def install(self, *, grant_to: str = "") -> None:
+        """Create the table, its index and append-only triggers (idempotent); grant a writer role.
+
+        Needs an owner's login (the DSN given): CREATE on the schema. ``grant_to``: the role the
+        workers' sink logs in as, given INSERT and SELECT on the table and nothing more.
+        """
+        with psycopg.connect(self._dsn, autocommit=True, connect_timeout=10) as conn:
+            ensure_objects_sync(conn, f"fleetway.audit.{self._name}", *self._ddl())
+            if grant_to:
+                conn.execute(
+                    sql.SQL("GRANT INSERT, SELECT ON {} TO {}").format(
+                        self._table, sql.Identifier(check_pg_identifier(grant_to, field="audit writer role"))
+                    )
+                )
+
+    def verify(self) -> None:
+        """Connect and check the table exists and this login may insert into it.
+
+        Raises:
+            AuditNotWritableError: the table is missing, or the login lacks INSERT on it.
+            AuditSinkError: the database could not be reached (retryable).
+        """
+        with self._lock:
+            self._drop()
+            self._connection()
+
     def _connection(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed:
-            conn = psycopg.connect(self._dsn, autocommit=True, connect_timeout=10)
-            ensure_objects_sync(conn, f"fleetway.audit.{self._name}", *self._ddl())
+            try:
+                conn = psycopg.connect(self._dsn, autocommit=True, connect_timeout=10)
+            except psycopg.Error as exc:
+                raise AuditSinkError(f"audit sink unreachable ({type(exc).__name__})") from None
+            exists, may_insert = conn.execute(
+                "SELECT t IS NOT NULL, t IS NOT NULL AND has_table_privilege(t, 'INSERT') "
+                "FROM (SELECT to_regclass(%s) AS t) AS found",
+                (self._name,),
+            ).fetchone() or (False, False)
+            if not exists or not may_insert:
+                conn.close()
+                raise AuditNotWritableError(
+                    f"audit table {self._name!r} does not exist: create it once with 'fleetway audit init' "
+                    "(an owner's credentials)"
+                    if not exists
+                    else f"the audit sink's login may not INSERT into {self._name!r}: GRANT INSERT, SELECT "
+                    f"ON {self._name} TO <its role> (or 'fleetway audit init --grant-to ROLE')"
+                )
             self._conn = conn
         return self._conn
 
@@ -96,10 +143,18 @@ class PostgresAuditSink:
         )
         with self._lock:
             try:
-                self._connection().execute(statement, values)
+                self._insert(statement, values)
             except psycopg.OperationalError:
                 self._drop()
-                self._connection().execute(statement, values)
+                self._insert(statement, values)
+
+    def _insert(self, statement: sql.Composed, values: list[Any]) -> None:
+        try:
+            self._connection().execute(statement, values)
+        except psycopg.errors.InsufficientPrivilege:
+            raise AuditNotWritableError(
+                f"the audit sink's login may no longer INSERT into {self._name!r} (privilege revoked)"
+            ) from None
 
     def _drop(self) -> None:
         if self._conn is not None:
@@ -123,6 +178,9 @@ class JsonlAuditSink:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         self._file = os.fdopen(fd, "a", encoding="utf-8")
+
+    def verify(self) -> None:
+        """The file was opened for appending at construction: nothing more to check."""
 
     def record(self, event: AuditEvent) -> None:
         """Append the event unless this process already wrote its ``event_id``."""

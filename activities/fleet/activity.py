@@ -31,6 +31,7 @@ from fleetway.activities.flyway.checksums import (
 )
 from fleetway.activities.flyway.contract import placeholder_values
 from fleetway.activities.flyway.options import LABEL_PREFIX
+from fleetway.activities.heartbeats import heartbeating
 from fleetway.activities.postgres.bulk_history import TenantHistory, read_histories
 from fleetway.activities.secrets.providers import SecretsProvider, provider_for, validate_tenant_ids
 from fleetway.activities.sets.store import MigrationSets, ResolvedSet
@@ -153,11 +154,16 @@ class FleetStateActivities:
         try:
             tenants = validate_tenant_ids(request.tenant_ids, where="in read_tenant_states")
             where = check_where(request.where)
-            digest, migrations = await self._set(request.migration_set)
-            states, histories = await self._read(
-                tenants, request.secrets_backend, request.pinned_secrets, migrations, request.placeholders,
-                tenant_source=request.tenant_source,
-            )  # fmt: skip
+            async with heartbeating():  # retried by time: a read that stalls is timed out and retried
+                digest, migrations = await self._set(request.migration_set)
+                states, histories = await self._read(
+                    tenants,
+                    request.secrets_backend,
+                    request.pinned_secrets,
+                    migrations,
+                    request.placeholders,
+                    tenant_source=request.tenant_source,
+                )
         except FleetwayError as exc:
             raise to_application_error(exc) from None
         selected = [selects(where, s) for s in states]

@@ -42,6 +42,7 @@ from fleetway.activities.flyway.output import (
     FlywayOutcome,
 )
 from fleetway.activities.flyway.states import FlywayRefuses
+from fleetway.activities.heartbeats import heartbeating
 from fleetway.activities.postgres.bulk_history import read_histories
 from fleetway.activities.postgres.indexes import concurrent_index_names, drop_invalid_indexes
 from fleetway.activities.secrets.providers import SecretsProvider, provider_for, validate_tenant_id
@@ -102,34 +103,6 @@ class RunFlywayInput(BaseModel):
         return needs_current_build(self.action, self.flyway)
 
 
-@contextlib.asynccontextmanager
-async def _heartbeating() -> AsyncIterator[None]:
-    """Heartbeat at a third of this activity's heartbeat timeout (at most every 2 s) meanwhile.
-
-    The interval follows the timeout the workflow chose: a fixed interval at or above a short
-    timeout (2 s is allowed) lets the server time a healthy run out and retry it. Heartbeats
-    also carry cancellation to this activity, which the engines turn into killing Flyway.
-    """
-    if activity.info().is_local:  # a local activity has no heartbeat: its workflow task beats
-        yield
-        return
-    timeout = activity.info().heartbeat_timeout
-    interval = min(2.0, timeout.total_seconds() / 3) if timeout else 2.0
-
-    async def beat() -> None:
-        while True:  # the first beat after one interval: most runs end before it (no extra RPC)
-            await asyncio.sleep(interval)
-            activity.heartbeat()
-
-    beating = asyncio.create_task(beat())
-    try:
-        yield
-    finally:
-        beating.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await beating
-
-
 class FlywayActivities:
     """The Flyway activity, bound to a runner, the worker's secret backends and its migration sets.
 
@@ -178,7 +151,7 @@ class FlywayActivities:
         ran = ""
         try:
             tenant_id = validate_tenant_id(request.tenant_id)
-            async with self._local_slot(), _heartbeating():
+            async with self._local_slot(), heartbeating():
                 locations: tuple[Path, ...] | None = None
                 if self._sets is not None:
                     resolved = await (

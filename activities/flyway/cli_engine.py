@@ -17,7 +17,6 @@ import os
 import shutil
 import signal
 import sys
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
@@ -48,6 +47,7 @@ from fleetway.activities.flyway.output import (
     ErrorClass,
     FlywayOutcome,
 )
+from fleetway.activities.flyway.scratch import scratch_folder, sweep_scratch
 from fleetway.activities.flyway.session import RunSessions
 from fleetway.activities.redaction import redact
 
@@ -100,6 +100,7 @@ class FlywayRunner:
             check_locations(settings.locations)
         self._install = install
         self._settings = settings
+        sweep_scratch()  # what runs of a killed predecessor left (their placeholders among it)
 
     def argv(
         self,
@@ -193,14 +194,14 @@ class FlywayRunner:
         budget = timedelta(seconds=sessions.budget_s)
         env["FLYWAY_URL"] = sessions.jdbc_url(env["FLYWAY_URL"], target)
         started = time.monotonic()
-        with tempfile.TemporaryDirectory(prefix="fleetway-flyway-") as scratch:
+        with scratch_folder() as scratch:
             argv = self.argv(
                 action, target, locations=locations, options=options, tenant_id=tenant_id,
-                tenant_placeholders=tenant_placeholders, config_dir=Path(scratch),
+                tenant_placeholders=tenant_placeholders, config_dir=scratch,
             )  # fmt: skip
-            env.update({"HOME": scratch, "PATH": os.defpath, "LANG": "C.UTF-8"})
+            env.update({"HOME": str(scratch), "PATH": os.defpath, "LANG": "C.UTF-8"})
             returncode, raw = await self._execute(
-                argv, env, cwd=scratch, sessions=sessions, target=target, budget=budget
+                argv, env, cwd=str(scratch), sessions=sessions, target=target, budget=budget
             )
         output = redact(raw, password)
         elapsed_ms = int((time.monotonic() - started) * 1000)

@@ -89,7 +89,6 @@ async def _read_group(targets: Mapping[str, DatabaseTarget]) -> dict[str, Tenant
     try:
         conninfo = libpq_conninfo(first, application_name="fleetway-bulk-history")
         async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
-            await conn.set_read_only(True)
             # Where Flyway looks with no schema set: the login's current schema, not "public".
             default = await _current_schema(conn) if any(not t.schema_name for t in targets.values()) else ""
             schemas = {

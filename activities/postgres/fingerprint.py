@@ -105,7 +105,6 @@ async def read_fingerprint(target: DatabaseTarget) -> SchemaFingerprint:
     try:
         conninfo = libpq_conninfo(target, application_name="fleetway-fingerprint")
         async with await psycopg.AsyncConnection.connect(conninfo) as conn:
-            await conn.set_read_only(True)
             if not schema:  # where Flyway works with no schema set: the login's current schema
                 row = await (await conn.execute("SELECT current_schema()")).fetchone()
                 schema = check_pg_identifier(str(row[0]) if row and row[0] else "", field="schema")

@@ -61,7 +61,9 @@ async def drop_invalid_indexes(target: DatabaseTarget, names: frozenset[str]) ->
         return []
     dropped: list[str] = []
     try:
-        conninfo = libpq_conninfo(target, application_name="fleetway-index-cleanup", connect_timeout=10)
+        conninfo = libpq_conninfo(
+            target, application_name="fleetway-index-cleanup", connect_timeout=10, read_only=False
+        )
         async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
             await conn.execute(f"SET statement_timeout = {_DROP_BUDGET_MS}")
             await conn.execute(f"SET lock_timeout = {_DROP_LOCK_WAIT_MS}")

@@ -60,7 +60,6 @@ async def _connect(target: DatabaseTarget) -> Conn:
     conninfo = libpq_conninfo(target, application_name="fleetway-health", connect_timeout=_CONNECT_TIMEOUT_S)
     conn = await psycopg.AsyncConnection.connect(conninfo, autocommit=True)
     await conn.execute(f"SET statement_timeout = {_STATEMENT_TIMEOUT_MS}")
-    await conn.set_read_only(True)
     return conn
 
 

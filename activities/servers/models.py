@@ -30,6 +30,16 @@ PROBE_SQL_MAX: Final = 2000
 _SERVER_KEY: Final = re.compile(r"[A-Za-z0-9._-]{1,253}:\d{1,5}")
 
 
+# Functions a read-only transaction still runs that act on the server or other sessions.
+_SIDE_EFFECTS: Final = re.compile(
+    r"\b(pg_terminate_backend|pg_cancel_backend|pg_reload_conf|pg_rotate_logfile|pg_switch_wal|"
+    r"pg_create_restore_point|pg_promote|pg_wal_replay_pause|pg_wal_replay_resume|pg_log_backend_memory_contexts|"
+    r"set_config|pg_advisory_\w*lock\w*|pg_try_advisory_\w*|pg_notify|dblink\w*|lo_import|lo_export|"
+    r"pg_file_write|pg_read_file|pg_read_binary_file|pg_ls_dir|pg_stat_reset\w*)\s*\(",
+    re.IGNORECASE,
+)
+
+
 class ServerControls(BaseModel):
     """How a rollout treats the servers its tenants live on (docs/servers.md).
 
@@ -74,6 +84,9 @@ class ServerControls(BaseModel):
             raise ValueError("probe_sql must be one query (no ';' inside)")
         if text.split(None, 1)[0].lower() not in {"select", "with", "values"}:
             raise ValueError("probe_sql must be a SELECT, WITH or VALUES query returning one number")
+        if called := _SIDE_EFFECTS.search(text):
+            # The session is read-only (the server refuses any write); these act beyond the data.
+            raise ValueError(f"probe_sql may not call {called.group(1).lower()}(): it acts on the server")
         return text
 
     @field_validator("replicas")

@@ -20,7 +20,7 @@ from opentelemetry.trace import StatusCode
 
 from fleetway.activities.audit.events import AuditEvent, AuditEventType, AuditOutcome, Emitter
 from fleetway.activities.audit.sinks import JsonlAuditSink, PostgresAuditSink
-from fleetway.activities.errors import ConfigurationError
+from fleetway.activities.errors import AuditNotWritableError, ConfigurationError
 from fleetway.worker.dev.stack import PostgresServer
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -55,6 +55,9 @@ class Recording:
 
     def record(self, ev: AuditEvent) -> None:
         self.events.append(ev)
+
+    def verify(self) -> None:
+        pass
 
     def close(self) -> None:
         self.closed = True
@@ -143,6 +146,7 @@ def test_postgres_sink_is_idempotent_append_only_and_schema_qualified(postgres: 
         conn.execute(f"CREATE SCHEMA {schema}")
     table = f"{schema}.events"
     sink = PostgresAuditSink(postgres.dsn, table=table)
+    sink.install()
     first = event(1)
     sink.record(first)
     sink.record(first)  # a retried activity: same event id
@@ -163,7 +167,8 @@ def test_postgres_sink_is_idempotent_append_only_and_schema_qualified(postgres: 
         ):
             with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
                 conn.execute(statement)
-    again = PostgresAuditSink(postgres.dsn, table=table)  # idempotent DDL on an existing table
+    again = PostgresAuditSink(postgres.dsn, table=table)
+    again.install()  # idempotent DDL on an existing table
     again.record(event(3))
     again.close()
 
@@ -171,6 +176,7 @@ def test_postgres_sink_is_idempotent_append_only_and_schema_qualified(postgres: 
 def test_postgres_sink_reconnects_after_its_connection_is_killed(postgres: PostgresServer) -> None:
     table = f"audit_{uuid.uuid4().hex[:8]}"
     sink = PostgresAuditSink(postgres.dsn, table=table)
+    sink.install()
     sink.record(event(1))
     with psycopg.connect(postgres.dsn, autocommit=True) as conn:
         conn.execute(
@@ -181,6 +187,42 @@ def test_postgres_sink_reconnects_after_its_connection_is_killed(postgres: Postg
     sink.close()
     with psycopg.connect(postgres.dsn) as conn:
         assert conn.execute(f"SELECT count(*) FROM {table}").fetchone() == (2,)
+
+
+async def test_the_audit_trail_runs_on_an_insert_only_role_and_a_missing_grant_is_named(
+    postgres: PostgresServer,
+) -> None:
+    """The documented writer role (INSERT, SELECT) writes the trail; it never needs DDL. Without the
+    grant, or the table, the sink says so by name at once, a configuration error never retried."""
+    table = f"audit_{uuid.uuid4().hex[:8]}"
+    writer = f"aw_{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(postgres.dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {writer} LOGIN PASSWORD 'a-long-enough-password'")
+    dsn = f"host=127.0.0.1 port={postgres.port} dbname=postgres user={writer} password=a-long-enough-password"
+
+    with pytest.raises(AuditNotWritableError, match="fleetway audit init"):
+        PostgresAuditSink(dsn, table=table).verify()
+    PostgresAuditSink(postgres.dsn, table=table).install()  # the owner's step, no grant yet
+    denied = Emitter(PostgresAuditSink(dsn, table=table))
+    with pytest.raises(AuditNotWritableError, match="GRANT INSERT, SELECT") as refused:
+        await denied.record(event(1))
+    assert not refused.value.retryable
+    denied.close()
+
+    PostgresAuditSink(postgres.dsn, table=table).install(grant_to=writer)
+    sink = PostgresAuditSink(dsn, table=table)
+    sink.verify()
+    once = event(1)
+    sink.record(once)
+    sink.record(once)  # a retried emit: deduplicated (ON CONFLICT needs no more than INSERT)
+    sink.close()
+    with psycopg.connect(postgres.dsn) as conn:
+        assert conn.execute(f"SELECT count(*) FROM {table}").fetchone() == (1,)
+        privileges = conn.execute(
+            "SELECT privilege_type FROM information_schema.role_table_grants WHERE grantee = %s ORDER BY 1",
+            (writer,),
+        ).fetchall()
+    assert privileges == [("INSERT",), ("SELECT",)]
 
 
 def test_unsafe_audit_table_names_are_refused() -> None:

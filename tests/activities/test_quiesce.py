@@ -10,7 +10,12 @@ from datetime import timedelta
 import psycopg
 import pytest
 
-from fleetway.activities.errors import ConfigurationError, InvalidQuiesceTtlError, QuiesceNotSetError
+from fleetway.activities.errors import (
+    ConfigurationError,
+    InvalidQuiesceTtlError,
+    QuiesceNotSetError,
+    QuiesceStoreNotWritableError,
+)
 from fleetway.activities.quiesce import (
     DEFAULT_TTL,
     MAX_TTL,
@@ -23,10 +28,12 @@ from fleetway.worker.dev.stack import PostgresServer
 
 
 @pytest.fixture(params=["postgres", "memory"])
-def controller(request: pytest.FixtureRequest, postgres: PostgresServer) -> QuiesceController:
+async def controller(request: pytest.FixtureRequest, postgres: PostgresServer) -> QuiesceController:
     if request.param == "memory":
         return MemoryQuiesceController()
-    return PostgresQuiesceController(postgres.dsn, table=f"q_{uuid.uuid4().hex[:10]}")
+    store = PostgresQuiesceController(postgres.dsn, table=f"q_{uuid.uuid4().hex[:10]}")
+    await store.install()
+    return store
 
 
 def _ttl(state: QuiesceStatus) -> timedelta:
@@ -62,6 +69,7 @@ async def test_quiesce_expired_flag_reads_released_and_stays_clearable_once(post
     with psycopg.connect(postgres.dsn, autocommit=True) as conn:
         conn.execute("CREATE SCHEMA IF NOT EXISTS ops")
     controller = PostgresQuiesceController(postgres.dsn, table=table)
+    await controller.install()
     await controller.set(principal="alice", reason="r", ttl=timedelta(minutes=5))
     with psycopg.connect(postgres.dsn, autocommit=True) as conn:
         conn.execute(f"UPDATE {table} SET expires_at = now() - interval '1 second'")
@@ -78,6 +86,7 @@ async def test_quiesce_concurrent_operators_never_leave_an_inconsistent_row(post
     operators = [PostgresQuiesceController(postgres.dsn, table=table) for _ in range(8)]
 
     async def flip(i: int, c: PostgresQuiesceController) -> None:
+        await c.install()  # eight deploy steps at once: the DDL is serialised, never raced
         for _ in range(5):
             if i % 2:
                 await c.set(principal=f"op{i}", reason="r", ttl=timedelta(minutes=5))
@@ -97,3 +106,33 @@ async def test_quiesce_concurrent_operators_never_leave_an_inconsistent_row(post
 def test_quiesce_rejects_unsafe_table_names(postgres: PostgresServer, bad: str) -> None:
     with pytest.raises(ConfigurationError):
         PostgresQuiesceController(postgres.dsn, table=bad)
+
+
+async def test_the_quiesce_table_is_created_once_and_each_login_gets_only_what_it_needs(
+    postgres: PostgresServer,
+) -> None:
+    """Operators set and clear; workers only read; nobody but ``fleetway quiesce init`` runs DDL."""
+    table = f"q_{uuid.uuid4().hex[:10]}"
+    suffix = uuid.uuid4().hex[:6]
+    operator, worker = f"op_{suffix}", f"wk_{suffix}"
+    with psycopg.connect(postgres.dsn, autocommit=True) as conn:
+        for role in (operator, worker):
+            conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'a-long-enough-password'")
+
+    def as_login(role: str) -> PostgresQuiesceController:
+        dsn = (
+            f"host=127.0.0.1 port={postgres.port} dbname=postgres user={role} password=a-long-enough-password"
+        )
+        return PostgresQuiesceController(dsn, table=table)
+
+    with pytest.raises(QuiesceStoreNotWritableError, match="fleetway quiesce init"):
+        await as_login(worker).status()  # no table yet, and the worker's login may not create one
+    await PostgresQuiesceController(postgres.dsn, table=table).install(
+        grant_to=operator, grant_read_to=worker
+    )
+
+    assert (await as_login(operator).set(principal="ops", reason="freeze", ttl=timedelta(minutes=5))).active
+    assert (await as_login(worker).status()).active
+    with pytest.raises(QuiesceStoreNotWritableError, match="operators need SELECT, INSERT, UPDATE"):
+        await as_login(worker).set(principal="w", reason="no", ttl=timedelta(minutes=5))
+    assert (await as_login(operator).clear(principal="ops")).cleared

@@ -313,3 +313,29 @@ def test_cli_list_tenants_reads_the_http_source_with_a_token_file(tmp_path: Path
         refused = fleetway("list-tenants", "--local", env=env)
         assert refused.returncode == 2
         assert "configuration_error: tenant source url" in refused.stderr and TOKEN not in refused.stderr
+
+
+def test_cli_list_tenants_rides_out_a_failing_source_as_a_rollout_does() -> None:
+    """An HTTP 500, then a 429 with Retry-After: the preview retries, honours the wait, and lists."""
+    ids = [f"blip_{i:02d}" for i in range(7)]
+    answers: list[tuple[int, dict[str, str], bytes]] = [
+        (500, {}, b'{"error": {"code": "INTERNAL", "message": "try later"}}'),
+        (429, {"Retry-After": "2"}, b'{"error": {"code": "RATE_LIMITED", "message": "slow down"}}'),
+    ]
+    seen: list[float] = []
+    healthy = paged(ids, server_cap=5)
+
+    def flaky(path: str, query: dict[str, str], headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        seen.append(time.monotonic())
+        return answers.pop(0) if answers else healthy(path, query, headers)
+
+    with control_plane() as plane:
+        plane.handler = flaky
+        env = {"PATH": "/usr/bin:/bin", "FLEETWAY_TENANTS__KIND": "http",
+               "FLEETWAY_TENANTS__HTTP__URL": plane.url + "/api",
+               "FLEETWAY_TENANTS__HTTP__ALLOW_HTTP_LOOPBACK": "true"}  # fmt: skip
+        done = fleetway("list-tenants", "--local", "-o", "json", env=env)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["tenants"] == ids
+    assert len(seen) == 4 and seen[2] - seen[1] >= 2.0  # 500, 429, then the two pages; Retry-After kept
+    assert "(HTTP 429); asking again in 2s" in done.stderr

@@ -237,6 +237,11 @@ def test_cli_quiesce_set_status_clear_round_trip_on_postgres(
     env["FLEETWAY_QUIESCE__DSN"] = postgres.dsn
     env["FLEETWAY_QUIESCE__TABLE"] = f"ops_{fleet.task_queue.replace('-', '_')}"
 
+    missing = fleetway("quiesce", "set", "--reason", "r", "--by", "alice", env=env)
+    assert missing.returncode == 2 and missing.stderr.startswith("quiesce_store_not_writable: ")
+    assert "fleetway quiesce init" in missing.stderr  # no DDL but the explicit step's
+    init = fleetway("quiesce", "init", env=env)
+    assert init.returncode == 0 and "quiesce table ready" in init.stderr, init.stderr
     fraction = fleetway("quiesce", "set", "--reason", "r", "--ttl", "1.5h", "--by", "alice", env=env)
     set_ = fleetway("quiesce", "set", "--reason", "incident 42", "--ttl", "45m", "--by", "alice", env=env)
     status = fleetway("quiesce", "status", "-o", "json", env=env)
@@ -263,7 +268,9 @@ async def test_cli_tenants_file_canary_halt_detach_and_the_quiesced_exit_code(
     fleet = make_fleet(postgres, 6)
     fleet.break_tenant(fleet.tenants[0])
     table = f"q_{fleet.task_queue.replace('-', '_')}"
-    fleet.quiesce = PostgresQuiesceController(postgres.dsn, table=table)
+    store = PostgresQuiesceController(postgres.dsn, table=table)
+    await store.install()
+    fleet.quiesce = store
     env = fleet.cli_env(temporal_server.address, tmp_path, flyway_install)
     env |= {"FLEETWAY_QUIESCE__DSN": postgres.dsn, "FLEETWAY_QUIESCE__TABLE": table}
     tenants_file = tmp_path / "tenants.json"
@@ -536,6 +543,7 @@ async def test_cli_migrate_refuses_a_rollout_id_that_ran_or_runs_and_starts_noth
         again = await asyncio.to_thread(cli, "--rollout-id", ended_id)
         held = await asyncio.to_thread(cli, "--rollout-id", running_id, "--paused", "--detach")
         while_running = await asyncio.to_thread(cli, "--rollout-id", running_id)
+        rerun_running = await asyncio.to_thread(cli, "--rerun-failed", running_id)
         await client.get_workflow_handle(running_id).cancel()
 
     assert first.returncode == 1, first.stderr  # V3 fails on every tenant
@@ -551,6 +559,8 @@ async def test_cli_migrate_refuses_a_rollout_id_that_ran_or_runs_and_starts_noth
     assert held.returncode == 0, held.stderr
     assert while_running.returncode == 2
     assert "(running)" in while_running.stderr and f"fleetway cancel {running_id}" in while_running.stderr
+    assert rerun_running.returncode == 2 and "still running" in rerun_running.stderr
+    assert running_id in rerun_running.stderr and "nothing started" in rerun_running.stderr
 
 
 def test_cli_worker_registers_missing_search_attributes_so_a_new_namespace_runs_rollouts(

@@ -25,7 +25,7 @@ from fleetway.activities.flyway.activity import RunFlywayInput
 from fleetway.activities.flyway.output import FlywayOutcome
 from fleetway.activities.flyway.schema_history import HistorySummary, ReadHistoryInput
 from fleetway.activities.postgres.provisioning import CleanupInput, SchemaStep, SeedInput, TenantRoles
-from fleetway.activities.quiesce import QuiesceStatus
+from fleetway.activities.quiesce import CheckQuiesceInput, QuiesceStatus
 from fleetway.activities.servers.models import CheckServerInput, HealthState, ServerHealth, ServerKeysInput
 from fleetway.activities.tenants.static import ListTenantsInput, TenantPage
 from fleetway.activities.tenants.waves import PlannedWave, PlanWavesInput, WavePlan
@@ -110,7 +110,7 @@ class Scripted:
         return TenantPage(tenant_ids=self.tenants[1:])
 
     @activity.defn(name="check_quiesce")
-    async def check_quiesce(self) -> QuiesceStatus:
+    async def check_quiesce(self, request: CheckQuiesceInput | None = None) -> QuiesceStatus:
         # Only the second check blocks: the first lets one tenant be in flight when the cancel comes.
         await self._step("check_quiesce" if self.calls.count("check_quiesce_ok") else "check_quiesce_ok")
         return QuiesceStatus()

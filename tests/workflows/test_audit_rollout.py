@@ -24,6 +24,7 @@ from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, 
 from fleetway.activities.audit.events import AuditContext, Emitter
 from fleetway.activities.audit.sinks import PostgresAuditSink
 from fleetway.activities.flyway.contract import FlywayInstall
+from fleetway.activities.quiesce import PostgresQuiesceController
 from fleetway.activities.rollouts import Outcome
 from fleetway.activities.secrets.providers import StaticSecretsProvider
 from fleetway.activities.sets.digest import scan_set
@@ -58,11 +59,13 @@ class FailFirstEmitAfterItRan(Interceptor):
         return _Inbound(next)
 
 
-def audit_database(postgres: PostgresServer) -> str:
-    """A separate database for the audit trail (its own DSN, as in production)."""
-    name = f"audit_{uuid.uuid4().hex[:8]}"
+def audit_database(postgres: PostgresServer, name: str = "") -> str:
+    """A separate database for the audit trail (its own DSN, as in production), its tables made once
+    by their owner's step (``fleetway audit init``)."""
+    name = name or f"audit_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(postgres.dsn, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
+    PostgresAuditSink(postgres.dsn_for(name)).install()
     return postgres.dsn_for(name)
 
 
@@ -149,13 +152,15 @@ async def test_a_sink_outage_delays_the_audit_and_loses_no_event(
     """The audit database is not there when the rollout starts (a real connection failure): each
     tenant's event write is retried, by time, until it appears; then every event is there, once."""
     name = f"audit_{uuid.uuid4().hex[:8]}"
+    await asyncio.to_thread(audit_database, postgres, f"{name}_ready")  # the table, installed
     emitter = Emitter(PostgresAuditSink(postgres.dsn_for(name)))
     fleet = make_fleet(postgres, 4)
     try:
         rollout = asyncio.create_task(run_rollout(client, fleet, flyway_install, emitter, parallelism=4))
         assert await asyncio.to_thread(wait_until, lambda: emitter.stats.sink_failures >= 4, timeout=120)
         with psycopg.connect(postgres.dsn, autocommit=True) as conn:
-            conn.execute(f"CREATE DATABASE {name}")  # the sink comes back
+            # The sink comes back, table and all, in one step.
+            conn.execute(f"CREATE DATABASE {name} TEMPLATE {name}_ready")
         _, result = await rollout
     finally:
         emitter.close(5)
@@ -170,6 +175,7 @@ async def test_a_sink_outage_delays_the_audit_and_loses_no_event(
 
 def test_quiesce_cli_writes_set_and_cleared_rows(postgres: PostgresServer, tmp_path: Path) -> None:
     dsn = audit_database(postgres)
+    asyncio.run(PostgresQuiesceController(dsn).install())
     env = {
         **os.environ,
         "FLEETWAY_QUIESCE__DSN": dsn,
@@ -228,6 +234,7 @@ def test_otel_env_exports_audit_spans_over_otlp(
 ) -> None:
     endpoint, received = otlp_collector
     table = f"q_{uuid.uuid4().hex[:8]}"
+    asyncio.run(PostgresQuiesceController(postgres.dsn, table=table).install())
     env = {**os.environ, "FLEETWAY_QUIESCE__DSN": postgres.dsn, "FLEETWAY_QUIESCE__TABLE": table,
            "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_SERVICE_NAME": "fleetway-test"}  # fmt: skip
     done = fleetway("quiesce", "set", "--reason", "traced", "--by", "carol", env=env)
@@ -249,3 +256,29 @@ def test_otel_env_exports_audit_spans_over_otlp(
     received.clear()
     assert fleetway("quiesce", "clear", "--by", "carol", env=env).returncode == 0
     assert received == []  # no OTEL_* export settings: nothing is sent
+
+
+async def test_a_sink_that_may_not_insert_stops_the_rollout_at_once_by_name(
+    client: Client, flyway_install: FlywayInstall, postgres: PostgresServer
+) -> None:
+    """A missing grant is a configuration error: dispatch stops at the first refusal, named; before,
+    each tenant's emit was retried for its whole budget (15 minutes) and nothing was recorded."""
+    fleet = make_fleet(postgres, 6)
+    dsn = audit_database(postgres)
+    reader = f"ar_{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {reader} LOGIN PASSWORD 'a-long-enough-password'")
+        conn.execute(f"GRANT SELECT ON fleetway_audit_events TO {reader}")  # no INSERT
+    info = psycopg.conninfo.conninfo_to_dict(dsn)
+    denied = psycopg.conninfo.make_conninfo(dsn, user=reader, password="a-long-enough-password")
+    assert info["user"] != reader
+    emitter = Emitter(PostgresAuditSink(denied))
+    _, result = await asyncio.wait_for(
+        run_rollout(client, fleet, flyway_install, emitter, parallelism=1, continue_on_error=True), 120
+    )
+    emitter.close()
+    assert result.status.value == "failed"
+    assert any("audit sink refuses events" in w and "GRANT INSERT" in w for w in result.warnings), (
+        result.warnings
+    )
+    assert result.total < len(fleet.tenants)  # stopped at once, not tenant after tenant

@@ -50,6 +50,7 @@ async def test_worker_killed_every_few_seconds_the_rollout_completes_and_reports
     with psycopg.connect(postgres.dsn, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {audit}")
     env |= {"FLEETWAY_AUDIT__SINK": "postgres", "FLEETWAY_AUDIT__DSN": postgres.dsn_for(audit)}
+    assert fleetway("audit", "init", env=env).returncode == 0  # the owner's step, once
 
     report = await kill_loop(fleet, env, engine=engine, parallelism=8, kill_every=(3, 6), max_kills=7, seed=7)
     print(report.line())

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from pathlib import Path
 
 import pytest
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowFailureError
 
 from fleetway.activities.audit.events import AuditContext
 from fleetway.activities.flyway.contract import FlywayInstall
@@ -18,6 +19,7 @@ from fleetway.workflows import outcome_ledger
 from fleetway.workflows.migrate_all import MigrateAllWorkflow
 from fleetway.workflows.migrate_all_models import MigrateAllInput, MigrateAllResult, RolloutStatus
 from tests.fleet import Fleet, make_fleet
+from tests.kill_loop import fault_migrations
 from tests.support import history
 
 
@@ -185,9 +187,10 @@ async def test_migrate_all_runs_validate_and_info_across_the_fleet(
     if action is Action.INFO:
         assert by_tenant[fleet.tenants[0]].version_after == "5"
         assert by_tenant[fleet.tenants[2]].pending == ["1", "2", "3", "4", "5"]
-    else:  # the migrated tenants are proven intact by their tables; the empty one runs Flyway
+    else:  # proven intact by their tables, as Flyway's validate (pending ignored) passes on both
         assert by_tenant[fleet.tenants[0]].outcome is Outcome.CURRENT
-        assert by_tenant[fleet.tenants[2]].outcome is Outcome.SUCCEEDED
+        never = by_tenant[fleet.tenants[2]]  # no schema yet: Flyway's validate passes there too
+        assert never.outcome is Outcome.CURRENT and "5 pending" in never.message
 
 
 async def test_migrate_all_stops_dispatch_when_quiesce_flag_set_mid_rollout(
@@ -286,3 +289,54 @@ async def test_rollouts_with_the_in_process_jvm_engine(
     assert all(pending[t] == [] for t in fleet.tenants if t != fleet.tenants[5])
     for tenant in fleet.tenants[:5] + fleet.tenants[6:]:
         assert [v for v, _ in history(postgres, tenant)] == ["1", "2", "3", "4", "5"]
+
+
+async def test_a_rerun_of_a_running_rollout_is_refused_at_once_by_name(
+    client: Client, flyway_install: FlywayInstall, postgres: PostgresServer
+) -> None:
+    fleet = make_fleet(postgres, 2)
+    async with fleet.worker(client, flyway_install):
+        running = await client.start_workflow(
+            MigrateAllWorkflow.run,
+            MigrateAllInput(),
+            id=f"rollout-{uuid.uuid4().hex[:8]}",
+            task_queue=fleet.task_queue,
+            start_signal="pause",  # held before its first dispatch: running, its list not final
+        )
+        rerun = await asyncio.wait_for(
+            _rollout(client, fleet, MigrateAllInput(rerun_failed_of=running.id)), 60
+        )
+        await running.terminate("test over")
+    assert rerun.status is RolloutStatus.FAILED and rerun.total == 0
+    assert any("still running" in w and running.id in w for w in rerun.warnings), rerun.warnings
+
+
+async def test_a_rerun_of_a_cancelled_rollout_runs_its_failed_and_cancelled_tenants(
+    client: Client, flyway_install: FlywayInstall, postgres: PostgresServer, tmp_path: Path
+) -> None:
+    """A cancelled rollout has no result; its ledger is read from its history (the rerun query)."""
+    fleet = make_fleet(postgres, 5)
+    fleet.locations = fault_migrations(tmp_path / "scripts", sleep_s=6)
+    broken, *slow = fleet.tenants[:4]  # three windows: the broken one's slot goes to the fourth
+    fleet.break_tenant(broken)
+    async with fleet.worker(client, flyway_install):
+        cancelled = await client.start_workflow(
+            MigrateAllWorkflow.run,
+            MigrateAllInput(parallelism=3, continue_on_error=True),
+            id=f"rollout-{uuid.uuid4().hex[:8]}",
+            task_queue=fleet.task_queue,
+        )
+        async with asyncio.timeout(60):  # the broken one failed; three are inside their 6 s migration
+            while (await cancelled.query(MigrateAllWorkflow.progress)).counts.get(Outcome.FAILED) != 1:
+                await asyncio.sleep(0.2)
+        await asyncio.sleep(1.0)
+        await cancelled.cancel()
+        with pytest.raises(WorkflowFailureError):
+            await cancelled.result()
+        rerun = await asyncio.wait_for(
+            _rollout(client, fleet, MigrateAllInput(rerun_failed_of=cancelled.id, continue_on_error=True)),
+            120,
+        )
+    assert sorted(o.tenant_id for o in rerun.outcomes) == sorted([broken, *slow])
+    assert rerun.counts == {Outcome.SUCCEEDED: 3, Outcome.FAILED: 1}
+    assert fleet.tenants[4] not in {o.tenant_id for o in rerun.outcomes}  # never dispatched: not failed

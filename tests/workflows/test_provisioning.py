@@ -80,6 +80,7 @@ class Harness:
         self.prefix = f"prov{uuid.uuid4().hex[:6]}/"
         self.quiesce = MemoryQuiesceController()
         self.audit_table = f"audit_{uuid.uuid4().hex[:8]}"
+        PostgresAuditSink(self.postgres.dsn, table=self.audit_table).install()  # the owner's step
         self.locations = locations
 
     def settings(self) -> Settings:
@@ -309,6 +310,7 @@ async def test_worker_killed_mid_provisioning_reaches_ready_exactly_once(
     tenant = tenant_id()
     task_queue = f"kill-{uuid.uuid4().hex[:8]}"
     audit_table = f"audit_{uuid.uuid4().hex[:8]}"
+    PostgresAuditSink(postgres.dsn, table=audit_table).install()  # the owner's step, once
     slow = copy_migrations(tmp_path / "slow")
     (slow / "V2__create_orders.sql").write_text(
         (DEMO_MIGRATIONS / "V2__create_orders.sql").read_text() + "\nSELECT pg_sleep(2);\n"

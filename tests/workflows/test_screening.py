@@ -106,22 +106,43 @@ async def test_no_fast_path_where_flyway_must_decide(client: Client, fields: dic
 
 
 class _BrokenRead(Scripted):
+    """A read that fails its first ``failures`` attempts (every attempt by default), then answers."""
+
+    def __init__(self, tenants: list[str], failures: int = 10**6) -> None:
+        super().__init__(tenants, block=set())
+        self.failures = failures
+        self.attempts = 0
+
     @activity.defn(name="read_tenant_states")
     async def read_tenant_states(self, request: ReadStatesInput) -> TenantStates:
-        self.screens.append(request)
-        raise RuntimeError("server gone")
+        self.attempts += 1
+        if self.attempts <= self.failures:
+            self.screens.append(request)
+            raise RuntimeError("server gone")
+        return await super().read_tenant_states(request)
 
 
 async def test_a_failed_read_only_costs_speed_but_stops_a_selection(client: Client) -> None:
-    script = _BrokenRead(["a", "b"], block=set())
-    result = await _run(client, script, tenants=["a", "b"])
+    # A 2 s budget: the read is retried by time, and this one never recovers.
+    script = _BrokenRead(["a", "b"])
+    result = await _run(client, script, tenants=["a", "b"], retry_budget_s=2)
     assert _ran(script) == ["a", "b"] and result.status is RolloutStatus.SUCCEEDED
     assert any("schema histories unread" in w for w in result.warnings)
+    assert script.attempts > 1  # retried, not given up on at the first failure
 
-    selecting = _BrokenRead(["a", "b"], block=set())
-    result = await _run(client, selecting, tenants=["a", "b"], where="behind")
+    selecting = _BrokenRead(["a", "b"])
+    result = await _run(client, selecting, tenants=["a", "b"], where="behind", retry_budget_s=2)
     assert _ran(selecting) == [] and result.status is RolloutStatus.FAILED
     assert any("could not be read to select" in w for w in result.warnings)
+
+
+async def test_a_read_that_fails_a_few_times_still_screens(client: Client) -> None:
+    """A database blip during the read costs a retry, not the fast path or a selection."""
+    script = _BrokenRead(["a", "b"], failures=3)
+    script.states["b"] = _CURRENT
+    result = await _run(client, script, tenants=["a", "b"], where="behind")
+    assert script.attempts == 4 and _ran(script) == ["a"]
+    assert result.status is RolloutStatus.SUCCEEDED and not any("unread" in w for w in result.warnings)
 
 
 async def test_a_cancel_during_the_read_ends_the_rollout_with_nothing_dispatched(client: Client) -> None:

@@ -52,6 +52,9 @@ class ListSink:
     def record(self, event: AuditEvent) -> None:
         self.events.append(event)
 
+    def verify(self) -> None:
+        pass
+
     def close(self) -> None:
         pass
 

@@ -35,9 +35,10 @@ from fleetway.activities.errors import (
     WorkerUnavailableError,
 )
 from fleetway.activities.flyway.output import Action
-from fleetway.activities.quiesce import QuiesceStatus, quiesce_audit_event
+from fleetway.activities.quiesce import PostgresQuiesceController, QuiesceStatus, quiesce_audit_event
 from fleetway.activities.tenants.static import load_tenants_file
 from fleetway.activities.tenants.walk import TenantListing, list_all_tenants
+from fleetway.worker.cli.audit import audit_app
 from fleetway.worker.cli.fleet import fleet, wait
 from fleetway.worker.cli.flyway_jars import flyway_app
 from fleetway.worker.cli.flyway_options import flyway_options, held_at
@@ -55,6 +56,7 @@ from fleetway.worker.cli.runtime import (
     connect_client,
     describe_rollout,
     load_settings,
+    refuse_rerun_of_running,
     refuse_reused_rollout_id,
     run_command,
     running_rollout,
@@ -65,7 +67,12 @@ from fleetway.worker.cli.server_options import server_controls
 from fleetway.worker.cli.sets import ask_workers, migrations_app, named_set, print_plan
 from fleetway.worker.cli.wave_plan import plan_only, plan_servers, waves_from_options
 from fleetway.worker.cli.waves import approve, reject
-from fleetway.worker.config.backends import audit_emitter, shared_quiesce_controller, tenant_lister
+from fleetway.worker.config.backends import (
+    audit_emitter,
+    quiesce_store_named,
+    shared_quiesce_controller,
+    tenant_lister,
+)
 from fleetway.worker.config.client import has_pollers
 from fleetway.worker.config.effective import effective_settings
 from fleetway.workflows.migrate_all import MigrateAllWorkflow
@@ -98,6 +105,7 @@ _EPILOGS = {
     "See 'fleetway settings'.",
 }
 T = TypeVar("T")
+_LOCAL_LIST_RETRY_S = 300  # how long ``list-tenants --local`` rides out an unavailable source
 
 
 def _rollout_command(action: Action) -> Callable[..., None]:
@@ -285,11 +293,13 @@ def _rollout_command(action: Action) -> Callable[..., None]:
                 applied_version=applied_version,
                 skip_current=skip_current,
                 skip_callbacks_when_current=skip_callbacks_when_current,
+                quiesce_store=quiesce_store_named(settings),
                 servers=servers,
             )
             if not principal:  # after the input is known valid: a bad input gets one line, nothing else
                 stderr.print("warning: no --principal; audit events will say <unspecified>")
             client, settings = await connect_client()
+            await refuse_rerun_of_running(client, rerun_failed)
             workflow_id = rollout_id or f"rollout-{effective.value}-{uuid.uuid4().hex[:10]}"
             await refuse_reused_rollout_id(client, workflow_id)
             task_queue = settings.effective_temporal().task_queue
@@ -535,9 +545,9 @@ def _print_quiesce(state: QuiesceStatus, output: OutputFormat) -> None:
 
 
 @app.command(epilog=_EPILOGS["quiesce"])
-def quiesce(
+def quiesce(  # noqa: PLR0917 - typer maps each option to a parameter
     target: Annotated[
-        str, typer.Argument(help="set | clear | status (the deployment flag), or a rollout id.")
+        str, typer.Argument(help="set | clear | status | init (the deployment flag), or a rollout id.")
     ],
     reason: Annotated[str, typer.Option()] = "",
     ttl: Annotated[
@@ -545,10 +555,22 @@ def quiesce(
     ] = "0",
     by: Annotated[str, typer.Option(help="Who sets or clears it.", envvar="FLEETWAY_PRINCIPAL")] = "",
     output: Annotated[OutputFormat, typer.Option("--output", "-o")] = OutputFormat.TEXT,
+    grant_to: Annotated[str, typer.Option(help="init: operators' role (SELECT, INSERT, UPDATE).")] = "",
+    grant_read_to: Annotated[str, typer.Option(help="init: workers' role (SELECT).")] = "",
 ) -> None:
-    """Quiesce the deployment (set/clear/status), or one rollout (its id): dispatch stops."""
+    """Quiesce the deployment (set/clear/status), or one rollout (its id): dispatch stops.
+
+    'init' creates the flag's table once, with quiesce.dsn set to an owner's login; operators and
+    workers then use logins with only the rights --grant-to and --grant-read-to give.
+    """
 
     async def go() -> ExitCode:
+        if target == "init":
+            store = shared_quiesce_controller(load_settings())
+            assert isinstance(store, PostgresQuiesceController)  # noqa: S101 - a shared store is one
+            await store.install(grant_to=grant_to, grant_read_to=grant_read_to)
+            stderr.print(f"quiesce table ready: {store.description}", markup=False)
+            return ExitCode.OK
         if target not in {"set", "clear", "status"}:
             client, _ = await connect_client()
             await client.get_workflow_handle(target).signal(MigrateAllWorkflow.quiesce)
@@ -590,7 +612,17 @@ def list_tenants(
 
     async def go() -> ExitCode:
         if local:
-            listing = await list_all_tenants(tenant_lister(load_settings()), page_size=500)
+
+            def retrying(exc: TenantSourceError, wait: float) -> None:
+                stderr.print(f"{exc.error_type}: {exc}; asking again in {wait:g}s", markup=False)
+
+            # As a rollout's listing is retried: a 5xx or 429 is asked again (its Retry-After honoured).
+            listing = await list_all_tenants(
+                tenant_lister(load_settings()),
+                page_size=500,
+                retry_for_s=_LOCAL_LIST_RETRY_S,
+                on_retry=retrying,
+            )
         else:
             client, settings = await connect_client()
             fleet = await ask_workers(client, settings.effective_temporal().task_queue, list_tenants=True)
@@ -672,6 +704,7 @@ app.command()(drift)
 app.add_typer(schedule_app, name="schedule")
 app.add_typer(migrations_app, name="migrations")
 app.add_typer(flyway_app, name="flyway")
+app.add_typer(audit_app, name="audit")
 
 
 def main() -> None:

@@ -21,6 +21,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from fleetway.activities.errors import (
     ConfigurationError,
     FleetwayError,
+    InvalidInputError,
     RolloutIdReusedError,
     RolloutNotFoundError,
     RolloutNotRunningError,
@@ -36,6 +37,7 @@ __all__ = [
     "connect_client",
     "describe_rollout",
     "load_settings",
+    "refuse_rerun_of_running",
     "refuse_reused_rollout_id",
     "run_command",
     "running_rollout",
@@ -124,6 +126,20 @@ async def describe_rollout(client: Client, rollout: str) -> WorkflowExecutionDes
         if exc.status is RPCStatusCode.NOT_FOUND:
             raise RolloutNotFoundError(f"no rollout {rollout!r} in namespace {client.namespace!r}") from None
         raise
+
+
+async def refuse_rerun_of_running(client: Client, rollout: str) -> None:
+    """Refuse ``--rerun-failed`` of a rollout still running ("": no rerun asked): its list is not final.
+
+    Raises:
+        InvalidInputError: the rollout is running (nothing is started).
+        RolloutNotFoundError: no such rollout.
+    """
+    if rollout and (await describe_rollout(client, rollout)).status is WorkflowExecutionStatus.RUNNING:
+        raise InvalidInputError(
+            f"rollout {rollout!r} is still running: its failed tenants are not final; rerun them once "
+            "it ends (or cancel it first); nothing started"
+        )
 
 
 async def refuse_reused_rollout_id(client: Client, rollout: str) -> None:

@@ -36,6 +36,7 @@ __all__ = [
     "migration_sets",
     "provisioning_activities",
     "quiesce_controller",
+    "quiesce_store_named",
     "read_secret_file",
     "secrets_provider",
     "set_store",
@@ -194,6 +195,17 @@ def quiesce_controller(settings: Settings) -> QuiesceController:
         dsn = settings.quiesce.dsn.get_secret_value()
         return PostgresQuiesceController(dsn, table=settings.quiesce.table)
     return MemoryQuiesceController()
+
+
+def quiesce_store_named(settings: Settings) -> str:
+    """The quiesce store a rollout started here is pinned to: this client's own ("" when unset).
+
+    The store ``fleetway quiesce set`` writes from the same settings; workers reading another store
+    (or none) refuse the rollout's checks, so the flag this client sets is the one that holds it.
+    """
+    if settings.quiesce.dsn is None:
+        return ""
+    return quiesce_controller(settings).description
 
 
 def shared_quiesce_controller(settings: Settings) -> QuiesceController:

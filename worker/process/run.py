@@ -17,7 +17,7 @@ from temporalio.worker import Interceptor, Worker
 
 from fleetway.activities.audit.events import AuditActivities, Emitter
 from fleetway.activities.backend_identity import describe
-from fleetway.activities.errors import FlywayInstallMissingError
+from fleetway.activities.errors import AuditSinkError, FlywayInstallMissingError, QuiesceBackendError
 from fleetway.activities.fleet.activity import FleetStateActivities
 from fleetway.activities.flyway.activity import FlywayActivities
 from fleetway.activities.flyway.contract import FlywayInstall, FlywaySettings
@@ -121,9 +121,10 @@ def build_worker(
         tenant_source=describe(tenant_sources["default"]),
         secrets_backend=describe(secrets["default"]),
     )
-    quiesce_activities = QuiesceActivities(quiesce or quiesce_controller(settings))
+    store = quiesce or quiesce_controller(settings)
+    quiesce_activities = QuiesceActivities(store)
     audit = AuditActivities(emitter or Emitter())
-    profiles = WorkerProfileActivities(profile, sets, sources=tenant_sources, secrets=secrets)
+    profiles = WorkerProfileActivities(profile, sets, sources=tenant_sources, secrets=secrets, quiesce=store)
     provisioning = provisioning_activities(settings, secrets)
     rollouts = RolloutActivities(client)
     fleet = FleetStateActivities(secrets, sets, tenant_sources, labels=labels)
@@ -178,13 +179,26 @@ async def run_worker(settings: Settings) -> None:
         SearchAttributesMissingError: the namespace lacks fleetway's search attributes and refused
             to register them.
         WorkerFailedError: the worker failed again and again soon after each rebuild.
+        AuditNotWritableError: the audit sink's table is missing or its login may not insert.
+        QuiesceStoreNotWritableError: the quiesce table is missing or its login may not read it.
     """
     migration_sets(settings)  # a worker that would apply nothing must not start, let alone poll
     install = _flyway_install(settings)
     client = await connect(settings.effective_temporal())
     await ensure_search_attributes(client)  # a rollout would otherwise fail its first task forever
     emitter = audit_emitter(settings)
-    worker = build_worker(client, settings, emitter=emitter, flyway_install=install)
+    # What this worker writes and reads outside the tenants, checked now and named: a sink it may
+    # not write, a quiesce table it may not read, would otherwise fail each tenant in turn.
+    quiesce = quiesce_controller(settings)
+    try:
+        await asyncio.to_thread(emitter.verify)
+    except AuditSinkError:  # unreachable now (a blip): events are retried then; a grant is not
+        _log.warning("audit sink unreachable at start; events will be retried")
+    try:
+        await quiesce.status()
+    except QuiesceBackendError:
+        _log.warning("quiesce store unreachable at start; checks fail open until it answers")
+    worker = build_worker(client, settings, emitter=emitter, flyway_install=install, quiesce=quiesce)
     if settings.flyway.engine != "cli":
         # Pay the JVM start (and Flyway's class loading) before polling, not in the first tenant.
         await asyncio.to_thread(start_jvm, install, tuple(settings.flyway.jvm_options))
