@@ -4,56 +4,68 @@ Library code raises these; only activity wrappers turn them into Temporal ``Appl
 (see :func:`to_application_error`). Messages name the field and the rule that failed and never
 carry a secret value, a DSN or Flyway's free-text output.
 
+Twelve families under the root, each a kind of trouble a caller handles one way (the CLI maps
+them to exit codes, docs/rollouts.md): configuration (fix the settings), invalid input (fix the
+request; nothing changed), secrets, the tenant source, the quiesce flag, the audit sink, Flyway, a
+safety refusal (a rule kept a tenant as it was), the schema history unread, provisioning, rollout
+control (no such rollout, the wrong state), orchestration (Temporal or a fitting worker away).
+
     FleetwayError
     ├── ConfigurationError
     │   ├── FlywayInstallMissingError
     │   ├── MigrationSetInvalidError
+    │   ├── PlaceholderMissingError
     │   ├── QuiesceStoreMissingError
     │   ├── QuiesceStoreNotWritableError
     │   ├── AuditNotWritableError
     │   ├── SearchAttributesMissingError
-    │   └── PlaceholderMissingError
-    ├── MigrationSetMismatchError
-    ├── IncompatiblePayloadError
-    ├── MigrationStoreError
-    ├── WorkerUnavailableError
-    ├── WorkerFailedError
-    ├── RolloutNotFoundError
-    ├── RolloutNotRunningError
-    ├── RolloutIdReusedError
-    ├── TemporalUnavailableError
-    ├── WorkerConfigMismatchError
-    ├── PrerequisiteMissingError
+    │   └── PrerequisiteMissingError
     ├── InvalidInputError
-    ├── InvalidTenantIdError
-    ├── InvalidTenantLabelError
-    ├── InvalidLabelSelectorError
-    ├── InvalidWavePlanError
-    ├── InvalidFlywayOptionError
-    ├── OutOfOrderRefusedError
-    ├── RepairRefusedError
-    ├── SchemaFingerprintMismatchError
-    ├── ApprovalNotPendingError
-    ├── UnsafeIdentifierError
-    ├── UnsafeEnvValueError
-    ├── PasswordTooShortError
-    ├── SecretNotFoundError
-    ├── SecretMalformedError
-    ├── SecretBackendError
-    ├── SecretAccessDeniedError
+    │   ├── InvalidTenantIdError
+    │   ├── InvalidTenantLabelError
+    │   ├── InvalidLabelSelectorError
+    │   ├── InvalidWavePlanError
+    │   ├── InvalidFlywayOptionError
+    │   ├── InvalidQuiesceTtlError
+    │   ├── UnsafeIdentifierError
+    │   ├── UnsafeEnvValueError
+    │   └── PasswordTooShortError
+    ├── SecretsError
+    │   ├── SecretNotFoundError
+    │   ├── SecretMalformedError
+    │   ├── SecretBackendError
+    │   └── SecretAccessDeniedError
     ├── TenantSourceError
-    │   └── TenantSourceUnavailableError
-    ├── InvalidQuiesceTtlError
-    ├── QuiesceNotSetError
-    ├── QuiesceBackendError
-    ├── SchemaHistoryUnavailableError
+    │   ├── TenantSourceUnavailableError
+    │   └── WavePlanChangedError
+    ├── QuiesceError
+    │   ├── QuiesceNotSetError
+    │   └── QuiesceBackendError
     ├── AuditSinkError
+    ├── FlywayError
+    │   ├── FlywayReportedFailureError
+    │   ├── FlywayOutputUnparsedError
+    │   └── FlywayTimeoutError
+    ├── SafetyRefusalError
+    │   ├── OutOfOrderRefusedError
+    │   ├── RepairRefusedError
+    │   └── SchemaFingerprintMismatchError
+    ├── SchemaHistoryUnavailableError
     ├── ProvisioningError
-    ├── ProvisioningUnavailableError
-    └── FlywayError
-        ├── FlywayReportedFailureError
-        ├── FlywayOutputUnparsedError
-        └── FlywayTimeoutError
+    │   └── ProvisioningUnavailableError
+    ├── RolloutControlError
+    │   ├── RolloutNotFoundError
+    │   ├── RolloutIdReusedError
+    │   ├── RolloutNotRunningError
+    │   └── ApprovalNotPendingError
+    └── OrchestrationError
+        ├── TemporalUnavailableError
+        ├── WorkerUnavailableError
+        ├── WorkerFailedError
+        ├── WorkerConfigMismatchError
+        ├── MigrationSetMismatchError
+        ├── MigrationStoreError
+        └── IncompatiblePayloadError
 """
 
 from __future__ import annotations
@@ -89,6 +101,7 @@ __all__ = [
     "MigrationSetInvalidError",
     "MigrationSetMismatchError",
     "MigrationStoreError",
+    "OrchestrationError",
     "OutOfOrderRefusedError",
     "PasswordTooShortError",
     "PlaceholderMissingError",
@@ -96,13 +109,16 @@ __all__ = [
     "ProvisioningError",
     "ProvisioningUnavailableError",
     "QuiesceBackendError",
+    "QuiesceError",
     "QuiesceNotSetError",
     "QuiesceStoreMissingError",
     "QuiesceStoreNotWritableError",
     "RepairRefusedError",
+    "RolloutControlError",
     "RolloutIdReusedError",
     "RolloutNotFoundError",
     "RolloutNotRunningError",
+    "SafetyRefusalError",
     "SchemaFingerprintMismatchError",
     "SchemaHistoryUnavailableError",
     "SearchAttributesMissingError",
@@ -110,11 +126,13 @@ __all__ = [
     "SecretBackendError",
     "SecretMalformedError",
     "SecretNotFoundError",
+    "SecretsError",
     "TemporalUnavailableError",
     "TenantSourceError",
     "TenantSourceUnavailableError",
     "UnsafeEnvValueError",
     "UnsafeIdentifierError",
+    "WavePlanChangedError",
     "WorkerConfigMismatchError",
     "WorkerFailedError",
     "WorkerUnavailableError",
@@ -142,6 +160,36 @@ class ConfigurationError(FleetwayError):
     """A setting is missing or invalid; retrying with the same settings cannot help."""
 
     error_type = "configuration_error"
+
+
+class SecretsError(FleetwayError):
+    """A tenant's credentials could not be had: missing, malformed, refused, or the store failed."""
+
+    error_type = "secrets_error"
+
+
+class QuiesceError(FleetwayError):
+    """The quiesce flag could not be read or changed as asked."""
+
+    error_type = "quiesce_error"
+
+
+class SafetyRefusalError(FleetwayError):
+    """A safety rule refused a tenant's run (a hotfix, a repair, an adoption): nothing was changed."""
+
+    error_type = "safety_refusal"
+
+
+class RolloutControlError(FleetwayError):
+    """An operator's action on a rollout was refused: no such rollout, the wrong state, a reused id."""
+
+    error_type = "rollout_control_error"
+
+
+class OrchestrationError(FleetwayError):
+    """Temporal, or a worker configured as the rollout needs, cannot take the work now (or here)."""
+
+    error_type = "orchestration_error"
 
 
 class FlywayInstallMissingError(ConfigurationError):
@@ -207,7 +255,7 @@ class QuiesceStoreNotWritableError(ConfigurationError):
     error_type = "quiesce_store_not_writable"
 
 
-class IncompatiblePayloadError(FleetwayError):
+class IncompatiblePayloadError(OrchestrationError):
     """A payload written by another worker build that this one cannot decode (a rolling deploy).
 
     Deliberately not a Temporal failure: raised while decoding, it fails the workflow task or the
@@ -218,7 +266,7 @@ class IncompatiblePayloadError(FleetwayError):
     retryable = True
 
 
-class MigrationSetMismatchError(FleetwayError):
+class MigrationSetMismatchError(OrchestrationError):
     """This worker cannot run the set a rollout names (its own set differs, no store has it).
 
     Retryable on purpose: a worker that has the set, or this one after its deploy, takes the
@@ -232,14 +280,14 @@ class MigrationSetMismatchError(FleetwayError):
     retry_after_s = 1.0
 
 
-class MigrationStoreError(FleetwayError):
+class MigrationStoreError(OrchestrationError):
     """The migration set store could not be reached, or what it returned failed verification."""
 
     error_type = "migration_store_error"
     retryable = True
 
 
-class WorkerConfigMismatchError(FleetwayError):
+class WorkerConfigMismatchError(OrchestrationError):
     """This worker's tenant source or secret backend differs from the one the rollout pinned.
 
     Retryable at a steady 1 s, like a set mismatch: a worker configured like the rollout's first
@@ -251,20 +299,20 @@ class WorkerConfigMismatchError(FleetwayError):
     retry_after_s = 1.0
 
 
-class TemporalUnavailableError(FleetwayError):
+class TemporalUnavailableError(OrchestrationError):
     """The Temporal frontend could not be reached (refused, unresolvable, TLS failure)."""
 
     error_type = "temporal_unavailable"
     retryable = True
 
 
-class RolloutNotFoundError(FleetwayError):
+class RolloutNotFoundError(RolloutControlError):
     """No rollout (workflow) with this id exists in the namespace."""
 
     error_type = "rollout_not_found"
 
 
-class RolloutIdReusedError(FleetwayError):
+class RolloutIdReusedError(RolloutControlError):
     """A rollout id that already ran (or is running) was given to start a new rollout.
 
     Re-using it would answer for the earlier rollout (every tenant "already run", the rollout
@@ -274,25 +322,25 @@ class RolloutIdReusedError(FleetwayError):
     error_type = "rollout_id_reused"
 
 
-class RolloutNotRunningError(FleetwayError):
+class RolloutNotRunningError(RolloutControlError):
     """The rollout has ended; a command that steers a running rollout has nothing to act on."""
 
     error_type = "rollout_not_running"
 
 
-class WorkerUnavailableError(FleetwayError):
+class WorkerUnavailableError(OrchestrationError):
     """No worker polls the task queue (or none answered in time) for a question only workers answer."""
 
     error_type = "worker_unavailable"
 
 
-class WorkerFailedError(FleetwayError):
+class WorkerFailedError(OrchestrationError):
     """The worker failed again and again, each time soon after it was rebuilt: the process gives up."""
 
     error_type = "worker_failed"
 
 
-class PrerequisiteMissingError(FleetwayError):
+class PrerequisiteMissingError(ConfigurationError):
     """A program fleetway needs (Java, Maven, PostgreSQL binaries) is not installed."""
 
     error_type = "prerequisite_missing"
@@ -304,7 +352,7 @@ class InvalidInputError(FleetwayError, ValueError):
     error_type = "invalid_input"
 
 
-class InvalidTenantIdError(FleetwayError, ValueError):
+class InvalidTenantIdError(InvalidInputError):
     """A tenant id is empty or breaks ``^[A-Za-z0-9_-]{1,128}$`` (after trimming).
 
     Also a ``ValueError``, so a pydantic validator that raises it yields a ``ValidationError``
@@ -314,7 +362,7 @@ class InvalidTenantIdError(FleetwayError, ValueError):
     error_type = "invalid_tenant_id"
 
 
-class InvalidTenantLabelError(FleetwayError, ValueError):
+class InvalidTenantLabelError(InvalidInputError):
     """A tenant label breaks the label rules (key or value alphabet, length, count, a secret-like key).
 
     A ``ValueError`` too, like :class:`InvalidTenantIdError`, so pydantic validators carry it.
@@ -323,13 +371,13 @@ class InvalidTenantLabelError(FleetwayError, ValueError):
     error_type = "invalid_tenant_label"
 
 
-class InvalidLabelSelectorError(FleetwayError, ValueError):
+class InvalidLabelSelectorError(InvalidInputError):
     """A label selector (``tier=internal,region in (eu,us)``) does not parse; nothing was selected."""
 
     error_type = "invalid_label_selector"
 
 
-class InvalidWavePlanError(FleetwayError, ValueError):
+class InvalidWavePlanError(InvalidInputError):
     """A wave plan is malformed, or cannot be applied to the fleet (an id it names is not listed).
 
     Raised before anything is dispatched: a rollout whose plan is wrong runs nothing.
@@ -338,7 +386,7 @@ class InvalidWavePlanError(FleetwayError, ValueError):
     error_type = "invalid_wave_plan"
 
 
-class InvalidFlywayOptionError(FleetwayError, ValueError):
+class InvalidFlywayOptionError(InvalidInputError):
     """A Flyway option of a rollout is malformed: a target, a hotfix version, a placeholder's name or value.
 
     A ``ValueError`` too, so the rollout's input model refuses it before anything is started.
@@ -353,13 +401,13 @@ class PlaceholderMissingError(ConfigurationError):
     error_type = "placeholder_missing"
 
 
-class SchemaFingerprintMismatchError(FleetwayError):
+class SchemaFingerprintMismatchError(SafetyRefusalError):
     """A tenant to adopt (baseline) holds another schema than its reference; nothing was written."""
 
     error_type = "schema_fingerprint_mismatch"
 
 
-class RepairRefusedError(FleetwayError):
+class RepairRefusedError(SafetyRefusalError):
     """Repair was asked with a set that lacks versions the tenant applied; nothing was changed.
 
     Flyway's repair marks an applied version missing from the set as deleted: with the wrong set,
@@ -369,56 +417,56 @@ class RepairRefusedError(FleetwayError):
     error_type = "repair_refused"
 
 
-class OutOfOrderRefusedError(FleetwayError):
+class OutOfOrderRefusedError(SafetyRefusalError):
     """A hotfix would apply more than the one named out-of-order version; nothing was applied."""
 
     error_type = "out_of_order_refused"
 
 
-class ApprovalNotPendingError(FleetwayError):
+class ApprovalNotPendingError(RolloutControlError):
     """``approve``/``reject`` found nothing to decide: no wave waits for a decision (or another does)."""
 
     error_type = "approval_not_pending"
 
 
-class UnsafeIdentifierError(FleetwayError):
+class UnsafeIdentifierError(InvalidInputError):
     """A schema, role or table name breaks the safe SQL identifier pattern; nothing was run."""
 
     error_type = "unsafe_identifier"
 
 
-class UnsafeEnvValueError(FleetwayError):
+class UnsafeEnvValueError(InvalidInputError):
     """A value bound for Flyway's environment holds CR, LF or NUL (header/line injection)."""
 
     error_type = "unsafe_env_value"
 
 
-class PasswordTooShortError(FleetwayError):
+class PasswordTooShortError(InvalidInputError):
     """A non-empty password under 8 bytes: too short to redact from output without false hits."""
 
     error_type = "password_too_short"
 
 
-class SecretNotFoundError(FleetwayError):
+class SecretNotFoundError(SecretsError):
     """The secret store has no entry under the computed name. Retrying will not create it."""
 
     error_type = "secret_not_found"
 
 
-class SecretMalformedError(FleetwayError):
+class SecretMalformedError(SecretsError):
     """A secret payload is not a valid database target. The message never holds the payload."""
 
     error_type = "secret_malformed"
 
 
-class SecretBackendError(FleetwayError):
+class SecretBackendError(SecretsError):
     """The secret store could not be reached or refused the call; often transient."""
 
     error_type = "secret_backend_error"
     retryable = True
 
 
-class SecretAccessDeniedError(FleetwayError):
+class SecretAccessDeniedError(SecretsError):
     """The secret store refused this identity (IAM, Vault policy); retrying with it cannot help."""
 
     error_type = "secret_access_denied"
@@ -428,6 +476,12 @@ class TenantSourceError(FleetwayError):
     """A tenant source failed or answered outside its contract."""
 
     error_type = "tenant_source_error"
+
+
+class WavePlanChangedError(TenantSourceError):
+    """The fleet a wave plan was made from lists differently now: the plan is made again from the start."""
+
+    error_type = "wave_plan_changed"
 
 
 class TenantSourceUnavailableError(TenantSourceError):
@@ -493,20 +547,20 @@ class ProvisioningError(FleetwayError):
     error_type = "provisioning_error"
 
 
-class ProvisioningUnavailableError(FleetwayError):
+class ProvisioningUnavailableError(ProvisioningError):
     """The provisioning database could not be reached; retrying can succeed."""
 
     error_type = "provisioning_unavailable"
     retryable = True
 
 
-class InvalidQuiesceTtlError(FleetwayError):
+class InvalidQuiesceTtlError(InvalidInputError):
     """A quiesce TTL that is negative or not a duration (``--ttl``)."""
 
     error_type = "invalid_quiesce_ttl"
 
 
-class QuiesceNotSetError(FleetwayError):
+class QuiesceNotSetError(QuiesceError):
     """``clear`` found no flag that was ever set or not already cleared."""
 
     error_type = "quiesce_not_set"
@@ -519,7 +573,7 @@ class SchemaHistoryUnavailableError(FleetwayError):
     retryable = True
 
 
-class QuiesceBackendError(FleetwayError):
+class QuiesceBackendError(QuiesceError):
     """The control-plane database could not be reached or refused the statement."""
 
     error_type = "quiesce_backend_error"

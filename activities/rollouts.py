@@ -6,13 +6,14 @@ they live here, below both. Must not: hold a credential or Flyway free text.
 
 from __future__ import annotations
 
+import asyncio
 from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel
 from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowQueryFailedError
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from fleetway.activities.errors import (
     ConfigurationError,
@@ -22,6 +23,7 @@ from fleetway.activities.errors import (
     to_application_error,
 )
 from fleetway.activities.flyway.schema_history import history_marker
+from fleetway.activities.tenants.wave_book import PlanRead, ReadPlanInput
 from fleetway.activities.wire import WIRE_MODEL
 
 __all__ = ["Outcome", "OutcomeSource", "RolloutActivities", "TenantOutcome"]
@@ -131,6 +133,28 @@ class RolloutActivities:
                 ) from None
             result = {"failed_overflow": result.get("tenants") or [], "failed_lost": result.get("lost") or 0}
         return _rerun(rollout_id, result)
+
+    @activity.defn(name="read_wave_plan")
+    async def read_wave_plan(self, request: ReadPlanInput) -> PlanRead:
+        """The plan's summary or one chunk from its holder, waiting (heartbeating) until it is made."""
+        handle = self._client.get_workflow_handle(request.holder)
+        while True:
+            answer: PlanRead = await handle.query("plan", request.index, result_type=PlanRead)
+            if answer.ready:
+                return answer
+            activity.heartbeat()
+            await asyncio.sleep(1.0)
+
+    @activity.defn(name="rollout_is_open")
+    async def rollout_is_open(self, rollout_id: str) -> bool:
+        """Whether the rollout still runs (its wave plan's holder ends when it does not)."""
+        try:
+            status = (await self._client.get_workflow_handle(rollout_id).describe()).status
+        except RPCError as exc:
+            if exc.status is RPCStatusCode.NOT_FOUND:
+                return False
+            raise
+        return status is WorkflowExecutionStatus.RUNNING
 
     @activity.defn(name="history_marker_of")
     async def history_marker_of(self, rollout_id: str) -> str:

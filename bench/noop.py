@@ -32,6 +32,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from bench.actions import count_actions
 from bench.history import releases
 from bench.run import FLEETWAY, Bench, _peak_rss_mb
 from fleetway.activities.fleet.state import ReadFleetInput
@@ -129,15 +130,17 @@ async def noop_benchmark(bench: Bench, size: int, full: int) -> dict[str, Any]:
     async def rollout(name: str, count: int, **fields: Any) -> None:
         bench.settle()
         started = time.monotonic()
+        rollout_id = f"bench-noop-{uuid.uuid4().hex[:8]}"
         result = await client.execute_workflow(
             MigrateAllWorkflow.run,
             MigrateAllInput(
                 parallelism=bench.args.parallelism, drift_check=False, flyway=bench.flyway_options, **fields
             ),
-            id=f"bench-noop-{uuid.uuid4().hex[:8]}",
+            id=rollout_id,
             task_queue=task_queue,
         )
         wall = time.monotonic() - started
+        cost = await count_actions(client, rollout_id)
         phases[name] = {
             "tenants": count,
             "wall_s": round(wall, 2),
@@ -145,8 +148,14 @@ async def noop_benchmark(bench: Bench, size: int, full: int) -> dict[str, Any]:
             "current": result.counts.get(Outcome.CURRENT, 0),
             "flyway_runs": result.total - result.counts.get(Outcome.CURRENT, 0),
             "failures": result.counts.get(Outcome.FAILED, 0),
+            "runs": result.runs,
+            "actions": cost.total,
+            "actions_per_tenant": cost.per(count),
+            "action_kinds": dict(cost.kinds),
         }
-        print(f"  {name:<16} {count:>6} tenants {wall:>8.1f}s", file=sys.stderr)
+        print(
+            f"  {name:<16} {count:>6} tenants {wall:>8.1f}s {cost.per(count)} actions/tenant", file=sys.stderr
+        )
 
     async def read(name: str, **fields: Any) -> None:
         started = time.monotonic()
@@ -224,13 +233,13 @@ def noop_markdown(data: dict[str, Any]) -> str:
         f"parallelism {data['parallelism']}, worker peak RSS {data['worker_peak_rss_mb']} MB; "
         f"set {data['set']} after {', then '.join(data['releases'])}",
         "",
-        "| phase | tenants | wall s | ms/tenant | proven current | Flyway runs |",
-        "|---|---|---|---|---|---|",
+        "| phase | tenants | wall s | ms/tenant | proven current | Flyway runs | actions/tenant | runs |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, p in data["phases"].items():
         lines.append(
             f"| {name} | {p['tenants']} | {p['wall_s']} | {p['ms_per_tenant']} | {p.get('current', '')} "
-            f"| {p.get('flyway_runs', '')} |"
+            f"| {p.get('flyway_runs', '')} | {p.get('actions_per_tenant', '')} | {p.get('runs', '')} |"
         )
     lines += ["", "| figure | value |", "|---|---|"]
     lines += [f"| {k} | {v}× |" for k, v in data["ratios"].items()]

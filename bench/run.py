@@ -45,6 +45,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from bench.actions import count_actions
 from bench.history import history_benchmark, history_markdown
 from fleetway.activities.database_target import DatabaseTarget
 from fleetway.activities.flyway.cli_engine import FlywayRunner
@@ -82,6 +83,8 @@ class Phase:
     worker_cpu_ms: float | None = None  # per tenant: the worker process (Python, Core and its JVM)
     server_cpu_ms: float | None = None  # per tenant: the Temporal dev server
     proven_current: int | None = None  # the default path: tenants its read proved current (no Flyway run)
+    actions_per_tenant: float | None = None  # Temporal actions, counted from the histories (bench/actions.py)
+    action_kinds: dict[str, int] | None = None
 
     @property
     def tenants_per_minute(self) -> float:
@@ -361,6 +364,7 @@ class Bench:
                     if events and all(events):
                         break
                     await asyncio.sleep(0.2)
+                cost = await count_actions(client, rollout_id)
                 phase = Phase(
                     f"fleetway-{engine_name}{suffix}",
                     action.value,
@@ -371,6 +375,8 @@ class Bench:
                     parent_history_events=sorted(events),
                     worker_cpu_ms=cpu_per_tenant[0],
                     server_cpu_ms=cpu_per_tenant[1],
+                    actions_per_tenant=cost.per(len(fleet)),
+                    action_kinds=dict(cost.kinds),
                 )
                 phases.append(phase)
             if Action.VALIDATE in actions and Action.MIGRATE in actions:
@@ -378,6 +384,7 @@ class Bench:
                 # without a Flyway run (the full path above is the engine comparison).
                 self.settle()
                 started = time.monotonic()
+                default_id = f"bench-{engine_name}-default-{uuid.uuid4().hex[:6]}"
                 result = await client.execute_workflow(
                     MigrateAllWorkflow.run,
                     MigrateAllInput(
@@ -388,15 +395,18 @@ class Bench:
                         drift_check=False,
                         flyway=self.flyway_options,
                     ),
-                    id=f"bench-{engine_name}-default-{uuid.uuid4().hex[:6]}",
+                    id=default_id,
                     task_queue=task_queue,
                 )
+                wall = time.monotonic() - started
+                cost = await count_actions(client, default_id)
                 phases.append(
                     Phase(
                         f"fleetway-{engine_name}-default", Action.VALIDATE.value, len(schemas),
-                        time.monotonic() - started, [float(o.duration_ms) for o in result.outcomes],
+                        wall, [float(o.duration_ms) for o in result.outcomes],
                         result.counts.get("failed", 0),  # type: ignore[call-overload]
                         proven_current=result.counts.get("current", 0),  # type: ignore[call-overload]
+                        actions_per_tenant=cost.per(len(schemas)), action_kinds=dict(cost.kinds),
                     )
                 )  # fmt: skip
             rss = _peak_rss_mb(worker.pid)
@@ -526,8 +536,34 @@ def report(bench: Bench, startup: dict[str, float] | None, parallelisms: list[in
         "orchestration_overhead_ms_per_tenant": overhead,
         "fleetway_vs_raw_engine": versus_raw,
         "per_server_dispatch_cost": servers_cost,
+        "temporal_cost": temporal_cost(bench.phases),
         "cli_jvm_startup_median_ms": startup,
     }
+
+
+NAMESPACE_ACTIONS_PER_S = 500  # a Temporal Cloud namespace's starting rate (it scales up on demand)
+PROJECTED_FLEET = 100_000
+
+
+def temporal_cost(phases: list[Phase]) -> dict[str, Any]:
+    """Actions per tenant with work and per current tenant, projected to 100,000 tenants.
+
+    With work: the timed migrate and validate (every tenant runs Flyway); current: the default
+    validate (proven from the tables). "At least": the projected actions at 500 actions/s.
+    """
+    cost: dict[str, Any] = {}
+    for phase in phases:
+        if phase.actions_per_tenant is None:
+            continue
+        kind = "current tenant" if phase.name.endswith("-default") else f"tenant with work ({phase.action})"
+        actions = round(phase.actions_per_tenant * PROJECTED_FLEET)
+        cost[f"{phase.name}: per {kind}"] = {
+            "actions_per_tenant": phase.actions_per_tenant,
+            "projected_actions_100k": actions,
+            "min_wall_s_at_500_per_s": round(actions / NAMESPACE_ACTIONS_PER_S, 1),
+            "kinds": phase.action_kinds,
+        }
+    return cost
 
 
 def markdown(data: dict[str, Any]) -> str:
@@ -557,6 +593,17 @@ def markdown(data: dict[str, Any]) -> str:
     ]
     lines += [f"| {k} (target ≤ 1.25) | {v}× |" for k, v in data["fleetway_vs_raw_engine"].items()]
     lines += [f"| {k} (target ≤ 1.05) | {v}× |" for k, v in data["per_server_dispatch_cost"].items()]
+    cost = data.get("temporal_cost") or {}
+    if cost:
+        lines += [
+            "",
+            "| Temporal actions | per tenant | 100,000 tenants | at least, at 500 actions/s |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {k} | {v['actions_per_tenant']} | {v['projected_actions_100k']:,} | {v['min_wall_s_at_500_per_s']} s |"
+            for k, v in cost.items()
+        ]
     if data["cli_jvm_startup_median_ms"]:
         lines += [f"| CLI run (`info`), {k} | {v} ms |" for k, v in data["cli_jvm_startup_median_ms"].items()]
     return "\n".join(lines) + "\n"

@@ -67,6 +67,12 @@ def test_bench_runs_every_phase_and_writes_its_report(tmp_path: Path) -> None:
         for action in ("migrate", "validate")
     }
     assert all(ratio > 0 for ratio in data["fleetway_vs_raw_engine"].values())
+    # What each rollout cost in Temporal actions, counted from its histories, and the projection.
+    migrate = phases[("fleetway-jvm", "migrate")]
+    assert migrate["action_kinds"]["child start"] == 2 and migrate["actions_per_tenant"] >= 2
+    cost = data["temporal_cost"]["fleetway-jvm: per tenant with work (migrate)"]
+    assert cost["projected_actions_100k"] == round(migrate["actions_per_tenant"] * 100_000)
+    assert "| Temporal actions |" in (tmp_path / "latest.md").read_text()
 
 
 def test_the_noop_bench_on_a_fleets_own_set_proves_every_tenant_current_after_its_releases(
@@ -93,6 +99,8 @@ def test_the_noop_bench_on_a_fleets_own_set_proves_every_tenant_current_after_it
     assert data["releases"] == ["first release", "R__who.sql edited (1)", "R__who.sql edited (2)"]
     assert phases["fast validate"]["current"] == phases["fast migrate"]["current"] == 6
     assert phases["fast migrate"]["flyway_runs"] == 0 and phases["full migrate"]["flyway_runs"] == 2
+    assert "child start" not in phases["fast migrate"]["action_kinds"]  # proven current: no child
+    assert phases["full migrate"]["action_kinds"]["child start"] == 2
     assert (
         phases["fleet read"]["current"] == phases["wait poll"]["current"] == 6
         and data["worker_peak_rss_mb"] > 0

@@ -26,7 +26,7 @@ with workflow.unsafe.imports_passed_through():
 
 __all__ = ["DescribeFleetInput", "DescribeFleetWorkflow", "FleetDescription"]
 
-MAX_LISTED: Final = 50_000  # ~1 MB of ids: well inside a result payload's 2 MB limit
+MAX_LISTED_BYTES: Final = 512 * 1024  # the ids' encoded bytes in the answer (50,000 of 8 characters)
 _SHORT: Final = timedelta(seconds=30)
 
 
@@ -55,6 +55,7 @@ class FleetDescription(BaseModel):
     tenants: list[str] = Field(default_factory=list)
     duplicates: list[str] = Field(default_factory=list)
     pages: int = 0
+    total: int = 0  # every id the source listed (``tenants`` may hold a prefix: ``truncated``)
     truncated: bool = False
     error: str = ""
 
@@ -101,10 +102,22 @@ class DescribeFleetWorkflow:
             return FleetDescription(worker=profile, error=reason)
         except TenantSourceError as exc:
             return FleetDescription(worker=profile, error=f"{exc.error_type}: {exc}")
+        shown = _prefix_within(listing.tenant_ids, MAX_LISTED_BYTES)
         return FleetDescription(
             worker=profile,
-            tenants=listing.tenant_ids[:MAX_LISTED],
-            duplicates=listing.duplicates[:1000],
+            tenants=shown,
+            duplicates=_prefix_within(listing.duplicates, 64 * 1024),
             pages=listing.pages,
-            truncated=len(listing.tenant_ids) > MAX_LISTED,
+            total=len(listing.tenant_ids),
+            truncated=len(shown) < len(listing.tenant_ids),
         )
+
+
+def _prefix_within(ids: list[str], budget: int) -> list[str]:
+    """The longest prefix of ``ids`` whose encoded size is within ``budget`` bytes."""
+    size = 0
+    for count, tenant in enumerate(ids):
+        size += len(tenant) + 3
+        if size > budget:
+            return ids[:count]
+    return ids

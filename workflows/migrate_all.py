@@ -29,7 +29,14 @@ with workflow.unsafe.imports_passed_through():
         WaveDecision,
         WaveProgress,
     )
-    from fleetway.workflows.rollout_calls import audit_decision, next_tenant, quiesce_allows, start_rollout
+    from fleetway.workflows.rollout_calls import (
+        audit_decision,
+        next_tenant,
+        quiesce_allows,
+        read_wave_chunk,
+        release_plan,
+        start_rollout,
+    )
     from fleetway.workflows.rollout_state import Phase, RolloutState
     from fleetway.workflows.server_gate import NOT_NOW, ServerGate
     from fleetway.workflows.tenant_dispatch import run_tenant
@@ -166,6 +173,7 @@ class MigrateAllWorkflow:
             # Wait for every child to confirm: leaving early would let the close policy terminate
             # siblings whose Flyway is still running.
             await workflow.wait_condition(lambda: not self._tasks)
+            await release_plan(state)
             raise
         await workflow.wait_condition(workflow.all_handlers_finished)
         if continue_as_new and state.stop is None:
@@ -175,6 +183,7 @@ class MigrateAllWorkflow:
                     update={"carry": state.carry(), "tenants": [], "migration_set": state.migration_set}
                 )
             )
+        await release_plan(state)
         state.phase = Phase.DONE
         workflow.upsert_search_attributes([OUTCOME_ATTRIBUTE.value_set(state.status().value)])
         workflow.upsert_memo(state.final_memo())
@@ -189,6 +198,10 @@ class MigrateAllWorkflow:
             await workflow.wait_condition(lambda: state.stop is not None or state.can_dispatch())
             if state.stop is not None:
                 return False
+            if workflow.info().is_continue_as_new_suggested() and workflow.patched("can-between-reads"):
+                # A run that mostly reads (tenants proven current dispatch nothing) grows its
+                # history by the reads' answers: it continues as new on the server's suggestion too.
+                return True
             tenant = await next_tenant(state, self._gate)
             if tenant == NOT_NOW:
                 continue  # its servers are busy or held: the window's wait covers them
@@ -246,6 +259,10 @@ class MigrateAllWorkflow:
                 return False
             if state.has_pending():
                 return True
+            if (chunk := waves.unread_chunk()) is not None:
+                if not await read_wave_chunk(state, chunk):
+                    return False
+                continue
             # Everything of this wave is dispatched: wait for it to finish, then close it.
             await workflow.wait_condition(lambda: state.stop is not None or not self._tasks)
             if state.stop is not None:

@@ -27,6 +27,8 @@ with workflow.unsafe.imports_passed_through():
 
 __all__ = [
     "COMPLETIONS_PER_QUERY",
+    "MAX_NAMED_BYTES",
+    "MAX_REQUEST_BYTES",
     "RECENT_COMPLETIONS_KEPT",
     "Completions",
     "MigrateAllInput",
@@ -40,6 +42,11 @@ __all__ = [
 ]
 
 MAX_EXPLICIT_TENANTS: Final = 10000
+# A request travels in every continue-as-new input beside the rollout's state: its named ids (an
+# explicit list, waves' tenants) and the whole of it are bounded in encoded bytes, so that input
+# stays under 1 MiB at any id length. A larger list belongs in a tenant source (a file, an API).
+MAX_NAMED_BYTES: Final = 256 * 1024
+MAX_REQUEST_BYTES: Final = 320 * 1024
 # The live feed of finished tenants (``completions`` query): the latest ones per run, in memory
 # only (never in history or the carry). A follower polling every second at 1,000 tenants/min
 # needs ~17; the slack absorbs a slow or briefly disconnected follower.
@@ -243,6 +250,24 @@ class MigrateAllInput(BaseModel):
             raise InvalidInputError(str(exc)) from None
 
     @model_validator(mode="after")
+    def _bounded(self) -> MigrateAllInput:
+        named = len(self.tenants) + sum(len(w.tenants) for w in self.waves)
+        named_bytes = sum(len(t) + 3 for t in self.tenants) + sum(
+            len(t) + 3 for w in self.waves for t in w.tenants
+        )
+        if named_bytes > MAX_NAMED_BYTES:
+            raise InvalidInputError(
+                f"the rollout names {named} tenants in {named_bytes} bytes; at most {MAX_NAMED_BYTES} bytes "
+                "of ids travel with a rollout: put the list in a tenant source (a file) and select by labels"
+            )
+        size = len(self.model_copy(update={"carry": None}).model_dump_json())
+        if size > MAX_REQUEST_BYTES:
+            raise InvalidInputError(
+                f"the rollout's request is {size} bytes encoded; at most {MAX_REQUEST_BYTES}"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _one_selection(self) -> MigrateAllInput:
         if self.tenants and self.rerun_failed_of:
             raise ValueError("give either tenants or rerun_failed_of, not both")
@@ -302,7 +327,10 @@ class RolloutCarry(BaseModel):
     pinned_quiesce: str = ""
     waves: list[WaveProgress] = Field(default_factory=list)
     wave_index: int = 0
-    wave_pending: list[list[str]] = Field(default_factory=list)
+    wave_pending: list[list[str]] = Field(default_factory=list)  # rollouts planned before the holder
+    plan_holder: str = ""  # the workflow holding the plan's chunks ("": none, or the ids are above)
+    wave_chunks: list[tuple[int, int]] = Field(default_factory=list)  # each wave's (first chunk, count)
+    next_chunk: int = 0  # the current wave's next chunk to read
     parallelism_set: bool = False
     unplanned: int = 0
     screened: int = 0  # the first pending tenants already read and kept by the selection

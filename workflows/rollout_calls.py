@@ -11,7 +11,8 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, FailureError
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError, WorkflowAlreadyStartedError
+from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from fleetway.activities.audit.events import (
@@ -27,14 +28,23 @@ with workflow.unsafe.imports_passed_through():
     from fleetway.activities.quiesce import CheckQuiesceInput, QuiesceActivities
     from fleetway.activities.rollouts import RolloutActivities
     from fleetway.activities.tenants.static import ListTenantsInput, TenantSourceActivities
+    from fleetway.activities.tenants.wave_book import PlanRead, PlanSummary, ReadPlanInput
     from fleetway.activities.tenants.waves import PlanWavesInput, WavePlan, WavePlanActivities
     from fleetway.activities.worker_profile import PinRolloutInput, WorkerProfileActivities
     from fleetway.workflows.activity_failures import by_time, failure_reason, failure_type, reraise_cancel
     from fleetway.workflows.migrate_all_models import WaveDecision
     from fleetway.workflows.rollout_state import Phase, RolloutState
     from fleetway.workflows.server_gate import ServerGate
+    from fleetway.workflows.wave_plan import HoldPlanInput, WavePlanWorkflow, holder_id
 
-__all__ = ["audit_decision", "next_tenant", "quiesce_allows", "start_rollout"]
+__all__ = [
+    "audit_decision",
+    "next_tenant",
+    "quiesce_allows",
+    "read_wave_chunk",
+    "release_plan",
+    "start_rollout",
+]
 
 # A refusal that means "not this worker": the call goes to one configured as the rollout pinned.
 _NOT_THIS_WORKER = WorkerConfigMismatchError.error_type
@@ -119,32 +129,112 @@ async def _pin(state: RolloutState) -> bool:
 
 
 async def _plan(state: RolloutState) -> None:
-    """Split the fleet (or the explicit/rerun list) into the declared waves: one activity."""
+    """Split the fleet (or the explicit/rerun list) into the declared waves.
+
+    Held: a ``WavePlanWorkflow`` makes and keeps the plan; this run keeps its summary and reads a
+    chunk when a wave needs more ids (a plan of 100,000 ids never crosses one payload). Runs
+    recorded before the holder planned with one activity and carried the ids.
+    """
     request = state.request
     state.phase = Phase.PLANNING
     explicit = bool(request.tenants or request.rerun_failed_of)
+    plan_input = PlanWavesInput(
+        waves=request.waves,
+        source=request.tenant_source,
+        pinned=state.source_pin,
+        restrict_to=list(state.pending) if explicit else [],
+    )
+    if workflow.patched("wave-plan-holder"):
+        summary = await _hold_plan(state, plan_input)
+        if summary is None:
+            return
+        state.pending.clear()
+        state.exhausted = True
+        state.waves.plan_held(summary, holder_id(workflow.info().workflow_id))
+        unplanned, sample = summary.unplanned, summary.unplanned_sample
+    else:
+        try:
+            plan: WavePlan = await workflow.execute_activity_method(
+                WavePlanActivities.plan_waves,
+                plan_input,
+                heartbeat_timeout=timedelta(minutes=2),
+                **by_time(request, timedelta(minutes=10)),
+            )
+        except ActivityError as err:
+            reraise_cancel(err)
+            state.fail(f"wave plan failed; nothing dispatched ({failure_reason(err)})")
+            return
+        state.pending.clear()
+        state.exhausted = True
+        state.waves.plan(plan)
+        unplanned, sample = plan.unplanned, plan.unplanned_sample
+    if unplanned:
+        shown = ", ".join(sample[:5]) + (" …" if unplanned > 5 else "")
+        state.warn(f"{unplanned} listed tenants are in no wave and were not run ({shown})")
+
+
+async def _hold_plan(state: RolloutState, plan_input: PlanWavesInput) -> PlanSummary | None:
+    """Start the plan's holder and wait for its summary; None: no plan (the rollout is stopped)."""
+    request, rollout = state.request, workflow.info().workflow_id
     try:
-        plan: WavePlan = await workflow.execute_activity_method(
-            WavePlanActivities.plan_waves,
-            PlanWavesInput(
-                waves=request.waves,
-                source=request.tenant_source,
-                pinned=state.source_pin,
-                restrict_to=list(state.pending) if explicit else [],
-            ),
-            heartbeat_timeout=timedelta(minutes=2),
-            **by_time(request, timedelta(minutes=10)),
+        await workflow.start_child_workflow(
+            WavePlanWorkflow.run,
+            HoldPlanInput(request=plan_input, rollout_id=rollout, retry_budget_s=request.retry_budget_s),
+            id=holder_id(rollout),
+            # It outlives this run: the next runs read from it; the rollout's end releases it.
+            parent_close_policy=ParentClosePolicy.ABANDON,
+        )
+    except WorkflowAlreadyStartedError:
+        state.fail(f"a wave plan holder {holder_id(rollout)!r} already exists; nothing dispatched")
+        return None
+    state.waves.holder = holder_id(rollout)  # from now on, the rollout's end releases it
+    read = await _read_plan(state, -1)
+    if read is None or read.summary is None:
+        return None
+    return read.summary
+
+
+async def read_wave_chunk(state: RolloutState, index: int) -> bool:
+    """Put the current wave's chunk ``index`` in line (read from the holder); False: stopped."""
+    read = await _read_plan(state, index)
+    if read is None:
+        return False
+    if read.chunk is None or read.chunk.wave != state.waves.index:
+        wave = state.waves.current.name
+        state.fail(f"the wave plan's chunk {index} is not wave {wave!r}'s; dispatch stopped")
+        return False
+    state.waves.chunk_read()
+    state.pending.extend(read.chunk.tenants)
+    return True
+
+
+async def _read_plan(state: RolloutState, index: int) -> PlanRead | None:
+    """The holder's answer for ``index`` (-1: the summary); None, the rollout failed, when there is none."""
+    try:
+        read: PlanRead = await workflow.execute_activity_method(
+            RolloutActivities.read_wave_plan,
+            ReadPlanInput(holder=holder_id(workflow.info().workflow_id), index=index),
+            heartbeat_timeout=timedelta(seconds=30),
+            **by_time(state.request, timedelta(minutes=10)),
         )
     except ActivityError as err:
         reraise_cancel(err)
-        state.fail(f"wave plan failed; nothing dispatched ({failure_reason(err)})")
+        state.fail(f"wave plan unavailable; dispatch stopped ({failure_reason(err)})")
+        return None
+    if read.error:
+        state.fail(f"wave plan failed; nothing more dispatched ({read.error})")
+        return None
+    return read
+
+
+async def release_plan(state: RolloutState) -> None:
+    """Tell the plan's holder the rollout is over (it also ends by itself once the rollout is gone)."""
+    if not state.waves.holder:
         return
-    state.pending.clear()
-    state.exhausted = True
-    state.waves.plan(plan)
-    if plan.unplanned:
-        shown = ", ".join(plan.unplanned_sample[:5]) + (" …" if plan.unplanned > 5 else "")
-        state.warn(f"{plan.unplanned} listed tenants are in no wave and were not run ({shown})")
+    try:
+        await workflow.get_external_workflow_handle(state.waves.holder).signal(WavePlanWorkflow.release)
+    except FailureError:
+        workflow.logger.warning("the wave plan holder could not be released; it ends by itself")
 
 
 async def next_tenant(state: RolloutState, gate: ServerGate | None) -> str | None:

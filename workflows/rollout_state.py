@@ -35,12 +35,13 @@ with workflow.unsafe.imports_passed_through():
         WaveDecision,
     )
     from fleetway.workflows.outcome_ledger import OutcomeLedger
-    from fleetway.workflows.server_book import MAX_QUEUED, ServerBook
+    from fleetway.workflows.server_book import ServerBook
     from fleetway.workflows.wave_controller import WaveController
 
 __all__ = ["Phase", "RolloutState"]
 
 _MAX_WARNINGS: Final = 20
+_CARRIED_CURSORS: Final = 1000
 _TWICE: Final = "already run in this rollout (duplicate id)"
 
 
@@ -67,7 +68,8 @@ class RolloutState:
         self.cursor = carry.cursor
         self.exhausted = carry.source_exhausted
         self.pages = carry.pages
-        self.cursor_digests = set(carry.cursor_digests)
+        # In page order (a dict keeps it): the carry keeps the latest ones only (see ``carry``).
+        self.cursor_digests = dict.fromkeys(carry.cursor_digests)
         self.dispatched = carry.dispatched
         self.ledger = OutcomeLedger.from_carry(carry)
         self.recent: deque[TenantOutcome] = deque(maxlen=RECENT_COMPLETIONS_KEPT)
@@ -162,7 +164,7 @@ class RolloutState:
     def _more_to_queue(self) -> bool:
         return (
             self.servers is not None
-            and self.servers.queued() < MAX_QUEUED
+            and self.servers.room() > 0
             and (bool(self.pending) or not self.exhausted)
         )
 
@@ -179,7 +181,7 @@ class RolloutState:
         if self.pending or self.exhausted:
             return False
         # Per server: list ahead (up to a bound) so every server with work has its turn.
-        return self.servers is None or self.servers.queued() < MAX_QUEUED
+        return self.servers is None or self.servers.room() > 0
 
     def accept_page(self, tenant_ids: list[str], next_cursor: str | None) -> bool:
         """Take a page of the tenant source; False (and failed) when the source broke its paging."""
@@ -199,7 +201,7 @@ class RolloutState:
             # A source that breaks its paging contract is not trusted with the rest of its list.
             self.fail(f"tenant source {problem}; dispatch stopped")
             return False
-        self.cursor_digests.add(digest)
+        self.cursor_digests[digest] = None
         return True
 
     # ---- screening: the tables read before dispatch (issue 25) --------------------------------
@@ -233,7 +235,7 @@ class RolloutState:
         """The pending tenants ready for their server keys, taken out of the line (read ones only)."""
         if self.servers is None:
             return []
-        if MAX_QUEUED - self.servers.queued() < MAX_SCREENED and self.servers.pickable():
+        if self.servers.room() < MAX_SCREENED and self.servers.pickable():
             # Refill in whole chunks: topping up one tenant per dispatch cost an activity each.
             return []
         screens = self.screening and (self.fast_path() or self.selecting())
@@ -242,7 +244,7 @@ class RolloutState:
             min(
                 self.screened if screens else len(self.pending),
                 MAX_SCREENED,
-                MAX_QUEUED - self.servers.queued(),
+                self.servers.room(),
             ),
         )
         self.screened -= count if screens else 0
@@ -421,7 +423,7 @@ class RolloutState:
             failed=self.ledger.failed[-100:],
             parallelism=self.window(),
             paused=self.paused,
-            source_exhausted=self.exhausted and not self.has_pending() and not self.waves.unopened,
+            source_exhausted=self.exhausted and not self.has_pending() and not self.waves.ids_left(),
             run=self.runs,
             history_marker=self.marker,
             migration_set=self.migration_set,
@@ -458,7 +460,8 @@ class RolloutState:
             cursor=self.cursor,
             source_exhausted=self.exhausted,
             pages=self.pages,
-            cursor_digests=sorted(self.cursor_digests),
+            # A cycle longer than this many pages is still ended by MAX_PAGES; 16 KiB at most.
+            cursor_digests=list(self.cursor_digests)[-_CARRIED_CURSORS:],
             dispatched=self.dispatched,
             counts=dict(ledger.counts),
             outcomes=ledger.outcomes,
@@ -477,6 +480,9 @@ class RolloutState:
             waves=self.waves.waves,
             wave_index=self.waves.index,
             wave_pending=list(self.waves.unopened),
+            plan_holder=self.waves.holder,
+            wave_chunks=self.waves.chunk_ranges,
+            next_chunk=self.waves.next_chunk,
             parallelism_set=self.parallelism_set,
             unplanned=self.waves.unplanned,
             screened=self.screened + (len(queued) if screens else 0),

@@ -25,6 +25,9 @@ with workflow.unsafe.imports_passed_through():
 __all__ = ["MAX_QUEUED", "UNKNOWN_SERVER", "ServerBook"]
 
 MAX_QUEUED: Final = 2000  # tenants listed ahead into the server queues (the fairness horizon)
+# ... and their ids' encoded bytes, checked before each refill of up to a page: the queues cross
+# continue-as-new in the carry, ~200 KiB at most whatever the ids' length.
+MAX_QUEUED_BYTES: Final = 64 * 1024
 UNKNOWN_SERVER: Final = ""  # a tenant whose secret did not resolve: no budget, no check
 
 
@@ -41,6 +44,7 @@ class ServerBook:
         self._busy: Counter[str] = Counter()
         self._checked: dict[str, float] = {}  # when a server was last found fit
         self._queued = 0
+        self._queued_bytes = 0
         self.holds_started: Counter[str] = Counter()  # numbers each hold's audit event
 
     # ---- queues ---------------------------------------------------------------------------------
@@ -48,6 +52,14 @@ class ServerBook:
     def queued(self) -> int:
         """Tenants waiting in the server queues."""
         return self._queued
+
+    def room(self) -> int:
+        """How many more tenants may be queued now (0 once the queues hold their bytes' worth)."""
+        return 0 if self._queued_bytes >= MAX_QUEUED_BYTES else max(0, MAX_QUEUED - self._queued)
+
+    def _count(self, tenant: str, sign: int) -> None:
+        self._queued += sign
+        self._queued_bytes += sign * (len(tenant) + 3)  # encoded: quotes and a comma
 
     def server_of(self, tenant: str) -> str | None:
         """The server key of a queued, picked or running tenant (None: not in the book)."""
@@ -60,7 +72,7 @@ class ServerBook:
             self._queues[server] = deque()
             self._ring.append(server)
         self._queues[server].append(tenant)
-        self._queued += 1
+        self._count(tenant, 1)
 
     def put_back(self, tenant: str) -> None:
         """A picked tenant that was not dispatched goes first in its server's queue again."""
@@ -71,7 +83,7 @@ class ServerBook:
             self._queues[server] = deque()
         self._ring.appendleft(server)  # it keeps the turn it was picked in
         self._queues[server].appendleft(tenant)
-        self._queued += 1
+        self._count(tenant, 1)
 
     def may_take(self, server: str) -> bool:
         """Not on hold, and under the per-server budget."""
@@ -90,7 +102,7 @@ class ServerBook:
             if self.may_take(server):
                 queue = self._queues[server]
                 tenant = queue.popleft()
-                self._queued -= 1
+                self._count(tenant, -1)
                 del self._ring[i]
                 if queue:
                     self._ring.append(server)
@@ -107,7 +119,7 @@ class ServerBook:
             order.extend(self._queues.pop(server))
         for tenant in order:
             del self._keys[tenant]
-        self._queued = 0
+        self._queued = self._queued_bytes = 0
         return order
 
     # ---- in flight ------------------------------------------------------------------------------

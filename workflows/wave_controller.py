@@ -15,6 +15,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from fleetway.activities.audit.events import UNSPECIFIED_PRINCIPAL, AuditEventType
     from fleetway.activities.rollouts import Outcome, TenantOutcome
+    from fleetway.activities.tenants.wave_book import PlanSummary
     from fleetway.activities.tenants.waves import WavePlan, WaveSpec
     from fleetway.workflows.migrate_all_models import RolloutCarry, WaveDecision, WaveProgress, WaveState
 
@@ -32,6 +33,10 @@ class WaveController:
         self.index = carry.wave_index
         self.unopened: deque[list[str]] = deque(carry.wave_pending)
         self.unplanned = carry.unplanned
+        # With a holder, the ids stay in it: each wave's chunk range, and the next one to read.
+        self.holder = carry.plan_holder
+        self.chunk_ranges: list[tuple[int, int]] = list(carry.wave_chunks)
+        self.next_chunk = carry.next_chunk
         self.decision: Decision | None = None
         self.deciding = False  # a decision is being acted on (its audit in flight)
         self.halted = ""
@@ -55,6 +60,37 @@ class WaveController:
             for s, p in zip(self.specs, plan.waves, strict=True)
         ]
         self.unplanned = plan.unplanned
+
+    def plan_held(self, summary: PlanSummary, holder: str) -> None:
+        """Take the plan's summary; the ids stay in ``holder``, read a chunk at a time."""
+        self.holder = holder
+        self.unopened = deque()
+        self.chunk_ranges = [(w.first_chunk, w.chunks) for w in summary.waves]
+        self.waves = [
+            WaveProgress(
+                name=s.name, selection=s.selection(), planned=w.planned, gate=s.gate, bake_s=s.bake_s
+            )
+            for s, w in zip(self.specs, summary.waves, strict=True)
+        ]
+        self.unplanned = summary.unplanned
+
+    def unread_chunk(self) -> int | None:
+        """The current (open) wave's next chunk to read from the holder; None: all read, or no holder."""
+        if not self.holder or self.current.state is not WaveState.RUNNING:
+            return None
+        first, count = self.chunk_ranges[self.index]
+        return self.next_chunk if self.next_chunk < first + count else None
+
+    def ids_left(self) -> bool:
+        """Some wave's ids are not in the line yet (an unopened wave, or an unread chunk)."""
+        if not self.holder:
+            return bool(self.unopened)
+        unopened = any(w.state in (WaveState.PENDING, WaveState.AWAITING_APPROVAL) for w in self.waves)
+        return unopened or self.unread_chunk() is not None
+
+    def chunk_read(self) -> None:
+        """The current wave's next chunk is in the line."""
+        self.next_chunk += 1
 
     def _set(self, index: int | None = None, **changes: object) -> None:
         at = self.index if index is None else index
@@ -93,8 +129,11 @@ class WaveController:
         self._set(state=WaveState.AWAITING_APPROVAL)
 
     def open(self) -> list[str]:
-        """Open the current wave: its ids for dispatch, its state RUNNING."""
+        """Open the current wave: its ids for dispatch (none yet when a holder has them), RUNNING."""
         self._set(state=WaveState.RUNNING)
+        if self.holder:
+            self.next_chunk = self.chunk_ranges[self.index][0]
+            return []
         return self.unopened.popleft()
 
     def dispatched(self) -> None:

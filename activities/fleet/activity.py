@@ -20,7 +20,14 @@ from fleetway.activities.database_target import DatabaseTarget, Vendor
 from fleetway.activities.errors import ConfigurationError, FleetwayError, to_application_error
 from fleetway.activities.fleet.report import FleetReport, FleetTally
 from fleetway.activities.fleet.selection import check_where, selects
-from fleetway.activities.fleet.state import LISTED, ReadFleetInput, ReadStatesInput, TenantState, TenantStates
+from fleetway.activities.fleet.state import (
+    LISTED,
+    ReadFleetInput,
+    ReadStatesInput,
+    TenantState,
+    TenantStates,
+    within_budget,
+)
 from fleetway.activities.fleet.verdict import judge
 from fleetway.activities.flyway.checksums import (
     NOOP_MIGRATE_CALLBACKS,
@@ -175,11 +182,11 @@ class FleetStateActivities:
                 for chosen, s in zip(selected, states, strict=True)
             ]
         read_at = states[0].read_at if states else datetime.now(UTC).isoformat(timespec="seconds")
-        return TenantStates(
+        return within_budget(TenantStates(
             read_at=read_at, migration_set=digest, states=states, selected=selected,
             migrate_callbacks=migrations.callbacks_on(NOOP_MIGRATE_CALLBACKS)[:LISTED],
             validate_callbacks=migrations.callbacks_on(VALIDATE_CALLBACKS)[:LISTED],
-        )  # fmt: skip
+        ))  # fmt: skip
 
     @activity.defn(name="read_fleet")
     async def read_fleet(self, request: ReadFleetInput) -> FleetReport:

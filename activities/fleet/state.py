@@ -22,10 +22,12 @@ __all__ = [
     "ReadStatesInput",
     "TenantState",
     "TenantStates",
+    "within_budget",
 ]
 
 LISTED: Final = 20  # versions named per list; the counts cover the rest
 MAX_SCREENED: Final = 1000  # tenants per read_tenant_states call (one page)
+SCREEN_BUDGET: Final = 768 * 1024  # a page's answer, encoded (see ``within_budget``)
 
 
 class FleetState(StrEnum):
@@ -149,6 +151,27 @@ class TenantStates(BaseModel):
     selected: list[bool] = Field(default_factory=list)
     migrate_callbacks: list[str] = Field(default_factory=list)
     validate_callbacks: list[str] = Field(default_factory=list)
+
+
+def within_budget(page: TenantStates, budget: int = SCREEN_BUDGET) -> TenantStates:
+    """The page within ``budget`` encoded bytes: fewer names per list (three, then one).
+
+    The verdicts, the pending count and each list's emptiness (what the rollout decides on, and
+    the one-word state) stay; names go only on pages of unusually long ids, versions or descriptions.
+    """
+    cut = page
+    for keep in (3, 1):
+        if len(cut.model_dump_json()) <= budget:
+            break
+        cut = page.model_copy(update={"states": [_cut(s, keep) for s in page.states]})
+    return cut
+
+
+def _cut(state: TenantState, keep: int) -> TenantState:
+    lists = ("pending", "failed", "tampered", "ahead", "outdated", "ignored")
+    update: dict[str, object] = {name: getattr(state, name)[:keep] for name in lists}
+    update["unknown"] = state.unknown[: 60 * keep]
+    return state.model_copy(update=update)
 
 
 class ReadFleetInput(BaseModel):

@@ -4,11 +4,12 @@ A rollout may declare ordered waves. Each selects tenants by a label selector, b
 a count or a percentage of what remains, or takes "the rest"; a tenant belongs to the first wave
 that selects it, exactly once. Count and percent take the remaining tenants in source order.
 
-The plan is made once, at the rollout's start, by one activity that walks the tenant source on
-the worker (labels never enter workflow history) and returns each wave's ids: a snapshot. The
-rollout then runs exactly that plan (``--dry-run`` prints it), across crashes and continue-as-new,
-whatever the source lists later. Chosen over re-paging the source per wave, which would hold no
-ids in history but lets a count or percentage wave shift when the source changes mid-rollout.
+The plan is made once, at the rollout's start, on a worker that walks the tenant source (labels
+never enter workflow history): each wave's ids, a snapshot. The rollout then runs exactly that plan
+(``--dry-run`` prints it), across crashes and continue-as-new, whatever the source lists later.
+Chosen over re-paging the source per wave, which would hold no ids in history but lets a count or
+percentage wave shift when the source changes mid-rollout. ``wave_book.py`` hands the plan out in
+chunks bounded in bytes; ``plan_waves`` here answers whole (``--dry-run``, older rollouts).
 
 The models are plain JSON on the wire; a pipeline can write a plan by hand. Pure except for the
 activity at the bottom.
@@ -52,9 +53,9 @@ __all__ = [
 ]
 
 MAX_WAVES: Final = 20
-# The plan travels as one activity result and in the rollout's continue-as-new carry: ids only,
-# ~15-30 bytes each, so 50,000 tenants stay well under Temporal's 2 MB payload limit.
-MAX_PLANNED_TENANTS: Final = 50_000
+# The largest fleet a ring rollout plans. The plan travels in chunks bounded in bytes
+# (``wave_book.py``) and is held by its own workflow, ~13 MB of history at 128-character ids.
+MAX_PLANNED_TENANTS: Final = 100_000
 MAX_BAKE_S: Final = 30 * 86400
 WAVE_NAME_PATTERN: Final = re.compile(r"[a-z0-9][a-z0-9_.-]{0,39}")
 
@@ -262,7 +263,7 @@ class WavePlanActivities:
     def __init__(self, sources: Mapping[str, TenantLister]) -> None:
         self._sources = dict(sources)
 
-    async def _fleet(self, request: PlanWavesInput) -> dict[str, dict[str, str]]:
+    async def fleet(self, request: PlanWavesInput) -> dict[str, dict[str, str]]:
         """The fleet to plan: id → labels, in order (the source's, or ``restrict_to``'s)."""
         needs_labels = any(w.labels for w in request.waves)
         if request.restrict_to and not needs_labels:
@@ -283,6 +284,6 @@ class WavePlanActivities:
     async def plan_waves(self, request: PlanWavesInput) -> WavePlan:
         """List the fleet on the worker and return each wave's tenants (ids only, no labels)."""
         try:
-            return plan_waves(request.waves, await self._fleet(request))
+            return plan_waves(request.waves, await self.fleet(request))
         except FleetwayError as exc:
             raise to_application_error(exc) from None

@@ -26,13 +26,16 @@ from fleetway.activities.flyway.output import FlywayOutcome
 from fleetway.activities.flyway.schema_history import HistorySummary, ReadHistoryInput
 from fleetway.activities.postgres.provisioning import CleanupInput, SchemaStep, SeedInput, TenantRoles
 from fleetway.activities.quiesce import CheckQuiesceInput, QuiesceStatus
+from fleetway.activities.rollouts import RolloutActivities
 from fleetway.activities.servers.models import CheckServerInput, HealthState, ServerHealth, ServerKeysInput
 from fleetway.activities.tenants.static import ListTenantsInput, TenantPage
+from fleetway.activities.tenants.wave_book import PlanChunk, PlanChunkInput, PlanSummary, chunk_plan
 from fleetway.activities.tenants.waves import PlannedWave, PlanWavesInput, WavePlan
 from fleetway.activities.worker_profile import PinRolloutInput, RolloutPin
 from fleetway.workflows.migrate_all import MigrateAllWorkflow
 from fleetway.workflows.provision_tenant import ProvisionTenantWorkflow
 from fleetway.workflows.tenant_migration import TenantMigrationWorkflow, TenantToolboxWorkflow
+from fleetway.workflows.wave_plan import WavePlanWorkflow
 
 SET = "sha256:" + "0" * 64
 WAIT = 30.0
@@ -56,6 +59,7 @@ class Scripted:
         self.states: dict[str, TenantState] = {}
         self.callbacks: list[str] = []  # the set's every-run SQL callbacks, as the read reports them
         self.screens: list[ReadStatesInput] = []
+        self.plan_chunks: list[PlanChunk] = []
         # Each tenant's server key (absent: unknown, never checked) and each server's next checks'
         # verdicts in order (none left: fit); ``checks`` records every check's server.
         self.server_of: dict[str, str] = {}
@@ -100,6 +104,24 @@ class Scripted:
             waves=[PlannedWave(name=w.name, tenants=list(w.tenants or self.tenants)) for w in request.waves],
             listed=len(self.tenants),
         )
+
+    @activity.defn(name="plan_wave_summary")
+    async def plan_wave_summary(self, request: PlanWavesInput) -> PlanSummary:
+        """The same plan as ``plan_waves`` (and the same step name), handed to the holder in chunks."""
+        await self._step("plan_waves")
+        summary, self.plan_chunks = chunk_plan(
+            WavePlan(
+                waves=[
+                    PlannedWave(name=w.name, tenants=list(w.tenants or self.tenants)) for w in request.waves
+                ],
+                listed=len(self.tenants),
+            )
+        )
+        return summary
+
+    @activity.defn(name="plan_wave_chunk")
+    async def plan_wave_chunk(self, request: PlanChunkInput) -> PlanChunk:
+        return self.plan_chunks[request.index]
 
     @activity.defn(name="list_tenants_page")
     async def list_tenants_page(self, request: ListTenantsInput) -> TenantPage:
@@ -186,7 +208,8 @@ class Scripted:
 
     def all(self) -> list[Callable[..., Any]]:
         return [
-            self.pin_rollout, self.failed_tenants_of, self.plan_waves, self.list_tenants_page,
+            self.pin_rollout, self.failed_tenants_of, self.plan_waves, self.plan_wave_summary,
+            self.plan_wave_chunk, self.list_tenants_page,
             self.check_quiesce, self.emit_audit, self.run_flyway, self.run_flyway_with_options,
             self.read_schema_history, self.read_tenant_states, self.server_keys, self.check_server,
             self.create_schema, self.create_roles, self.seed, self.cleanup,
@@ -204,7 +227,13 @@ async def scripted_worker(client: Client, script: Scripted) -> AsyncIterator[str
             TenantMigrationWorkflow,
             TenantToolboxWorkflow,
             ProvisionTenantWorkflow,
+            WavePlanWorkflow,
         ],
-        activities=script.all(),
+        # The plan's reads go through the real client to the real holder workflow.
+        activities=[
+            *script.all(),
+            RolloutActivities(client).read_wave_plan,
+            RolloutActivities(client).rollout_is_open,
+        ],
     ):
         yield task_queue

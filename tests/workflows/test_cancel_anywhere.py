@@ -32,6 +32,7 @@ from fleetway.workflows.migrate_all_models import (
     WaveState,
 )
 from fleetway.workflows.provision_tenant import ProvisionRequest, ProvisionTenantWorkflow
+from fleetway.workflows.wave_plan import holder_id
 from tests.workflows.scripted import SET, WAIT, Scripted, scripted_worker
 
 pytestmark = pytest.mark.fast
@@ -80,6 +81,9 @@ async def test_rollout_ends_canceled_when_cancelled_during_a_start_activity(
         )
         await asyncio.wait_for(script.started[blocked].wait(), WAIT)
         await _cancelled(handle)
+        if blocked == "plan_waves":  # the plan's holder stops planning and ends with the rollout
+            holder = client.get_workflow_handle(holder_id(handle.id))
+            assert await asyncio.wait_for(holder.result(), WAIT) == "released while planning"
     assert not [c for c in script.calls if c.startswith("run_flyway")]  # nothing dispatched after it
 
 

@@ -4,20 +4,25 @@ from __future__ import annotations
 
 from typing import Any
 
+from fleetway.activities.fleet.state import MAX_SCREENED
 from fleetway.activities.flyway.output import Action, ErrorClass
 from fleetway.activities.rollouts import Outcome, TenantOutcome
+from fleetway.activities.servers.models import HoldKind, ServerHold
+from fleetway.activities.tenants.waves import WaveSpec
 from fleetway.worker.config.client import DATA_CONVERTER
 from fleetway.workflows.drift import DriftKind, summarize
 from fleetway.workflows.migrate_all_models import (
+    MAX_NAMED_BYTES,
     MigrateAllInput,
     MigrateAllResult,
     RolloutCarry,
     RolloutStatus,
 )
 from fleetway.workflows.outcome_ledger import OutcomeLedger
+from fleetway.workflows.server_book import MAX_QUEUED_BYTES
 
-# The server refuses a payload above this (history's blob size error limit).
-PAYLOAD_LIMIT = 2 * 1024 * 1024
+# The server refuses a payload above 2 MiB; fleetway keeps every payload under 1 MiB.
+PAYLOAD_LIMIT = 1024 * 1024
 
 
 def _payload_bytes(value: Any) -> int:
@@ -72,11 +77,18 @@ def _result(ledger: OutcomeLedger, action: Action = Action.MIGRATE) -> MigrateAl
 
 
 def _carry(ledger: OutcomeLedger) -> RolloutCarry:
-    """The largest carry: a full page of max-length ids pending and 10,000 cursor digests."""
+    """The largest carry: the longest line of max-length ids (a page, and the server queues at
+    their byte bound), the carried cursor digests, 20 held servers, every warning."""
+    holds = [
+        ServerHold(server=f"{'h' * 250}:{5432 + i}", kind=HoldKind.PARKED, since="2026-12-06T00:00:00+00:00",
+                   since_s=1.0, why="w" * 300)
+        for i in range(20)
+    ]  # fmt: skip
     return RolloutCarry(
-        pending=["p" * 128] * 1000,
+        pending=["p" * 128] * (1000 + (MAX_QUEUED_BYTES // 131) + MAX_SCREENED),
         cursor="c" * 4096,
-        cursor_digests=[f"{i:016x}" for i in range(10_000)],
+        cursor_digests=[f"{i:016x}" for i in range(1000)],
+        holds=holds,
         counts=dict(ledger.counts),
         outcomes=ledger.outcomes,
         dropped_outcomes=ledger.dropped,
@@ -96,7 +108,10 @@ def test_ten_thousand_worst_case_failures_stay_under_the_payload_limit_and_are_a
 
     result = _result(ledger, Action.VALIDATE)
     assert _payload_bytes(result) < PAYLOAD_LIMIT
-    request = MigrateAllInput(action=Action.VALIDATE, carry=_carry(ledger))
+    # The request names as many ids as it may (in its waves: they travel in every carry).
+    named = [f"{i:06d}".ljust(128, "n") for i in range(MAX_NAMED_BYTES // 131)]
+    waves = [WaveSpec(name=f"w{i}", tenants=named[i::20]) for i in range(20)]
+    request = MigrateAllInput(action=Action.VALIDATE, waves=waves, carry=_carry(ledger))
     assert _payload_bytes(request) < PAYLOAD_LIMIT
 
     # Every failure is counted, and each is kept in detail, named, or counted as lost: none vanishes.

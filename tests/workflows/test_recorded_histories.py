@@ -40,13 +40,14 @@ from fleetway.workflows.migrate_all import MigrateAllWorkflow
 from fleetway.workflows.migrate_all_models import MigrateAllInput, WaveDecision, WaveState
 from fleetway.workflows.provision_tenant import DeprovisionTenantWorkflow, ProvisionTenantWorkflow
 from fleetway.workflows.tenant_migration import TenantMigrationWorkflow
+from fleetway.workflows.wave_plan import WavePlanWorkflow, holder_id
 from tests.fleet import make_fleet
 from tests.support import copy_migrations
 from tests.workflows.test_provisioning import Harness, tenant_id
 
 HISTORIES = PROJECT_ROOT / "tests" / "histories"
 _WORKFLOWS = [MigrateAllWorkflow, TenantMigrationWorkflow, DescribeFleetWorkflow, ProvisionTenantWorkflow,
-              DeprovisionTenantWorkflow]  # fmt: skip
+              DeprovisionTenantWorkflow, WavePlanWorkflow]  # fmt: skip
 _RECORD = os.environ.get("FLEETWAY_RECORD_HISTORIES") == "1"
 
 
@@ -92,7 +93,7 @@ def test_the_committed_histories_cover_every_workflow_and_scenario() -> None:
         "migrate-failure-continue-as-new-parent", "migrate-failure-continue-as-new-child-succeeded",
         "migrate-failure-continue-as-new-child-failed", "cancel-parent", "cancel-child",
         "validate-drift-parent", "validate-drift-child", "rerun-failed-parent", "provision", "describe-fleet",
-        "ring-waves-parent",
+        "ring-waves-parent", "ring-waves-held-parent", "wave-plan-holder",
     }  # fmt: skip
 
 
@@ -220,5 +221,8 @@ async def test_record_ring_rollout_histories(
             await asyncio.sleep(0.1)
         await handle.execute_update(MigrateAllWorkflow.approve, WaveDecision(principal="recorder"))
         await handle.result()
+        # Since the plan's holder (``wave-plan-holder`` patch): new names; the older files stay, as
+        # the runs still open that were planned by one activity.
         for n, run in enumerate(await _runs(client, handle.id)):
-            _save(f"ring-waves-parent-{n}", run)
+            _save(f"ring-waves-held-parent-{n}", run)
+        _save("wave-plan-holder-0", await client.get_workflow_handle(holder_id(handle.id)).fetch_history())

@@ -632,7 +632,11 @@ def list_tenants(
             if fleet.error:
                 raise TenantSourceError(f"the worker could not list its tenant source: {fleet.error}")
             if fleet.truncated:
-                stderr.print(f"warning: only the first {len(fleet.tenants)} tenants are shown", markup=False)
+                stderr.print(
+                    f"warning: only the first {len(fleet.tenants)} of {fleet.total} tenants are shown "
+                    "(one answer's bytes); --local lists them all",
+                    markup=False,
+                )
             listing = TenantListing(tenant_ids=fleet.tenants, duplicates=fleet.duplicates, pages=fleet.pages)
         if listing.duplicates:
             shown = ", ".join(sorted(set(listing.duplicates))[:20])

@@ -30,6 +30,7 @@ from fleetway.activities.secrets.providers import SecretsProvider
 from fleetway.activities.servers.activity import ServerActivities
 from fleetway.activities.tenants.label_lookup import LabelLookup
 from fleetway.activities.tenants.static import TenantLister, TenantSourceActivities
+from fleetway.activities.tenants.wave_book import WaveBookActivities
 from fleetway.activities.tenants.waves import WavePlanActivities
 from fleetway.activities.worker_profile import WorkerProfile, WorkerProfileActivities
 from fleetway.worker.config.backends import (
@@ -49,6 +50,7 @@ from fleetway.workflows.fleet_state import FleetStateWorkflow
 from fleetway.workflows.migrate_all import MigrateAllWorkflow
 from fleetway.workflows.provision_tenant import DeprovisionTenantWorkflow, ProvisionTenantWorkflow
 from fleetway.workflows.tenant_migration import TenantMigrationWorkflow, TenantToolboxWorkflow
+from fleetway.workflows.wave_plan import WavePlanWorkflow
 
 __all__ = ["build_worker", "run_worker"]
 
@@ -113,6 +115,7 @@ def build_worker(
     history = SchemaHistoryActivities(secrets)
     sources = TenantSourceActivities(tenant_sources)
     plans = WavePlanActivities(tenant_sources)
+    book = WaveBookActivities(plans)
     task_queue = settings.effective_temporal().task_queue
     profile = WorkerProfile(
         task_queue=task_queue,
@@ -140,6 +143,7 @@ def build_worker(
             TenantToolboxWorkflow,
             ProvisionTenantWorkflow,
             DeprovisionTenantWorkflow,
+            WavePlanWorkflow,
         ],
         activities=[
             flyway.run_flyway,
@@ -147,10 +151,14 @@ def build_worker(
             history.read_schema_history,
             sources.list_tenants_page,
             plans.plan_waves,
+            book.plan_wave_summary,
+            book.plan_wave_chunk,
             quiesce_activities.check_quiesce,
             audit.emit_audit,
             rollouts.failed_tenants_of,
             rollouts.history_marker_of,
+            rollouts.read_wave_plan,
+            rollouts.rollout_is_open,
             fleet.read_tenant_states,
             fleet.read_fleet,
             servers.server_keys,
