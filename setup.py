@@ -11,11 +11,14 @@ the built wheel.
 from setuptools import find_packages, setup
 
 ROOMS = ("activities", "workflows", "worker")
-FOUND = find_packages(include=[*ROOMS, *(f"{room}.*" for room in ROOMS)])
+# The root package ``fleetway`` (the public API, ``from fleetway import ...``) is the one folder
+# ``worker/public/``; it is not also ``fleetway.worker.public``.
+PUBLIC = "worker/public"
+FOUND = find_packages(include=[*ROOMS, *(f"{room}.*" for room in ROOMS)], exclude=["worker.public"])
 
 setup(
-    packages=[f"fleetway.{name}" for name in FOUND],
-    package_dir={f"fleetway.{room}": room for room in ROOMS},
+    packages=["fleetway", *(f"fleetway.{name}" for name in FOUND)],
+    package_dir={"fleetway": PUBLIC, **{f"fleetway.{room}": room for room in ROOMS}},
     # What the installed tool reads at run time: the pinned Flyway jar set (`fleetway flyway install`).
     package_data={"fleetway.worker.flyway": ["pom.xml"]},
 )

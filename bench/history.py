@@ -23,9 +23,9 @@ from temporalio.client import Client
 
 from fleetway.activities.flyway.output import Action
 from fleetway.activities.rollouts import Outcome
+from fleetway.worker.client.connection import FleetwayClient
 from fleetway.worker.config.client import connect
 from fleetway.worker.config.settings import TemporalConfig
-from fleetway.workflows.migrate_all import MigrateAllWorkflow
 from fleetway.workflows.migrate_all_models import MigrateAllInput
 
 if TYPE_CHECKING:
@@ -60,8 +60,7 @@ async def _rollout(
     """One timed rollout over ``tenants``: its wall time and how many tenants were proven current."""
     bench.settle()
     started = time.monotonic()
-    result = await client.execute_workflow(
-        MigrateAllWorkflow.run,
+    result = await FleetwayClient(client, task_queue).run(
         MigrateAllInput(
             tenants=tenants,
             parallelism=bench.args.parallelism,
@@ -70,8 +69,7 @@ async def _rollout(
             flyway=bench.flyway_options,
             **fields,
         ),
-        id=f"bench-history-{uuid.uuid4().hex[:8]}",
-        task_queue=task_queue,
+        rollout_id=f"bench-history-{uuid.uuid4().hex[:8]}",
     )
     return {
         "tenants": len(tenants),

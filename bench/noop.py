@@ -46,10 +46,9 @@ from fleetway.activities.flyway.cli_engine import FlywayRunner
 from fleetway.activities.flyway.contract import FlywaySettings, placeholder_values
 from fleetway.activities.flyway.output import Action
 from fleetway.activities.rollouts import Outcome
+from fleetway.worker.client.connection import FleetwayClient
 from fleetway.worker.config.client import connect
 from fleetway.worker.config.settings import TemporalConfig
-from fleetway.workflows.fleet_state import FleetStateWorkflow
-from fleetway.workflows.migrate_all import MigrateAllWorkflow
 from fleetway.workflows.migrate_all_models import MigrateAllInput
 
 __all__ = ["noop_benchmark"]
@@ -131,13 +130,11 @@ async def noop_benchmark(bench: Bench, size: int, full: int) -> dict[str, Any]:
         bench.settle()
         started = time.monotonic()
         rollout_id = f"bench-noop-{uuid.uuid4().hex[:8]}"
-        result = await client.execute_workflow(
-            MigrateAllWorkflow.run,
+        result = await FleetwayClient(client, task_queue).run(
             MigrateAllInput(
                 parallelism=bench.args.parallelism, drift_check=False, flyway=bench.flyway_options, **fields
             ),
-            id=rollout_id,
-            task_queue=task_queue,
+            rollout_id=rollout_id,
         )
         wall = time.monotonic() - started
         cost = await count_actions(client, rollout_id)
@@ -159,11 +156,8 @@ async def noop_benchmark(bench: Bench, size: int, full: int) -> dict[str, Any]:
 
     async def read(name: str, **fields: Any) -> None:
         started = time.monotonic()
-        report = await client.execute_workflow(
-            FleetStateWorkflow.run,
-            ReadFleetInput(placeholders=bench.flyway_options.placeholders, **fields),
-            id=f"bench-fleet-{uuid.uuid4().hex[:8]}",
-            task_queue=task_queue,
+        report = await FleetwayClient(client, task_queue).read_fleet(
+            ReadFleetInput(placeholders=bench.flyway_options.placeholders, **fields)
         )
         wall = time.monotonic() - started
         phases[name] = {
@@ -177,16 +171,14 @@ async def noop_benchmark(bench: Bench, size: int, full: int) -> dict[str, Any]:
     try:
         subset = schemas[:full]
         # Untimed: the worker's JVM warmed on a few full runs, as a long-lived worker's is.
-        await client.execute_workflow(
-            MigrateAllWorkflow.run,
+        await FleetwayClient(client, task_queue).run(
             MigrateAllInput(
                 action=Action.VALIDATE,
                 tenants=schemas[: min(40, size)],
                 skip_current=False,
                 flyway=bench.flyway_options,
             ),
-            id=f"bench-noop-warm-{uuid.uuid4().hex[:6]}",
-            task_queue=task_queue,
+            rollout_id=f"bench-noop-warm-{uuid.uuid4().hex[:6]}",
         )
         for action in (Action.VALIDATE, Action.MIGRATE):
             await rollout(f"fast {action.value}", size, action=action, continue_on_error=True)

@@ -54,10 +54,10 @@ from fleetway.activities.flyway.jvm_engine import JvmFlywayEngine
 from fleetway.activities.flyway.options import FlywayOptions, parse_placeholders
 from fleetway.activities.flyway.output import Action
 from fleetway.activities.servers.models import ServerControls
+from fleetway.worker.client.connection import FleetwayClient
 from fleetway.worker.config.client import connect
 from fleetway.worker.config.settings import TemporalConfig
 from fleetway.worker.dev.stack import PROJECT_ROOT, DevStack, dev_stack
-from fleetway.workflows.migrate_all import MigrateAllWorkflow
 from fleetway.workflows.migrate_all_models import MigrateAllInput
 from fleetway.workflows.tenant_migration import IN_TASK_MAX_S
 
@@ -315,8 +315,7 @@ class Bench:
             for action in actions if warm else []:
                 # Untimed: the worker's JVM and caches warmed on a fleet of their own, like the raw
                 # engine's (a long-lived worker is warm; a cold JIT is not what we compare).
-                await client.execute_workflow(
-                    MigrateAllWorkflow.run,
+                await FleetwayClient(client, task_queue).run(
                     MigrateAllInput(
                         action=action,
                         tenants=warm,
@@ -325,8 +324,7 @@ class Bench:
                         skip_current=False,
                         flyway=self.flyway_options,
                     ),
-                    id=f"bench-warmup-{uuid.uuid4().hex[:6]}",
-                    task_queue=task_queue,
+                    rollout_id=f"bench-warmup-{uuid.uuid4().hex[:6]}",
                 )
             for action, (suffix, fleet, flyway_timeout_s, servers) in [
                 (a, v) for a in actions for v in variants
@@ -335,8 +333,7 @@ class Bench:
                 self.settle()
                 cpu = _cpu_s(worker.pid), _cpu_s(self.stack.temporal.pid)
                 started = time.monotonic()
-                result = await client.execute_workflow(
-                    MigrateAllWorkflow.run,
+                result = await FleetwayClient(client, task_queue).run(
                     MigrateAllInput(
                         action=action,
                         tenants=fleet if extra else [],
@@ -348,8 +345,7 @@ class Bench:
                         servers=servers,  # None: no server keys, checks or turns (the cost's baseline)
                         flyway=self.flyway_options,
                     ),
-                    id=rollout_id,
-                    task_queue=task_queue,
+                    rollout_id=rollout_id,
                 )
                 wall = time.monotonic() - started
                 cpu_per_tenant = [
@@ -385,8 +381,7 @@ class Bench:
                 self.settle()
                 started = time.monotonic()
                 default_id = f"bench-{engine_name}-default-{uuid.uuid4().hex[:6]}"
-                result = await client.execute_workflow(
-                    MigrateAllWorkflow.run,
+                result = await FleetwayClient(client, task_queue).run(
                     MigrateAllInput(
                         action=Action.VALIDATE,
                         tenants=schemas if extra else [],
@@ -395,8 +390,7 @@ class Bench:
                         drift_check=False,
                         flyway=self.flyway_options,
                     ),
-                    id=default_id,
-                    task_queue=task_queue,
+                    rollout_id=default_id,
                 )
                 wall = time.monotonic() - started
                 cost = await count_actions(client, default_id)

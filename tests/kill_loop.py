@@ -23,9 +23,9 @@ import psycopg
 from temporalio.client import Client
 
 from fleetway.activities.rollouts import Outcome, TenantOutcome
+from fleetway.worker.client.connection import FleetwayClient
 from fleetway.worker.config.client import connect
 from fleetway.worker.config.settings import TemporalConfig
-from fleetway.workflows.migrate_all import MigrateAllWorkflow
 from fleetway.workflows.migrate_all_models import MigrateAllInput, MigrateAllResult
 from tests.fleet import FLEETWAY, Fleet
 from tests.support import copy_migrations, live_processes
@@ -170,12 +170,12 @@ async def kill_loop(
 
     worker = start_worker()
     started = time.monotonic()
-    handle = await client.start_workflow(
-        MigrateAllWorkflow.run,
-        MigrateAllInput(parallelism=parallelism, heartbeat_timeout_s=3, continue_on_error=True),
-        id=f"faults-{engine}-{uuid.uuid4().hex[:8]}",
-        task_queue=fleet.task_queue,
-    )
+    handle = (
+        await FleetwayClient(client, fleet.task_queue).start(
+            MigrateAllInput(parallelism=parallelism, heartbeat_timeout_s=3, continue_on_error=True),
+            rollout_id=f"faults-{engine}-{uuid.uuid4().hex[:8]}",
+        )
+    ).handle
     result_task = asyncio.ensure_future(handle.result())
     try:
         while not result_task.done():

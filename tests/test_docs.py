@@ -168,6 +168,10 @@ def _assert_toolbox_said(
         assert "succeeded 1 []" in out
     if "drift.md" in body:
         assert "## Schema drift" in out and "**6 clean**" in out
+    if "guide-pipeline-1" in body:  # chapter 18: the library's ring rollout, approved, gated on the tables
+        assert "approved everyone" in out
+        assert "pipeline: succeeded [('canary', 2), ('everyone', 4)]" in out
+        assert "deploy the application: True 6" in out
     if "role_table_grants" in body:  # chapter 17: each role holds exactly its grant
         assert "guide_audit_writer fleetway_audit_events INSERT,SELECT" in out
         assert "guide_quiesce_operator " in out and " INSERT,SELECT,UPDATE" in out

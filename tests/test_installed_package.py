@@ -63,8 +63,10 @@ def _run(
 
 
 def _source_modules() -> set[str]:
+    """Each module as the wheel names it: worker/public/ is the root package ``fleetway`` itself."""
+    public = PROJECT_ROOT / "worker" / "public"
     return {
-        "fleetway/" + str(path.relative_to(PROJECT_ROOT))
+        "fleetway/" + str(path.relative_to(public if path.is_relative_to(public) else PROJECT_ROOT))
         for room in ROOMS
         for path in (PROJECT_ROOT / room).rglob("*.py")
         if "__pycache__" not in path.parts
@@ -94,6 +96,13 @@ def test_the_installed_fleetway_loads_from_site_packages_in_a_folder_outside_the
         cwd=tmp_path,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
+    library = _run(
+        installed_image, "python", "-c",
+        "import fleetway; from fleetway import FleetwayClient, RolloutRequest; print(fleetway.__file__)",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert library.returncode == 0, library.stderr
+    assert library.stdout.strip().endswith("site-packages/fleetway/__init__.py")
     assert Path(done.stdout.strip()).is_relative_to(installed_image.python / "lib")
     assert not Path(done.stdout.strip()).is_relative_to(PROJECT_ROOT)
 

@@ -131,3 +131,46 @@ def test_the_error_tree_in_the_docstring_is_complete_and_true() -> None:
     families = sorted(name for name, parent in actual.items() if parent == "FleetwayError")
     assert len(families) <= 12, families  # a caller catches a family, not one of fifty classes
     assert sorted(actual) == sorted(n for n in errors.__all__ if n.endswith("Error") and n != "FleetwayError")
+
+
+def test_the_rollout_shell_changes_its_state_only_through_named_transitions() -> None:
+    """No ``state.x = ...`` nor ``state.x.append(...)`` in the shell: RolloutState owns its changes."""
+    mutators = {
+        "append",
+        "appendleft",
+        "extend",
+        "extendleft",
+        "clear",
+        "pop",
+        "popleft",
+        "add",
+        "remove",
+        "update",
+    }
+
+    def is_state(node: ast.expr) -> bool:
+        return (isinstance(node, ast.Name) and node.id == "state") or (
+            isinstance(node, ast.Attribute) and node.attr == "_state"
+        )
+
+    found = []
+    for name in ("migrate_all.py", "rollout_calls.py"):
+        tree = ast.parse((ROOT / "workflows" / name).read_text())
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.stmt | ast.expr):
+                continue
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
+                node, ast.AugAssign | ast.AnnAssign) else []  # fmt: skip
+            for target in targets:
+                for leaf in ast.walk(target):
+                    if isinstance(leaf, ast.Attribute) and is_state(leaf.value):
+                        found.append(f"{name}:{node.lineno} assigns state.{leaf.attr}")
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in mutators
+                and isinstance(node.func.value, ast.Attribute)
+                and is_state(node.func.value.value)
+            ):
+                found.append(f"{name}:{node.lineno} mutates state.{node.func.value.attr}")
+    assert found == []

@@ -71,12 +71,12 @@ class MigrateAllWorkflow:
     @workflow.signal(description="Hold dispatching until 'resume'; in-flight tenants finish.")
     def pause(self) -> None:
         """Hold new dispatches."""
-        self._state.paused = True
+        self._state.set_paused(True)
 
     @workflow.signal(description="Lift a 'pause' hold.")
     def resume(self) -> None:
         """Resume dispatching."""
-        self._state.paused = False
+        self._state.set_paused(False)
 
     @workflow.update(
         description="Change how many tenants run at once (1..256); returns the old value. In a ring "
@@ -143,12 +143,13 @@ class MigrateAllWorkflow:
     async def run(self, request: MigrateAllInput) -> MigrateAllResult:
         """Roll out ``request.action``; return counts and outcomes (cancellation re-raises)."""
         state, info = self._state, workflow.info()
-        if request.action in MARKED_ACTIONS:
-            state.marker = history_marker(info.workflow_id, info.first_execution_run_id)
-        # Runs recorded before the bulk read existed replay without it.
-        state.screening = workflow.patched("screen-before-dispatch")
-        if not workflow.patched("dispatch-by-server"):
-            state.servers = None
+        marked = request.action in MARKED_ACTIONS
+        state.begin_run(
+            marker=history_marker(info.workflow_id, info.first_execution_run_id) if marked else "",
+            # Runs recorded before the bulk read, or per-server dispatch, replay without them.
+            screening=workflow.patched("screen-before-dispatch"),
+            servers=workflow.patched("dispatch-by-server"),
+        )
         if state.servers is not None:
             self._gate = ServerGate(state, state.servers)
             self._gate.resume()
@@ -158,14 +159,14 @@ class MigrateAllWorkflow:
                 workflow.upsert_search_attributes([ACTION_ATTRIBUTE.value_set(request.action.value)])
                 await start_rollout(state)
                 self._memo_wave()  # the planned waves (nothing when no plan was made)
-            state.phase = Phase.DISPATCHING
+            state.enter(Phase.DISPATCHING)
             continue_as_new = await self._dispatch()
-            state.phase = Phase.DRAINING
+            state.enter(Phase.DRAINING)
             await workflow.wait_condition(lambda: not self._tasks)
             if self._gate is not None:
                 await self._gate.close()
         except asyncio.CancelledError:
-            state.stop, state.phase = RolloutStatus.CANCELED, Phase.DRAINING
+            state.cancelled()
             for task in self._tasks.values():
                 task.cancel()
             if self._gate is not None:
@@ -184,7 +185,7 @@ class MigrateAllWorkflow:
                 )
             )
         await release_plan(state)
-        state.phase = Phase.DONE
+        state.enter(Phase.DONE)
         workflow.upsert_search_attributes([OUTCOME_ATTRIBUTE.value_set(state.status().value)])
         workflow.upsert_memo(state.final_memo())
         return state.result(info.workflow_id)
@@ -281,12 +282,11 @@ class MigrateAllWorkflow:
         if waves.gated():
             waves.await_approval()
             self._memo_wave()
-            state.phase = Phase.AT_GATE
+            state.enter(Phase.AT_GATE)
             await workflow.wait_condition(lambda: state.stop is not None or waves.decision is not None)
             if state.stop is not None or not await self._act_on_decision(waves.index):
                 return False
-        state.pending.extend(waves.open())
-        state.phase = Phase.DISPATCHING
+        state.open_wave()
         self._memo_wave()
         return True
 
@@ -295,14 +295,14 @@ class MigrateAllWorkflow:
         state, waves = self._state, self._state.waves
         waves.start_bake((workflow.now() + timedelta(seconds=seconds)).isoformat())
         self._memo_wave()
-        state.phase = Phase.BAKING
+        state.enter(Phase.BAKING)
         with suppress(TimeoutError):  # the bake ran its course
             await workflow.wait_condition(
                 lambda: state.stop is not None or waves.decision is not None,
                 timeout=timedelta(seconds=seconds),
             )
         waves.end_bake()
-        state.phase = Phase.DISPATCHING
+        state.enter(Phase.DISPATCHING)
         if state.stop is not None:
             return False
         # A decision during a bake is a reject (approve is refused then): it refuses the next wave.

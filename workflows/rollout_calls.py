@@ -63,10 +63,8 @@ async def start_rollout(state: RolloutState) -> None:
         # Never invent a principal: the audit trail says <unspecified>, and the result says why.
         state.warn(f"no principal in the audit context; audit events say {UNSPECIFIED_PRINCIPAL}")
     if request.tenants:
-        state.pending.extend(request.tenants)
-        state.exhausted = True
+        state.listed(request.tenants)
     elif request.rerun_failed_of:
-        state.exhausted = True
         try:
             failed = await workflow.execute_activity_method(
                 RolloutActivities.failed_tenants_of,
@@ -77,7 +75,7 @@ async def start_rollout(state: RolloutState) -> None:
             reraise_cancel(err)
             state.fail(f"rerun list unavailable; nothing dispatched ({failure_reason(err)})")
             return
-        state.pending.extend(failed)
+        state.listed(failed)
     if request.applied_in and state.stop is None:
         await _applied_marker(state)
     if request.waves and state.stop is None:
@@ -87,7 +85,7 @@ async def start_rollout(state: RolloutState) -> None:
 async def _applied_marker(state: RolloutState) -> None:
     """The history marker of the rollout ``applied_in`` names (its rows are selected by it)."""
     try:
-        state.applied_marker = await workflow.execute_activity_method(
+        marker = await workflow.execute_activity_method(
             RolloutActivities.history_marker_of,
             state.request.applied_in,
             **by_time(state.request, timedelta(seconds=30)),
@@ -97,12 +95,14 @@ async def _applied_marker(state: RolloutState) -> None:
         state.fail(
             f"rollout {state.request.applied_in!r} unknown; nothing dispatched ({failure_reason(err)})"
         )
+        return
+    state.selecting_by(marker)
 
 
 async def _pin(state: RolloutState) -> bool:
     """Pin the set (the worker's, when the input names none) and the backends; False: stopped."""
     request = state.request
-    state.phase = Phase.PINNING
+    state.enter(Phase.PINNING)
     try:
         pin = await workflow.execute_activity_method(
             WorkerProfileActivities.pin_rollout,
@@ -122,9 +122,7 @@ async def _pin(state: RolloutState) -> bool:
             f"pinning the rollout's set and backends failed; nothing dispatched ({failure_reason(err)})"
         )
         return False
-    state.migration_set = pin.migration_set
-    state.source_pin, state.secrets_pin = pin.tenant_source, pin.secrets_backend
-    state.quiesce_pin = pin.quiesce_store
+    state.pinned(pin)
     return True
 
 
@@ -136,7 +134,7 @@ async def _plan(state: RolloutState) -> None:
     recorded before the holder planned with one activity and carried the ids.
     """
     request = state.request
-    state.phase = Phase.PLANNING
+    state.enter(Phase.PLANNING)
     explicit = bool(request.tenants or request.rerun_failed_of)
     plan_input = PlanWavesInput(
         waves=request.waves,
@@ -146,31 +144,21 @@ async def _plan(state: RolloutState) -> None:
     )
     if workflow.patched("wave-plan-holder"):
         summary = await _hold_plan(state, plan_input)
-        if summary is None:
-            return
-        state.pending.clear()
-        state.exhausted = True
-        state.waves.plan_held(summary, holder_id(workflow.info().workflow_id))
-        unplanned, sample = summary.unplanned, summary.unplanned_sample
-    else:
-        try:
-            plan: WavePlan = await workflow.execute_activity_method(
-                WavePlanActivities.plan_waves,
-                plan_input,
-                heartbeat_timeout=timedelta(minutes=2),
-                **by_time(request, timedelta(minutes=10)),
-            )
-        except ActivityError as err:
-            reraise_cancel(err)
-            state.fail(f"wave plan failed; nothing dispatched ({failure_reason(err)})")
-            return
-        state.pending.clear()
-        state.exhausted = True
-        state.waves.plan(plan)
-        unplanned, sample = plan.unplanned, plan.unplanned_sample
-    if unplanned:
-        shown = ", ".join(sample[:5]) + (" …" if unplanned > 5 else "")
-        state.warn(f"{unplanned} listed tenants are in no wave and were not run ({shown})")
+        if summary is not None:
+            state.plan_held(summary, holder_id(workflow.info().workflow_id))
+        return
+    try:
+        plan: WavePlan = await workflow.execute_activity_method(
+            WavePlanActivities.plan_waves,
+            plan_input,
+            heartbeat_timeout=timedelta(minutes=2),
+            **by_time(request, timedelta(minutes=10)),
+        )
+    except ActivityError as err:
+        reraise_cancel(err)
+        state.fail(f"wave plan failed; nothing dispatched ({failure_reason(err)})")
+        return
+    state.planned(plan)
 
 
 async def _hold_plan(state: RolloutState, plan_input: PlanWavesInput) -> PlanSummary | None:
@@ -187,7 +175,7 @@ async def _hold_plan(state: RolloutState, plan_input: PlanWavesInput) -> PlanSum
     except WorkflowAlreadyStartedError:
         state.fail(f"a wave plan holder {holder_id(rollout)!r} already exists; nothing dispatched")
         return None
-    state.waves.holder = holder_id(rollout)  # from now on, the rollout's end releases it
+    state.holding_plan(holder_id(rollout))
     read = await _read_plan(state, -1)
     if read is None or read.summary is None:
         return None
@@ -203,8 +191,7 @@ async def read_wave_chunk(state: RolloutState, index: int) -> bool:
         wave = state.waves.current.name
         state.fail(f"the wave plan's chunk {index} is not wave {wave!r}'s; dispatch stopped")
         return False
-    state.waves.chunk_read()
-    state.pending.extend(read.chunk.tenants)
+    state.chunk_read(read.chunk.tenants)
     return True
 
 

@@ -21,6 +21,9 @@ with workflow.unsafe.imports_passed_through():
     from fleetway.activities.flyway.output import READ_ONLY_ACTIONS, Action
     from fleetway.activities.rollouts import Outcome, OutcomeSource, TenantOutcome
     from fleetway.activities.tenants.walk import MAX_PAGES, cursor_digest
+    from fleetway.activities.tenants.wave_book import PlanSummary
+    from fleetway.activities.tenants.waves import WavePlan
+    from fleetway.activities.worker_profile import RolloutPin
     from fleetway.workflows.drift import DriftKind
     from fleetway.workflows.migrate_all_models import (
         COMPLETIONS_PER_QUERY,
@@ -103,6 +106,75 @@ class RolloutState:
         self._listed_twice: set[str] = set()
         self._proven: set[str] = set()  # recorded current in this run (a second listing is a duplicate)
         self._this_run = 0
+
+    # ---- the run's life: named transitions the shell hands results to -------------------------
+
+    def begin_run(self, *, marker: str, screening: bool, servers: bool) -> None:
+        """This run's facts from Temporal: the history marker, and which recorded patches apply."""
+        self.marker = marker
+        self.screening = screening
+        if not servers:
+            self.servers = None  # a run recorded before per-server dispatch: one global window
+
+    def enter(self, phase: Phase) -> None:
+        """The shell reached ``phase`` (shown by ``progress``)."""
+        self.phase = phase
+
+    def cancelled(self) -> None:
+        """A cancel arrived: stop, and drain what is in flight."""
+        self.stop, self.phase = RolloutStatus.CANCELED, Phase.DRAINING
+
+    def set_paused(self, paused: bool) -> None:
+        """An operator's ``pause`` (True) or ``resume`` (False)."""
+        self.paused = paused
+
+    def pinned(self, pin: RolloutPin) -> None:
+        """What the pinning worker answered: the set, and the backends every later call must match."""
+        self.migration_set = pin.migration_set
+        self.source_pin, self.secrets_pin = pin.tenant_source, pin.secrets_backend
+        self.quiesce_pin = pin.quiesce_store
+
+    def listed(self, tenants: list[str]) -> None:
+        """The rollout's whole list is known (explicit, or a rerun's): no source is paged."""
+        self.pending.extend(tenants)
+        self.exhausted = True
+
+    def selecting_by(self, marker: str) -> None:
+        """Only tenants whose table shows a row with this rollout marker are selected (``applied_in``)."""
+        self.applied_marker = marker
+
+    def planned(self, plan: WavePlan) -> None:
+        """The waves' ids, from one activity (runs recorded before the plan's holder)."""
+        self.pending.clear()
+        self.exhausted = True
+        self.waves.plan(plan)
+        self._unplanned(plan.unplanned, plan.unplanned_sample)
+
+    def holding_plan(self, holder: str) -> None:
+        """A holder keeps the plan from now on: the rollout's end (even a cancel) releases it."""
+        self.waves.holder = holder
+
+    def plan_held(self, summary: PlanSummary, holder: str) -> None:
+        """The plan's summary; its ids stay in ``holder`` and come a chunk at a time."""
+        self.pending.clear()
+        self.exhausted = True
+        self.waves.plan_held(summary, holder)
+        self._unplanned(summary.unplanned, summary.unplanned_sample)
+
+    def chunk_read(self, tenants: list[str]) -> None:
+        """The current wave's next chunk of ids, from the holder, joins the line."""
+        self.waves.chunk_read()
+        self.pending.extend(tenants)
+
+    def open_wave(self) -> None:
+        """The current wave opens: its ids (or, with a holder, none yet) join the line."""
+        self.pending.extend(self.waves.open())
+        self.phase = Phase.DISPATCHING
+
+    def _unplanned(self, count: int, sample: list[str]) -> None:
+        if count:
+            shown = ", ".join(sample[:5]) + (" …" if count > 5 else "")
+            self.warn(f"{count} listed tenants are in no wave and were not run ({shown})")
 
     # ---- stopping -------------------------------------------------------------------------------
 

@@ -23,9 +23,8 @@ from fleetway.activities.flyway.jvm_engine import JvmFlywayEngine
 from fleetway.activities.flyway.options import FlywayOptions
 from fleetway.activities.flyway.output import Action, FlywayOutcome
 from fleetway.activities.rollouts import Outcome, OutcomeSource
+from fleetway.worker.client.connection import FleetwayClient
 from fleetway.worker.dev.stack import PostgresServer
-from fleetway.workflows.fleet_state import FleetStateWorkflow
-from fleetway.workflows.migrate_all import MigrateAllWorkflow
 from fleetway.workflows.migrate_all_models import MigrateAllInput, MigrateAllResult
 from tests.conformance.generator import _first_revision, _Release
 from tests.conformance.oracle import Word, flyways_word
@@ -64,11 +63,9 @@ def _write(folder: Path, scripts: dict[str, bytes]) -> Path:
 
 
 async def _rollout(client: Client, fleet: Fleet, **fields: object) -> MigrateAllResult:
-    return await client.execute_workflow(
-        MigrateAllWorkflow.run,
+    return await FleetwayClient(client, fleet.task_queue).run(
         MigrateAllInput(**({"parallelism": 8, "flyway": _PLACEHOLDERS} | fields)),
-        id=f"history-{uuid.uuid4().hex[:8]}",
-        task_queue=fleet.task_queue,
+        rollout_id=f"history-{uuid.uuid4().hex[:8]}",
     )
 
 
@@ -94,10 +91,9 @@ async def test_a_fleet_through_three_releases_is_proven_current_and_pictured_as_
                 assert {o.source for o in noop.outcomes} == {OutcomeSource.HISTORY}
             top = max((m for m in scripts if m.rsplit("/", 1)[-1].startswith("V")), key=_version_of)
             gate = ".".join(map(str, _version_of(top)))
-            report: FleetReport = await client.execute_workflow(
-                FleetStateWorkflow.run, ReadFleetInput(at_least=gate, placeholders={"region": "eu"}), id=f"fleet-{uuid.uuid4().hex[:8]}",
-                task_queue=fleet.task_queue,
-            )  # fmt: skip
+            report: FleetReport = await FleetwayClient(client, fleet.task_queue).read_fleet(
+                ReadFleetInput(at_least=gate, placeholders={"region": "eu"})
+            )
 
         words = await asyncio.gather(*(_flyways_word(oracle, fleet, t, folder) for t in fleet.tenants))
         assert report.states == {"current": 24}, (change, report.states, report.named)

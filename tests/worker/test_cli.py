@@ -111,7 +111,7 @@ async def test_cli_list_tenants_answers_from_the_workers_source_not_the_clis(
     assert json.loads(as_json.stdout) == {"tenants": fleet.tenants, "duplicates": [], "pages": 1}
     assert "tenant source static: 3 tenants" in text.stderr
     assert local.stdout.split() == ["someone_else"]
-    assert nobody.returncode == 2
+    assert nobody.returncode == 6  # unavailable: no worker answered (the same command works later)
     assert nobody.stderr.strip() == (
         f"worker_unavailable: no worker polls task queue {fleet.task_queue!r} (start one with: fleetway worker)"
     )
@@ -257,7 +257,7 @@ def test_cli_quiesce_set_status_clear_round_trip_on_postgres(
     snapshot = json.loads(status.stdout)
     assert snapshot["active"] is True
     assert cleared.returncode == 0 and "state=cleared" in cleared.stdout
-    assert again.returncode == 2 and "quiesce_not_set" in again.stderr
+    assert again.returncode == 5 and "quiesce_not_set" in again.stderr
     assert postgres.superuser_password not in set_.stdout + set_.stderr + status.stdout
 
 
@@ -403,7 +403,7 @@ def test_cli_answers_in_one_named_line_when_temporal_is_unreachable(tmp_path: Pa
     for argv in (["status", "r-1"], ["cancel", "r-1"], ["pause", "r-1"], ["migrate", "--tenant", "acme"],
                  ["list-tenants"], ["worker"]):  # fmt: skip
         done = fleetway(*argv, env=env, timeout=60)
-        assert done.returncode == 2, argv
+        assert done.returncode == 6, argv  # unavailable, not a usage error: the same command works later
         assert done.stderr.splitlines()[-1] == (
             f"temporal_unavailable: cannot reach Temporal at 127.0.0.1:{port} (connection refused); "
             "set temporal.address (FLEETWAY_TEMPORAL__ADDRESS or TEMPORAL_ADDRESS)"
@@ -441,19 +441,19 @@ async def test_cli_steering_a_rollout_no_worker_serves_is_bounded_and_says_why(
         status.stdout == f"{rollout}: running (progress unavailable: no worker polls task queue {queue!r})\n"
     )
     assert pause.returncode == 0 and "the pause is recorded and takes effect when one does" in pause.stderr
-    assert resize.returncode == 2
+    assert resize.returncode == 6
     assert (
         resize.stderr
         == f"worker_unavailable: no worker polls task queue {queue!r}; set-parallelism needs one to answer\n"
     )
     assert cancel.returncode == 0 and "the cancel is recorded and takes effect when one does" in cancel.stderr
     assert (await client.get_workflow_handle(rollout).describe()).status is WorkflowExecutionStatus.CANCELED
-    assert ended.returncode == 2
+    assert ended.returncode == 5  # refused: the rollout is not running
     assert (
         ended.stderr
         == f"rollout_not_running: rollout {rollout!r} has ended (canceled); pause acts on running rollouts only\n"
     )
-    assert unknown.returncode == 2
+    assert unknown.returncode == 4  # not found
     assert unknown.stderr == "rollout_not_found: no rollout 'no-such-rollout' in namespace 'default'\n"
 
 
@@ -474,7 +474,7 @@ def test_cli_ndjson_stdout_stays_json_when_the_server_goes_away(tmp_path: Path) 
     finally:
         server.stop()
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 2
+    assert proc.returncode == 6
     assert all(json.loads(line) for line in out.splitlines())  # only JSON on stdout, whatever happens
     assert err.splitlines()[-1].startswith("temporal_unavailable: the Temporal server stopped answering")
     assert "WARN" not in out and "Traceback" not in err
@@ -547,7 +547,7 @@ async def test_cli_migrate_refuses_a_rollout_id_that_ran_or_runs_and_starts_noth
         await client.get_workflow_handle(running_id).cancel()
 
     assert first.returncode == 1, first.stderr  # V3 fails on every tenant
-    assert again.returncode == 2 and again.stdout == ""
+    assert again.returncode == 5 and again.stdout == ""  # refused: the id is used
     assert again.stderr.strip().startswith(
         f"rollout_id_reused: rollout id '{ended_id}' is already used by run"
     )
@@ -557,7 +557,7 @@ async def test_cli_migrate_refuses_a_rollout_id_that_ran_or_runs_and_starts_noth
     for tenant in fleet.tenants:
         assert [v for v, _ in history(postgres, tenant)] == ["1", "2"]
     assert held.returncode == 0, held.stderr
-    assert while_running.returncode == 2
+    assert while_running.returncode == 5
     assert "(running)" in while_running.stderr and f"fleetway cancel {running_id}" in while_running.stderr
     assert rerun_running.returncode == 2 and "still running" in rerun_running.stderr
     assert running_id in rerun_running.stderr and "nothing started" in rerun_running.stderr

@@ -102,7 +102,7 @@ async def test_cli_ring_rollout_from_a_plan_file_waits_at_its_gate_until_approve
 
     assert status.stdout.startswith(f"{rollout_id}: running (at gate); dispatched 2;"), status.stdout
     assert "wave 2/3 beta [labels tier=beta]: awaiting approval (fleetway approve" in status.stdout, status
-    assert wrong.returncode == 2
+    assert wrong.returncode == 5  # refused: not the wave waiting
     assert wrong.stderr.strip().endswith(
         "approval_not_pending: wave 'everyone-else' is not the one waiting ('beta' is)"
     ), wrong.stderr
@@ -124,7 +124,7 @@ async def test_cli_ring_rollout_from_a_plan_file_waits_at_its_gate_until_approve
     assert [w["decided_by"] for w in summary["waves"]] == ["", "alice", ""]
     for tenant in fleet.tenants:
         assert len(history(postgres, tenant)) == 5
-    assert again.returncode == 2 and "rollout_not_running" in again.stderr
+    assert again.returncode == 5 and "rollout_not_running" in again.stderr
 
 
 def test_cli_names_every_wave_plan_mistake_in_one_line_and_starts_nothing(tmp_path: Path) -> None:

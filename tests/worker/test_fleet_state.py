@@ -13,19 +13,16 @@ from temporalio.client import Client
 from fleetway.activities.flyway.contract import FlywayInstall
 from fleetway.activities.flyway.options import FlywayOptions
 from fleetway.activities.rollouts import Outcome, OutcomeSource
+from fleetway.worker.client.connection import FleetwayClient
 from fleetway.worker.dev.stack import PostgresServer, TemporalDevServer
-from fleetway.workflows.migrate_all import MigrateAllWorkflow
 from fleetway.workflows.migrate_all_models import MigrateAllInput, MigrateAllResult
 from tests.fleet import Fleet, fleetway, make_fleet
 from tests.support import history
 
 
 async def _rollout(client: Client, fleet: Fleet, rollout_id: str, **fields: object) -> MigrateAllResult:
-    return await client.execute_workflow(
-        MigrateAllWorkflow.run,
-        MigrateAllInput(**fields),
-        id=rollout_id,
-        task_queue=fleet.task_queue,
+    return await FleetwayClient(client, fleet.task_queue).run(
+        MigrateAllInput(**fields), rollout_id=rollout_id
     )
 
 

@@ -13,9 +13,9 @@ from temporalio.client import Client
 from fleetway.activities.flyway.contract import FlywayInstall
 from fleetway.worker.cli.follow import follow_rollout
 from fleetway.worker.cli.output import OutputFormat, render_result
+from fleetway.worker.client.connection import FleetwayClient
 from fleetway.worker.dev.stack import PostgresServer
 from fleetway.workflows import outcome_ledger, rollout_state
-from fleetway.workflows.migrate_all import MigrateAllWorkflow
 from fleetway.workflows.migrate_all_models import MigrateAllInput, MigrateAllResult, RolloutStatus
 from tests.fleet import make_fleet
 
@@ -32,13 +32,10 @@ async def test_feed_prints_each_tenant_once_across_continue_as_new_and_past_the_
     fleet = make_fleet(postgres, 9)
     rollout_id = f"feed-{uuid.uuid4().hex[:8]}"
     async with fleet.worker(client, flyway_install):
-        await client.start_workflow(
-            MigrateAllWorkflow.run,
-            MigrateAllInput(parallelism=2, continue_as_new_after=3),
-            id=rollout_id,
-            task_queue=fleet.task_queue,
+        rollout = await FleetwayClient(client, fleet.task_queue).start(
+            MigrateAllInput(parallelism=2, continue_as_new_after=3), rollout_id=rollout_id
         )
-        result, streamed = await follow_rollout(client, rollout_id, OutputFormat.NDJSON, Console())
+        result, streamed = await follow_rollout(rollout, OutputFormat.NDJSON, Console())
         render_result(result, OutputFormat.NDJSON, streamed=streamed)
 
     assert result.status is RolloutStatus.SUCCEEDED and result.runs >= 3
@@ -56,11 +53,10 @@ async def test_a_late_follower_gets_a_gap_line_then_the_rest_from_the_result(
     fleet = make_fleet(postgres, 5)
     rollout_id = f"late-{uuid.uuid4().hex[:8]}"
     async with fleet.worker(client, flyway_install):
-        await client.execute_workflow(
-            MigrateAllWorkflow.run, MigrateAllInput(parallelism=1), id=rollout_id, task_queue=fleet.task_queue
-        )
+        fleetway = FleetwayClient(client, fleet.task_queue)
+        await fleetway.run(MigrateAllInput(parallelism=1), rollout_id=rollout_id)
         # Attach only now: the run holds its last 2 finishes, so 3 are missed by the feed.
-        result, streamed = await follow_rollout(client, rollout_id, OutputFormat.NDJSON, Console())
+        result, streamed = await follow_rollout(fleetway.rollout(rollout_id), OutputFormat.NDJSON, Console())
         render_result(result, OutputFormat.NDJSON, streamed=streamed)
 
     assert isinstance(result, MigrateAllResult)

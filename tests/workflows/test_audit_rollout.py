@@ -29,9 +29,9 @@ from fleetway.activities.rollouts import Outcome
 from fleetway.activities.secrets.providers import StaticSecretsProvider
 from fleetway.activities.sets.digest import scan_set
 from fleetway.activities.tenants.static import StaticTenantLister
+from fleetway.worker.client.connection import FleetwayClient
 from fleetway.worker.dev.stack import PostgresServer
 from fleetway.worker.process.run import build_worker
-from fleetway.workflows.migrate_all import MigrateAllWorkflow
 from fleetway.workflows.migrate_all_models import MigrateAllInput, MigrateAllResult
 from tests.fleet import Fleet, fleetway, make_fleet
 from tests.support import DEMO_MIGRATIONS, wait_until
@@ -79,10 +79,7 @@ async def run_rollout(client: Client, fleet: Fleet, install: FlywayInstall, emit
     )  # fmt: skip
     rollout_id = f"audit-{uuid.uuid4().hex[:8]}"
     async with worker:
-        result = await client.execute_workflow(
-            MigrateAllWorkflow.run, MigrateAllInput(audit=AuditContext(principal="release-bot", git_sha="cafe123"), **request),
-            id=rollout_id, task_queue=fleet.task_queue,
-        )  # fmt: skip
+        result = await FleetwayClient(client, fleet.task_queue).run(MigrateAllInput(audit=AuditContext(principal="release-bot", git_sha="cafe123"), **request), rollout_id=rollout_id)  # fmt: skip
     return rollout_id, result
 
 

@@ -23,6 +23,7 @@ from fleetway.activities.flyway.output import FlywayOutcome
 from fleetway.activities.postgres.provisioning import TenantRoles
 from fleetway.activities.servers.models import HealthState, ServerHealth
 from fleetway.activities.tenants.waves import WaveSpec
+from fleetway.worker.client.connection import FleetwayClient
 from fleetway.workflows.migrate_all import MigrateAllWorkflow
 from fleetway.workflows.migrate_all_models import (
     MigrateAllInput,
@@ -73,6 +74,8 @@ async def test_rollout_ends_canceled_when_cancelled_during_a_start_activity(
 ) -> None:
     script = Scripted(["alpha", "beta"], block={blocked})
     async with scripted_worker(client, script) as task_queue:
+        # A raw start: the scripted worker answers for "an-earlier-rollout", which the library
+        # would look up (and refuse) before starting.
         handle = await client.start_workflow(
             MigrateAllWorkflow.run,
             _ROLLOUT_AWAITS[blocked],
@@ -95,12 +98,11 @@ async def test_rollout_cancels_its_in_flight_children_when_cancelled_between_dis
     script = Scripted(["alpha", "beta"], block={blocked, "run_flyway:alpha"})
     rollout_id = f"cancel-{uuid.uuid4().hex[:8]}"
     async with scripted_worker(client, script) as task_queue:
-        handle = await client.start_workflow(
-            MigrateAllWorkflow.run,
-            MigrateAllInput(migration_set=SET, heartbeat_timeout_s=2, page_size=1),
-            id=rollout_id,
-            task_queue=task_queue,
-        )
+        handle = (
+            await FleetwayClient(client, task_queue).start(
+                MigrateAllInput(migration_set=SET, heartbeat_timeout_s=2, page_size=1), rollout_id=rollout_id
+            )
+        ).handle
         await asyncio.wait_for(script.started["run_flyway:alpha"].wait(), WAIT)
         await asyncio.wait_for(script.started[blocked].wait(), WAIT)
         await _cancelled(handle)
@@ -114,12 +116,12 @@ async def test_rollout_does_not_open_a_gate_when_cancelled_while_auditing_the_ap
 ) -> None:
     script = Scripted(["alpha", "beta"], block={"emit_audit:rollout.wave_approved"})
     async with scripted_worker(client, script) as task_queue:
-        handle = await client.start_workflow(
-            MigrateAllWorkflow.run,
-            MigrateAllInput(migration_set=SET, waves=[WaveSpec(name="gated", rest=True, gate=True)]),
-            id=f"cancel-{uuid.uuid4().hex[:8]}",
-            task_queue=task_queue,
-        )
+        handle = (
+            await FleetwayClient(client, task_queue).start(
+                MigrateAllInput(migration_set=SET, waves=[WaveSpec(name="gated", rest=True, gate=True)]),
+                rollout_id=f"cancel-{uuid.uuid4().hex[:8]}",
+            )
+        ).handle
         await _until(handle, lambda p: bool(p.waves) and p.waves[0].state is WaveState.AWAITING_APPROVAL)
         await handle.execute_update(MigrateAllWorkflow.approve, WaveDecision(principal="ops@example.com"))
         await asyncio.wait_for(script.started["emit_audit:rollout.wave_approved"].wait(), WAIT)
@@ -147,13 +149,11 @@ async def test_fail_fast_drains_healthy_tenants_instead_of_cancelling_them(clien
     """The first failure stops dispatching; a tenant mid-run finishes its run (only cancel kills)."""
     script = _OneBreaks(["alpha", "beta", "gamma"], block=set())
     async with scripted_worker(client, script) as task_queue:
-        result = await client.execute_workflow(
-            MigrateAllWorkflow.run,
+        result = await FleetwayClient(client, task_queue).run(
             MigrateAllInput(
                 tenants=["alpha", "beta", "gamma"], migration_set=SET, parallelism=2, heartbeat_timeout_s=2
             ),
-            id=f"failfast-{uuid.uuid4().hex[:8]}",
-            task_queue=task_queue,
+            rollout_id=f"failfast-{uuid.uuid4().hex[:8]}",
         )
     assert result.status is RolloutStatus.FAILED
     outcomes = {o.tenant_id: o.outcome.value for o in result.outcomes}
@@ -200,12 +200,12 @@ async def test_rollout_cancels_cleanly_during_a_server_key_read_check_or_hold_au
     ] * 10
     rollout_id = f"cancel-{uuid.uuid4().hex[:8]}"
     async with scripted_worker(client, script) as task_queue:
-        handle = await client.start_workflow(
-            MigrateAllWorkflow.run,
-            MigrateAllInput(migration_set=SET, heartbeat_timeout_s=2, tenants=["alpha", "beta"]),
-            id=rollout_id,
-            task_queue=task_queue,
-        )
+        handle = (
+            await FleetwayClient(client, task_queue).start(
+                MigrateAllInput(migration_set=SET, heartbeat_timeout_s=2, tenants=["alpha", "beta"]),
+                rollout_id=rollout_id,
+            )
+        ).handle
         await asyncio.wait_for(script.started[blocked].wait(), WAIT)
         if blocked != "server_keys":
             await asyncio.wait_for(script.started["run_flyway:alpha"].wait(), WAIT)

@@ -20,6 +20,7 @@ from temporalio.worker import Replayer
 
 from fleetway.activities.flyway.contract import FlywayInstall
 from fleetway.activities.rollouts import Outcome
+from fleetway.worker.client.connection import FleetwayClient
 from fleetway.worker.config.client import DATA_CONVERTER
 from fleetway.worker.dev.stack import PROJECT_ROOT, PostgresServer, TemporalDevServer
 from fleetway.workflows.migrate_all import MigrateAllWorkflow
@@ -54,12 +55,11 @@ async def test_rollout_completes_after_the_worker_is_killed_with_sigkill(
     fleet.locations = _slow_migrations(tmp_path, 0.5)
     env = fleet.cli_env(temporal_server.address, tmp_path, flyway_install)
     first = subprocess.Popen([FLEETWAY, "worker"], env=env, start_new_session=True)
-    handle = await client.start_workflow(
-        MigrateAllWorkflow.run,
-        MigrateAllInput(parallelism=3, heartbeat_timeout_s=3),
-        id=f"crash-{uuid.uuid4().hex[:8]}",
-        task_queue=fleet.task_queue,
-    )
+    handle = (
+        await FleetwayClient(client, fleet.task_queue).start(
+            MigrateAllInput(parallelism=3, heartbeat_timeout_s=3), rollout_id=f"crash-{uuid.uuid4().hex[:8]}"
+        )
+    ).handle
     await _wait_progress(handle, lambda p: sum(p.counts.values()) >= 2 and p.in_flight)
     os.killpg(first.pid, signal.SIGKILL)
     first.wait()
@@ -87,11 +87,8 @@ async def test_a_migration_longer_than_the_heartbeat_timeout_succeeds_on_its_fir
     rollout_id = f"hb-{uuid.uuid4().hex[:8]}"
     timeout_s = 600 if in_task else IN_TASK_MAX_S + 1
     async with fleet.worker(client, flyway_install, engine=engine):
-        result = await client.execute_workflow(
-            MigrateAllWorkflow.run,
-            MigrateAllInput(heartbeat_timeout_s=2, flyway_timeout_s=timeout_s),
-            id=rollout_id,
-            task_queue=fleet.task_queue,
+        result = await FleetwayClient(client, fleet.task_queue).run(
+            MigrateAllInput(heartbeat_timeout_s=2, flyway_timeout_s=timeout_s), rollout_id=rollout_id
         )
         child = client.get_workflow_handle(f"{rollout_id}/{fleet.tenants[0]}")
         events = [e async for e in child.fetch_history_events()]
@@ -131,9 +128,11 @@ async def test_cancel_from_the_cli_cancels_rollout_and_children_and_leaves_no_jv
     env = fleet.cli_env(temporal_server.address, tmp_path, flyway_install)
     rollout_id = f"cancel-{uuid.uuid4().hex[:8]}"
     async with fleet.worker(client, flyway_install):
-        handle = await client.start_workflow(
-            MigrateAllWorkflow.run, MigrateAllInput(parallelism=2), id=rollout_id, task_queue=fleet.task_queue
-        )
+        handle = (
+            await FleetwayClient(client, fleet.task_queue).start(
+                MigrateAllInput(parallelism=2), rollout_id=rollout_id
+            )
+        ).handle
         await _wait_progress(handle, lambda p: len(p.in_flight) == 2)
         for _ in range(300):
             if len(java_pids(fleet.tenants[0][:7])) >= 2:
@@ -160,11 +159,8 @@ async def test_fail_fast_stops_dispatching_and_lets_the_in_flight_tenants_finish
     broken = fleet.tenants[3]  # dispatched fourth: the first three are mid-migration when it fails
     fleet.break_tenant(broken)
     async with fleet.worker(client, flyway_install):
-        result = await client.execute_workflow(
-            MigrateAllWorkflow.run,
-            MigrateAllInput(parallelism=4),
-            id=f"ff-{uuid.uuid4().hex[:8]}",
-            task_queue=fleet.task_queue,
+        result = await FleetwayClient(client, fleet.task_queue).run(
+            MigrateAllInput(parallelism=4), rollout_id=f"ff-{uuid.uuid4().hex[:8]}"
         )
 
     assert result.status is RolloutStatus.FAILED
@@ -185,9 +181,11 @@ async def test_pause_resume_set_parallelism_and_progress_steer_a_running_rollout
     env = fleet.cli_env(temporal_server.address, tmp_path, flyway_install)
     rollout_id = f"steer-{uuid.uuid4().hex[:8]}"
     async with fleet.worker(client, flyway_install):
-        handle = await client.start_workflow(
-            MigrateAllWorkflow.run, MigrateAllInput(parallelism=1), id=rollout_id, task_queue=fleet.task_queue
-        )
+        handle = (
+            await FleetwayClient(client, fleet.task_queue).start(
+                MigrateAllInput(parallelism=1), rollout_id=rollout_id
+            )
+        ).handle
         await _wait_progress(handle, lambda p: p.dispatched >= 1)
         assert (await asyncio.to_thread(fleetway, "pause", rollout_id, env=env)).returncode == 0
         paused = await _wait_progress(handle, lambda p: p.paused and not p.in_flight)
@@ -214,12 +212,11 @@ async def test_a_rollout_started_paused_dispatches_nothing_until_resumed(
 ) -> None:
     fleet = make_fleet(postgres, 2)
     async with fleet.worker(client, flyway_install):
-        handle = await client.start_workflow(
-            MigrateAllWorkflow.run,
-            MigrateAllInput(start_paused=True),
-            id=f"held-{uuid.uuid4().hex[:8]}",
-            task_queue=fleet.task_queue,
-        )
+        handle = (
+            await FleetwayClient(client, fleet.task_queue).start(
+                MigrateAllInput(start_paused=True), rollout_id=f"held-{uuid.uuid4().hex[:8]}"
+            )
+        ).handle
         held = await _wait_progress(handle, lambda p: p.paused)
         await asyncio.sleep(1)
         assert (await handle.query(MigrateAllWorkflow.progress)).dispatched == held.dispatched == 0
@@ -234,12 +231,11 @@ async def test_every_operator_handler_is_described_for_the_temporal_ui(
 ) -> None:
     fleet = make_fleet(postgres, 1)
     async with fleet.worker(client, flyway_install):
-        handle = await client.start_workflow(
-            MigrateAllWorkflow.run,
-            MigrateAllInput(),
-            id=f"meta-{uuid.uuid4().hex[:8]}",
-            task_queue=fleet.task_queue,
-        )
+        handle = (
+            await FleetwayClient(client, fleet.task_queue).start(
+                MigrateAllInput(), rollout_id=f"meta-{uuid.uuid4().hex[:8]}"
+            )
+        ).handle
         await handle.result()
         # What the UI reads to list a workflow's handlers.
         metadata = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
@@ -339,11 +335,9 @@ async def test_recorded_histories_replay_without_nondeterminism(
     fleet.break_tenant(fleet.tenants[3])
     rollout_id = f"replay-{uuid.uuid4().hex[:8]}"
     async with fleet.worker(client, flyway_install):
-        await client.execute_workflow(
-            MigrateAllWorkflow.run,
+        await FleetwayClient(client, fleet.task_queue).run(
             MigrateAllInput(parallelism=2, continue_on_error=True, continue_as_new_after=2),
-            id=rollout_id,
-            task_queue=fleet.task_queue,
+            rollout_id=rollout_id,
         )
     histories = [await client.get_workflow_handle(rollout_id).fetch_history()]
     histories += [
@@ -443,11 +437,8 @@ async def test_a_tenant_locked_by_the_application_is_retried_and_migrates_once_t
     (tenant,) = fleet.tenants
     fleet.locations = copy_migrations(tmp_path / "v4", upto=4)
     async with fleet.worker(client, flyway_install):
-        await client.execute_workflow(
-            MigrateAllWorkflow.run,
-            MigrateAllInput(),
-            id=f"v4-{uuid.uuid4().hex[:8]}",
-            task_queue=fleet.task_queue,
+        await FleetwayClient(client, fleet.task_queue).run(
+            MigrateAllInput(), rollout_id=f"v4-{uuid.uuid4().hex[:8]}"
         )
     fleet.locations = copy_migrations(tmp_path / "v5")
     waits: list[int] = []
@@ -465,10 +456,7 @@ async def test_a_tenant_locked_by_the_application_is_retried_and_migrates_once_t
     with psycopg.connect(postgres.dsn) as app:
         app.execute(f'SELECT count(*) FROM "{tenant}".accounts')  # the application's open transaction
         async with fleet.worker(client, flyway_install, lock_timeout_s=1):
-            handle = await client.start_workflow(
-                MigrateAllWorkflow.run, MigrateAllInput(), id=f"lock-{uuid.uuid4().hex[:8]}",
-                task_queue=fleet.task_queue,
-            )  # fmt: skip
+            handle = (await FleetwayClient(client, fleet.task_queue).start(MigrateAllInput(), rollout_id=f"lock-{uuid.uuid4().hex[:8]}")).handle  # fmt: skip
             assert await asyncio.to_thread(wait_until, queued, timeout=60, interval=0.05)  # two attempts
             app.rollback()  # the application lets go
             result = await handle.result()

@@ -21,6 +21,7 @@ from fleetway.activities.audit.sinks import JsonlAuditSink
 from fleetway.activities.flyway.contract import FlywayInstall
 from fleetway.activities.rollouts import Outcome
 from fleetway.activities.servers.models import ServerControls
+from fleetway.worker.client.connection import FleetwayClient
 from fleetway.worker.config.client import connect
 from fleetway.worker.config.settings import TemporalConfig
 from fleetway.worker.dev.stack import PostgresServer, TemporalDevServer
@@ -91,12 +92,12 @@ async def test_postgres_stopped_for_20s_mid_rollout_tenants_retry_and_succeed(
         fleet = make_fleet(own, 10)
         fleet.locations = fault_migrations(tmp_path / "scripts", sleep_s=4.25)
         async with fleet.worker(client, flyway_install, engine=engine):
-            handle = await client.start_workflow(
-                MigrateAllWorkflow.run,
-                MigrateAllInput(parallelism=5, heartbeat_timeout_s=5),
-                id=f"outage-{uuid.uuid4().hex[:8]}",
-                task_queue=fleet.task_queue,
-            )
+            handle = (
+                await FleetwayClient(client, fleet.task_queue).start(
+                    MigrateAllInput(parallelism=5, heartbeat_timeout_s=5),
+                    rollout_id=f"outage-{uuid.uuid4().hex[:8]}",
+                )
+            ).handle
             assert await asyncio.to_thread(wait_until, lambda: _running_sleeps(own, "4.25") >= 3, timeout=60)
             await asyncio.to_thread(own.halt, "fast")  # every session ends with 57P01
             await asyncio.sleep(20)
@@ -130,9 +131,11 @@ async def test_cancel_during_a_slow_script_leaves_no_process_no_statement_and_a_
     rollout_id = f"cancel-{uuid.uuid4().hex[:8]}"
     loop = asyncio.get_running_loop()
     async with fleet.worker(client, flyway_install, engine=engine, emitter=emitter):
-        handle = await client.start_workflow(
-            MigrateAllWorkflow.run, MigrateAllInput(parallelism=2), id=rollout_id, task_queue=fleet.task_queue
-        )
+        handle = (
+            await FleetwayClient(client, fleet.task_queue).start(
+                MigrateAllInput(parallelism=2), rollout_id=rollout_id
+            )
+        ).handle
         assert await asyncio.to_thread(wait_until, lambda: _running_sleeps(postgres, "61.5") == 2, timeout=90)
         done = await asyncio.to_thread(fleetway, "cancel", rollout_id, env=env)
         cancelled_at = loop.time()
@@ -194,16 +197,14 @@ async def test_infrastructure_faults_retry_until_the_time_budget_and_script_fail
         tenant_sources={"default": StaticTenantLister(fleet.tenants)}, flyway_install=flyway_install,
     )  # fmt: skip
     async with worker:
-        result = await client.execute_workflow(
-            MigrateAllWorkflow.run,
+        result = await FleetwayClient(client, fleet.task_queue).run(
             MigrateAllInput(
                 continue_on_error=True,
                 retry_budget_s=20,
                 # Parked: the shortest limit (the default, the retry budget, is a fast test's).
                 servers=ServerControls(checks=checks, park_limit_s=10),
             ),
-            id=f"budget-{uuid.uuid4().hex[:8]}",
-            task_queue=fleet.task_queue,
+            rollout_id=f"budget-{uuid.uuid4().hex[:8]}",
         )
 
     outcomes = {o.tenant_id: o for o in result.failed}
@@ -242,12 +243,12 @@ async def test_temporal_server_killed_and_restarted_mid_rollout_the_report_is_th
         # Served as the worker process serves it: a poll error the SDK takes as fatal while the
         # server restarts (1 run in ~10 here) rebuilds the worker instead of failing the test.
         async with serving(fleet.worker(client, flyway_install, engine=engine)):
-            handle = await client.start_workflow(
-                MigrateAllWorkflow.run,
-                MigrateAllInput(parallelism=4, heartbeat_timeout_s=5, continue_on_error=True),
-                id=f"server-crash-{uuid.uuid4().hex[:8]}",
-                task_queue=fleet.task_queue,
-            )
+            handle = (
+                await FleetwayClient(client, fleet.task_queue).start(
+                    MigrateAllInput(parallelism=4, heartbeat_timeout_s=5, continue_on_error=True),
+                    rollout_id=f"server-crash-{uuid.uuid4().hex[:8]}",
+                )
+            ).handle
             sleeping = lambda: _running_sleeps(postgres, "2.5") >= 2  # noqa: E731
             assert await asyncio.to_thread(wait_until, sleeping, timeout=90)
             await asyncio.to_thread(server.crash)

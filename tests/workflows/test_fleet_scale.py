@@ -27,6 +27,7 @@ from fleetway.activities.rollouts import Outcome, RolloutActivities
 from fleetway.activities.tenants.static import ListTenantsInput, StaticTenantLister, TenantPage
 from fleetway.activities.tenants.wave_book import PlanChunk, PlanChunkInput, PlanSummary, WaveBookActivities
 from fleetway.activities.tenants.waves import PlanWavesInput, WavePlanActivities, WaveSpec
+from fleetway.worker.client.connection import FleetwayClient
 from fleetway.workflows.migrate_all import MigrateAllWorkflow
 from fleetway.workflows.migrate_all_models import MigrateAllInput, RolloutStatus
 from fleetway.workflows.tenant_migration import TenantMigrationWorkflow
@@ -132,11 +133,9 @@ async def test_a_ring_rollout_of_the_largest_fleet_stays_within_temporals_limits
         max_cached_workflows=50,
     ):
         result = await asyncio.wait_for(
-            client.execute_workflow(
-                MigrateAllWorkflow.run,
+            FleetwayClient(client, task_queue).run(
                 MigrateAllInput(migration_set=SET, waves=waves, parallelism=8, page_size=1000),
-                id=rollout,
-                task_queue=task_queue,
+                rollout_id=rollout,
             ),
             600,
         )
@@ -183,9 +182,7 @@ async def test_a_rollout_costs_few_actions_per_tenant_with_work_and_almost_none_
             "current": MigrateAllInput(migration_set=SET, page_size=1000),
         }.items():
             rollouts[name] = f"cost-{name}-{uuid.uuid4().hex[:8]}"
-            await client.execute_workflow(
-                MigrateAllWorkflow.run, request, id=rollouts[name], task_queue=task_queue
-            )
+            await FleetwayClient(client, task_queue).run(request, rollout_id=rollouts[name])
     work = await count_actions(client, rollouts["work"])
     mixed = await count_actions(client, rollouts["current"])
     per_work = work.per(len(behind))

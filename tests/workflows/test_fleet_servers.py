@@ -29,6 +29,7 @@ from fleetway.activities.database_target import DatabaseTarget
 from fleetway.activities.flyway.contract import FlywayInstall
 from fleetway.activities.rollouts import Outcome
 from fleetway.activities.servers.models import HoldKind, ServerControls
+from fleetway.worker.client.connection import FleetwayClient
 from fleetway.worker.dev.stack import PostgresServer, TemporalDevServer
 from fleetway.workflows.migrate_all import MigrateAllWorkflow
 from fleetway.workflows.migrate_all_models import MigrateAllInput, MigrateAllResult, Progress, RolloutStatus
@@ -238,12 +239,11 @@ async def held_until(
 async def start(
     client: Client, fleet: SpreadFleet, controls: ServerControls
 ) -> WorkflowHandle[Any, MigrateAllResult]:
-    return await client.start_workflow(
-        MigrateAllWorkflow.run,
-        MigrateAllInput(parallelism=3, servers=controls),
-        id=f"held-{uuid.uuid4().hex[:8]}",
-        task_queue=fleet.task_queue,
-    )
+    return (
+        await FleetwayClient(client, fleet.task_queue).start(
+            MigrateAllInput(parallelism=3, servers=controls), rollout_id=f"held-{uuid.uuid4().hex[:8]}"
+        )
+    ).handle
 
 
 async def test_sessions_queued_on_a_lock_hold_their_server_until_the_queue_clears(

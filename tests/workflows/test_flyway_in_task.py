@@ -19,7 +19,7 @@ from temporalio.client import Client, WorkflowFailureError
 from fleetway.activities.audit.events import AuditActivities, AuditEvent, Emitter
 from fleetway.activities.errors import AuditSinkError
 from fleetway.activities.rollouts import Outcome, OutcomeSource
-from fleetway.workflows.migrate_all import MigrateAllWorkflow
+from fleetway.worker.client.connection import FleetwayClient
 from fleetway.workflows.migrate_all_models import MigrateAllInput, RolloutStatus
 from fleetway.workflows.tenant_migration import IN_TASK_MAX_S, IN_TASK_TIMEOUT
 from tests.support import activity_calls
@@ -39,11 +39,8 @@ async def test_flyway_runs_in_the_childs_task_unless_the_run_may_be_long(
     script = Scripted(["alpha"], block=set())
     rollout_id = f"in-task-{uuid.uuid4().hex[:8]}"
     async with scripted_worker(client, script) as task_queue:
-        result = await client.execute_workflow(
-            MigrateAllWorkflow.run,
-            MigrateAllInput(flyway_timeout_s=flyway_timeout_s),
-            id=rollout_id,
-            task_queue=task_queue,
+        result = await FleetwayClient(client, task_queue).run(
+            MigrateAllInput(flyway_timeout_s=flyway_timeout_s), rollout_id=rollout_id
         )
         events = await _child_events(client, rollout_id, "alpha")
 
@@ -75,9 +72,7 @@ async def test_a_call_that_outlived_the_first_task_is_checked_against_the_table(
     script = Scripted(["alpha", "beta"], block=set(), slow={"run_flyway:alpha": 4.0})
     rollout_id = f"in-task-{uuid.uuid4().hex[:8]}"
     async with scripted_worker(client, script) as task_queue:
-        result = await client.execute_workflow(
-            MigrateAllWorkflow.run, MigrateAllInput(), id=rollout_id, task_queue=task_queue
-        )
+        result = await FleetwayClient(client, task_queue).run(MigrateAllInput(), rollout_id=rollout_id)
         alpha = await _child_events(client, rollout_id, "alpha")
 
     assert result.status is RolloutStatus.SUCCEEDED
@@ -94,9 +89,9 @@ async def test_a_cancel_reaches_the_call_in_the_task_within_the_task_renewal(cli
     rollout_id = f"in-task-{uuid.uuid4().hex[:8]}"
     loop = asyncio.get_running_loop()
     async with scripted_worker(client, script) as task_queue:
-        handle = await client.start_workflow(
-            MigrateAllWorkflow.run, MigrateAllInput(), id=rollout_id, task_queue=task_queue
-        )
+        handle = (
+            await FleetwayClient(client, task_queue).start(MigrateAllInput(), rollout_id=rollout_id)
+        ).handle
         await asyncio.wait_for(script.started["run_flyway:alpha"].wait(), WAIT)
         await asyncio.sleep(0.5)  # inside the child's first task, before its first renewal
         await handle.cancel()
@@ -139,11 +134,8 @@ async def test_an_audit_sink_down_past_the_budget_ends_the_emit_not_the_tenant(c
     script = _SinkDown(["alpha"])
     async with scripted_worker(client, script) as task_queue:
         result = await asyncio.wait_for(
-            client.execute_workflow(
-                MigrateAllWorkflow.run,
-                MigrateAllInput(retry_budget_s=3),
-                id=f"audit-down-{uuid.uuid4().hex[:8]}",
-                task_queue=task_queue,
+            FleetwayClient(client, task_queue).run(
+                MigrateAllInput(retry_budget_s=3), rollout_id=f"audit-down-{uuid.uuid4().hex[:8]}"
             ),
             timeout=60,
         )

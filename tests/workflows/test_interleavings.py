@@ -11,6 +11,7 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 
 from fleetway.activities.rollouts import Outcome
 from fleetway.activities.tenants.waves import WaveSpec
+from fleetway.worker.client.connection import FleetwayClient
 from fleetway.workflows.migrate_all import MigrateAllWorkflow
 from fleetway.workflows.migrate_all_models import (
     MigrateAllInput,
@@ -32,10 +33,7 @@ _TWO_WAVES = [
 async def test_a_reject_during_a_bake_refuses_the_next_wave_and_approve_is_refused(client: Client) -> None:
     script = Scripted(["a", "b"], block=set())
     async with scripted_worker(client, script) as task_queue:
-        handle = await client.start_workflow(
-            MigrateAllWorkflow.run, MigrateAllInput(waves=_TWO_WAVES, migration_set=SET),
-            id=f"bake-{uuid.uuid4().hex[:8]}", task_queue=task_queue,
-        )  # fmt: skip
+        handle = (await FleetwayClient(client, task_queue).start(MigrateAllInput(waves=_TWO_WAVES, migration_set=SET), rollout_id=f"bake-{uuid.uuid4().hex[:8]}")).handle  # fmt: skip
         await _until(handle, lambda p: bool(p.waves) and p.waves[0].state is WaveState.BAKING)
         assert (await handle.query(MigrateAllWorkflow.progress)).phase == "baking"
         with pytest.raises(WorkflowUpdateFailedError):  # approve waits for the gate, not the bake
@@ -61,10 +59,7 @@ async def test_a_stop_at_a_gate_or_in_a_bake_ends_the_rollout_there(client: Clie
     waves = [WaveSpec(name="one", tenants=["a"], bake_s=0 if where is WaveState.AWAITING_APPROVAL else 3600),
              WaveSpec(name="two", tenants=["b"], gate=True)]  # fmt: skip
     async with scripted_worker(client, script) as task_queue:
-        handle = await client.start_workflow(
-            MigrateAllWorkflow.run, MigrateAllInput(waves=waves, migration_set=SET),
-            id=f"stop-{uuid.uuid4().hex[:8]}", task_queue=task_queue,
-        )  # fmt: skip
+        handle = (await FleetwayClient(client, task_queue).start(MigrateAllInput(waves=waves, migration_set=SET), rollout_id=f"stop-{uuid.uuid4().hex[:8]}")).handle  # fmt: skip
         index = 0 if where is WaveState.BAKING else 1
         await _until(handle, lambda p: len(p.waves) == 2 and p.waves[index].state is where)
         if where is WaveState.BAKING:
@@ -82,11 +77,7 @@ async def test_continue_as_new_waits_for_a_slow_tenant_and_runs_each_tenant_once
     script = Scripted(["a", "b", "c"], block=set(), slow={"run_flyway:a": 1.5})
     async with scripted_worker(client, script) as task_queue:
         result = await asyncio.wait_for(
-            client.execute_workflow(
-                MigrateAllWorkflow.run,
-                MigrateAllInput(tenants=["a", "b", "c"], parallelism=2, continue_as_new_after=1, migration_set=SET),
-                id=f"can-{uuid.uuid4().hex[:8]}", task_queue=task_queue,
-            ),
+            FleetwayClient(client, task_queue).run(MigrateAllInput(tenants=["a", "b", "c"], parallelism=2, continue_as_new_after=1, migration_set=SET), rollout_id=f"can-{uuid.uuid4().hex[:8]}"),
             WAIT,
         )  # fmt: skip
 

@@ -14,6 +14,7 @@ from fleetway.activities.flyway.contract import FlywayInstall
 from fleetway.activities.flyway.output import Action, ErrorClass
 from fleetway.activities.quiesce import PostgresQuiesceController
 from fleetway.activities.rollouts import Outcome
+from fleetway.worker.client.connection import FleetwayClient
 from fleetway.worker.dev.stack import PostgresServer, free_port
 from fleetway.workflows import outcome_ledger
 from fleetway.workflows.migrate_all import MigrateAllWorkflow
@@ -24,8 +25,8 @@ from tests.support import history
 
 
 async def _rollout(client: Client, fleet: Fleet, request: MigrateAllInput) -> MigrateAllResult:
-    return await client.execute_workflow(
-        MigrateAllWorkflow.run, request, id=f"rollout-{uuid.uuid4().hex[:8]}", task_queue=fleet.task_queue
+    return await FleetwayClient(client, fleet.task_queue).run(
+        request, rollout_id=f"rollout-{uuid.uuid4().hex[:8]}"
     )
 
 
@@ -200,12 +201,11 @@ async def test_migrate_all_stops_dispatch_when_quiesce_flag_set_mid_rollout(
 
     fleet = make_fleet(postgres, 12)
     async with fleet.worker(client, flyway_install):
-        handle = await client.start_workflow(
-            MigrateAllWorkflow.run,
-            MigrateAllInput(parallelism=2),
-            id=f"q-{uuid.uuid4().hex[:8]}",
-            task_queue=fleet.task_queue,
-        )
+        handle = (
+            await FleetwayClient(client, fleet.task_queue).start(
+                MigrateAllInput(parallelism=2), rollout_id=f"q-{uuid.uuid4().hex[:8]}"
+            )
+        ).handle
         for _ in range(600):
             progress = await handle.query(MigrateAllWorkflow.progress)
             if sum(progress.counts.values()) >= 1:
@@ -296,13 +296,11 @@ async def test_a_rerun_of_a_running_rollout_is_refused_at_once_by_name(
 ) -> None:
     fleet = make_fleet(postgres, 2)
     async with fleet.worker(client, flyway_install):
-        running = await client.start_workflow(
-            MigrateAllWorkflow.run,
-            MigrateAllInput(),
-            id=f"rollout-{uuid.uuid4().hex[:8]}",
-            task_queue=fleet.task_queue,
-            start_signal="pause",  # held before its first dispatch: running, its list not final
-        )
+        running = (
+            await FleetwayClient(client, fleet.task_queue).start(
+                MigrateAllInput(start_paused=True)  # held before its first dispatch: its list not final
+            )
+        ).handle
         rerun = await asyncio.wait_for(
             _rollout(client, fleet, MigrateAllInput(rerun_failed_of=running.id)), 60
         )
@@ -320,12 +318,12 @@ async def test_a_rerun_of_a_cancelled_rollout_runs_its_failed_and_cancelled_tena
     broken, *slow = fleet.tenants[:4]  # three windows: the broken one's slot goes to the fourth
     fleet.break_tenant(broken)
     async with fleet.worker(client, flyway_install):
-        cancelled = await client.start_workflow(
-            MigrateAllWorkflow.run,
-            MigrateAllInput(parallelism=3, continue_on_error=True),
-            id=f"rollout-{uuid.uuid4().hex[:8]}",
-            task_queue=fleet.task_queue,
-        )
+        cancelled = (
+            await FleetwayClient(client, fleet.task_queue).start(
+                MigrateAllInput(parallelism=3, continue_on_error=True),
+                rollout_id=f"rollout-{uuid.uuid4().hex[:8]}",
+            )
+        ).handle
         async with asyncio.timeout(60):  # the broken one failed; three are inside their 6 s migration
             while (await cancelled.query(MigrateAllWorkflow.progress)).counts.get(Outcome.FAILED) != 1:
                 await asyncio.sleep(0.2)

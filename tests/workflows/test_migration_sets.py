@@ -20,6 +20,7 @@ from fleetway.activities.flyway.contract import FlywayInstall
 from fleetway.activities.rollouts import Outcome
 from fleetway.activities.sets.digest import scan_set
 from fleetway.activities.sets.store import DirectorySetStore, S3SetStore, push_set
+from fleetway.worker.client.connection import FleetwayClient
 from fleetway.worker.config.settings import SetsConfig
 from fleetway.worker.dev.secrets import AWS_TEST_ENV, MotoServer
 from fleetway.worker.dev.stack import PostgresServer
@@ -32,9 +33,11 @@ from tests.support import DEMO_MIGRATIONS, copy_migrations, history, schema_exis
 async def _start(
     client: Client, fleet: Fleet, request: MigrateAllInput
 ) -> WorkflowHandle[Any, MigrateAllResult]:
-    return await client.start_workflow(
-        MigrateAllWorkflow.run, request, id=f"rollout-{uuid.uuid4().hex[:8]}", task_queue=fleet.task_queue
-    )
+    return (
+        await FleetwayClient(client, fleet.task_queue).start(
+            request, rollout_id=f"rollout-{uuid.uuid4().hex[:8]}"
+        )
+    ).handle
 
 
 async def _refused_attempts(client: Client, rollout_id: str, tenants: list[str]) -> list[str]:

@@ -13,6 +13,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from fleetway.activities.flyway.options import FlywayOptions
+from fleetway.worker.client.connection import FleetwayClient
 from fleetway.workflows.migrate_all import MigrateAllWorkflow
 from fleetway.workflows.migrate_all_models import MigrateAllInput, RolloutStatus
 from fleetway.workflows.tenant_migration import TenantMigrationWorkflow, TenantToolboxWorkflow
@@ -30,9 +31,11 @@ async def test_an_older_build_never_takes_a_run_with_options(client: Client) -> 
         client, task_queue=task_queue, workflows=[MigrateAllWorkflow, TenantMigrationWorkflow],
         activities=older_activities,
     ):  # fmt: skip
-        handle = await client.start_workflow(
-            MigrateAllWorkflow.run, request, id=f"older-{uuid.uuid4().hex[:8]}", task_queue=task_queue
-        )
+        handle = (
+            await FleetwayClient(client, task_queue).start(
+                request, rollout_id=f"older-{uuid.uuid4().hex[:8]}"
+            )
+        ).handle
         for _ in range(100):
             if (await handle.query(MigrateAllWorkflow.progress)).in_flight == ["a"]:
                 break

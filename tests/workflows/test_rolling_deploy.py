@@ -20,6 +20,7 @@ from temporalio.worker import Worker
 from fleetway.activities.flyway.activity import RunFlywayInput
 from fleetway.activities.tenants.static import ListTenantsInput
 from fleetway.activities.worker_profile import PinRolloutInput
+from fleetway.worker.client.connection import FleetwayClient
 from fleetway.workflows.migrate_all import MigrateAllWorkflow
 from fleetway.workflows.migrate_all_models import MigrateAllInput, RolloutStatus
 from fleetway.workflows.tenant_migration import TenantMigrationWorkflow
@@ -63,11 +64,8 @@ async def test_an_older_build_runs_a_rollout_on_results_a_newer_build_wrote(clie
     )
     newer_activities = Worker(await separate_client(client), task_queue=task_queue, activities=newer.all())
     async with older_workflows, newer_activities:
-        result = await client.execute_workflow(
-            MigrateAllWorkflow.run,
-            MigrateAllInput(),
-            id=f"deploy-{uuid.uuid4().hex[:8]}",
-            task_queue=task_queue,
+        result = await FleetwayClient(client, task_queue).run(
+            MigrateAllInput(), rollout_id=f"deploy-{uuid.uuid4().hex[:8]}"
         )
     assert result.status is RolloutStatus.SUCCEEDED, result.warnings
     assert sorted(o.tenant_id for o in result.outcomes) == ["alpha", "beta"]

@@ -19,7 +19,7 @@ from fleetway.activities.flyway.activity import RunFlywayInput
 from fleetway.activities.flyway.output import FlywayOutcome
 from fleetway.activities.tenants.static import ListTenantsInput, TenantPage
 from fleetway.activities.worker_profile import PinRolloutInput, RolloutPin
-from fleetway.workflows.migrate_all import MigrateAllWorkflow
+from fleetway.worker.client.connection import FleetwayClient
 from fleetway.workflows.migrate_all_models import MigrateAllInput, RolloutStatus
 from tests.workflows.scripted import SET, Scripted, scripted_worker
 
@@ -59,11 +59,8 @@ class _Flaky(Scripted):
 async def test_a_blip_longer_than_any_attempt_count_does_not_fail_the_rollout(client: Client) -> None:
     script = _Flaky(["alpha", "beta"], failures=6)  # more attempts than the old count of 5 allowed
     async with scripted_worker(client, script) as task_queue:
-        result = await client.execute_workflow(
-            MigrateAllWorkflow.run,
-            MigrateAllInput(),
-            id=f"blip-{uuid.uuid4().hex[:8]}",
-            task_queue=task_queue,
+        result = await FleetwayClient(client, task_queue).run(
+            MigrateAllInput(), rollout_id=f"blip-{uuid.uuid4().hex[:8]}"
         )
     assert result.status is RolloutStatus.SUCCEEDED, result.warnings
     assert script.calls.count("pin_rollout") == 7 and script.calls.count("list_tenants_page") == 7
@@ -73,11 +70,8 @@ async def test_a_blip_longer_than_any_attempt_count_does_not_fail_the_rollout(cl
 async def test_an_outage_longer_than_the_retry_budget_stops_the_rollout_naming_why(client: Client) -> None:
     script = _Flaky(["alpha"], failures=10**6)
     async with scripted_worker(client, script) as task_queue:
-        result = await client.execute_workflow(
-            MigrateAllWorkflow.run,
-            MigrateAllInput(retry_budget_s=2),
-            id=f"outage-{uuid.uuid4().hex[:8]}",
-            task_queue=task_queue,
+        result = await FleetwayClient(client, task_queue).run(
+            MigrateAllInput(retry_budget_s=2), rollout_id=f"outage-{uuid.uuid4().hex[:8]}"
         )
     assert result.status is RolloutStatus.FAILED and result.total == 0
     assert result.warnings[-1] == (
@@ -104,11 +98,8 @@ async def test_the_table_read_after_a_failed_run_is_held_to_the_retry_budget(
     script = _ScriptFails(["t1"], block=set())
     async with scripted_worker(client, script) as task_queue:
         rollout = f"read-{uuid.uuid4().hex[:8]}"
-        result = await client.execute_workflow(
-            MigrateAllWorkflow.run,
-            MigrateAllInput(tenants=["t1"], retry_budget_s=budget, migration_set=SET),
-            id=rollout,
-            task_queue=task_queue,
+        result = await FleetwayClient(client, task_queue).run(
+            MigrateAllInput(tenants=["t1"], retry_budget_s=budget, migration_set=SET), rollout_id=rollout
         )
         reads = [
             e.activity_task_scheduled_event_attributes

@@ -23,7 +23,7 @@ from fleetway.activities.flyway.activity import RunFlywayInput
 from fleetway.activities.flyway.output import FlywayOutcome
 from fleetway.activities.rollouts import Outcome
 from fleetway.activities.servers.models import HealthState, HoldKind, ServerControls, ServerHealth
-from fleetway.workflows.migrate_all import MigrateAllWorkflow
+from fleetway.worker.client.connection import FleetwayClient
 from fleetway.workflows.migrate_all_models import MigrateAllInput, RolloutStatus
 from fleetway.workflows.rollout_state import RolloutState
 from fleetway.workflows.server_book import ServerBook
@@ -101,11 +101,9 @@ async def test_a_source_ordered_by_server_is_served_in_turn(client: Client) -> N
     tenants = {f"b{i}": B for i in range(1, 5)} | {f"a{i}": A for i in range(1, 5)}
     script = _on_servers(tenants)
     async with scripted_worker(client, script) as task_queue:
-        result = await client.execute_workflow(
-            MigrateAllWorkflow.run,
+        result = await FleetwayClient(client, task_queue).run(
             MigrateAllInput(tenants=list(tenants), parallelism=1, migration_set=SET),
-            id=f"turns-{uuid.uuid4().hex[:8]}",
-            task_queue=task_queue,
+            rollout_id=f"turns-{uuid.uuid4().hex[:8]}",
         )
     assert result.counts == {Outcome.SUCCEEDED: 8}
     assert _runs(script) == ["b1", "a1", "b2", "a2", "b3", "a3", "b4", "a4"]
@@ -138,13 +136,11 @@ async def test_the_per_server_budget_holds_whatever_the_window(client: Client) -
     tenants = {f"a{i}": A for i in range(6)} | {"b0": B, "b1": B}
     script = _Counting(tenants)
     async with scripted_worker(client, script) as task_queue:
-        result = await client.execute_workflow(
-            MigrateAllWorkflow.run,
+        result = await FleetwayClient(client, task_queue).run(
             MigrateAllInput(
                 tenants=list(tenants), parallelism=8, migration_set=SET, servers=ServerControls(per_server=2)
             ),
-            id=f"budget-{uuid.uuid4().hex[:8]}",
-            task_queue=task_queue,
+            rollout_id=f"budget-{uuid.uuid4().hex[:8]}",
         )
     assert result.counts == {Outcome.SUCCEEDED: 8}
     assert script.most == {A: 2, B: 2}
@@ -158,11 +154,9 @@ async def test_a_held_server_waits_while_the_others_run_and_is_audited(
     script.health[B] = [_LOCKS, _LOCKS, _LOCKS]
     client = skipping_env.client
     async with scripted_worker(client, script) as task_queue:
-        result = await client.execute_workflow(
-            MigrateAllWorkflow.run,
+        result = await FleetwayClient(client, task_queue).run(
             MigrateAllInput(tenants=list(tenants), parallelism=4, migration_set=SET),
-            id=f"held-{uuid.uuid4().hex[:8]}",
-            task_queue=task_queue,
+            rollout_id=f"held-{uuid.uuid4().hex[:8]}",
         )
     assert result.status is RolloutStatus.SUCCEEDED and result.servers == []
     runs = _runs(script)
@@ -180,16 +174,14 @@ async def test_a_server_parked_past_the_limit_ends_its_tenants_undispatched(
     script.health[B] = [_DOWN] * 100
     client = skipping_env.client
     async with scripted_worker(client, script) as task_queue:
-        result = await client.execute_workflow(
-            MigrateAllWorkflow.run,
+        result = await FleetwayClient(client, task_queue).run(
             MigrateAllInput(
                 tenants=list(tenants),
                 parallelism=4,
                 migration_set=SET,
                 servers=ServerControls(park_limit_s=120),
             ),
-            id=f"parked-{uuid.uuid4().hex[:8]}",
-            task_queue=task_queue,
+            rollout_id=f"parked-{uuid.uuid4().hex[:8]}",
         )
     assert sorted(_runs(script)) == ["a1", "a2"]  # B's tenants were never dispatched
     by_tenant = {o.tenant_id: o for o in result.outcomes}
@@ -209,11 +201,9 @@ async def test_a_check_that_cannot_work_stops_the_rollout_with_its_reason(client
     script = _on_servers({"a1": A, "a2": A})
     script.health[A] = [ServerHealth(state=HealthState.BROKEN, why="health probe failed (SQLSTATE 42601)")]
     async with scripted_worker(client, script) as task_queue:
-        result = await client.execute_workflow(
-            MigrateAllWorkflow.run,
+        result = await FleetwayClient(client, task_queue).run(
             MigrateAllInput(tenants=["a1", "a2"], migration_set=SET),
-            id=f"broken-{uuid.uuid4().hex[:8]}",
-            task_queue=task_queue,
+            rollout_id=f"broken-{uuid.uuid4().hex[:8]}",
         )
     assert result.status is RolloutStatus.FAILED and _runs(script) == []
     assert any(
@@ -228,11 +218,9 @@ async def test_a_hold_is_carried_across_continue_as_new(skipping_env: WorkflowEn
     script.health[B] = [_DOWN] * 4
     client = skipping_env.client
     async with scripted_worker(client, script) as task_queue:
-        result = await client.execute_workflow(
-            MigrateAllWorkflow.run,
+        result = await FleetwayClient(client, task_queue).run(
             MigrateAllInput(tenants=list(tenants), parallelism=1, continue_as_new_after=1, migration_set=SET),
-            id=f"carried-{uuid.uuid4().hex[:8]}",
-            task_queue=task_queue,
+            rollout_id=f"carried-{uuid.uuid4().hex[:8]}",
         )
     assert result.counts == {Outcome.SUCCEEDED: 4} and result.runs >= 3
     assert _runs(script)[-1] == "b1" and sorted(_runs(script)) == ["a1", "a2", "a3", "b1"]
@@ -248,11 +236,9 @@ async def test_the_screening_read_gives_the_keys_and_the_activity_only_fills_gap
             tenant_id=tenant, server=script.server_of[tenant], pending=["1"], pending_count=1, intact=True
         )
     async with scripted_worker(client, script) as task_queue:
-        result = await client.execute_workflow(
-            MigrateAllWorkflow.run,
+        result = await FleetwayClient(client, task_queue).run(
             MigrateAllInput(tenants=["a1", "b1", "x1"], migration_set=SET),
-            id=f"read-keys-{uuid.uuid4().hex[:8]}",
-            task_queue=task_queue,
+            rollout_id=f"read-keys-{uuid.uuid4().hex[:8]}",
         )
     assert {o.tenant_id: o.server for o in result.outcomes} == {"a1": A, "b1": B, "x1": B}
     assert script.keyed == [["x1"]] and len(script.screens) == 1
@@ -303,8 +289,7 @@ async def test_a_tenant_failing_for_its_server_has_the_server_checked_before_the
     script.health[B] = [ServerHealth(state=HealthState.OK), _DOWN]  # fit, then gone, then fit
     client = skipping_env.client
     async with scripted_worker(client, script) as task_queue:
-        result = await client.execute_workflow(
-            MigrateAllWorkflow.run,
+        result = await FleetwayClient(client, task_queue).run(
             MigrateAllInput(
                 tenants=list(tenants),
                 parallelism=1,
@@ -312,8 +297,7 @@ async def test_a_tenant_failing_for_its_server_has_the_server_checked_before_the
                 migration_set=SET,
                 servers=ServerControls(check_every_s=300),
             ),
-            id=f"recheck-{uuid.uuid4().hex[:8]}",
-            task_queue=task_queue,
+            rollout_id=f"recheck-{uuid.uuid4().hex[:8]}",
         )
     by_tenant = {o.tenant_id: o for o in result.outcomes}
     assert by_tenant["b1"].error_class == "target_unreachable"

@@ -14,8 +14,8 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from fleetway.activities.flyway.contract import FlywayInstall
+from fleetway.worker.client.connection import FleetwayClient
 from fleetway.worker.dev.stack import PostgresServer, TemporalDevServer
-from fleetway.workflows.migrate_all import MigrateAllWorkflow
 from fleetway.workflows.migrate_all_models import MigrateAllInput, RolloutStatus
 from tests.fleet import FLEETWAY, make_fleet
 from tests.support import copy_migrations, history
@@ -42,8 +42,8 @@ async def test_two_worker_processes_share_one_rollout(
     workers = [subprocess.Popen([FLEETWAY, "worker"], env=env, start_new_session=True) for _ in range(2)]
     rollout_id = f"scale-{uuid.uuid4().hex[:8]}"
     try:
-        result = await client.execute_workflow(
-            MigrateAllWorkflow.run, MigrateAllInput(parallelism=4), id=rollout_id, task_queue=fleet.task_queue
+        result = await FleetwayClient(client, fleet.task_queue).run(
+            MigrateAllInput(parallelism=4), rollout_id=rollout_id
         )
     finally:
         for proc in workers:
@@ -76,10 +76,7 @@ async def test_sigterm_during_a_rollout_drains_the_worker_and_loses_nothing(
         "FLEETWAY_WORKER__GRACEFUL_SHUTDOWN_S": "30"
     }
     first = subprocess.Popen([FLEETWAY, "worker", "--engine", engine], env=env, start_new_session=True)
-    handle = await client.start_workflow(
-        MigrateAllWorkflow.run, MigrateAllInput(parallelism=3), id=f"deploy-{uuid.uuid4().hex[:8]}",
-        task_queue=fleet.task_queue,
-    )  # fmt: skip
+    handle = (await FleetwayClient(client, fleet.task_queue).start(MigrateAllInput(parallelism=3), rollout_id=f"deploy-{uuid.uuid4().hex[:8]}")).handle  # fmt: skip
     await _wait_progress(handle, lambda p: sum(p.counts.values()) >= 1 and len(p.in_flight) >= 2)
     first.send_signal(signal.SIGTERM)  # what a rolling deploy does
     assert await asyncio.to_thread(first.wait, 60) == 0  # graceful: in-flight Flyway runs finished

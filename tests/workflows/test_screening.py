@@ -20,7 +20,7 @@ from fleetway.activities.flyway.options import FlywayOptions
 from fleetway.activities.flyway.output import Action
 from fleetway.activities.rollouts import Outcome, OutcomeSource
 from fleetway.activities.tenants.waves import WaveSpec
-from fleetway.workflows.migrate_all import MigrateAllWorkflow
+from fleetway.worker.client.connection import FleetwayClient
 from fleetway.workflows.migrate_all_models import MigrateAllInput, MigrateAllResult, RolloutStatus
 from tests.workflows.scripted import SET, WAIT, Scripted, scripted_worker
 
@@ -33,9 +33,7 @@ async def _run(client: Client, script: Scripted, **fields: Any) -> MigrateAllRes
     request = MigrateAllInput(migration_set=SET, **fields)
     async with scripted_worker(client, script) as task_queue:
         return await asyncio.wait_for(
-            client.execute_workflow(
-                MigrateAllWorkflow.run, request, id=f"screen-{uuid.uuid4().hex[:8]}", task_queue=task_queue
-            ),
+            FleetwayClient(client, task_queue).run(request, rollout_id=f"screen-{uuid.uuid4().hex[:8]}"),
             WAIT,
         )
 
@@ -148,12 +146,12 @@ async def test_a_read_that_fails_a_few_times_still_screens(client: Client) -> No
 async def test_a_cancel_during_the_read_ends_the_rollout_with_nothing_dispatched(client: Client) -> None:
     script = Scripted(["a", "b"], block={"read_tenant_states"})
     async with scripted_worker(client, script) as task_queue:
-        handle = await client.start_workflow(
-            MigrateAllWorkflow.run,
-            MigrateAllInput(migration_set=SET, tenants=["a", "b"]),
-            id=f"screen-cancel-{uuid.uuid4().hex[:8]}",
-            task_queue=task_queue,
-        )
+        handle = (
+            await FleetwayClient(client, task_queue).start(
+                MigrateAllInput(migration_set=SET, tenants=["a", "b"]),
+                rollout_id=f"screen-cancel-{uuid.uuid4().hex[:8]}",
+            )
+        ).handle
         await asyncio.wait_for(script.started["read_tenant_states"].wait(), WAIT)
         await handle.cancel()
         with pytest.raises(WorkflowFailureError):

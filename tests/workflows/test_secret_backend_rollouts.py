@@ -20,6 +20,7 @@ from temporalio.client import Client
 
 from fleetway.activities.flyway.contract import FlywayInstall
 from fleetway.activities.rollouts import Outcome
+from fleetway.worker.client.connection import FleetwayClient
 from fleetway.worker.config.settings import (
     AwsSecretsConfig,
     HttpTenantSourceConfig,
@@ -31,7 +32,6 @@ from fleetway.worker.config.settings import (
 from fleetway.worker.dev.secrets import AWS_TEST_ENV, MotoServer, OpenBaoDevServer
 from fleetway.worker.dev.stack import PostgresServer
 from fleetway.worker.process.run import build_worker
-from fleetway.workflows.migrate_all import MigrateAllWorkflow
 from fleetway.workflows.migrate_all_models import MigrateAllInput, MigrateAllResult, RolloutStatus
 from tests.control_plane import control_plane, paged, tenants_body
 from tests.fleet import Fleet, make_fleet
@@ -83,8 +83,8 @@ async def rollout_and_collect(
         if isinstance(handler, Captured):
             handler.lines.clear()  # the test's own setup (creating secrets) is not the worker's doing
     async with build_worker(client, settings, flyway_install=install):
-        result = await client.execute_workflow(
-            MigrateAllWorkflow.run, MigrateAllInput(parallelism=4), id=rollout_id, task_queue=fleet.task_queue
+        result = await FleetwayClient(client, fleet.task_queue).run(
+            MigrateAllInput(parallelism=4), rollout_id=rollout_id
         )
     blobs = []
     for workflow_id in [rollout_id, *(f"{rollout_id}/{t}" for t in fleet.tenants)]:
@@ -198,13 +198,9 @@ async def test_a_cycling_tenant_source_stops_the_rollout_and_duplicates_are_skip
             secrets={"default": StaticSecretsProvider({t: fleet.target(t) for t in fleet.tenants})},
         )  # fmt: skip
         async with worker:
-            result = await client.execute_workflow(
-                MigrateAllWorkflow.run,
-                MigrateAllInput(
+            result = await FleetwayClient(client, fleet.task_queue).run(MigrateAllInput(
                     parallelism=1, continue_on_error=True, **({} if by_server else {"servers": None})
-                ),
-                id=f"cycle-{uuid.uuid4().hex[:8]}", task_queue=fleet.task_queue,
-            )  # fmt: skip
+                ), rollout_id=f"cycle-{uuid.uuid4().hex[:8]}")  # fmt: skip
     assert result.status is RolloutStatus.FAILED
     assert any("repeated a cursor (cycle detected); dispatch stopped" in w for w in result.warnings)
     by_tenant = {(o.tenant_id, o.outcome) for o in result.outcomes}

@@ -21,8 +21,8 @@ from fleetway.activities.flyway.options import FlywayOptions
 from fleetway.activities.flyway.output import Action
 from fleetway.activities.rollouts import Outcome
 from fleetway.activities.tenants.waves import WaveSpec
+from fleetway.worker.client.connection import FleetwayClient
 from fleetway.worker.dev.stack import PostgresServer
-from fleetway.workflows.migrate_all import MigrateAllWorkflow
 from fleetway.workflows.migrate_all_models import MigrateAllInput, MigrateAllResult, RolloutStatus
 from tests.fleet import Fleet, fleetway, make_fleet
 from tests.support import history, schema_exists
@@ -48,11 +48,9 @@ async def _rollout(
     client: Client, fleet: Fleet, install: FlywayInstall, *, emitter: Emitter | None = None, **request: Any
 ) -> MigrateAllResult:
     async with fleet.worker(client, install, engine="jvm", emitter=emitter):
-        return await client.execute_workflow(
-            MigrateAllWorkflow.run,
+        return await FleetwayClient(client, fleet.task_queue).run(
             MigrateAllInput(audit=AuditContext(principal="ops@example.com"), **request),
-            id=f"toolbox-{uuid.uuid4().hex[:8]}",
-            task_queue=fleet.task_queue,
+            rollout_id=f"toolbox-{uuid.uuid4().hex[:8]}",
         )
 
 

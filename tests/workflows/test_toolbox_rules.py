@@ -20,7 +20,7 @@ from fleetway.activities.flyway.options import FlywayOptions, versions_up_to
 from fleetway.activities.flyway.output import Action
 from fleetway.activities.tenants.waves import WaveSpec
 from fleetway.worker.cli.flyway_options import flyway_options
-from fleetway.workflows.migrate_all import MigrateAllWorkflow
+from fleetway.worker.client.connection import FleetwayClient
 from fleetway.workflows.migrate_all_models import MigrateAllInput, RolloutStatus
 from tests.workflows.scripted import SET, WAIT, Scripted, scripted_worker
 
@@ -40,9 +40,11 @@ async def test_each_wave_runs_to_its_own_target_under_the_toolbox_names(client: 
         flyway=FlywayOptions(target="6", placeholders={"region": "eu"}),
     )
     async with scripted_worker(client, script) as task_queue:
-        handle = await client.start_workflow(
-            MigrateAllWorkflow.run, request, id=f"target-{uuid.uuid4().hex[:8]}", task_queue=task_queue
-        )
+        handle = (
+            await FleetwayClient(client, task_queue).start(
+                request, rollout_id=f"target-{uuid.uuid4().hex[:8]}"
+            )
+        ).handle
         result = await asyncio.wait_for(handle.result(), WAIT)
 
     assert result.status is RolloutStatus.SUCCEEDED
@@ -58,12 +60,11 @@ async def test_each_wave_runs_to_its_own_target_under_the_toolbox_names(client: 
 async def test_a_plain_migrate_keeps_the_names_every_build_has(client: Client) -> None:
     script = Scripted(["a"], block=set())
     async with scripted_worker(client, script) as task_queue:
-        handle = await client.start_workflow(
-            MigrateAllWorkflow.run,
-            MigrateAllInput(tenants=["a"], migration_set=SET),
-            id=f"plain-{uuid.uuid4().hex[:8]}",
-            task_queue=task_queue,
-        )
+        handle = (
+            await FleetwayClient(client, task_queue).start(
+                MigrateAllInput(tenants=["a"], migration_set=SET), rollout_id=f"plain-{uuid.uuid4().hex[:8]}"
+            )
+        ).handle
         await asyncio.wait_for(handle.result(), WAIT)
     assert "run_flyway:a" in script.calls
     assert not [c for c in script.calls if c.startswith("run_flyway_with_options")]

@@ -28,6 +28,7 @@ from fleetway.activities.audit.events import AuditContext, AuditEvent, AuditEven
 from fleetway.activities.flyway.contract import FlywayInstall
 from fleetway.activities.rollouts import Outcome
 from fleetway.activities.tenants.waves import WaveSpec
+from fleetway.worker.client.connection import FleetwayClient
 from fleetway.worker.dev.stack import PostgresServer, TemporalDevServer
 from fleetway.workflows.migrate_all import MigrateAllWorkflow
 from fleetway.workflows.migrate_all_models import (
@@ -82,9 +83,11 @@ def installed_window(postgres: PostgresServer, tenants: list[str]) -> tuple[date
 async def start(
     client: Client, fleet: Fleet, request: MigrateAllInput
 ) -> WorkflowHandle[MigrateAllWorkflow, MigrateAllResult]:
-    return await client.start_workflow(
-        MigrateAllWorkflow.run, request, id=f"ring-{uuid.uuid4().hex[:8]}", task_queue=fleet.task_queue
-    )
+    return (
+        await FleetwayClient(client, fleet.task_queue).start(
+            request, rollout_id=f"ring-{uuid.uuid4().hex[:8]}"
+        )
+    ).handle
 
 
 async def progress_until(

@@ -22,11 +22,11 @@ from fleetway.activities.quiesce import PostgresQuiesceController
 from fleetway.activities.rollouts import Outcome
 from fleetway.activities.secrets.providers import StaticSecretsProvider
 from fleetway.activities.tenants.static import StaticTenantLister
+from fleetway.worker.client.connection import FleetwayClient
 from fleetway.worker.config.backends import quiesce_store_named
 from fleetway.worker.config.settings import QuiesceConfig, Settings
 from fleetway.worker.dev.stack import PostgresServer
 from fleetway.worker.process.run import build_worker
-from fleetway.workflows.migrate_all import MigrateAllWorkflow
 from fleetway.workflows.migrate_all_models import MigrateAllInput, RolloutStatus
 from tests.fleet import Fleet, make_fleet, separate_client
 from tests.support import history, schema_exists
@@ -72,12 +72,12 @@ async def test_a_worker_without_the_quiesce_store_never_runs_a_guarded_rollout_u
     }
     bare = build_worker(client, fleet.settings(address), **wiring)  # type: ignore[arg-type]
     async with bare:
-        handle = await client.start_workflow(
-            MigrateAllWorkflow.run,
-            MigrateAllInput(parallelism=3, quiesce_store=named),
-            id=f"guarded-{uuid.uuid4().hex[:8]}",
-            task_queue=fleet.task_queue,
-        )
+        handle = (
+            await FleetwayClient(client, fleet.task_queue).start(
+                MigrateAllInput(parallelism=3, quiesce_store=named),
+                rollout_id=f"guarded-{uuid.uuid4().hex[:8]}",
+            )
+        ).handle
         # Only the bare worker polls: it refuses to pin the rollout, again and again.
         async with asyncio.timeout(WAIT):
             while await _refusals_of(handle, "pin_rollout") < 2:
@@ -103,11 +103,8 @@ async def test_a_worker_without_the_quiesce_store_never_runs_a_guarded_rollout_u
     await store.clear(principal="ops")
     again = build_worker(client, fleet.settings(address), **wiring)  # type: ignore[arg-type]
     async with again, build_worker(await separate_client(client), guarded, **wiring):  # type: ignore[arg-type]
-        result = await client.execute_workflow(
-            MigrateAllWorkflow.run,
-            MigrateAllInput(parallelism=3, quiesce_store=named),
-            id=f"guarded-{uuid.uuid4().hex[:8]}",
-            task_queue=fleet.task_queue,
+        result = await FleetwayClient(client, fleet.task_queue).run(
+            MigrateAllInput(parallelism=3, quiesce_store=named), rollout_id=f"guarded-{uuid.uuid4().hex[:8]}"
         )
     assert result.status is RolloutStatus.SUCCEEDED and result.counts == {Outcome.SUCCEEDED: 6}
     assert all([v for v, _ in history(postgres, t)] == ["1", "2", "3", "4", "5"] for t in fleet.tenants)
@@ -129,11 +126,9 @@ async def test_a_rollout_no_worker_can_guard_stops_rather_than_runs_unguarded(
     }
     async with build_worker(client, fleet.settings(address), **wiring):  # type: ignore[arg-type]
         result = await asyncio.wait_for(
-            client.execute_workflow(
-                MigrateAllWorkflow.run,
+            FleetwayClient(client, fleet.task_queue).run(
                 MigrateAllInput(quiesce_store=store.description, retry_budget_s=3),
-                id=f"unguarded-{uuid.uuid4().hex[:8]}",
-                task_queue=fleet.task_queue,
+                rollout_id=f"unguarded-{uuid.uuid4().hex[:8]}",
             ),
             WAIT,
         )
@@ -167,13 +162,11 @@ async def test_a_tenant_call_refused_by_a_misconfigured_worker_moves_to_one_that
     )  # fmt: skip
     rollout = f"moves-{uuid.uuid4().hex[:8]}"
     async with pinned:  # the rollout is pinned by the worker configured as it needs, then paused
-        handle = await client.start_workflow(
-            MigrateAllWorkflow.run,
-            MigrateAllInput(parallelism=3),
-            id=rollout,
-            task_queue=fleet.task_queue,
-            start_signal="pause",
-        )
+        handle = (
+            await FleetwayClient(client, fleet.task_queue).start(
+                MigrateAllInput(parallelism=3, start_paused=True), rollout_id=rollout
+            )
+        ).handle
         async with asyncio.timeout(WAIT):
             while not await _completed(handle, "pin_rollout"):
                 await asyncio.sleep(0.2)

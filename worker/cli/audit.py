@@ -13,7 +13,7 @@ import typer
 
 from fleetway.activities.audit.sinks import PostgresAuditSink
 from fleetway.activities.errors import ConfigurationError
-from fleetway.worker.cli.output import ExitCode
+from fleetway.worker.cli.exit_codes import ExitCode
 from fleetway.worker.cli.runtime import load_settings, run_command, stderr
 
 __all__ = ["audit_app"]

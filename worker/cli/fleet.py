@@ -9,9 +9,6 @@ laggards named), so a pipeline gates an application release on the schema fleet 
 
 from __future__ import annotations
 
-import asyncio
-import time
-import uuid
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
@@ -19,7 +16,6 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
-from temporalio.client import Client
 
 from fleetway.activities.durations import parse_duration_s
 from fleetway.activities.errors import InvalidInputError
@@ -27,44 +23,33 @@ from fleetway.activities.fleet.report import FleetReport
 from fleetway.activities.fleet.state import FleetState, ReadFleetInput
 from fleetway.activities.flyway.options import check_version, parse_placeholders
 from fleetway.activities.tenants.labels import parse_selector
+from fleetway.worker.cli.exit_codes import ExitCode
 from fleetway.worker.cli.fleet_picture import COLOURS, write_report
-from fleetway.worker.cli.output import ExitCode, OutputFormat
-from fleetway.worker.cli.runtime import connect_client, load_settings, run_command, stderr
-from fleetway.worker.cli.sets import ask_workers, named_set
-from fleetway.workflows.fleet_state import FleetStateWorkflow
+from fleetway.worker.cli.output import OutputFormat
+from fleetway.worker.cli.runtime import connect_fleetway, load_settings, run_command, stderr
+from fleetway.worker.cli.sets import named_set
+from fleetway.worker.client.connection import FleetwayClient
 
 __all__ = ["fleet", "wait"]
 
 _BAR = 40
 
 
-async def read_fleet(client: Client, task_queue: str, request: ReadFleetInput) -> FleetReport:
-    """One bulk read of the fleet by a worker on ``task_queue``."""
-    return await client.execute_workflow(
-        FleetStateWorkflow.run,
-        request,
-        id=f"fleet-state-{uuid.uuid4().hex[:12]}",
-        task_queue=task_queue,
-        execution_timeout=timedelta(minutes=30),
-    )
-
-
 async def _prepared(
     migrations: str, labels: str, at_least: str = "", placeholders: list[str] | None = None
-) -> tuple[Client, str, ReadFleetInput]:
+) -> tuple[FleetwayClient, ReadFleetInput]:
     if labels:
         parse_selector(labels)  # a typo is refused here, before any worker is asked
     if at_least:
         check_version(at_least, what="--at-least")
     values = parse_placeholders(placeholders or [])
     named = named_set(migrations, load_settings()) if migrations else None
-    client, settings = await connect_client()
-    task_queue = settings.effective_temporal().task_queue
-    await ask_workers(client, task_queue, migration_set=named.digest if named else "", wait_s=10)
+    client = await connect_fleetway()
+    await client.workers(migration_set=named.digest if named else "", wait_s=10)
     request = ReadFleetInput(
         migration_set=named.digest if named else "", selector=labels, at_least=at_least, placeholders=values
     )
-    return client, task_queue, request
+    return client, request
 
 
 def _render(report: FleetReport) -> None:
@@ -127,8 +112,8 @@ def fleet(
     async def go() -> ExitCode:
         if report is not None and report.suffix not in {".html", ".svg"}:
             raise InvalidInputError("--report names an .html or .svg file")
-        client, task_queue, request = await _prepared(migrations, labels, placeholders=placeholder)
-        read = await read_fleet(client, task_queue, request)
+        client, request = await _prepared(migrations, labels, placeholders=placeholder)
+        read = await client.read_fleet(request)
         if report is not None:
             write_report(read, report)
             stderr.print(f"wrote {report}", markup=False)
@@ -158,20 +143,20 @@ def wait(  # noqa: PLR0917 - typer maps each option to a parameter
     async def go() -> ExitCode:
         limit = parse_duration_s(timeout, what="--timeout")
         pause = max(1, parse_duration_s(interval, what="--interval"))
-        client, task_queue, request = await _prepared("", labels, at_least, placeholder)
-        deadline = time.monotonic() + limit
-        while True:
-            read = await read_fleet(client, task_queue, request)
-            if read.total == 0:
-                stderr.print(f"no tenant matches {labels or 'the tenant source'}; nothing to wait for")
-                return ExitCode.USAGE  # a selector typo must not open a release gate
-            done = read.laggard_count == 0
-            if done or time.monotonic() + pause > deadline:
-                break
-            stderr.print(
-                f"{read.laggard_count} of {read.total} tenants below v{at_least}; next read in {pause}s"
-            )
-            await asyncio.sleep(pause)
+        client, request = await _prepared("", labels, at_least, placeholder)
+
+        def told(read: FleetReport) -> None:
+            if read.laggard_count:
+                stderr.print(
+                    f"{read.laggard_count} of {read.total} tenants below v{at_least}; next read in {pause}s"
+                )
+
+        # A selector that matches no one is refused (exit 2): a typo must not open a release gate.
+        read = await client.wait_at_least(
+            at_least, timeout=timedelta(seconds=limit), interval=timedelta(seconds=pause), request=request,
+            on_read=told,
+        )  # fmt: skip
+        done = read.laggard_count == 0
         if output is not OutputFormat.TEXT:
             print(read.model_dump_json())
         elif done:

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from fleetway.worker.cli.output import ExitCode
+from fleetway.worker.cli.exit_codes import ExitCode
 from fleetway.worker.cli.runtime import run_command, stderr
 from fleetway.worker.flyway.fetch import fetch_flyway, flyway_version, pinned_pom
 

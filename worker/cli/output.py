@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Mapping, Set
-from enum import IntEnum, StrEnum
+from enum import StrEnum
 from typing import Any
 
 from rich.console import Console
@@ -17,15 +17,12 @@ from fleetway.activities.servers.models import ServerHold
 from fleetway.workflows.migrate_all_models import (
     MigrateAllResult,
     Progress,
-    RolloutStatus,
     WaveProgress,
     WaveState,
 )
 
 __all__ = [
-    "ExitCode",
     "OutputFormat",
-    "exit_code_for",
     "hold_line",
     "hold_row",
     "render_progress",
@@ -37,33 +34,12 @@ __all__ = [
 ]
 
 
-class ExitCode(IntEnum):
-    """The CLI's exit statuses (a published contract for pipelines)."""
-
-    OK = 0
-    FAILED = 1
-    USAGE = 2
-    QUIESCED = 3
-    INTERRUPTED = 130  # Ctrl-C: the CLI stopped following; the rollout was not touched
-
-
 class OutputFormat(StrEnum):
     """``--output`` values."""
 
     TEXT = "text"
     JSON = "json"
     NDJSON = "ndjson"
-
-
-def exit_code_for(status: RolloutStatus) -> ExitCode:
-    """0 succeeded, 1 failed/halted/cancelled, 3 quiesced or paused."""
-    if status is RolloutStatus.SUCCEEDED:
-        return ExitCode.OK
-    if status in {RolloutStatus.QUIESCED, RolloutStatus.PAUSED}:
-        return ExitCode.QUIESCED
-    if status is RolloutStatus.RUNNING:
-        return ExitCode.OK
-    return ExitCode.FAILED
 
 
 def _versions(o: TenantOutcome, *, dry_run: bool, action: Action) -> str:

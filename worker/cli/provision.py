@@ -22,7 +22,8 @@ from fleetway.activities.audit.events import AuditContext
 from fleetway.activities.errors import ConfigurationError
 from fleetway.activities.postgres.provisioning import TenantRoles
 from fleetway.activities.secrets.providers import validate_tenant_id
-from fleetway.worker.cli.output import ExitCode, OutputFormat
+from fleetway.worker.cli.exit_codes import ExitCode
+from fleetway.worker.cli.output import OutputFormat
 from fleetway.worker.cli.runtime import connect_client, run_command, stderr
 from fleetway.workflows.provision_tenant import (
     DeprovisionTenantWorkflow,

@@ -14,8 +14,9 @@ from temporalio.client import ScheduleUpdate
 
 from fleetway.activities.errors import ConfigurationError
 from fleetway.activities.flyway.output import Action
+from fleetway.worker.cli.exit_codes import ExitCode
 from fleetway.worker.cli.flyway_options import flyway_options
-from fleetway.worker.cli.output import ExitCode, OutputFormat
+from fleetway.worker.cli.output import OutputFormat
 from fleetway.worker.cli.runtime import connect_client, load_settings, run_command, stderr
 from fleetway.worker.cli.schedules import (
     DEFAULT_CRON,

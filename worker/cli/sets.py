@@ -9,27 +9,25 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from temporalio.client import Client, WorkflowFailureError
 
 from fleetway.activities.backend_identity import describe
-from fleetway.activities.errors import ConfigurationError, MigrationSetInvalidError, WorkerUnavailableError
+from fleetway.activities.errors import ConfigurationError, MigrationSetInvalidError
 from fleetway.activities.sets.digest import check_digest, looks_like_digest, scan_set
 from fleetway.activities.sets.store import push_set
-from fleetway.worker.cli.output import ExitCode, OutputFormat
+from fleetway.worker.cli.exit_codes import ExitCode
+from fleetway.worker.cli.output import OutputFormat
 from fleetway.worker.cli.runtime import load_settings, run_command, stderr
 from fleetway.worker.config.backends import secrets_provider, set_store, tenant_lister
-from fleetway.worker.config.client import has_pollers
 from fleetway.worker.config.settings import Settings
-from fleetway.workflows.describe_fleet import DescribeFleetInput, DescribeFleetWorkflow, FleetDescription
+from fleetway.workflows.describe_fleet import FleetDescription
 
-__all__ = ["NamedSet", "ask_workers", "migrations_app", "named_set", "print_plan"]
+__all__ = ["NamedSet", "migrations_app", "named_set", "print_plan"]
 
 migrations_app = typer.Typer(no_args_is_help=True, help="Migration sets: digests and the set store.")
 _DESCRIBE_TIMEOUT = timedelta(seconds=20)
@@ -64,51 +62,6 @@ def named_set(option: str, settings: Settings) -> NamedSet:
         return NamedSet("", "none named: the rollout pins the set of the worker that answers first")
     folders = ", ".join(str(p) for p in settings.flyway.locations)
     return NamedSet(manifest.digest, f"configured folder {folders} ({manifest.scripts} scripts)")
-
-
-async def _polled_within(client: Client, task_queue: str, wait_s: float) -> bool:
-    """Whether a worker polls ``task_queue`` now or starts to within ``wait_s`` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + wait_s
-    while not await has_pollers(client, task_queue):
-        if loop.time() >= deadline:
-            return False
-        await asyncio.sleep(0.5)
-    return True
-
-
-async def ask_workers(
-    client: Client,
-    task_queue: str,
-    *,
-    list_tenants: bool = False,
-    migration_set: str = "",
-    wait_s: float = 5.0,
-) -> FleetDescription:
-    """A worker's answer (profile, and the tenant list when asked).
-
-    A worker that is still starting gets ``wait_s`` seconds to poll before the answer is "none".
-
-    Raises:
-        WorkerUnavailableError: no worker polls ``task_queue``, or none answered in time.
-    """
-    if not await _polled_within(client, task_queue, wait_s):
-        raise WorkerUnavailableError(
-            f"no worker polls task queue {task_queue!r} (start one with: fleetway worker)"
-        )
-    timeout = _LIST_TIMEOUT if list_tenants else _DESCRIBE_TIMEOUT
-    try:
-        return await client.execute_workflow(
-            DescribeFleetWorkflow.run,
-            DescribeFleetInput(list_tenants=list_tenants, migration_set=migration_set),
-            id=f"describe-fleet-{uuid.uuid4().hex[:10]}",
-            task_queue=task_queue,
-            execution_timeout=timeout,
-        )
-    except WorkflowFailureError:
-        raise WorkerUnavailableError(
-            f"no worker on task queue {task_queue!r} answered within {timeout.total_seconds():.0f}s"
-        ) from None
 
 
 def _local(settings: Settings) -> tuple[str, str]:

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -18,6 +18,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from fleetway.activities.errors import ConfigurationError
 from fleetway.activities.flyway.contract import DEFAULT_JVM_OPTIONS
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "TenantSourceConfig",
     "VaultConfig",
     "WorkerConfig",
+    "load_settings",
 ]
 
 # Attribute docstrings become field descriptions: docs/settings.md's table is generated from them.
@@ -334,3 +336,16 @@ class Settings(BaseSettings):
             k: v for k, v in (("address", self.temporal_address), ("namespace", self.temporal_namespace)) if v
         }
         return self.temporal.model_copy(update=updates)
+
+
+def load_settings() -> Settings:
+    """Settings from the environment and ``FLEETWAY_CONFIG``; invalid ones name fields, never values.
+
+    Raises:
+        ConfigurationError: a setting is invalid (``invalid settings: temporal.address, ...``).
+    """
+    try:
+        return Settings()
+    except ValidationError as exc:
+        fields = ", ".join(sorted({".".join(str(p) for p in e["loc"]) for e in exc.errors()}))
+        raise ConfigurationError(f"invalid settings: {fields}") from None

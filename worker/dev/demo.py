@@ -23,7 +23,7 @@ import psycopg
 from psycopg import sql
 
 from fleetway.activities.secrets.aws import silence_boto_body_logging
-from fleetway.worker.cli.output import ExitCode
+from fleetway.worker.cli.exit_codes import ExitCode
 from fleetway.worker.config.client import connect, has_pollers
 from fleetway.worker.config.settings import TemporalConfig
 from fleetway.worker.dev.secrets import AWS_TEST_ENV, MotoServer, OpenBaoDevServer
