@@ -57,7 +57,8 @@ control (no such rollout, the wrong state), orchestration (Temporal or a fitting
     │   ├── RolloutNotFoundError
     │   ├── RolloutIdReusedError
     │   ├── RolloutNotRunningError
-    │   └── ApprovalNotPendingError
+    │   ├── ApprovalNotPendingError
+    │   └── TenantActionRefusedError
     └── OrchestrationError
         ├── TemporalUnavailableError
         ├── WorkerUnavailableError
@@ -128,6 +129,7 @@ __all__ = [
     "SecretNotFoundError",
     "SecretsError",
     "TemporalUnavailableError",
+    "TenantActionRefusedError",
     "TenantSourceError",
     "TenantSourceUnavailableError",
     "UnsafeEnvValueError",
@@ -427,6 +429,12 @@ class ApprovalNotPendingError(RolloutControlError):
     """``approve``/``reject`` found nothing to decide: no wave waits for a decision (or another does)."""
 
     error_type = "approval_not_pending"
+
+
+class TenantActionRefusedError(RolloutControlError):
+    """``skip-tenant``/``retry-tenant``/``tenant-deadline`` could not be done; nothing was recorded."""
+
+    error_type = "tenant_action_refused"
 
 
 class UnsafeIdentifierError(InvalidInputError):

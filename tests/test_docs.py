@@ -142,6 +142,10 @@ def _assert_block_said(
         assert "[('6',)]" in out and "succeeded True" in out
         for tenant in tenants:
             assert history(postgres, tenant)[-1] == ("6", True)
+    if "guide-one-tenant" in body:  # chapter 4: one tenant skipped by name, a refused retry
+        assert "exit code 5 (5: refused, it has not failed)" in out
+        assert "'skipped': 1" in out and "'succeeded': 5" in out
+        assert "skipped by alice: tenant offboarding" in out
     _assert_toolbox_said(body, out, postgres, tenants, tmp_path)
 
 

@@ -22,7 +22,7 @@ PUBLIC = {
     "QuiesceError", "AuditSinkError", "FlywayError", "SafetyRefusalError", "SchemaHistoryUnavailableError",
     "ProvisioningError", "RolloutControlError", "OrchestrationError", "RolloutNotFoundError",
     "RolloutIdReusedError", "RolloutNotRunningError", "ApprovalNotPendingError", "WorkerUnavailableError",
-    "TemporalUnavailableError",
+    "TemporalUnavailableError", "TenantActionRefusedError", "TenantDecision",
 }  # fmt: skip
 
 

@@ -12,13 +12,15 @@ from contextlib import suppress
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import SearchAttributeKey
+
+from fleetway.workflows import attributes
 
 with workflow.unsafe.imports_passed_through():
     from fleetway.activities.audit.events import AuditEventType
     from fleetway.activities.flyway.options import FlywayOptions
     from fleetway.activities.flyway.output import MARKED_ACTIONS
     from fleetway.activities.flyway.schema_history import history_marker
+    from fleetway.activities.rollouts import Outcome
     from fleetway.workflows.migrate_all_models import (
         Completions,
         MigrateAllInput,
@@ -26,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
         Progress,
         RerunList,
         RolloutStatus,
+        TenantDecision,
         WaveDecision,
         WaveProgress,
     )
@@ -39,12 +42,14 @@ with workflow.unsafe.imports_passed_through():
     )
     from fleetway.workflows.rollout_state import Phase, RolloutState
     from fleetway.workflows.server_gate import NOT_NOW, ServerGate
+    from fleetway.workflows.tenant_actions import audit_tenant_action, principal_of, send_deadline
     from fleetway.workflows.tenant_dispatch import run_tenant
+    from fleetway.workflows.ui_text import rollout_now
 
 __all__ = ["ACTION_ATTRIBUTE", "OUTCOME_ATTRIBUTE", "MigrateAllWorkflow"]
 
-ACTION_ATTRIBUTE = SearchAttributeKey.for_keyword("FleetwayAction")
-OUTCOME_ATTRIBUTE = SearchAttributeKey.for_keyword("FleetwayOutcome")
+# Re-exported where they always were (workflows/attributes.py holds them all).
+ACTION_ATTRIBUTE, OUTCOME_ATTRIBUTE = attributes.ACTION_ATTRIBUTE, attributes.OUTCOME_ATTRIBUTE
 
 
 @workflow.defn(name="MigrateAllWorkflow")
@@ -67,16 +72,19 @@ class MigrateAllWorkflow:
     def quiesce(self) -> None:
         """Stop this rollout's dispatching as the global quiesce flag would."""
         self._state.stop_with(RolloutStatus.QUIESCED)
+        self._show()
 
     @workflow.signal(description="Hold dispatching until 'resume'; in-flight tenants finish.")
     def pause(self) -> None:
         """Hold new dispatches."""
         self._state.set_paused(True)
+        self._show()
 
     @workflow.signal(description="Lift a 'pause' hold.")
     def resume(self) -> None:
         """Resume dispatching."""
         self._state.set_paused(False)
+        self._show()
 
     @workflow.update(
         description="Change how many tenants run at once (1..256); returns the old value. In a ring "
@@ -122,6 +130,57 @@ class MigrateAllWorkflow:
         """A live snapshot (works on closed rollouts too)."""
         return self._state.progress()
 
+    @workflow.update(
+        name="skip_tenant",
+        description="Skip one tenant for the rest of the rollout (a running one is cancelled); audited. "
+        'Input: {"tenant": "acme", "principal": "you@example.com", "reason": "..."}',
+    )
+    async def skip_tenant(self, decision: TenantDecision) -> str:
+        """Skip one tenant; the rest of the rollout runs on."""
+        said = self._state.skip(decision, principal_of(decision))
+        if (task := self._tasks.get(decision.tenant)) is not None:
+            task.cancel()
+        await audit_tenant_action(self._state, AuditEventType.TENANT_SKIPPED, decision)
+        self._show()
+        return said
+
+    @skip_tenant.validator
+    def _check_skip(self, decision: TenantDecision) -> None:
+        self._state.check_tenant_action("skip", decision)
+
+    @workflow.update(
+        name="retry_tenant",
+        description="Run one failed tenant again now, first in line; audited. "
+        'Input: {"tenant": "acme", "principal": "you@example.com"}',
+    )
+    async def retry_tenant(self, decision: TenantDecision) -> str:
+        """Retry one failed tenant; its failure is taken back and its new outcome counts."""
+        said = self._state.retry(decision, principal_of(decision))
+        await audit_tenant_action(self._state, AuditEventType.TENANT_RETRIED, decision)
+        self._show()
+        return said
+
+    @retry_tenant.validator
+    def _check_retry(self, decision: TenantDecision) -> None:
+        self._state.check_tenant_action("retry", decision)
+
+    @workflow.update(
+        name="set_tenant_deadline",
+        description="Give one running tenant's Flyway call a new deadline (seconds from now); audited. "
+        'Input: {"tenant": "acme", "deadline_s": 300, "principal": "you@example.com"}',
+    )
+    async def set_tenant_deadline(self, decision: TenantDecision) -> str:
+        """Bound (or extend, up to its own timeout) one running tenant's call."""
+        self._state.deadline_set(decision, principal_of(decision))
+        await send_deadline(self._state, decision)
+        await audit_tenant_action(self._state, AuditEventType.TENANT_DEADLINE, decision)
+        self._show()
+        return f"{decision.tenant}'s call gives up in {decision.deadline_s}s unless it ends first"
+
+    @set_tenant_deadline.validator
+    def _check_deadline(self, decision: TenantDecision) -> None:
+        self._state.check_tenant_action("deadline", decision)
+
     @workflow.query(
         name="rerun_tenants",
         description="The failed and cancelled tenants (what --rerun-failed runs); cancelled rollouts too.",
@@ -159,10 +218,19 @@ class MigrateAllWorkflow:
                 workflow.upsert_search_attributes([ACTION_ATTRIBUTE.value_set(request.action.value)])
                 await start_rollout(state)
                 self._memo_wave()  # the planned waves (nothing when no plan was made)
-            state.enter(Phase.DISPATCHING)
-            continue_as_new = await self._dispatch()
-            state.enter(Phase.DRAINING)
-            await workflow.wait_condition(lambda: not self._tasks)
+            while True:
+                state.enter(Phase.DISPATCHING)
+                self._show()
+                continue_as_new = await self._dispatch()
+                state.enter(Phase.DRAINING)
+                self._show()
+                # An operator's retry while the last tenants run puts work back in line.
+                if continue_as_new:
+                    await workflow.wait_condition(lambda: not self._tasks)
+                    break
+                await workflow.wait_condition(lambda: not self._tasks or self._retried())
+                if not self._retried():
+                    break
             if self._gate is not None:
                 await self._gate.close()
         except asyncio.CancelledError:
@@ -186,9 +254,14 @@ class MigrateAllWorkflow:
             )
         await release_plan(state)
         state.enter(Phase.DONE)
+        self._show()
         workflow.upsert_search_attributes([OUTCOME_ATTRIBUTE.value_set(state.status().value)])
         workflow.upsert_memo(state.final_memo())
         return state.result(info.workflow_id)
+
+    def _retried(self) -> bool:
+        """A tenant is back in line after the dispatching ended (only an operator's retry does that)."""
+        return bool(self._state.pending) and self._state.stop is None
 
     async def _dispatch(self) -> bool:
         """Dispatch until the fleet is done or something stops us; True when it is time to CAN."""
@@ -206,6 +279,11 @@ class MigrateAllWorkflow:
             tenant = await next_tenant(state, self._gate)
             if tenant == NOT_NOW:
                 continue  # its servers are busy or held: the window's wait covers them
+            if tenant is not None and (skipped := state.skipped_outcome(tenant)) is not None:
+                state.finished(tenant)  # an operator skipped it: reported, never dispatched
+                state.record_unsent(skipped)
+                self._show()
+                continue
             if tenant is None:
                 if state.waves:
                     continue  # the wave is dispatched: _advance_wave closes it
@@ -219,7 +297,9 @@ class MigrateAllWorkflow:
                 return False
             # The options are the current wave's, taken now: the wave may advance while it runs.
             self._tasks[tenant] = asyncio.create_task(self._run_child(tenant, state.flyway_options()))
-            if state.dispatch(tenant) or workflow.info().is_continue_as_new_suggested():
+            time_to_continue = state.dispatch(tenant)
+            self._show()
+            if time_to_continue or workflow.info().is_continue_as_new_suggested():
                 return True
         return False
 
@@ -233,24 +313,35 @@ class MigrateAllWorkflow:
                 migration_set=state.migration_set,
                 secrets_pin=state.secrets_pin,
                 options=options,
+                server=state.server_key(tenant),
+                wave=state.waves.current.name if state.waves else "",
+                suffix=state.child_suffix(tenant),
             )
         finally:  # whatever happened, the tenant no longer holds a slot of the window
             self._tasks.pop(tenant, None)
             server = state.finished(tenant)
         if outcome is None:
             outcome = state.duplicate(tenant, workflow.info().workflow_id)
+        elif outcome.outcome is Outcome.CANCELED and (skipped := state.skipped_outcome(tenant)) is not None:
+            outcome = skipped  # an operator skipped it while it ran
         if server:
             outcome = outcome.model_copy(update={"server": server})
             if self._gate is not None:
                 self._gate.failed_on(outcome)
         if state.record(outcome):
             self._memo_wave()
+        self._show()
 
     # ---- ring rollouts: gates, bakes, decisions -----------------------------------------------
 
     def _memo_wave(self) -> None:
         if self._state.waves:
             workflow.upsert_memo(self._state.waves.memo())
+        self._show()
+
+    def _show(self) -> None:
+        """The Temporal UI's current details: where the rollout stands (in memory; no history event)."""
+        workflow.set_current_details(rollout_now(self._state))
 
     async def _advance_wave(self) -> bool:
         """Make the current wave dispatchable: close finished waves, bake, pass gates; False: stop."""

@@ -36,6 +36,7 @@ __all__ = [
     "Progress",
     "RolloutCarry",
     "RolloutStatus",
+    "TenantDecision",
     "WaveDecision",
     "WaveProgress",
     "WaveState",
@@ -123,6 +124,36 @@ class WaveDecision(BaseModel):
     principal: str = Field(default="", max_length=256)
     wave: str = Field(default="", max_length=64)
     reason: str = Field(default="", max_length=500)
+
+
+class TenantDecision(BaseModel):
+    """An operator's action on one tenant of a running rollout.
+
+    The input of the ``skip_tenant``, ``retry_tenant`` and ``set_tenant_deadline`` updates (the CLI,
+    the library or the UI's "Send an Update"); each is audited with its principal and listed in the
+    result's ``operator_actions``.
+
+    Attributes:
+        deadline_s: ``set_tenant_deadline`` only: the tenant's running Flyway call gives up this many
+            seconds from now (never later than the call's own timeout).
+    """
+
+    model_config = CLIENT_INPUT
+
+    @classmethod
+    def from_client(cls, data: object) -> bool:
+        """Always a client's input (see ``activities/wire.py``)."""
+        return True
+
+    tenant: str = Field(min_length=1, max_length=128)
+    principal: str = Field(default="", max_length=256)
+    reason: str = Field(default="", max_length=500)
+    deadline_s: int = Field(default=0, ge=0, le=7 * 86400)
+
+    @field_validator("tenant")
+    @classmethod
+    def _valid_tenant(cls, value: str) -> str:
+        return validate_tenant_ids([value], where="in the decision")[0]
 
 
 class MigrateAllInput(BaseModel):
@@ -338,6 +369,9 @@ class RolloutCarry(BaseModel):
     unreadable: int = 0
     applied_marker: str = ""
     holds: list[ServerHold] = Field(default_factory=list)
+    operator_actions: list[str] = Field(default_factory=list)  # at most 50, each ≤ 300 chars
+    skipping: list[str] = Field(default_factory=list)  # tenants an operator skipped (≤ 100)
+    retries: dict[str, int] = Field(default_factory=dict)  # tenant -> retries an operator asked (≤ 100)
 
 
 class RerunList(BaseModel):
@@ -421,6 +455,7 @@ class MigrateAllResult(BaseModel):
         flyway: the options the rollout ran with (target, hotfix, placeholders, baseline).
         excluded: listed tenants the ``where``/``applied_in`` selection left out (not run);
             ``unreadable``: of those, tenants whose table could not be read to decide.
+        operator_actions: each tenant an operator skipped, retried or gave a new deadline, by whom.
     """
 
     model_config = WIRE_MODEL
@@ -434,6 +469,7 @@ class MigrateAllResult(BaseModel):
     outcomes: list[TenantOutcome]
     truncated: bool = False
     warnings: list[str] = Field(default_factory=list)
+    operator_actions: list[str] = Field(default_factory=list)
     runs: int = 1
     failed_overflow: list[str] = Field(default_factory=list)
     failed_lost: int = 0

@@ -104,6 +104,26 @@ class OutcomeLedger:
             self.drifted += 1
         self._keep(outcome)
 
+    def retract(self, tenant: str) -> bool:
+        """Take back ``tenant``'s failure (an operator retries it); False when it is not named here.
+
+        Its count goes, and its detail or its id; a failure only counted (``failed_lost``) cannot
+        be taken back by name.
+        """
+        for index, kept in enumerate(self.outcomes):
+            if kept.tenant_id == tenant and kept.outcome in RERUN_OUTCOMES:
+                del self.outcomes[index]
+                self._failed_bytes -= _size(kept)
+                self.counts[kept.outcome] -= 1
+                return True
+        if tenant in self.failed_overflow:
+            self.failed_overflow.remove(tenant)
+            self._ids_bytes -= len(tenant) + 3
+            # An id kept without detail was failed or cancelled: take the count from whichever has one.
+            self.counts[Outcome.FAILED if self.counts[Outcome.FAILED] else Outcome.CANCELED] -= 1
+            return True
+        return False
+
     @property
     def completed(self) -> int:
         """Tenants finished in any way."""

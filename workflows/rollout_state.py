@@ -35,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
         RerunList,
         RolloutCarry,
         RolloutStatus,
+        TenantDecision,
         WaveDecision,
     )
     from fleetway.workflows.outcome_ledger import OutcomeLedger
@@ -45,6 +46,7 @@ __all__ = ["Phase", "RolloutState"]
 
 _MAX_WARNINGS: Final = 20
 _CARRIED_CURSORS: Final = 1000
+_MAX_ACTIONS: Final = 50  # operator actions on single tenants per rollout (carried, ≤ 300 chars each)
 _TWICE: Final = "already run in this rollout (duplicate id)"
 
 
@@ -106,6 +108,10 @@ class RolloutState:
         self._listed_twice: set[str] = set()
         self._proven: set[str] = set()  # recorded current in this run (a second listing is a duplicate)
         self._this_run = 0
+        # One tenant handled alone, by an operator (carried; bounded like every carried list).
+        self.operator_actions = list(carry.operator_actions)
+        self.skipping: set[str] = set(carry.skipping)
+        self.retries: dict[str, int] = dict(carry.retries)
 
     # ---- the run's life: named transitions the shell hands results to -------------------------
 
@@ -175,6 +181,86 @@ class RolloutState:
         if count:
             shown = ", ".join(sample[:5]) + (" …" if count > 5 else "")
             self.warn(f"{count} listed tenants are in no wave and were not run ({shown})")
+
+    # ---- one tenant, handled alone (an operator's update) ---------------------------------------
+
+    def check_tenant_action(self, verb: str, decision: TenantDecision) -> None:
+        """Refuse an action that cannot be done (before anything is recorded).
+
+        Raises:
+            ValueError: ``tenant_action_refused: ...``; the update is rejected, nothing recorded.
+        """
+        tenant = decision.tenant
+        if self.phase is Phase.DONE:
+            raise ValueError(f"tenant_action_refused: the rollout has finished; {verb} nothing")
+        if self.stop is not None and (verb == "retry" or tenant not in self.in_flight):
+            raise ValueError(
+                f"tenant_action_refused: the rollout is stopping ({self.status().value}); "
+                "only a running tenant may still be skipped or given a deadline"
+            )
+        if len(self.operator_actions) >= _MAX_ACTIONS:
+            raise ValueError(
+                f"tenant_action_refused: {_MAX_ACTIONS} tenant actions already taken in this rollout"
+            )
+        if verb == "skip" and (tenant in self.skipping or len(self.skipping) >= _MAX_ACTIONS):
+            raise ValueError(f"tenant_action_refused: {tenant!r} is already skipped (or too many are)")
+        if verb == "retry" and (
+            tenant in self.in_flight
+            or (
+                not any(o.tenant_id == tenant for o in self.ledger.failed)
+                and tenant not in self.ledger.failed_overflow
+            )
+        ):
+            raise ValueError(
+                f"tenant_action_refused: {tenant!r} has not failed in this rollout "
+                "(or its failure is only counted, not kept by name)"
+            )
+        if verb == "deadline" and tenant not in self.in_flight:
+            raise ValueError(
+                f"tenant_action_refused: {tenant!r} is not running; a deadline applies to a running call"
+            )
+        if verb == "deadline" and not decision.deadline_s:
+            raise ValueError(
+                "tenant_action_refused: give deadline_s, the seconds from now the call may still take"
+            )
+
+    def skip(self, decision: TenantDecision, principal: str) -> str:
+        """Skip the tenant for the rest of the rollout; returns what happens to it now."""
+        self.skipping.add(decision.tenant)
+        self._acted(f"{decision.tenant} skipped by {principal}", decision.reason)
+        if decision.tenant in self.in_flight:
+            return "running: its run is cancelled, then it is reported skipped"
+        return "it will not run; it is reported skipped when its turn comes"
+
+    def skipped_outcome(self, tenant: str) -> TenantOutcome | None:
+        """The outcome of a tenant an operator skipped (None: it was not)."""
+        if tenant not in self.skipping:
+            return None
+        said = next((a for a in reversed(self.operator_actions) if a.startswith(f"{tenant} skipped by ")), "")
+        return TenantOutcome(tenant_id=tenant, outcome=Outcome.SKIPPED, message=(said or "skipped")[:300])
+
+    def retry(self, decision: TenantDecision, principal: str) -> str:
+        """Run a failed tenant again, first in line, under a new child id; its failure is taken back."""
+        tenant = decision.tenant
+        self.ledger.retract(tenant)
+        self.retries[tenant] = self.retries.get(tenant, 0) + 1
+        self._dispatched_here.discard(tenant)
+        self.pending.appendleft(tenant)
+        self.screened += 1  # known to need a run: no table read first
+        self._acted(f"{tenant} retried by {principal} (retry {self.retries[tenant]})", decision.reason)
+        return f"retry {self.retries[tenant]} of {tenant} is first in line"
+
+    def deadline_set(self, decision: TenantDecision, principal: str) -> None:
+        """Record a new deadline given to a running tenant's call."""
+        self._acted(f"{decision.tenant} given {decision.deadline_s}s more by {principal}", decision.reason)
+
+    def child_suffix(self, tenant: str) -> str:
+        """The child id's suffix of an operator's retry ("" for the first run)."""
+        retry = self.retries.get(tenant, 0)
+        return f"#retry{retry}" if retry else ""
+
+    def _acted(self, line: str, reason: str) -> None:
+        self.operator_actions.append((line + (f": {reason}" if reason else ""))[:300])
 
     # ---- stopping -------------------------------------------------------------------------------
 
@@ -409,6 +495,11 @@ class RolloutState:
         self._this_run += 1
         return self._this_run >= self.request.continue_as_new_after
 
+    def server_key(self, tenant: str) -> str:
+        """The tenant's database server as the rollout knows it ("" when it does not)."""
+        known = self.servers.server_of(tenant) if self.servers is not None else None
+        return known or self.read_servers.get(tenant, "")
+
     def finished(self, tenant: str) -> str:
         """``tenant`` no longer holds a slot of the window or of its server; returns its server."""
         self.in_flight.discard(tenant)
@@ -562,6 +653,9 @@ class RolloutState:
             unreadable=self.unreadable,
             applied_marker=self.applied_marker,
             holds=list(book.holds.values()) if book is not None else [],
+            operator_actions=self.operator_actions,
+            skipping=sorted(self.skipping),
+            retries=self.retries,
         )
 
     def final_memo(self) -> dict[str, Any]:
@@ -597,6 +691,7 @@ class RolloutState:
             outcomes=ledger.outcomes,
             truncated=ledger.truncated,
             warnings=self.warnings,
+            operator_actions=self.operator_actions,
             runs=self.runs,
             failed_overflow=ledger.failed_overflow,
             failed_lost=ledger.failed_lost,

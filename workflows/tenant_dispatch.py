@@ -10,13 +10,19 @@ from __future__ import annotations
 import asyncio
 
 from temporalio import workflow
-from temporalio.common import WorkflowIDReusePolicy
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import CancelledError, ChildWorkflowError, WorkflowAlreadyStartedError
 
 with workflow.unsafe.imports_passed_through():
     from fleetway.activities.flyway.options import FlywayOptions, needs_current_build
     from fleetway.activities.flyway.output import ErrorClass
     from fleetway.activities.rollouts import Outcome, TenantOutcome
+    from fleetway.workflows.attributes import (
+        ACTION_ATTRIBUTE,
+        ROLLOUT_ATTRIBUTE,
+        SET_ATTRIBUTE,
+        WAVE_ATTRIBUTE,
+    )
     from fleetway.workflows.migrate_all_models import MigrateAllInput
     from fleetway.workflows.schema_truth import reconciled
     from fleetway.workflows.tenant_migration import (
@@ -26,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
         TenantMigrationWorkflow,
         TenantToolboxWorkflow,
     )
+    from fleetway.workflows.ui_text import DETAILS_BYTES, fit, tenant_summary
 
 __all__ = ["run_tenant"]
 
@@ -38,6 +45,9 @@ async def run_tenant(
     migration_set: str,
     secrets_pin: str,
     options: FlywayOptions | None = None,
+    server: str = "",
+    wave: str = "",
+    suffix: str = "",
 ) -> TenantOutcome | None:
     """The tenant's outcome; for a child that ended without one, what its schema history shows.
 
@@ -60,7 +70,7 @@ async def run_tenant(
         tenant_source=request.tenant_source,
         flyway_in_task=request.flyway_timeout_s <= IN_TASK_MAX_S,
     )
-    outcome = await _execute_child(child)
+    outcome = await _execute_child(child, server=server, wave=wave, suffix=suffix)
     if outcome is None or outcome.source is not None or not marker or outcome.outcome is Outcome.SKIPPED:
         return outcome
     try:
@@ -71,7 +81,15 @@ async def run_tenant(
         return outcome
 
 
-async def _execute_child(child: TenantMigrationInput) -> TenantOutcome | None:
+def _details(child: TenantMigrationInput, wave: str) -> str:
+    named = child.migration_set or "the worker's own"
+    text = f"rollout `{workflow.info().workflow_id}`, migration set `{named}`"
+    return fit(text + (f", wave **{wave}**" if wave else ""), DETAILS_BYTES)
+
+
+async def _execute_child(
+    child: TenantMigrationInput, *, server: str, wave: str, suffix: str
+) -> TenantOutcome | None:
     # A run an older build cannot honour (options, baseline, repair) goes to a workflow type it
     # does not have: its task waits for a current worker instead of running without the options.
     toolbox = needs_current_build(child.action, child.flyway)
@@ -80,11 +98,26 @@ async def _execute_child(child: TenantMigrationInput) -> TenantOutcome | None:
         return await workflow.execute_child_workflow(
             TenantToolboxWorkflow.run if toolbox else TenantMigrationWorkflow.run,
             child,
-            id=f"{workflow.info().workflow_id}/{tenant}",
+            id=f"{workflow.info().workflow_id}/{tenant}{suffix}",  # suffix: an operator's retry
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             parent_close_policy=workflow.ParentClosePolicy.REQUEST_CANCEL,
             cancellation_type=workflow.ChildWorkflowCancellationType.WAIT_CANCELLATION_COMPLETED,
             task_timeout=IN_TASK_TIMEOUT if child.flyway_in_task else None,
+            # What the Temporal UI shows of the child at a glance (user metadata, not replayed).
+            static_summary=tenant_summary(tenant, child.action.value, server),
+            static_details=_details(child, wave),
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(ACTION_ATTRIBUTE, child.action.value),
+                    SearchAttributePair(ROLLOUT_ATTRIBUTE, workflow.info().workflow_id),
+                    *([SearchAttributePair(WAVE_ATTRIBUTE, wave)] if wave else []),
+                    *(
+                        [SearchAttributePair(SET_ATTRIBUTE, child.migration_set)]
+                        if child.migration_set
+                        else []
+                    ),
+                ]
+            ),
         )
     except WorkflowAlreadyStartedError:
         return None

@@ -7,7 +7,9 @@ so history holds the tenant id and the backend name, never a secret.
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+import contextlib
+from collections.abc import Coroutine
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 from pydantic import BaseModel, Field
@@ -42,7 +44,9 @@ with workflow.unsafe.imports_passed_through():
     from fleetway.activities.rollouts import Outcome, OutcomeSource, TenantOutcome
     from fleetway.activities.wire import WIRE_MODEL
     from fleetway.workflows.activity_failures import any_failure_reason, reraise_cancel
+    from fleetway.workflows.attributes import OUTCOME_ATTRIBUTE
     from fleetway.workflows.schema_truth import reconciled
+    from fleetway.workflows.ui_text import tenant_now
 
 __all__ = [
     "IN_TASK_MAX_S",
@@ -277,9 +281,50 @@ async def _run_flyway(request: TenantMigrationInput, run: RunFlywayInput) -> Fly
 
 # Not sandboxed: the sandbox re-imports modules for every run, and a rollout starts one per tenant
 # (docs/speed.md). The import allow-list test and the committed histories hold what it would check.
+# Outcomes the child's search attribute leaves unmarked (most of a fleet, most nights).
+_UNREMARKABLE: Final = frozenset({Outcome.SUCCEEDED, Outcome.CURRENT})
+
+
 @workflow.defn(name="TenantMigrationWorkflow", sandboxed=False)
 class TenantMigrationWorkflow:
     """Runs Flyway for one tenant and records a ``migration.applied`` event for migrate."""
+
+    def __init__(self) -> None:
+        self._deadline: datetime | None = None  # an operator's deadline for the running call
+        self._deadline_passed = False
+
+    @workflow.signal(
+        name="set_deadline", description="The running Flyway call gives up this many seconds from now."
+    )
+    def set_deadline(self, seconds: int) -> None:
+        """Bound the call (the rollout's ``set_tenant_deadline`` sends it); never past its own timeout."""
+        self._deadline = workflow.now() + timedelta(seconds=max(0, seconds))
+
+    async def _bounded(self, call: Coroutine[Any, Any, FlywayOutcome]) -> FlywayOutcome:
+        """Await ``call``; an operator's deadline, once passed, cancels it (``_deadline_passed``).
+
+        A cancel of the child reaches the call as it did when the call was awaited directly.
+        """
+        task = asyncio.ensure_future(call)
+        try:
+            while not task.done():
+                deadline = self._deadline
+                if deadline is None:
+                    await workflow.wait_condition(lambda: task.done() or self._deadline is not None)
+                    continue
+                left = (deadline - workflow.now()).total_seconds()
+                if left <= 0:
+                    self._deadline_passed = True
+                    task.cancel()
+                    break
+                with contextlib.suppress(TimeoutError):
+                    await workflow.wait_condition(
+                        lambda given=deadline: task.done() or self._deadline != given,  # type: ignore[misc]
+                        timeout=timedelta(seconds=left),
+                    )
+        except asyncio.CancelledError:
+            task.cancel()  # the child is cancelled: so is its call (its cancel is then awaited)
+        return await task
 
     @workflow.run
     async def run(self, request: TenantMigrationInput) -> TenantOutcome:
@@ -305,8 +350,10 @@ class TenantMigrationWorkflow:
             flyway=request.flyway,
             tenant_source=request.tenant_source,
         )
+        where = "in the child's task" if request.flyway_in_task else "as an activity"
+        workflow.set_current_details(tenant_now(f"running Flyway **{request.action.value}** {where}"))
         try:
-            flyway = await _run_flyway(request, run)
+            flyway = await self._bounded(_run_flyway(request, run))
             outcome = TenantOutcome(
                 tenant_id=request.tenant_id,
                 outcome=Outcome.SUCCEEDED,
@@ -334,22 +381,7 @@ class TenantMigrationWorkflow:
                 # An earlier attempt may have applied scripts and lost its report: ask the table.
                 outcome = await self._checked(request, outcome, marker)
         except ActivityError as err:
-            if isinstance(err.cause, CancelledError):
-                # The activity confirmed its Flyway is gone; say what it left, then end cancelled.
-                if marker:
-                    canceled = TenantOutcome(
-                        tenant_id=request.tenant_id,
-                        outcome=Outcome.CANCELED,
-                        message="cancelled",
-                        migration_set=request.migration_set,
-                    )
-                    await self._audit(request, await self._checked(request, canceled, marker), started)
-                raise asyncio.CancelledError from None
-            outcome = _from_failure(request.tenant_id, err)
-            if folded:
-                outcome = _with_info(outcome, _partial(err))
-            if marker:
-                outcome = await self._checked(request, outcome, marker)
+            outcome = await self._after_error(request, err, folded=folded, marker=marker, started=started)
         duration = workflow.now() - started
         outcome = outcome.model_copy(
             update={
@@ -367,7 +399,48 @@ class TenantMigrationWorkflow:
                     "audit_refused": reason[:_MESSAGE_MAX] if refused else "",
                 }
             )
+        workflow.set_current_details(tenant_now("", outcome))
+        if outcome.outcome not in _UNREMARKABLE and workflow.patched("child-outcome-attribute"):
+            # What an operator filters by: FleetwayRollout = R AND FleetwayOutcome = failed. Only the
+            # exceptions are marked: an upsert (and the patch's) is a billed action per tenant.
+            workflow.upsert_search_attributes([OUTCOME_ATTRIBUTE.value_set(outcome.outcome.value)])
         return outcome
+
+    async def _after_error(
+        self,
+        request: TenantMigrationInput,
+        err: ActivityError,
+        *,
+        folded: bool,
+        marker: str,
+        started: datetime,
+    ) -> TenantOutcome:
+        """The outcome of a call that failed; a cancel is audited with what it left, then re-raised."""
+        cancelled = isinstance(err.cause, CancelledError)
+        if cancelled and not self._deadline_passed:
+            # The activity confirmed its Flyway is gone; say what it left, then end cancelled.
+            if marker:
+                canceled = TenantOutcome(
+                    tenant_id=request.tenant_id,
+                    outcome=Outcome.CANCELED,
+                    message="cancelled",
+                    migration_set=request.migration_set,
+                )
+                await self._audit(request, await self._checked(request, canceled, marker), started)
+            raise asyncio.CancelledError from None
+        if cancelled:  # an operator's deadline ended the call: this tenant failed, nothing was cancelled
+            outcome = TenantOutcome(
+                tenant_id=request.tenant_id,
+                outcome=Outcome.FAILED,
+                error_class=ErrorClass.DEADLINE_EXCEEDED.value,
+                message="the deadline an operator gave its Flyway call passed; the call was stopped",
+                migration_set=request.migration_set,
+            )
+        else:
+            outcome = _from_failure(request.tenant_id, err)
+            if folded:
+                outcome = _with_info(outcome, _partial(err))
+        return await self._checked(request, outcome, marker) if marker else outcome
 
     @staticmethod
     async def _checked(request: TenantMigrationInput, outcome: TenantOutcome, marker: str) -> TenantOutcome:

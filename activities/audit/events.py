@@ -60,6 +60,9 @@ class AuditEventType(StrEnum):
     WAVE_REJECTED = "rollout.wave_rejected"  # … or refused it (the rollout ends halted)
     SERVER_HELD = "rollout.server_held"  # a rollout stopped dispatching to a server (parked or held)
     SERVER_RELEASED = "rollout.server_released"  # … and resumed once it was fit again
+    TENANT_SKIPPED = "rollout.tenant_skipped"  # an operator took one tenant out of a running rollout
+    TENANT_RETRIED = "rollout.tenant_retried"  # … ran one failed tenant again now
+    TENANT_DEADLINE = "rollout.tenant_deadline"  # … gave one running tenant's Flyway call a new deadline
 
 
 class AuditOutcome(StrEnum):

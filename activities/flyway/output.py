@@ -69,6 +69,7 @@ class ErrorClass(StrEnum):
     QUIESCE_BLOCKED = "quiesce_blocked"
     INTERNAL_ERROR = "internal_error"
     SCRIPT_FAILED = "script_failed"  # fleetway's addition: a script's own SQL failed (never retried)
+    DEADLINE_EXCEEDED = "deadline_exceeded"  # fleetway's addition: an operator's deadline stopped the call
 
 
 # Only these can clear by themselves; the rest need a human (edit, repair, fix SQL).

@@ -14,6 +14,7 @@ import os
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
@@ -62,6 +63,28 @@ async def open_rollout(browser: Browser, server: TemporalDevServer, rollout_id: 
     return page
 
 
+async def open_list(browser: Browser, server: TemporalDevServer, query: str) -> Page:
+    """The UI's workflow list filtered by ``query`` (what an operator types in its search box)."""
+    page = await browser.new_page(viewport={"width": 1400, "height": 900})
+    await page.route(
+        lambda url: not url.startswith(("http://127.0.0.1", "data:", "blob:")), lambda route: route.abort()
+    )
+    await page.goto(f"{server.ui_url}?query={quote(query)}")
+    return page
+
+
+async def shown_metadata(page: Page, expected: str) -> str:
+    """The text of the page's Markdown panes (the UI renders each in a sandboxed frame)."""
+    text = ""
+    for _ in range(60):
+        frames = [f for f in page.frames if f is not page.main_frame]
+        text = "\n".join([await f.locator("body").inner_text() for f in frames])
+        if expected in text:
+            break
+        await page.wait_for_timeout(500)
+    return text
+
+
 async def send_from_the_ui(page: Page, form: str, handler: str, payload: object | None = None) -> str:
     """Use the rollout page's 'Send an Update' / 'Send a Signal' form; returns the handler's description."""
     await page.locator("button:has-text('More Actions'):visible").first.click()
@@ -108,7 +131,16 @@ async def test_operators_approve_quiesce_and_cancel_ring_rollouts_from_the_tempo
         # 1. approve the gated wave from the Update form, then cancel the rollout from the UI.
         handle = await start(client, fleet, MigrateAllInput(waves=waves))
         await progress_until(handle, wave_state("beta", WaveState.AWAITING_APPROVAL))
+        listing = await open_list(browser, temporal_server, f'FleetwayRollout = "{handle.id}"')
+        await listing.get_by_text(f"{handle.id}/{internal[0]}").first.wait_for(timeout=30_000)
+        await listing.screenshot(path=str(ARTIFACTS / "temporal-ui-rollout-tenants.png"), full_page=True)
         page = await open_rollout(browser, temporal_server, handle.id)
+        # The timeline names each tenant's child by its summary; the "User Metadata" tab shows what the
+        # rollout is (its summary) and where it stands (its current details: the gate it waits at).
+        await page.get_by_text(f"{internal[0]} · migrate").first.wait_for(timeout=30_000)
+        await page.get_by_text("User Metadata").locator("visible=true").first.click()
+        metadata = await shown_metadata(page, f"fleetway approve {handle.id}")
+        await page.screenshot(path=str(ARTIFACTS / "temporal-ui-rollout-at-its-gate.png"), full_page=True)
         described = await send_from_the_ui(
             page,
             "Send an Update",
@@ -127,11 +159,18 @@ async def test_operators_approve_quiesce_and_cancel_ring_rollouts_from_the_tempo
         second = await start(client, fleet, MigrateAllInput(waves=waves))
         await progress_until(second, wave_state("beta", WaveState.AWAITING_APPROVAL))
         page = await open_rollout(browser, temporal_server, second.id)
+        skipped = {"tenant": rest[0], "principal": "ui-operator@example.com", "reason": "offboarding"}
+        await send_from_the_ui(page, "Send an Update", "skip_tenant", skipped)
         await send_from_the_ui(page, "Send a Signal", "quiesce")
         quiesced = await second.result()
         await page.reload()
         await page.screenshot(path=str(ARTIFACTS / "temporal-ui-ring-rollout-quiesced.png"), full_page=True)
 
+    # What the rollout is, and where it stands, as the "User Metadata" tab showed it at the gate.
+    said = "migrate set the worker\u2019s set · source default · 3 waves · by \u2039unspecified\u203a"
+    assert said in metadata  # (the UI typesets the apostrophe; angle brackets would vanish as HTML)
+    assert "wave 3 rest: the rest, gate" in metadata
+    assert "beta: awaiting_approval" in metadata and f"fleetway approve {handle.id}" in metadata
     assert "Open the wave that waits at its approval gate" in described  # the UI lists our description
     assert isinstance(cancelled.value.cause, CancelledError)
     approvals = [e for e in sink.events if e.type is AuditEventType.WAVE_APPROVED]
@@ -143,6 +182,10 @@ async def test_operators_approve_quiesce_and_cancel_ring_rollouts_from_the_tempo
         assert [v for v, _ in history(postgres, tenant)] == ["1", "2", "3", "4", "5"]
     assert not any(schema_exists(postgres, t) for t in rest)
     assert quiesced.status is RolloutStatus.QUIESCED
+    assert quiesced.operator_actions == [f"{rest[0]} skipped by ui-operator@example.com: offboarding"]
+    assert [(e.principal, e.target) for e in sink.events if e.type is AuditEventType.TENANT_SKIPPED] == [
+        ("ui-operator@example.com", rest[0])
+    ]
     assert [w.state for w in quiesced.waves] == [
         WaveState.DONE,
         WaveState.AWAITING_APPROVAL,

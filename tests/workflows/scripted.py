@@ -16,6 +16,7 @@ from typing import Any
 
 from temporalio import activity
 from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
 from fleetway.activities.audit.events import AuditEvent
@@ -60,6 +61,7 @@ class Scripted:
         self.callbacks: list[str] = []  # the set's every-run SQL callbacks, as the read reports them
         self.screens: list[ReadStatesInput] = []
         self.plan_chunks: list[PlanChunk] = []
+        self.failing: dict[str, int] = {}  # tenant -> how many of its next runs fail (script_failed)
         # Each tenant's server key (absent: unknown, never checked) and each server's next checks'
         # verdicts in order (none left: fit); ``checks`` records every check's server.
         self.server_of: dict[str, str] = {}
@@ -145,6 +147,9 @@ class Scripted:
     async def run_flyway(self, request: RunFlywayInput) -> FlywayOutcome:
         self.flyway_runs.append(request)
         await self._step(f"run_flyway:{request.tenant_id}")
+        if self.failing.get(request.tenant_id, 0) > 0:  # a script that fails (never retried)
+            self.failing[request.tenant_id] -= 1
+            raise ApplicationError("script_failed: V1 failed", type="script_failed", non_retryable=True)
         return FlywayOutcome(action=request.action, success=True, applied_versions=["1"], ending_version="1")
 
     @activity.defn(name="run_flyway_with_options")

@@ -42,8 +42,8 @@ async def test_worker_killed_every_few_seconds_the_rollout_completes_and_reports
     flyway_install: FlywayInstall, postgres: PostgresServer, temporal_server: TemporalDevServer,
     tmp_path: Path, engine: str,
 ) -> None:  # fmt: skip
-    # The CLI engine pays a JVM start per run: 36 tenants still take it through seven kills.
-    size = 36 if engine == "cli" else 50
+    # The CLI engine pays a JVM start per run: 30 tenants still take it through five kills or more.
+    size = 30 if engine == "cli" else 40
     fleet = make_fleet(postgres, size)
     fleet.locations = fault_migrations(tmp_path / "scripts", sleep_s=0.5)
     env = fleet.cli_env(temporal_server.address, tmp_path, flyway_install)

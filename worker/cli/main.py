@@ -21,6 +21,7 @@ from fleetway.worker.cli.rollout import rollout_command
 from fleetway.worker.cli.schedule import drift, schedule_app
 from fleetway.worker.cli.sets import migrations_app
 from fleetway.worker.cli.steer import cancel, pause, resume, set_parallelism, status
+from fleetway.worker.cli.tenant_actions import retry_tenant, skip_tenant, tenant_deadline
 from fleetway.worker.cli.tenants import list_tenants
 from fleetway.worker.cli.waves import approve, reject
 
@@ -70,6 +71,9 @@ app.command(name="settings")(show_settings)
 app.command()(demo)
 app.command(name="approve", epilog=_CONNECTS)(approve)
 app.command(name="reject", epilog=_CONNECTS)(reject)
+app.command(name="skip-tenant", epilog=_CONNECTS)(skip_tenant)
+app.command(name="retry-tenant", epilog=_CONNECTS)(retry_tenant)
+app.command(name="tenant-deadline", epilog=_CONNECTS)(tenant_deadline)
 app.command()(provision)
 app.command(epilog=_CONNECTS)(fleet)
 app.command(epilog=_CONNECTS)(wait)

@@ -16,7 +16,12 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from temporalio.client import Client, WorkflowFailureError
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from fleetway.activities.errors import InvalidInputError, WorkerUnavailableError
@@ -27,10 +32,12 @@ from fleetway.worker.client.rollout import Rollout
 from fleetway.worker.config.backends import quiesce_store_named
 from fleetway.worker.config.client import connect, has_pollers
 from fleetway.worker.config.settings import Settings, load_settings
+from fleetway.workflows.attributes import SET_ATTRIBUTE
 from fleetway.workflows.describe_fleet import DescribeFleetInput, DescribeFleetWorkflow, FleetDescription
 from fleetway.workflows.fleet_state import FleetStateWorkflow
 from fleetway.workflows.migrate_all import MigrateAllWorkflow
 from fleetway.workflows.migrate_all_models import MigrateAllInput, MigrateAllResult
+from fleetway.workflows.ui_text import rollout_details, rollout_summary
 
 __all__ = ["FleetwayClient"]
 
@@ -107,6 +114,14 @@ class FleetwayClient:
                 task_queue=self.task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 id_conflict_policy=conflict,
+                # What the Temporal UI's list and the rollout's page show at a glance.
+                static_summary=rollout_summary(request),
+                static_details=rollout_details(request),
+                search_attributes=TypedSearchAttributes(
+                    [SearchAttributePair(SET_ATTRIBUTE, request.migration_set)]
+                    if request.migration_set
+                    else []
+                ),
             )
         except WorkflowAlreadyStartedError:
             await refuse_reused_rollout_id(self.temporal, rollout_id)  # names the run and its state

@@ -16,7 +16,11 @@ from typing import Any
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
-from fleetway.activities.errors import ApprovalNotPendingError, WorkerUnavailableError
+from fleetway.activities.errors import (
+    ApprovalNotPendingError,
+    TenantActionRefusedError,
+    WorkerUnavailableError,
+)
 from fleetway.worker.client.events import RolloutEvent, RolloutFeed
 from fleetway.worker.client.lookup import describe_rollout, running_rollout
 from fleetway.worker.config.client import has_pollers
@@ -24,6 +28,7 @@ from fleetway.workflows.migrate_all import MigrateAllWorkflow
 from fleetway.workflows.migrate_all_models import (
     MigrateAllResult,
     Progress,
+    TenantDecision,
     WaveDecision,
     WaveProgress,
     WaveState,
@@ -136,6 +141,32 @@ class Rollout:
     ) -> WaveProgress:
         """Refuse the wave at its gate (or the next one, during a bake): the rollout ends halted."""
         return await self._decide("reject", decision or WaveDecision(), wait)
+
+    async def skip_tenant(self, decision: TenantDecision) -> str:
+        """Skip one tenant for the rest of the rollout (a running one is cancelled); audited.
+
+        Raises:
+            TenantActionRefusedError: refused (the rollout says why); nothing recorded.
+        """
+        return await self._tenant_action(MigrateAllWorkflow.skip_tenant, "skip-tenant", decision)
+
+    async def retry_tenant(self, decision: TenantDecision) -> str:
+        """Run one failed tenant again now, first in line; its new outcome replaces the failure."""
+        return await self._tenant_action(MigrateAllWorkflow.retry_tenant, "retry-tenant", decision)
+
+    async def set_tenant_deadline(self, decision: TenantDecision) -> str:
+        """Give one running tenant's Flyway call ``decision.deadline_s`` more seconds, at most."""
+        return await self._tenant_action(MigrateAllWorkflow.set_tenant_deadline, "tenant-deadline", decision)
+
+    async def _tenant_action(self, update: Any, verb: str, decision: TenantDecision) -> str:
+        await self._answerable(verb)
+        try:
+            result: str = await self._handle.execute_update(update, decision, rpc_timeout=_RPC_TIMEOUT)
+        except WorkflowUpdateFailedError as exc:
+            message = str(exc.cause) if exc.cause is not None else str(exc)
+            refused = message.removeprefix("ValueError: ").removeprefix("tenant_action_refused: ")
+            raise TenantActionRefusedError(refused) from None
+        return result
 
     async def _signal(self, name: str) -> bool:
         described = await running_rollout(self._client, self.id, name)

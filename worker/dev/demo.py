@@ -22,6 +22,7 @@ import hvac
 import psycopg
 from psycopg import sql
 
+from fleetway.activities.quiesce import PostgresQuiesceController
 from fleetway.activities.secrets.aws import silence_boto_body_logging
 from fleetway.worker.cli.exit_codes import ExitCode
 from fleetway.worker.config.client import connect, has_pollers
@@ -150,7 +151,11 @@ async def _run_fleet(stack: DevStack, ids: list[str], backend_env: dict[str, str
         "FLEETWAY_FLYWAY__LIB_DIR": str(stack.flyway.lib_dir),
         "FLEETWAY_AUDIT__SINK": "jsonl",
         "FLEETWAY_AUDIT__PATH": str(_DEMO_DIR / "audit.jsonl"),
+        # The stack's own PostgreSQL holds the quiesce flag, as a deployment's control plane would:
+        # `fleetway quiesce set` from the held stack reaches the demo's worker.
+        "FLEETWAY_QUIESCE__DSN": stack.postgres.dsn,
     }
+    await PostgresQuiesceController(stack.postgres.dsn).install()  # the owner's one-time step
     fleetway = str(Path(sys.executable).parent / "fleetway")
     print(f"Temporal UI: {stack.temporal.ui_url}", file=sys.stderr)
     worker = await asyncio.create_subprocess_exec(fleetway, "worker", env=env)

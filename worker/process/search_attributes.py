@@ -16,12 +16,12 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from fleetway.activities.errors import SearchAttributesMissingError
-from fleetway.workflows.migrate_all import ACTION_ATTRIBUTE, OUTCOME_ATTRIBUTE
+from fleetway.workflows.attributes import ALL_ATTRIBUTES
 
 __all__ = ["REQUIRED_SEARCH_ATTRIBUTES", "ensure_search_attributes"]
 
-REQUIRED_SEARCH_ATTRIBUTES: Final = (ACTION_ATTRIBUTE.name, OUTCOME_ATTRIBUTE.name)
-"""Keyword attributes every rollout writes (its action at start, its outcome at the end)."""
+REQUIRED_SEARCH_ATTRIBUTES: Final = tuple(key.name for key in ALL_ATTRIBUTES)
+"""Keyword attributes rollouts and their tenants' children write (``workflows/attributes.py``)."""
 
 _log = logging.getLogger(__name__)
 

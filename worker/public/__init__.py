@@ -42,6 +42,7 @@ if TYPE_CHECKING:
         SchemaHistoryUnavailableError,
         SecretsError,
         TemporalUnavailableError,
+        TenantActionRefusedError,
         TenantSourceError,
         WorkerUnavailableError,
     )
@@ -61,6 +62,7 @@ if TYPE_CHECKING:
     from fleetway.workflows.migrate_all_models import (
         Progress,
         RolloutStatus,
+        TenantDecision,
         WaveDecision,
         WaveProgress,
         WaveState,
@@ -72,7 +74,7 @@ _ERRORS = (
     "QuiesceError", "AuditSinkError", "FlywayError", "SafetyRefusalError", "SchemaHistoryUnavailableError",
     "ProvisioningError", "RolloutControlError", "OrchestrationError", "RolloutNotFoundError",
     "RolloutIdReusedError", "RolloutNotRunningError", "ApprovalNotPendingError", "WorkerUnavailableError",
-    "TemporalUnavailableError",
+    "TemporalUnavailableError", "TenantActionRefusedError",
 )  # fmt: skip
 # Public name -> (module, name there): ``__all__`` lists exactly these (a test holds both).
 _EXPORTS: dict[str, tuple[str, str]] = {
@@ -88,6 +90,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "Progress": ("fleetway.workflows.migrate_all_models", "Progress"),
     "RolloutStatus": ("fleetway.workflows.migrate_all_models", "RolloutStatus"),
     "WaveDecision": ("fleetway.workflows.migrate_all_models", "WaveDecision"),
+    "TenantDecision": ("fleetway.workflows.migrate_all_models", "TenantDecision"),
     "WaveProgress": ("fleetway.workflows.migrate_all_models", "WaveProgress"),
     "WaveState": ("fleetway.workflows.migrate_all_models", "WaveState"),
     "WaveSpec": ("fleetway.activities.tenants.waves", "WaveSpec"),
@@ -115,7 +118,7 @@ __all__ = [  # noqa: RUF022 - grouped as above: the client, the request, the out
     "QuiesceError", "AuditSinkError", "FlywayError", "SafetyRefusalError", "SchemaHistoryUnavailableError",
     "ProvisioningError", "RolloutControlError", "OrchestrationError", "RolloutNotFoundError",
     "RolloutIdReusedError", "RolloutNotRunningError", "ApprovalNotPendingError", "WorkerUnavailableError",
-    "TemporalUnavailableError",
+    "TemporalUnavailableError", "TenantActionRefusedError", "TenantDecision",
 ]  # fmt: skip
 
 
