@@ -250,7 +250,14 @@ class MigrateAllWorkflow:
             workflow.continue_as_new(
                 request.model_copy(
                     update={"carry": state.carry(), "tenants": [], "migration_set": state.migration_set}
-                )
+                ),
+                # Under Worker Versioning a run is pinned to its build; here, children drained and the
+                # state carried, is the safe point to move to the deployment's current build.
+                initial_versioning_behavior=(
+                    workflow.ContinueAsNewVersioningBehavior.AUTO_UPGRADE
+                    if workflow.info().get_current_deployment_version() is not None
+                    else None  # an unversioned worker may not name a behavior
+                ),
             )
         await release_plan(state)
         state.enter(Phase.DONE)

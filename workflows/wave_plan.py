@@ -23,7 +23,7 @@ from typing import Final
 
 from pydantic import BaseModel, Field
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, VersioningBehavior
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
@@ -40,7 +40,7 @@ with workflow.unsafe.imports_passed_through():
     from fleetway.activities.wire import WIRE_MODEL
     from fleetway.workflows.activity_failures import failure_reason, failure_type, reraise_cancel
 
-__all__ = ["HoldPlanInput", "WavePlanWorkflow", "holder_id"]
+__all__ = ["AutoUpgradingWavePlanWorkflow", "HoldPlanInput", "WavePlanWorkflow", "holder_id"]
 
 _ATTEMPTS: Final = 3
 _CHECK_EVERY: Final = timedelta(days=1)
@@ -153,3 +153,17 @@ class WavePlanWorkflow:
     def release(self) -> None:
         """End the holding."""
         self._released = True
+
+
+@workflow.defn(name="WavePlanWorkflow", versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
+class AutoUpgradingWavePlanWorkflow(WavePlanWorkflow):
+    """The holder as a versioned worker registers it (an unversioned worker may not name a behavior).
+
+    Auto-upgrade: it lives as long as its rollout and only answers reads; pinned, it would keep an
+    old build from draining until the rollout ends.
+    """
+
+    @workflow.run
+    async def run(self, hold: HoldPlanInput) -> str:
+        """As the holder's: plan, hold, return why the holding ended."""
+        return await super().run(hold)

@@ -271,6 +271,10 @@ class WorkerConfig(BaseModel):
     # JVMs ran on that long. Each in-flight activity costs one server call per interval.
     heartbeat_flush_s: float = Field(default=2.0, gt=0, le=60)
     """Most seconds between heartbeats reaching the server; bounds how fast a cancel kills Flyway."""
+    deployment_name: str = Field(default="", pattern=r"^([A-Za-z0-9_-]{1,200})?$")
+    """Worker Versioning: the Worker Deployment this worker joins (unset: unversioned workers)."""
+    build_id: str = Field(default="", pattern=r"^([A-Za-z0-9._+-]{1,200})?$")
+    """Worker Versioning: this worker's build id (unset: the installed fleetway's version)."""
 
 
 class RolloutConfig(BaseModel):

@@ -45,12 +45,13 @@ from fleetway.worker.config.client import connect
 from fleetway.worker.config.settings import Settings
 from fleetway.worker.process.search_attributes import ensure_search_attributes
 from fleetway.worker.process.serve import serve
+from fleetway.worker.process.versioning import deployment_config
 from fleetway.workflows.describe_fleet import DescribeFleetWorkflow
 from fleetway.workflows.fleet_state import FleetStateWorkflow
 from fleetway.workflows.migrate_all import MigrateAllWorkflow
 from fleetway.workflows.provision_tenant import DeprovisionTenantWorkflow, ProvisionTenantWorkflow
 from fleetway.workflows.tenant_migration import TenantMigrationWorkflow, TenantToolboxWorkflow
-from fleetway.workflows.wave_plan import WavePlanWorkflow
+from fleetway.workflows.wave_plan import AutoUpgradingWavePlanWorkflow, WavePlanWorkflow
 
 __all__ = ["build_worker", "run_worker"]
 
@@ -132,6 +133,7 @@ def build_worker(
     rollouts = RolloutActivities(client)
     fleet = FleetStateActivities(secrets, sets, tenant_sources, labels=labels)
     servers = ServerActivities(secrets)
+    versioning = deployment_config(settings.worker)
     return Worker(
         client,
         task_queue=task_queue,
@@ -143,7 +145,7 @@ def build_worker(
             TenantToolboxWorkflow,
             ProvisionTenantWorkflow,
             DeprovisionTenantWorkflow,
-            WavePlanWorkflow,
+            WavePlanWorkflow if versioning is None else AutoUpgradingWavePlanWorkflow,
         ],
         activities=[
             flyway.run_flyway,
@@ -175,6 +177,7 @@ def build_worker(
         interceptors=interceptors,
         graceful_shutdown_timeout=timedelta(seconds=settings.worker.graceful_shutdown_s),
         max_heartbeat_throttle_interval=timedelta(seconds=settings.worker.heartbeat_flush_s),
+        deployment_config=versioning,
     )
 
 
