@@ -13,7 +13,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 
-from fleetway.workflows import attributes
+from fleetway.workflows.attributes import ACTION_ATTRIBUTE, OUTCOME_ATTRIBUTE
 
 with workflow.unsafe.imports_passed_through():
     from fleetway.activities.audit.events import AuditEventType
@@ -47,9 +47,6 @@ with workflow.unsafe.imports_passed_through():
     from fleetway.workflows.ui_text import rollout_now
 
 __all__ = ["ACTION_ATTRIBUTE", "OUTCOME_ATTRIBUTE", "MigrateAllWorkflow"]
-
-# Re-exported where they always were (workflows/attributes.py holds them all).
-ACTION_ATTRIBUTE, OUTCOME_ATTRIBUTE = attributes.ACTION_ATTRIBUTE, attributes.OUTCOME_ATTRIBUTE
 
 
 @workflow.defn(name="MigrateAllWorkflow")

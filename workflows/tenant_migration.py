@@ -7,9 +7,9 @@ so history holds the tenant id and the backend name, never a secret.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Coroutine
-from datetime import datetime, timedelta
+from contextlib import suppress
+from datetime import timedelta
 from typing import Any, Final
 
 from pydantic import BaseModel, Field
@@ -290,7 +290,7 @@ class TenantMigrationWorkflow:
     """Runs Flyway for one tenant and records a ``migration.applied`` event for migrate."""
 
     def __init__(self) -> None:
-        self._deadline: datetime | None = None  # an operator's deadline for the running call
+        self._deadline: Any = None  # an operator's deadline for the running call (a workflow.now())
         self._deadline_passed = False
 
     @workflow.signal(
@@ -317,7 +317,7 @@ class TenantMigrationWorkflow:
                     self._deadline_passed = True
                     task.cancel()
                     break
-                with contextlib.suppress(TimeoutError):
+                with suppress(TimeoutError):
                     await workflow.wait_condition(
                         lambda given=deadline: task.done() or self._deadline != given,  # type: ignore[misc]
                         timeout=timedelta(seconds=left),
@@ -413,7 +413,7 @@ class TenantMigrationWorkflow:
         *,
         folded: bool,
         marker: str,
-        started: datetime,
+        started: Any,  # workflow.now() (datetime, which workflow modules do not import)
     ) -> TenantOutcome:
         """The outcome of a call that failed; a cancel is audited with what it left, then re-raised."""
         cancelled = isinstance(err.cause, CancelledError)

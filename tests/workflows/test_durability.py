@@ -250,7 +250,10 @@ async def test_every_operator_handler_is_described_for_the_temporal_ui(
         )
     }
     assert set(described["signal"]) == {"quiesce", "pause", "resume"}
-    assert set(described["update"]) == {"set_parallelism", "approve", "reject"}
+    assert set(described["update"]) == {
+        "set_parallelism", "approve", "reject", "skip_tenant", "retry_tenant", "set_tenant_deadline"
+    }  # fmt: skip
+    assert '{"tenant": "acme", "deadline_s": 300' in described["update"]["set_tenant_deadline"]
     assert '{"principal": "you@example.com"' in described["update"]["approve"]  # the UI form's input, shown
     assert {"progress", "completions"} <= set(described["query"])
     assert all(

@@ -10,6 +10,7 @@ import pytest
 from temporalio.client import Client, WorkflowFailureError
 
 from fleetway.activities.audit.events import AuditContext
+from fleetway.activities.errors import InvalidInputError
 from fleetway.activities.flyway.contract import FlywayInstall
 from fleetway.activities.flyway.output import Action, ErrorClass
 from fleetway.activities.quiesce import PostgresQuiesceController
@@ -301,8 +302,17 @@ async def test_a_rerun_of_a_running_rollout_is_refused_at_once_by_name(
                 MigrateAllInput(start_paused=True)  # held before its first dispatch: its list not final
             )
         ).handle
+        # The library refuses before starting anything; a plain client's start, the workflow itself.
+        with pytest.raises(InvalidInputError, match="is still running: its failed tenants are not final"):
+            await _rollout(client, fleet, MigrateAllInput(rerun_failed_of=running.id))
         rerun = await asyncio.wait_for(
-            _rollout(client, fleet, MigrateAllInput(rerun_failed_of=running.id)), 60
+            client.execute_workflow(
+                MigrateAllWorkflow.run,
+                MigrateAllInput(rerun_failed_of=running.id),
+                id=f"raw-{uuid.uuid4().hex[:8]}",
+                task_queue=fleet.task_queue,
+            ),
+            60,
         )
         await running.terminate("test over")
     assert rerun.status is RolloutStatus.FAILED and rerun.total == 0

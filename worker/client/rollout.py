@@ -204,7 +204,9 @@ class Rollout:
                 )
             if any(w.state in acting for w in progress.waves):
                 return
-            if not progress.waves:
+            # Before dispatching, a ring rollout's waves may still be being planned: only then is
+            # "no waves" an answer.
+            if not progress.waves and progress.phase not in ("", "pinning", "planning"):
                 raise ApprovalNotPendingError("this rollout has no waves, so no gate to decide")
             if loop.time() > deadline:
                 raise ApprovalNotPendingError(f"no wave waited for a decision within {wait_s:g}s")
