@@ -13,7 +13,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 
-from fleetway.workflows.attributes import ACTION_ATTRIBUTE, OUTCOME_ATTRIBUTE
+from fleetway.workflows.attributes import ACTION_ATTRIBUTE, OUTCOME_ATTRIBUTE, SET_ATTRIBUTE
 
 with workflow.unsafe.imports_passed_through():
     from fleetway.activities.audit.events import AuditEventType
@@ -214,6 +214,9 @@ class MigrateAllWorkflow:
             if request.carry is None:
                 workflow.upsert_search_attributes([ACTION_ATTRIBUTE.value_set(request.action.value)])
                 await start_rollout(state)
+                if state.migration_set and workflow.patched("set-search-attribute"):
+                    # The pinned set, to find every rollout of one release (once per rollout).
+                    workflow.upsert_search_attributes([SET_ATTRIBUTE.value_set(state.migration_set)])
                 self._memo_wave()  # the planned waves (nothing when no plan was made)
             while True:
                 state.enter(Phase.DISPATCHING)

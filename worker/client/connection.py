@@ -17,8 +17,6 @@ from datetime import timedelta
 
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.common import (
-    SearchAttributePair,
-    TypedSearchAttributes,
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
@@ -32,7 +30,6 @@ from fleetway.worker.client.rollout import Rollout
 from fleetway.worker.config.backends import quiesce_store_named
 from fleetway.worker.config.client import connect, has_pollers
 from fleetway.worker.config.settings import Settings, load_settings
-from fleetway.workflows.attributes import SET_ATTRIBUTE
 from fleetway.workflows.describe_fleet import DescribeFleetInput, DescribeFleetWorkflow, FleetDescription
 from fleetway.workflows.fleet_state import FleetStateWorkflow
 from fleetway.workflows.migrate_all import MigrateAllWorkflow
@@ -117,11 +114,8 @@ class FleetwayClient:
                 # What the Temporal UI's list and the rollout's page show at a glance.
                 static_summary=rollout_summary(request),
                 static_details=rollout_details(request),
-                search_attributes=TypedSearchAttributes(
-                    [SearchAttributePair(SET_ATTRIBUTE, request.migration_set)]
-                    if request.migration_set
-                    else []
-                ),
+                # No search attribute here: a start naming one the namespace lacks is refused, and a
+                # new namespace has them only once a worker registered them (the rollout sets them).
             )
         except WorkflowAlreadyStartedError:
             await refuse_reused_rollout_id(self.temporal, rollout_id)  # names the run and its state
