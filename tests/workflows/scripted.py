@@ -221,6 +221,12 @@ class Scripted:
         ]  # fmt: skip
 
 
+def worker_activities(client: Client, script: Scripted) -> list[Any]:
+    """The script's activities, and the plan's reads through the real client to the real holder."""
+    reads = RolloutActivities(client)
+    return [*script.all(), reads.read_wave_plan, reads.rollout_is_open]
+
+
 @asynccontextmanager
 async def scripted_worker(client: Client, script: Scripted) -> AsyncIterator[str]:
     task_queue = f"cancel-{uuid.uuid4().hex[:8]}"
@@ -234,11 +240,6 @@ async def scripted_worker(client: Client, script: Scripted) -> AsyncIterator[str
             ProvisionTenantWorkflow,
             WavePlanWorkflow,
         ],
-        # The plan's reads go through the real client to the real holder workflow.
-        activities=[
-            *script.all(),
-            RolloutActivities(client).read_wave_plan,
-            RolloutActivities(client).rollout_is_open,
-        ],
+        activities=worker_activities(client, script),
     ):
         yield task_queue

@@ -23,7 +23,7 @@ from temporalio.worker import Worker
 from bench.actions import count_actions
 from fleetway.activities.fleet.selection import selects
 from fleetway.activities.fleet.state import ReadStatesInput, TenantState, TenantStates
-from fleetway.activities.rollouts import Outcome, RolloutActivities
+from fleetway.activities.rollouts import Outcome
 from fleetway.activities.tenants.static import ListTenantsInput, StaticTenantLister, TenantPage
 from fleetway.activities.tenants.wave_book import PlanChunk, PlanChunkInput, PlanSummary, WaveBookActivities
 from fleetway.activities.tenants.waves import PlanWavesInput, WavePlanActivities, WaveSpec
@@ -32,7 +32,7 @@ from fleetway.workflows.migrate_all import MigrateAllWorkflow
 from fleetway.workflows.migrate_all_models import MigrateAllInput, RolloutStatus
 from fleetway.workflows.tenant_migration import TenantMigrationWorkflow
 from fleetway.workflows.wave_plan import WavePlanWorkflow, holder_id
-from tests.workflows.scripted import SET, Scripted
+from tests.workflows.scripted import SET, Scripted, worker_activities
 
 pytestmark = pytest.mark.fast
 
@@ -125,11 +125,7 @@ async def test_a_ring_rollout_of_the_largest_fleet_stays_within_temporals_limits
         client,
         task_queue=task_queue,
         workflows=[MigrateAllWorkflow, TenantMigrationWorkflow, WavePlanWorkflow],
-        activities=[
-            *script.all(),
-            RolloutActivities(client).read_wave_plan,
-            RolloutActivities(client).rollout_is_open,
-        ],
+        activities=worker_activities(client, script),
         max_cached_workflows=50,
     ):
         result = await asyncio.wait_for(
@@ -171,11 +167,7 @@ async def test_a_rollout_costs_few_actions_per_tenant_with_work_and_almost_none_
         client,
         task_queue=task_queue,
         workflows=[MigrateAllWorkflow, TenantMigrationWorkflow, WavePlanWorkflow],
-        activities=[
-            *script.all(),
-            RolloutActivities(client).read_wave_plan,
-            RolloutActivities(client).rollout_is_open,
-        ],
+        activities=worker_activities(client, script),
     ):
         for name, request in {
             "work": MigrateAllInput(migration_set=SET, tenants=sorted(behind), skip_current=False),

@@ -20,7 +20,7 @@ from temporalio.client import Client
 from temporalio.common import VersioningBehavior
 from temporalio.worker import Worker
 
-from fleetway.activities.rollouts import Outcome, RolloutActivities
+from fleetway.activities.rollouts import Outcome
 from fleetway.activities.tenants.waves import WaveSpec
 from fleetway.worker.client.connection import FleetwayClient
 from fleetway.worker.config.settings import WorkerConfig
@@ -30,7 +30,7 @@ from fleetway.workflows.migrate_all import MigrateAllWorkflow
 from fleetway.workflows.migrate_all_models import MigrateAllInput, RolloutStatus, WaveDecision, WaveState
 from fleetway.workflows.tenant_migration import TenantMigrationWorkflow
 from fleetway.workflows.wave_plan import AutoUpgradingWavePlanWorkflow
-from tests.workflows.scripted import SET, WAIT, Scripted
+from tests.workflows.scripted import SET, WAIT, Scripted, worker_activities
 
 pytestmark = pytest.mark.fast
 
@@ -44,11 +44,7 @@ async def build(
         client,
         task_queue=queue,
         workflows=[MigrateAllWorkflow, TenantMigrationWorkflow, AutoUpgradingWavePlanWorkflow],
-        activities=[
-            *script.all(),
-            RolloutActivities(client).read_wave_plan,
-            RolloutActivities(client).rollout_is_open,
-        ],
+        activities=worker_activities(client, script),
         deployment_config=config,
     ):
         yield
