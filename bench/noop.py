@@ -45,6 +45,7 @@ from fleetway.activities.flyway.checksums import (
 from fleetway.activities.flyway.cli_engine import FlywayRunner
 from fleetway.activities.flyway.contract import FlywaySettings, placeholder_values
 from fleetway.activities.flyway.output import Action
+from fleetway.activities.flyway.request import FlywayRequest
 from fleetway.activities.rollouts import Outcome
 from fleetway.worker.client.connection import FleetwayClient
 from fleetway.worker.config.client import connect
@@ -66,8 +67,7 @@ async def _fleet(bench: Bench, size: int) -> tuple[list[str], Path, list[str]]:
     stages = releases(bench.migrations, bench.workdir)
     for _, folder in stages:
         await runner.run(
-            Action.MIGRATE, bench.target(template), locations=(folder,), options=bench.flyway_options,
-            tenant_id=template,
+            FlywayRequest(action=Action.MIGRATE, flyway=bench.flyway_options, tenant_id=template), bench.target(template), locations=(folder,),
         )  # fmt: skip
     last = stages[-1][1]
     schemas = [f"noop{uuid.uuid4().hex[:4]}_{i:05d}" for i in range(size)]

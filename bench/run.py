@@ -53,6 +53,7 @@ from fleetway.activities.flyway.contract import FlywayEngine, FlywayInstall, Fly
 from fleetway.activities.flyway.jvm_engine import JvmFlywayEngine
 from fleetway.activities.flyway.options import FlywayOptions, parse_placeholders
 from fleetway.activities.flyway.output import Action
+from fleetway.activities.flyway.request import FlywayRequest
 from fleetway.activities.servers.models import ServerControls
 from fleetway.worker.client.connection import FleetwayClient
 from fleetway.worker.config.client import connect
@@ -216,7 +217,8 @@ class Bench:
                 t0 = time.monotonic()
                 try:
                     await engine.run(
-                        action, self.target(schema), options=self.flyway_options, tenant_id=schema
+                        FlywayRequest(action=action, flyway=self.flyway_options, tenant_id=schema),
+                        self.target(schema),
                     )
                 except Exception:
                     failures += 1
@@ -229,7 +231,10 @@ class Bench:
             for step in (Action.MIGRATE, Action.VALIDATE):
                 await asyncio.gather(
                     *(
-                        engine.run(step, self.target(s), options=self.flyway_options, tenant_id=s)
+                        engine.run(
+                            FlywayRequest(action=step, flyway=self.flyway_options, tenant_id=s),
+                            self.target(s),
+                        )
                         for s in warm
                     )
                 )

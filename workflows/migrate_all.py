@@ -17,8 +17,8 @@ from fleetway.workflows.attributes import ACTION_ATTRIBUTE, OUTCOME_ATTRIBUTE, S
 
 with workflow.unsafe.imports_passed_through():
     from fleetway.activities.audit.events import AuditEventType
-    from fleetway.activities.flyway.options import FlywayOptions
     from fleetway.activities.flyway.output import MARKED_ACTIONS
+    from fleetway.activities.flyway.request import FlywayRequest
     from fleetway.activities.flyway.schema_history import history_marker
     from fleetway.activities.rollouts import Outcome
     from fleetway.workflows.migrate_all_models import (
@@ -268,7 +268,7 @@ class MigrateAllWorkflow:
 
     def _retried(self) -> bool:
         """A tenant is back in line after the dispatching ended (only an operator's retry does that)."""
-        return bool(self._state.pending) and self._state.stop is None
+        return bool(self._state.feed) and self._state.stop is None
 
     async def _dispatch(self) -> bool:
         """Dispatch until the fleet is done or something stops us; True when it is time to CAN."""
@@ -303,23 +303,19 @@ class MigrateAllWorkflow:
                 state.put_back(tenant)
                 return False
             # The options are the current wave's, taken now: the wave may advance while it runs.
-            self._tasks[tenant] = asyncio.create_task(self._run_child(tenant, state.flyway_options()))
+            self._tasks[tenant] = asyncio.create_task(self._run_child(state.flyway_request(tenant)))
             time_to_continue = state.dispatch(tenant)
             self._show()
             if time_to_continue or workflow.info().is_continue_as_new_suggested():
                 return True
         return False
 
-    async def _run_child(self, tenant: str, options: FlywayOptions) -> None:
-        state = self._state
+    async def _run_child(self, run: FlywayRequest) -> None:
+        state, tenant = self._state, run.tenant_id
         try:
             outcome = await run_tenant(
                 state.request,
-                tenant,
-                marker=state.marker,
-                migration_set=state.migration_set,
-                secrets_pin=state.secrets_pin,
-                options=options,
+                run,
                 server=state.server_key(tenant),
                 wave=state.waves.current.name if state.waves else "",
                 suffix=state.child_suffix(tenant),

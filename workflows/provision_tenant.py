@@ -31,8 +31,9 @@ with workflow.unsafe.imports_passed_through():
         AuditEventType,
         AuditOutcome,
     )
-    from fleetway.activities.flyway.activity import FlywayActivities, RunFlywayInput
+    from fleetway.activities.flyway.activity import FlywayActivities
     from fleetway.activities.flyway.output import RETRYABLE_CLASSES, Action, ErrorClass
+    from fleetway.activities.flyway.request import FlywayRequest
     from fleetway.activities.postgres.provisioning import (
         CleanupInput,
         ProvisioningActivities,
@@ -246,7 +247,7 @@ class ProvisionTenantWorkflow:
             await machine.park_while_quiesced()
             await workflow.execute_activity_method(
                 FlywayActivities.run_flyway,
-                RunFlywayInput(
+                FlywayRequest(
                     action=Action.MIGRATE,
                     tenant_id=roles.tenant_id,
                     secrets_backend=roles.secrets_backend,

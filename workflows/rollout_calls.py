@@ -140,7 +140,7 @@ async def _plan(state: RolloutState) -> None:
         waves=request.waves,
         source=request.tenant_source,
         pinned=state.source_pin,
-        restrict_to=list(state.pending) if explicit else [],
+        restrict_to=list(state.feed) if explicit else [],
     )
     if workflow.patched("wave-plan-holder"):
         summary = await _hold_plan(state, plan_input)
@@ -235,7 +235,7 @@ async def next_tenant(state: RolloutState, gate: ServerGate | None) -> str | Non
         if not state.needs_screen():
             if gate is not None:
                 return await gate.next()
-            return state.take() if state.pending else None
+            return state.take() if state.feed else None
         await _screen(state)
         if state.stop is not None:
             return None
@@ -281,7 +281,7 @@ async def _list_pages(state: RolloutState) -> bool:
                 TenantSourceActivities.list_tenants_page,
                 ListTenantsInput(
                     source=state.request.tenant_source,
-                    cursor=state.cursor,
+                    cursor=state.feed.cursor,
                     limit=state.request.page_size,
                     pinned=state.source_pin,
                 ),

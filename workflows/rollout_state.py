@@ -17,10 +17,9 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from fleetway.activities.fleet.state import MAX_SCREENED, TenantState, TenantStates
-    from fleetway.activities.flyway.options import FlywayOptions
     from fleetway.activities.flyway.output import READ_ONLY_ACTIONS, Action
+    from fleetway.activities.flyway.request import FlywayRequest
     from fleetway.activities.rollouts import Outcome, OutcomeSource, TenantOutcome
-    from fleetway.activities.tenants.walk import MAX_PAGES, cursor_digest
     from fleetway.activities.tenants.wave_book import PlanSummary
     from fleetway.activities.tenants.waves import WavePlan
     from fleetway.activities.worker_profile import RolloutPin
@@ -40,12 +39,12 @@ with workflow.unsafe.imports_passed_through():
     )
     from fleetway.workflows.outcome_ledger import OutcomeLedger
     from fleetway.workflows.server_book import ServerBook
+    from fleetway.workflows.tenant_feed import TenantFeed
     from fleetway.workflows.wave_controller import WaveController
 
 __all__ = ["Phase", "RolloutState"]
 
 _MAX_WARNINGS: Final = 20
-_CARRIED_CURSORS: Final = 1000
 _MAX_ACTIONS: Final = 50  # operator actions on single tenants per rollout (carried, ≤ 300 chars each)
 _TWICE: Final = "already run in this rollout (duplicate id)"
 
@@ -69,12 +68,7 @@ class RolloutState:
         carry = request.carry or RolloutCarry()
         self.request = request
         self.phase = Phase.PINNING if request.carry is None else Phase.DISPATCHING
-        self.pending: deque[str] = deque(carry.pending)
-        self.cursor = carry.cursor
-        self.exhausted = carry.source_exhausted
-        self.pages = carry.pages
-        # In page order (a dict keeps it): the carry keeps the latest ones only (see ``carry``).
-        self.cursor_digests = dict.fromkeys(carry.cursor_digests)
+        self.feed = TenantFeed(carry)  # the listed tenants not yet dispatched, and the source's cursor
         self.dispatched = carry.dispatched
         self.ledger = OutcomeLedger.from_carry(carry)
         self.recent: deque[TenantOutcome] = deque(maxlen=RECENT_COMPLETIONS_KEPT)
@@ -91,7 +85,6 @@ class RolloutState:
         self.secrets_pin = carry.pinned_secrets
         self.quiesce_pin = carry.pinned_quiesce
         self.waves = WaveController(request.waves, carry)
-        self.screened = carry.screened
         self.excluded = carry.excluded
         self.unreadable = carry.unreadable
         self.applied_marker = carry.applied_marker
@@ -142,8 +135,7 @@ class RolloutState:
 
     def listed(self, tenants: list[str]) -> None:
         """The rollout's whole list is known (explicit, or a rerun's): no source is paged."""
-        self.pending.extend(tenants)
-        self.exhausted = True
+        self.feed.add(tenants, whole=True)
 
     def selecting_by(self, marker: str) -> None:
         """Only tenants whose table shows a row with this rollout marker are selected (``applied_in``)."""
@@ -151,8 +143,7 @@ class RolloutState:
 
     def planned(self, plan: WavePlan) -> None:
         """The waves' ids, from one activity (runs recorded before the plan's holder)."""
-        self.pending.clear()
-        self.exhausted = True
+        self.feed.replace_with_plan()
         self.waves.plan(plan)
         self._unplanned(plan.unplanned, plan.unplanned_sample)
 
@@ -162,19 +153,18 @@ class RolloutState:
 
     def plan_held(self, summary: PlanSummary, holder: str) -> None:
         """The plan's summary; its ids stay in ``holder`` and come a chunk at a time."""
-        self.pending.clear()
-        self.exhausted = True
+        self.feed.replace_with_plan()
         self.waves.plan_held(summary, holder)
         self._unplanned(summary.unplanned, summary.unplanned_sample)
 
     def chunk_read(self, tenants: list[str]) -> None:
         """The current wave's next chunk of ids, from the holder, joins the line."""
         self.waves.chunk_read()
-        self.pending.extend(tenants)
+        self.feed.add(tenants)
 
     def open_wave(self) -> None:
         """The current wave opens: its ids (or, with a holder, none yet) join the line."""
-        self.pending.extend(self.waves.open())
+        self.feed.add(self.waves.open())
         self.phase = Phase.DISPATCHING
 
     def _unplanned(self, count: int, sample: list[str]) -> None:
@@ -245,8 +235,7 @@ class RolloutState:
         self.ledger.retract(tenant)
         self.retries[tenant] = self.retries.get(tenant, 0) + 1
         self._dispatched_here.discard(tenant)
-        self.pending.appendleft(tenant)
-        self.screened += 1  # known to need a run: no table read first
+        self.feed.put_back(tenant, read=True)  # known to need a run: no table read first
         self._acted(f"{tenant} retried by {principal} (retry {self.retries[tenant]})", decision.reason)
         return f"retry {self.retries[tenant]} of {tenant} is first in line"
 
@@ -323,12 +312,12 @@ class RolloutState:
         return (
             self.servers is not None
             and self.servers.room() > 0
-            and (bool(self.pending) or not self.exhausted)
+            and (bool(self.feed) or not self.feed.exhausted)
         )
 
     def has_pending(self) -> bool:
         """Tenants listed and not yet dispatched (in the line or a server's queue)."""
-        return bool(self.pending) or (self.servers is not None and self.servers.queued() > 0)
+        return bool(self.feed) or (self.servers is not None and self.servers.queued() > 0)
 
     def ran(self) -> int:
         """Finished tenants that were dispatched (a tenant proven current never ran)."""
@@ -336,30 +325,17 @@ class RolloutState:
 
     def needs_page(self) -> bool:
         """Nothing left to dispatch from what was listed, and the source has more."""
-        if self.pending or self.exhausted:
+        if not self.feed.needs_page():
             return False
         # Per server: list ahead (up to a bound) so every server with work has its turn.
         return self.servers is None or self.servers.room() > 0
 
     def accept_page(self, tenant_ids: list[str], next_cursor: str | None) -> bool:
         """Take a page of the tenant source; False (and failed) when the source broke its paging."""
-        self.pages += 1
-        self.pending.extend(tenant_ids)
-        self.cursor = next_cursor
-        self.exhausted = next_cursor is None
-        if next_cursor is None:
-            return True
-        digest = cursor_digest(next_cursor)
-        if digest in self.cursor_digests or self.pages >= MAX_PAGES:
-            problem = (
-                "repeated a cursor (cycle detected)"
-                if digest in self.cursor_digests
-                else f"exceeded {MAX_PAGES} pages"
-            )
+        if problem := self.feed.accept_page(tenant_ids, next_cursor):
             # A source that breaks its paging contract is not trusted with the rest of its list.
             self.fail(f"tenant source {problem}; dispatch stopped")
             return False
-        self.cursor_digests[digest] = None
         return True
 
     # ---- screening: the tables read before dispatch (issue 25) --------------------------------
@@ -382,12 +358,7 @@ class RolloutState:
 
     def needs_screen(self) -> bool:
         """The next pending tenant has not been read yet, and reading decides something."""
-        return (
-            self.screening
-            and self.screened == 0
-            and bool(self.pending)
-            and (self.fast_path() or self.selecting())
-        )
+        return self.screening and self.feed.unread_front() and (self.fast_path() or self.selecting())
 
     def key_chunk(self) -> list[str]:
         """The pending tenants ready for their server keys, taken out of the line (read ones only)."""
@@ -400,17 +371,16 @@ class RolloutState:
         count = max(
             0,
             min(
-                self.screened if screens else len(self.pending),
+                self.feed.read if screens else len(self.feed),
                 MAX_SCREENED,
                 self.servers.room(),
             ),
         )
-        self.screened -= count if screens else 0
-        return [self.pending.popleft() for _ in range(count)]
+        return self.feed.take_front(count, read=screens)
 
     def screen_chunk(self) -> list[str]:
         """The pending tenants to read next (at most one read's worth)."""
-        return list(itertools.islice(self.pending, MAX_SCREENED))
+        return self.feed.front(MAX_SCREENED)
 
     def accept_states(self, chunk: list[str], read: TenantStates) -> None:
         """Record the proven tenants, drop the unselected ones; the rest stay first in line."""
@@ -438,10 +408,7 @@ class RolloutState:
                 keep.append(tenant)
                 if state.server:
                     self.read_servers[tenant] = state.server
-        for _ in chunk:
-            self.pending.popleft()
-        self.pending.extendleft(reversed(keep))
-        self.screened = len(keep)
+        self.feed.read_front(len(chunk), keep)
 
     def screen_failed(self, chunk: list[str], reason: str) -> None:
         """The read failed: a selection cannot be made (stop); the fast path just runs Flyway."""
@@ -449,7 +416,7 @@ class RolloutState:
             self.fail(f"the tables could not be read to select tenants; dispatch stopped ({reason})")
         else:
             self.warn(f"schema histories unread, tenants run Flyway as before ({reason})")
-            self.screened = len(chunk)
+            self.feed.mark_read(len(chunk))
 
     def _current(self, state: TenantState, digest: str) -> TenantOutcome:
         validate = self.request.action is Action.VALIDATE
@@ -469,17 +436,14 @@ class RolloutState:
 
     def take(self) -> str:
         """The next pending tenant (the caller dispatches it or puts it back)."""
-        self.screened = max(0, self.screened - 1)
-        return self.pending.popleft()
+        return self.feed.take()
 
     def put_back(self, tenant: str) -> None:
         """Return a taken tenant to the front of the line (it stays read)."""
         if self.servers is not None and self.servers.server_of(tenant) is not None:
             self.servers.put_back(tenant)
             return
-        self.pending.appendleft(tenant)
-        if self.screening:
-            self.screened += 1
+        self.feed.put_back(tenant, read=self.screening)
 
     def dispatch(self, tenant: str) -> bool:
         """``tenant`` starts; True when this run has dispatched enough to continue as new."""
@@ -494,6 +458,10 @@ class RolloutState:
             self.waves.dispatched()
         self._this_run += 1
         return self._this_run >= self.request.continue_as_new_after
+
+    def servers_read_for(self, tenants: list[str]) -> dict[str, str]:
+        """The server keys the screening read gave these tenants, handed over once (then forgotten)."""
+        return {t: self.read_servers.pop(t) for t in tenants if t in self.read_servers}
 
     def server_key(self, tenant: str) -> str:
         """The tenant's database server as the rollout knows it ("" when it does not)."""
@@ -586,7 +554,7 @@ class RolloutState:
             failed=self.ledger.failed[-100:],
             parallelism=self.window(),
             paused=self.paused,
-            source_exhausted=self.exhausted and not self.has_pending() and not self.waves.ids_left(),
+            source_exhausted=self.feed.exhausted and not self.has_pending() and not self.waves.ids_left(),
             run=self.runs,
             history_marker=self.marker,
             migration_set=self.migration_set,
@@ -619,12 +587,7 @@ class RolloutState:
         queued = book.drain() if book is not None else []  # keyed again by the next run
         screens = self.screening and (self.fast_path() or self.selecting())
         return RolloutCarry(
-            pending=queued + list(self.pending),
-            cursor=self.cursor,
-            source_exhausted=self.exhausted,
-            pages=self.pages,
-            # A cycle longer than this many pages is still ended by MAX_PAGES; 16 KiB at most.
-            cursor_digests=list(self.cursor_digests)[-_CARRIED_CURSORS:],
+            **self.feed.carried(queued, queued_read=screens),
             dispatched=self.dispatched,
             counts=dict(ledger.counts),
             outcomes=ledger.outcomes,
@@ -648,7 +611,6 @@ class RolloutState:
             next_chunk=self.waves.next_chunk,
             parallelism_set=self.parallelism_set,
             unplanned=self.waves.unplanned,
-            screened=self.screened + (len(queued) if screens else 0),
             excluded=self.excluded,
             unreadable=self.unreadable,
             applied_marker=self.applied_marker,
@@ -714,9 +676,25 @@ class RolloutState:
             servers=self.servers.view() if self.servers is not None else [],
         )
 
-    def flyway_options(self) -> FlywayOptions:
-        """The options of the tenant dispatched now: the rollout's, with its wave's own target."""
-        options = self.request.flyway
+    def flyway_request(self, tenant: str) -> FlywayRequest:
+        """The Flyway run of the tenant dispatched now, built once and carried unchanged to the engine.
+
+        Its options are the rollout's with the current wave's own target, taken at dispatch: the
+        wave may advance while the tenant runs.
+        """
+        request, options = self.request, self.request.flyway
         if self.waves and (target := self.waves.specs[self.waves.index].target):
             options = options.model_copy(update={"target": target})
-        return options
+        return FlywayRequest(
+            action=request.action,
+            tenant_id=tenant,
+            secrets_backend=request.secrets_backend,
+            tenant_source=request.tenant_source,
+            installed_by=self.marker,
+            migration_set=self.migration_set,
+            pinned_secrets=self.secrets_pin,
+            timeout_s=request.flyway_timeout_s,
+            retry_budget_s=request.retry_budget_s,
+            with_info=request.action is Action.VALIDATE and request.drift_check,
+            flyway=options,
+        )

@@ -85,7 +85,7 @@ class ServerGate:
             await self._key(chunk)
         picked = book.pick()
         if picked is None:
-            return NOT_NOW if book.queued() or state.pending or not state.exhausted else None
+            return NOT_NOW if book.queued() or not state.feed.exhausted or state.feed else None
         tenant, server = picked
         if not book.check_due(server, _now_s()):
             return tenant
@@ -109,7 +109,7 @@ class ServerGate:
     async def _key(self, chunk: list[str]) -> None:
         state, book = self._state, self._book
         # The screening read already resolved most tenants: only the others need the activity.
-        known = {t: state.read_servers.pop(t) for t in chunk if t in state.read_servers}
+        known = state.servers_read_for(chunk)
         unknown = [t for t in chunk if t not in known]
         keys = await self._keys(unknown) if unknown else []
         now = _now_s()

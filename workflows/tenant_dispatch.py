@@ -14,8 +14,8 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from temporalio.exceptions import CancelledError, ChildWorkflowError, WorkflowAlreadyStartedError
 
 with workflow.unsafe.imports_passed_through():
-    from fleetway.activities.flyway.options import FlywayOptions, needs_current_build
     from fleetway.activities.flyway.output import ErrorClass
+    from fleetway.activities.flyway.request import FlywayRequest
     from fleetway.activities.rollouts import Outcome, TenantOutcome
     from fleetway.workflows.attributes import (
         ACTION_ATTRIBUTE,
@@ -39,50 +39,38 @@ __all__ = ["run_tenant"]
 
 async def run_tenant(
     request: MigrateAllInput,
-    tenant: str,
+    run: FlywayRequest,
     *,
-    marker: str,
-    migration_set: str,
-    secrets_pin: str,
-    options: FlywayOptions | None = None,
     server: str = "",
     wave: str = "",
     suffix: str = "",
 ) -> TenantOutcome | None:
     """The tenant's outcome; for a child that ended without one, what its schema history shows.
 
+    ``run`` is the tenant's Flyway run as the rollout built it; the child carries it unchanged.
     None: a child with this id already exists. The history read happens while the tenant is still
     in flight, so a cancelled rollout waits for it.
     """
     child = TenantMigrationInput(
-        action=request.action,
-        tenant_id=tenant,
-        secrets_backend=request.secrets_backend,
+        run=run,
         audit=request.audit,
-        flyway_timeout_s=request.flyway_timeout_s,
         heartbeat_timeout_s=request.heartbeat_timeout_s,
-        drift_check=request.drift_check,
-        installed_by=marker,
-        retry_budget_s=request.retry_budget_s,
-        migration_set=migration_set,
-        pinned_secrets=secrets_pin,
-        flyway=options or request.flyway,
-        tenant_source=request.tenant_source,
-        flyway_in_task=request.flyway_timeout_s <= IN_TASK_MAX_S,
+        flyway_in_task=run.timeout_s <= IN_TASK_MAX_S,
     )
     outcome = await _execute_child(child, server=server, wave=wave, suffix=suffix)
+    marker = run.installed_by
     if outcome is None or outcome.source is not None or not marker or outcome.outcome is Outcome.SKIPPED:
         return outcome
     try:
         return await reconciled(
-            outcome, secrets_backend=request.secrets_backend, marker=marker, pinned_secrets=secrets_pin
+            outcome, secrets_backend=run.secrets_backend, marker=marker, pinned_secrets=run.pinned_secrets
         )
     except asyncio.CancelledError:  # cancelled again while reading: keep what we know
         return outcome
 
 
 def _details(child: TenantMigrationInput, wave: str) -> str:
-    named = child.migration_set or "the worker's own"
+    named = child.run.migration_set or "the worker's own"
     text = f"rollout `{workflow.info().workflow_id}`, migration set `{named}`"
     return fit(text + (f", wave **{wave}**" if wave else ""), DETAILS_BYTES)
 
@@ -92,8 +80,8 @@ async def _execute_child(
 ) -> TenantOutcome | None:
     # A run an older build cannot honour (options, baseline, repair) goes to a workflow type it
     # does not have: its task waits for a current worker instead of running without the options.
-    toolbox = needs_current_build(child.action, child.flyway)
-    tenant = child.tenant_id
+    toolbox = child.run.needs_current_build
+    tenant = child.run.tenant_id
     try:
         return await workflow.execute_child_workflow(
             TenantToolboxWorkflow.run if toolbox else TenantMigrationWorkflow.run,
@@ -104,16 +92,16 @@ async def _execute_child(
             cancellation_type=workflow.ChildWorkflowCancellationType.WAIT_CANCELLATION_COMPLETED,
             task_timeout=IN_TASK_TIMEOUT if child.flyway_in_task else None,
             # What the Temporal UI shows of the child at a glance (user metadata, not replayed).
-            static_summary=tenant_summary(tenant, child.action.value, server),
+            static_summary=tenant_summary(tenant, child.run.action.value, server),
             static_details=_details(child, wave),
             search_attributes=TypedSearchAttributes(
                 [
-                    SearchAttributePair(ACTION_ATTRIBUTE, child.action.value),
+                    SearchAttributePair(ACTION_ATTRIBUTE, child.run.action.value),
                     SearchAttributePair(ROLLOUT_ATTRIBUTE, workflow.info().workflow_id),
                     *([SearchAttributePair(WAVE_ATTRIBUTE, wave)] if wave else []),
                     *(
-                        [SearchAttributePair(SET_ATTRIBUTE, child.migration_set)]
-                        if child.migration_set
+                        [SearchAttributePair(SET_ATTRIBUTE, child.run.migration_set)]
+                        if child.run.migration_set
                         else []
                     ),
                 ]

@@ -12,7 +12,7 @@ from contextlib import suppress
 from datetime import timedelta
 from typing import Any, Final
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, FailureError
@@ -31,8 +31,7 @@ with workflow.unsafe.imports_passed_through():
         MigrationSetMismatchError,
         WorkerConfigMismatchError,
     )
-    from fleetway.activities.flyway.activity import FlywayActivities, RunFlywayInput
-    from fleetway.activities.flyway.options import FlywayOptions
+    from fleetway.activities.flyway.activity import FlywayActivities
     from fleetway.activities.flyway.output import (
         MARKED_ACTIONS,
         RETRYABLE_CLASSES,
@@ -41,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
         FlywayOutcome,
         outcome_of_failure,
     )
+    from fleetway.activities.flyway.request import FlywayRequest
     from fleetway.activities.rollouts import Outcome, OutcomeSource, TenantOutcome
     from fleetway.activities.wire import WIRE_MODEL
     from fleetway.workflows.activity_failures import any_failure_reason, reraise_cancel
@@ -65,19 +65,13 @@ _MESSAGE_MAX = 300
 
 
 class TenantMigrationInput(BaseModel):
-    """One tenant's run: the verb, the tenant, where its credentials live, who asked.
+    """One tenant's child: the Flyway run its rollout built, and how the child carries it out.
 
     Attributes:
-        installed_by: the rollout's history marker; set, the outcome is checked against the
-            schema history after any run that was not one complete first attempt.
-        retry_budget_s: infrastructure failures (lost worker, heartbeat timeout, refused or
-            dropped connection, server shutdown) are retried for this long, however many attempts
-            that takes; 0 keeps the old count of ``max_attempts``.
-        migration_set: the digest of the set every Flyway call of this tenant must run ("":
-            whichever set the worker has, as before sets were named).
-        pinned_secrets: the description of the secret backend the rollout pinned ("": none).
-        flyway: the run's target, hotfix, placeholders and baseline version (this tenant's wave's).
-        tenant_source: the rollout's tenant source (asked for labels by ``${label.KEY}``).
+        run: the tenant's Flyway run, handed unchanged to the activity and the engine.
+        audit: who asked (the audit event's principal, git sha, pipeline run).
+        max_attempts: attempts when ``run.retry_budget_s`` is 0 (no budget by time).
+        heartbeat_timeout_s: the Flyway activity's heartbeat timeout.
         flyway_in_task: run Flyway as a local activity inside the child's workflow task (no
             activity task, no second workflow task); the child is then started with a short
             workflow-task timeout (``IN_TASK_TIMEOUT``), which bounds how late a lost worker is
@@ -86,21 +80,43 @@ class TenantMigrationInput(BaseModel):
 
     model_config = WIRE_MODEL
 
-    action: Action
-    tenant_id: str
-    secrets_backend: str = "default"
+    run: FlywayRequest
     audit: AuditContext = AuditContext()
-    flyway_timeout_s: int = Field(default=600, ge=1)
     max_attempts: int = Field(default=5, ge=1, le=50)
     heartbeat_timeout_s: int = Field(default=30, ge=2, le=600)
-    drift_check: bool = True
-    installed_by: str = ""
-    retry_budget_s: int = Field(default=0, ge=0)
-    migration_set: str = ""
-    pinned_secrets: str = ""
-    flyway: FlywayOptions = FlywayOptions()
-    tenant_source: str = "default"
     flyway_in_task: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _lift_flat_fields(cls, data: Any) -> Any:
+        """Read a child input recorded before ``run`` existed: the run's fields were at the top.
+
+        Two were named differently then (``flyway_timeout_s``, and ``drift_check`` for
+        ``with_info``), and the child blanked the marker of unmarked verbs itself. Kept while a
+        committed or open history carries that shape.
+        """
+        if not isinstance(data, dict) or "run" in data or "action" not in data:
+            return data
+        flat = dict(data)
+        run = {name: flat.pop(name) for name in _RUN_FIELDS if name in flat}
+        action = Action(run["action"])
+        run["timeout_s"] = flat.pop("flyway_timeout_s", _OLD_DEFAULT_TIMEOUT_S)
+        run["with_info"] = action is Action.VALIDATE and bool(flat.pop("drift_check", True))
+        if action not in MARKED_ACTIONS:
+            run["installed_by"] = ""
+        return flat | {"run": run}
+
+    @model_validator(mode="after")
+    def _budgeted(self) -> TenantMigrationInput:
+        if self.run.timeout_s < 1:
+            raise ValueError("run.timeout_s: a tenant's child needs its run's budget (>= 1 s)")
+        return self
+
+
+# The fields a child input carried at its top before ``run``, under the names they keep.
+_RUN_FIELDS: Final = ("action", "tenant_id", "secrets_backend", "installed_by", "retry_budget_s",
+                      "migration_set", "pinned_secrets", "flyway", "tenant_source")  # fmt: skip
+_OLD_DEFAULT_TIMEOUT_S: Final = 600
 
 
 IN_TASK_TIMEOUT: Final = timedelta(seconds=3)
@@ -180,12 +196,12 @@ _AUDITED: Final = frozenset({Action.MIGRATE, Action.BASELINE, Action.REPAIR})
 def _toolbox_attributes(request: TenantMigrationInput, outcome: TenantOutcome) -> dict[str, str]:
     """The audit attributes of the verb and its options (none for a plain migrate)."""
     attributes: dict[str, str] = {}
-    if request.action is not Action.MIGRATE:
-        attributes["migration.action"] = request.action.value
-    if described := request.flyway.describe():
+    if request.run.action is not Action.MIGRATE:
+        attributes["migration.action"] = request.run.action.value
+    if described := request.run.flyway.describe():
         attributes["migration.options"] = described
-    if request.flyway.target:
-        attributes["migration.target"] = request.flyway.target
+    if request.run.flyway.target:
+        attributes["migration.target"] = request.run.flyway.target
     if outcome.repeatables:
         attributes["migration.repeatables"] = ",".join(outcome.repeatables)
     if outcome.repaired:
@@ -204,7 +220,7 @@ def _retry_options(request: TenantMigrationInput, *, in_task: bool = False) -> d
     the activity's own budget check is what ends them there.
     """
     non_retryable = [*_NON_RETRYABLE, *_MOVES_ON] if in_task else _NON_RETRYABLE
-    if request.retry_budget_s <= 0:
+    if request.run.retry_budget_s <= 0:
         return {
             "retry_policy": RetryPolicy(
                 initial_interval=timedelta(seconds=2),
@@ -223,7 +239,7 @@ def _retry_options(request: TenantMigrationInput, *, in_task: bool = False) -> d
             non_retryable_error_types=non_retryable,
         ),
         "schedule_to_close_timeout": timedelta(
-            seconds=request.retry_budget_s + request.flyway_timeout_s + 60
+            seconds=request.run.retry_budget_s + request.run.timeout_s + 60
         ),
     }
 
@@ -241,7 +257,7 @@ def _wrapped(activity_type: str, err: FailureError) -> ActivityError:
     )
 
 
-async def _run_flyway(request: TenantMigrationInput, run: RunFlywayInput) -> FlywayOutcome:
+async def _run_flyway(request: TenantMigrationInput) -> FlywayOutcome:
     """The Flyway call, in the child's workflow task or as a task-queue activity.
 
     A call in the task that this worker refuses as "not this worker" (it lacks the named set, or
@@ -249,15 +265,16 @@ async def _run_flyway(request: TenantMigrationInput, run: RunFlywayInput) -> Fly
     the task it would wait for this worker, while another is configured as the rollout needs.
     """
     # Under its second name when an older build must not run it (see the activity).
-    method = FlywayActivities.run_flyway_with_options if run.needs_options else FlywayActivities.run_flyway
-    timeout = timedelta(seconds=request.flyway_timeout_s + 60)
+    current = request.run.needs_current_build
+    method = FlywayActivities.run_flyway_with_options if current else FlywayActivities.run_flyway
+    timeout = timedelta(seconds=request.run.timeout_s + 60)
     # Cancellation must reach the JVM: wait until the activity confirms it killed it.
     cancel = workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
     if request.flyway_in_task:
         try:
             return await workflow.execute_local_activity_method(
                 method,
-                run,
+                request.run,
                 start_to_close_timeout=timeout,
                 cancellation_type=cancel,
                 **_retry_options(request, in_task=True),
@@ -271,7 +288,7 @@ async def _run_flyway(request: TenantMigrationInput, run: RunFlywayInput) -> Fly
             raise _wrapped(method.__name__, err) from err
     return await workflow.execute_activity_method(
         method,
-        run,
+        request.run,
         start_to_close_timeout=timeout,
         heartbeat_timeout=timedelta(seconds=request.heartbeat_timeout_s),
         cancellation_type=cancel,
@@ -335,27 +352,14 @@ class TenantMigrationWorkflow:
         """
         started = workflow.now()
         # Validate with the drift read folds info into the same activity (one credential resolve).
-        folded = request.action is Action.VALIDATE and request.drift_check
-        marker = request.installed_by if request.action in MARKED_ACTIONS else ""
-        run = RunFlywayInput(
-            action=request.action,
-            tenant_id=request.tenant_id,
-            secrets_backend=request.secrets_backend,
-            installed_by=marker,
-            retry_budget_s=request.retry_budget_s,
-            migration_set=request.migration_set,
-            pinned_secrets=request.pinned_secrets,
-            with_info=folded,
-            timeout_s=request.flyway_timeout_s,
-            flyway=request.flyway,
-            tenant_source=request.tenant_source,
-        )
+        folded = request.run.action is Action.VALIDATE and request.run.with_info
+        marker = request.run.installed_by if request.run.action in MARKED_ACTIONS else ""
         where = "in the child's task" if request.flyway_in_task else "as an activity"
-        workflow.set_current_details(tenant_now(f"running Flyway **{request.action.value}** {where}"))
+        workflow.set_current_details(tenant_now(f"running Flyway **{request.run.action.value}** {where}"))
         try:
-            flyway = await self._bounded(_run_flyway(request, run))
+            flyway = await self._bounded(_run_flyway(request))
             outcome = TenantOutcome(
-                tenant_id=request.tenant_id,
+                tenant_id=request.run.tenant_id,
                 outcome=Outcome.SUCCEEDED,
                 version_before=flyway.starting_version,
                 version_after=flyway.ending_version,
@@ -386,10 +390,10 @@ class TenantMigrationWorkflow:
         outcome = outcome.model_copy(
             update={
                 "duration_ms": int(duration.total_seconds() * 1000),
-                "migration_set": outcome.migration_set or request.migration_set,
+                "migration_set": outcome.migration_set or request.run.migration_set,
             }
         )
-        if request.action in _AUDITED and (unrecorded := await self._audit(request, outcome, started)):
+        if request.run.action in _AUDITED and (unrecorded := await self._audit(request, outcome, started)):
             message = f"{outcome.message}; {unrecorded}" if outcome.message else unrecorded
             reason = unrecorded.removeprefix("audit event not recorded (").removesuffix(")")
             refused = reason.split(":", 1)[0] in _AUDIT_CONFIGURATION
@@ -421,23 +425,23 @@ class TenantMigrationWorkflow:
             # The activity confirmed its Flyway is gone; say what it left, then end cancelled.
             if marker:
                 canceled = TenantOutcome(
-                    tenant_id=request.tenant_id,
+                    tenant_id=request.run.tenant_id,
                     outcome=Outcome.CANCELED,
                     message="cancelled",
-                    migration_set=request.migration_set,
+                    migration_set=request.run.migration_set,
                 )
                 await self._audit(request, await self._checked(request, canceled, marker), started)
             raise asyncio.CancelledError from None
         if cancelled:  # an operator's deadline ended the call: this tenant failed, nothing was cancelled
             outcome = TenantOutcome(
-                tenant_id=request.tenant_id,
+                tenant_id=request.run.tenant_id,
                 outcome=Outcome.FAILED,
                 error_class=ErrorClass.DEADLINE_EXCEEDED.value,
                 message="the deadline an operator gave its Flyway call passed; the call was stopped",
-                migration_set=request.migration_set,
+                migration_set=request.run.migration_set,
             )
         else:
-            outcome = _from_failure(request.tenant_id, err)
+            outcome = _from_failure(request.run.tenant_id, err)
             if folded:
                 outcome = _with_info(outcome, _partial(err))
         return await self._checked(request, outcome, marker) if marker else outcome
@@ -446,12 +450,12 @@ class TenantMigrationWorkflow:
     async def _checked(request: TenantMigrationInput, outcome: TenantOutcome, marker: str) -> TenantOutcome:
         # The read gets 30 s, or the retry budget when that is shorter (a rollout asked to give up
         # on infrastructure in 3 s must not then spend 30 s on a table it cannot reach).
-        budget = request.retry_budget_s
+        budget = request.run.retry_budget_s
         return await reconciled(
             outcome,
-            secrets_backend=request.secrets_backend,
+            secrets_backend=request.run.secrets_backend,
             marker=marker,
-            pinned_secrets=request.pinned_secrets,
+            pinned_secrets=request.run.pinned_secrets,
             timeout_s=max(_READ_MIN_S, min(_READ_MAX_S, budget)) if budget > 0 else _READ_MAX_S,
         )
 
@@ -485,7 +489,7 @@ class TenantMigrationWorkflow:
             event_id=f"{info.workflow_id}/{info.run_id}/migration.applied",
             # migration.applied for every verb that changes the history; the verb says which.
             type=AuditEventType.MIGRATION_APPLIED,
-            target=request.tenant_id,
+            target=request.run.tenant_id,
             principal=request.audit.principal or UNSPECIFIED_PRINCIPAL,
             started_at=started,
             completed_at=workflow.now(),
@@ -500,7 +504,7 @@ class TenantMigrationWorkflow:
         # retried, by time (the tenant's retry budget), and sinks dedupe on event_id.
         options: dict[str, Any] = {
             "start_to_close_timeout": timedelta(seconds=30),
-            "schedule_to_close_timeout": timedelta(seconds=request.retry_budget_s or 300),
+            "schedule_to_close_timeout": timedelta(seconds=request.run.retry_budget_s or 300),
             "retry_policy": RetryPolicy(maximum_interval=timedelta(seconds=30), maximum_attempts=0),
         }
         try:

@@ -10,11 +10,10 @@ import asyncio
 import contextlib
 import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
-from pydantic import BaseModel, Field
 from temporalio import activity
 
 from fleetway.activities.database_target import DatabaseTarget, Vendor
@@ -22,6 +21,7 @@ from fleetway.activities.errors import (
     FleetwayError,
     FlywayError,
     FlywayReportedFailureError,
+    InvalidTenantIdError,
     OutOfOrderRefusedError,
     RepairRefusedError,
     SchemaHistoryUnavailableError,
@@ -34,13 +34,10 @@ from fleetway.activities.flyway.contract import FlywayEngine, placeholder_values
 from fleetway.activities.flyway.options import (
     FlywayOptions,
     label_placeholders,
-    needs_current_build,
     uses_labels,
 )
-from fleetway.activities.flyway.output import (
-    Action,
-    FlywayOutcome,
-)
+from fleetway.activities.flyway.output import Action, FlywayOutcome
+from fleetway.activities.flyway.request import FlywayRequest
 from fleetway.activities.flyway.states import FlywayRefuses
 from fleetway.activities.heartbeats import heartbeating
 from fleetway.activities.postgres.bulk_history import read_histories
@@ -48,59 +45,12 @@ from fleetway.activities.postgres.indexes import concurrent_index_names, drop_in
 from fleetway.activities.secrets.providers import SecretsProvider, provider_for, validate_tenant_id
 from fleetway.activities.sets.store import MigrationSets
 from fleetway.activities.tenants.label_lookup import LabelLookup
-from fleetway.activities.wire import WIRE_MODEL
 
-__all__ = ["FlywayActivities", "RunFlywayInput"]
+__all__ = ["FlywayActivities"]
 
 _AUTH_SQLSTATE_PREFIX: Final = "28"
 # One Flyway verb for this run's tenant, with the run's placeholders, set and budget.
 _RunVerb = Callable[[Action, DatabaseTarget], Awaitable[FlywayOutcome]]
-
-
-class RunFlywayInput(BaseModel):
-    """Input of ``run_flyway``: which verb, for which tenant, resolved through which backend.
-
-    Only references: the activity resolves the credentials itself.
-
-    Attributes:
-        installed_by: the rollout's history marker, recorded with every script applied.
-        retry_budget_s: seconds since the first attempt was scheduled within which a retryable
-            failure is left to Temporal to retry; past it the failure is final (0: no budget).
-        migration_set: the digest of the set to run (``sha256:<hex>``); a worker that cannot
-            produce exactly that set refuses, retryably, without running anything. Empty: the
-            worker's own set (histories from before sets were named).
-        pinned_secrets: the description of the secret backend the rollout pinned; a worker whose
-            backend differs refuses retryably (``worker_config_mismatch``). "": none pinned.
-        with_info: for validate, also run ``info`` in the same attempt and return its entries and
-            pending versions with the validate outcome (also on a validate failure): the drift
-            read without a second activity.
-        timeout_s: the run's budget, the one the workflow sized the activity's timeout from (a
-            rollout's ``flyway_timeout_s``), so the worker's default can never outlast it and get
-            a healthy run retried into Flyway's lock; 0: the worker's ``flyway.timeout_s``.
-        flyway: target, hotfix, placeholders, baseline version. Only ``run_flyway_with_options``
-            reads them: an older worker, which would ignore the field, does not have that activity.
-        tenant_source: the rollout's tenant source, asked for the tenant's labels when the set
-            uses ``${label.KEY}`` placeholders.
-    """
-
-    model_config = WIRE_MODEL
-
-    action: Action
-    tenant_id: str = Field(min_length=1, max_length=128)
-    secrets_backend: str = "default"
-    installed_by: str = ""
-    retry_budget_s: int = Field(default=0, ge=0)
-    migration_set: str = ""
-    pinned_secrets: str = ""
-    with_info: bool = False
-    timeout_s: int = Field(default=0, ge=0)
-    flyway: FlywayOptions = FlywayOptions()
-    tenant_source: str = "default"
-
-    @property
-    def needs_options(self) -> bool:
-        """Whether an older build, which knows neither the options nor baseline/repair, must not run it."""
-        return needs_current_build(self.action, self.flyway)
 
 
 class FlywayActivities:
@@ -129,12 +79,12 @@ class FlywayActivities:
         self._sets_using_labels: dict[str, bool] = {}  # by set digest: a set's files never change
 
     @activity.defn(name="run_flyway")
-    async def run_flyway(self, request: RunFlywayInput) -> FlywayOutcome:
+    async def run_flyway(self, request: FlywayRequest) -> FlywayOutcome:
         """Run a plain migrate, validate or info (see :meth:`run_flyway_with_options`)."""
         return await self.run_flyway_with_options(request)
 
     @activity.defn(name="run_flyway_with_options")
-    async def run_flyway_with_options(self, request: RunFlywayInput) -> FlywayOutcome:
+    async def run_flyway_with_options(self, request: FlywayRequest) -> FlywayOutcome:
         """Resolve the tenant's target, run Flyway, heartbeat throughout, map errors.
 
         Registered under a second name for runs with options or the baseline and repair verbs:
@@ -150,7 +100,7 @@ class FlywayActivities:
         info = activity.info()
         ran = ""
         try:
-            tenant_id = validate_tenant_id(request.tenant_id)
+            tenant_id = _canonical_tenant_id(request.tenant_id)
             async with self._local_slot(), heartbeating():
                 locations: tuple[Path, ...] | None = None
                 if self._sets is not None:
@@ -193,20 +143,16 @@ class FlywayActivities:
         return validated.model_copy(update=await _info_fields(run_verb, target))
 
     async def _run(
-        self, request: RunFlywayInput, tenant_id: str, locations: tuple[Path, ...] | None, digest: str = ""
+        self, request: FlywayRequest, tenant_id: str, locations: tuple[Path, ...] | None, digest: str = ""
     ) -> FlywayOutcome:
         provider = provider_for(self._secrets, request.secrets_backend, pinned=request.pinned_secrets)
-        timeout = timedelta(seconds=request.timeout_s) if request.timeout_s else None
         labelled = await self._label_placeholders(request, tenant_id, locations, digest)
 
         # Every call this run makes for the tenant (the verb, and the validate and info that decide a
         # repair or guard a hotfix) gets the same placeholders: Flyway fills them into repeatables'
         # checksums and refuses a script whose placeholder has no value.
         async def run_verb(verb: Action, on: DatabaseTarget) -> FlywayOutcome:
-            return await self._runner.run(
-                verb, on, installed_by=request.installed_by, locations=locations, timeout=timeout,
-                options=request.flyway, tenant_id=tenant_id, tenant_placeholders=labelled,
-            )  # fmt: skip
+            return await self._runner.run(request, on, verb=verb, locations=locations, labels=labelled)
 
         run = functools.partial(run_verb, request.action)
         target = await provider.resolve(tenant_id)
@@ -264,7 +210,7 @@ class FlywayActivities:
 
     async def _adopt(
         self,
-        request: RunFlywayInput,
+        request: FlywayRequest,
         target: DatabaseTarget,
         reference: DatabaseTarget,
         baseline: Callable[[DatabaseTarget], Awaitable[FlywayOutcome]],
@@ -288,7 +234,7 @@ class FlywayActivities:
         return None
 
     async def _label_placeholders(
-        self, request: RunFlywayInput, tenant_id: str, locations: tuple[Path, ...] | None, digest: str
+        self, request: FlywayRequest, tenant_id: str, locations: tuple[Path, ...] | None, digest: str
     ) -> dict[str, str]:
         """``label.KEY`` → the tenant's label, for each such placeholder the set uses ({} for none).
 
@@ -391,7 +337,21 @@ async def _info_fields(run_verb: _RunVerb, target: DatabaseTarget) -> dict[str, 
     }
 
 
-def _budget_spent(request: RunFlywayInput, info: activity.Info) -> str:
+def _canonical_tenant_id(raw: str) -> str:
+    """The request's tenant id, checked; one with surrounding blanks is refused, not trimmed.
+
+    The request reaches the engine unchanged (its ``${tenant_id}`` placeholder included), so the
+    id it carries must already be the one the tenant source listed.
+
+    Raises:
+        InvalidTenantIdError: the id does not match ``^[A-Za-z0-9_-]{1,128}$`` as it stands.
+    """
+    if validate_tenant_id(raw) != raw:
+        raise InvalidTenantIdError(f"tenant id {raw[:140]!a} is invalid: surrounding blanks")
+    return raw
+
+
+def _budget_spent(request: FlywayRequest, info: activity.Info) -> str:
     """Why a retryable failure is final now ("" while the tenant's retry budget lasts).
 
     The budget is time since the first attempt was scheduled, not a count: a 20 s outage costs

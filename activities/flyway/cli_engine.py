@@ -41,12 +41,12 @@ from fleetway.activities.flyway.contract import (
     flyway_configuration,
     interpret_output,
 )
-from fleetway.activities.flyway.options import FlywayOptions
 from fleetway.activities.flyway.output import (
     Action,
     ErrorClass,
     FlywayOutcome,
 )
+from fleetway.activities.flyway.request import FlywayRequest
 from fleetway.activities.flyway.scratch import scratch_folder, sweep_scratch
 from fleetway.activities.flyway.session import RunSessions
 from fleetway.activities.redaction import redact
@@ -104,13 +104,12 @@ class FlywayRunner:
 
     def argv(
         self,
-        action: Action,
+        request: FlywayRequest,
         target: DatabaseTarget,
         *,
+        verb: Action | None = None,
         locations: tuple[Path, ...] | None = None,
-        options: FlywayOptions | None = None,
-        tenant_id: str = "",
-        tenant_placeholders: Mapping[str, str] | None = None,
+        labels: Mapping[str, str] | None = None,
         config_dir: Path | None = None,
     ) -> list[str]:
         """The full command line for a run: no credential, only vetted identifiers and paths.
@@ -124,6 +123,7 @@ class FlywayRunner:
             ConfigurationError: a location is relative or holds a comma.
         """
         s = self._settings
+        action = verb or request.action
         folders = check_locations(locations if locations is not None else s.locations)
         args = [
             str(self._install.java), *self._install.jvm_options,
@@ -144,9 +144,7 @@ class FlywayRunner:
             # Validate asks "are the applied scripts intact?"; a lagging tenant is not invalid
             # (info reports its pending versions), a tenant ahead is reported by info too.
             args.append("-ignoreMigrationPatterns=*:pending,*:future")
-        configured = flyway_configuration(
-            action, target, options, tenant_id=tenant_id, tenant_placeholders=tenant_placeholders
-        )
+        configured = flyway_configuration(action, request, target, labels)
         placeholders = {
             k.removeprefix(_PLACEHOLDER): v for k, v in configured.items() if k.startswith(_PLACEHOLDER)
         }
@@ -160,24 +158,20 @@ class FlywayRunner:
 
     async def run(
         self,
-        action: Action,
+        request: FlywayRequest,
         target: DatabaseTarget,
         *,
-        installed_by: str = "",
+        verb: Action | None = None,
         locations: tuple[Path, ...] | None = None,
-        timeout: timedelta | None = None,
-        options: FlywayOptions | None = None,
-        tenant_id: str = "",
-        tenant_placeholders: Mapping[str, str] | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> FlywayOutcome:
         """Run one Flyway verb against ``target`` and return its parsed, successful outcome.
 
-        ``installed_by``: recorded in ``flyway_schema_history.installed_by`` for every script this
-        run applies (a rollout's marker; default: the database user). ``locations``: the folders
-        of this run's migration set (default: the settings' folders). ``timeout``: this run's
-        budget (default: the settings'); a rollout passes its own, so one value bounds both the
-        run and the activity around it. ``options``: target, hotfix, placeholders, baseline
-        version (``options.py``); ``tenant_id``: the ``${tenant_id}`` placeholder's value.
+        ``request`` (``request.py``) says what its rollout decided: marker, budget, options,
+        tenant. ``verb``: this call's verb when it is not the request's own (the validate and info
+        that guard a repair or a hotfix, an adoption's baseline). ``locations``: the folders of
+        the request's migration set, resolved by the activity (default: the settings' folders).
+        ``labels``: the tenant's ``label.KEY`` placeholder values, looked up by the activity.
 
         Raises:
             PasswordTooShortError: migrate with a non-empty password under 8 bytes (nothing ran).
@@ -188,17 +182,17 @@ class FlywayRunner:
             FlywayReportedFailureError: Flyway reported a failure; ``outcome`` holds what it did.
             asyncio.CancelledError: cancelled; the process group was killed first.
         """
+        action = verb or request.action
         password = target.password.get_secret_value()
-        env = check_runnable(action, target, installed_by=installed_by)
-        sessions = self._settings.sessions(timeout)
+        env = check_runnable(action, target, installed_by=request.installed_by)
+        sessions = self._settings.sessions(request.timeout_s)
         budget = timedelta(seconds=sessions.budget_s)
         env["FLYWAY_URL"] = sessions.jdbc_url(env["FLYWAY_URL"], target)
         started = time.monotonic()
         with scratch_folder() as scratch:
             argv = self.argv(
-                action, target, locations=locations, options=options, tenant_id=tenant_id,
-                tenant_placeholders=tenant_placeholders, config_dir=scratch,
-            )  # fmt: skip
+                request, target, verb=action, locations=locations, labels=labels, config_dir=scratch
+            )
             env.update({"HOME": str(scratch), "PATH": os.defpath, "LANG": "C.UTF-8"})
             returncode, raw = await self._execute(
                 argv, env, cwd=str(scratch), sessions=sessions, target=target, budget=budget

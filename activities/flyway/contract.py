@@ -24,7 +24,6 @@ from fleetway.activities.errors import (
     FlywayReportedFailureError,
     PasswordTooShortError,
 )
-from fleetway.activities.flyway.options import FlywayOptions
 from fleetway.activities.flyway.output import (
     RETRYABLE_CLASSES,
     Action,
@@ -33,6 +32,7 @@ from fleetway.activities.flyway.output import (
     find_flyway_document,
     outcome_from_document,
 )
+from fleetway.activities.flyway.request import FlywayRequest
 from fleetway.activities.flyway.schema_history import check_history_marker
 from fleetway.activities.flyway.session import DEFAULT_LOCK_TIMEOUT_MS, RunSessions
 from fleetway.activities.redaction import MIN_REDACTABLE_LENGTH
@@ -93,12 +93,10 @@ class FlywaySettings:
     connect_retries: int = 0
     lock_timeout: timedelta = timedelta(milliseconds=DEFAULT_LOCK_TIMEOUT_MS)
 
-    def sessions(self, timeout: timedelta | None = None) -> RunSessions:
-        """The sessions of one run: its budget (``timeout``, or these settings'), this lock timeout."""
-        budget = timeout or self.timeout
-        return RunSessions(
-            budget.total_seconds(), lock_timeout_ms=int(self.lock_timeout.total_seconds() * 1000)
-        )
+    def sessions(self, timeout_s: int = 0) -> RunSessions:
+        """The sessions of one run: its budget (``timeout_s``, or these settings'), this lock timeout."""
+        budget = timeout_s or self.timeout.total_seconds()
+        return RunSessions(budget, lock_timeout_ms=int(self.lock_timeout.total_seconds() * 1000))
 
 
 class FlywayEngine(Protocol):
@@ -110,36 +108,34 @@ class FlywayEngine(Protocol):
 
     async def run(
         self,
-        action: Action,
+        request: FlywayRequest,
         target: DatabaseTarget,
         *,
-        installed_by: str = "",
+        verb: Action | None = None,
         locations: tuple[Path, ...] | None = None,
-        timeout: timedelta | None = None,
-        options: FlywayOptions | None = None,
-        tenant_id: str = "",
-        tenant_placeholders: Mapping[str, str] | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> FlywayOutcome:
-        """Run one verb against ``target`` (see :meth:`FlywayRunner.run` for the contract)."""
+        """Run ``verb`` (default: the request's action) against ``target``.
+
+        See :meth:`FlywayRunner.run` for the contract.
+        """
         ...
 
 
 def flyway_configuration(
-    action: Action,
+    verb: Action,
+    request: FlywayRequest,
     target: DatabaseTarget,
-    options: FlywayOptions | None,
-    *,
-    tenant_id: str = "",
-    tenant_placeholders: Mapping[str, str] | None = None,
+    labels: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """Flyway settings (``key`` → value, without the ``flyway.`` prefix) a run's options make.
+    """Flyway settings (``key`` → value, without the ``flyway.`` prefix) a call's request makes.
 
     One mapping for both engines: the CLI passes each as ``-key=value``, the JVM engine as its
     configuration map. Values are validated already (``options.py``); per tenant, ``tenant_id``
     and ``tenant_schema`` placeholders are set here, so a script may name its tenant, and
-    ``tenant_placeholders`` (the tenant's ``label.KEY`` values) are added.
+    ``labels`` (the tenant's ``label.KEY`` values) are added.
     """
-    opts = options or FlywayOptions()
+    action, opts, tenant_id = verb, request.flyway, request.tenant_id
     config: dict[str, str] = {}
     if action is Action.MIGRATE and opts.target:
         config["target"] = opts.target
@@ -149,7 +145,7 @@ def flyway_configuration(
     if action is Action.BASELINE:
         config["baselineVersion"] = opts.baseline_version or "1"
         config["baselineDescription"] = "fleetway baseline"
-    tenant = dict(tenant_placeholders or {})
+    tenant = dict(labels or {})
     if tenant_id:
         tenant["tenant_id"] = tenant_id
     if target.schema_name:

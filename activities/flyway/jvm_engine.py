@@ -26,7 +26,6 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
 from pathlib import Path
 from typing import Any, Final, TypeVar, cast
 
@@ -42,8 +41,8 @@ from fleetway.activities.flyway.contract import (
     flyway_configuration,
     interpret_output,
 )
-from fleetway.activities.flyway.options import FlywayOptions
 from fleetway.activities.flyway.output import Action, ErrorClass, FlywayOutcome
+from fleetway.activities.flyway.request import FlywayRequest
 from fleetway.activities.flyway.session import RunSessions
 from fleetway.activities.redaction import redact
 
@@ -181,17 +180,15 @@ class JvmFlywayEngine:
 
     async def run(
         self,
-        action: Action,
+        request: FlywayRequest,
         target: DatabaseTarget,
         *,
-        installed_by: str = "",
+        verb: Action | None = None,
         locations: tuple[Path, ...] | None = None,
-        timeout: timedelta | None = None,
-        options: FlywayOptions | None = None,
-        tenant_id: str = "",
-        tenant_placeholders: Mapping[str, str] | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> FlywayOutcome:
         """Same contract as :meth:`FlywayRunner.run`."""
+        action, installed_by = verb or request.action, request.installed_by
         env = check_runnable(action, target, installed_by=installed_by)
         folders = check_locations(locations if locations is not None else self._settings.locations)
         if target.vendor is not Vendor.POSTGRESQL:
@@ -199,16 +196,14 @@ class JvmFlywayEngine:
                 "the jvm engine supports PostgreSQL targets; use the cli engine for Oracle"
             )
         password = target.password.get_secret_value()
-        sessions = self._settings.sessions(timeout)
+        sessions = self._settings.sessions(request.timeout_s)
         budget = sessions.budget_s
         url = sessions.jdbc_url(env["FLYWAY_URL"], target)
         configured = {
             f"flyway.{key}": value
             for key, value in (
                 POSTGRESQL_SESSION_LOCK,
-                *flyway_configuration(
-                    action, target, options, tenant_id=tenant_id, tenant_placeholders=tenant_placeholders
-                ).items(),
+                *flyway_configuration(action, request, target, labels).items(),
             )
         }
         stopped = threading.Event()

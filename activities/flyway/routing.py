@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -11,8 +10,8 @@ from fleetway.activities.database_target import DatabaseTarget, Vendor
 from fleetway.activities.flyway.cli_engine import FlywayRunner
 from fleetway.activities.flyway.contract import FlywayEngine, FlywayInstall, FlywaySettings
 from fleetway.activities.flyway.jvm_engine import JvmFlywayEngine
-from fleetway.activities.flyway.options import FlywayOptions
 from fleetway.activities.flyway.output import Action, FlywayOutcome
+from fleetway.activities.flyway.request import FlywayRequest
 
 __all__ = ["EngineKind", "VendorRoutedEngine", "engine_for"]
 
@@ -52,25 +51,13 @@ class VendorRoutedEngine:
 
     async def run(
         self,
-        action: Action,
+        request: FlywayRequest,
         target: DatabaseTarget,
         *,
-        installed_by: str = "",
+        verb: Action | None = None,
         locations: tuple[Path, ...] | None = None,
-        timeout: timedelta | None = None,
-        options: FlywayOptions | None = None,
-        tenant_id: str = "",
-        tenant_placeholders: Mapping[str, str] | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> FlywayOutcome:
         """Route to the engine for ``target``'s vendor (same contract as :meth:`FlywayRunner.run`)."""
         engine: FlywayEngine = self._jvm if target.vendor is Vendor.POSTGRESQL else self._cli
-        return await engine.run(
-            action,
-            target,
-            installed_by=installed_by,
-            locations=locations,
-            timeout=timeout,
-            options=options,
-            tenant_id=tenant_id,
-            tenant_placeholders=tenant_placeholders,
-        )
+        return await engine.run(request, target, verb=verb, locations=locations, labels=labels)

@@ -17,6 +17,7 @@ from fleetway.activities.flyway.output import (
     ErrorClass,
     FlywayOutcome,
 )
+from fleetway.activities.flyway.request import FlywayRequest
 
 __all__ = ["DEVELOPMENT_ENVIRONMENTS", "run_migrations_at_startup"]
 
@@ -41,10 +42,10 @@ async def run_migrations_at_startup(
     """
     if environment.strip().lower() in DEVELOPMENT_ENVIRONMENTS:
         _log.info("running migrations at startup", extra={"action": "migrate"})
-        return await runner.run(Action.MIGRATE, target)
+        return await runner.run(FlywayRequest(action=Action.MIGRATE), target)
     _log.info("validating migrations at startup", extra={"action": "validate"})
-    validated = await runner.run(Action.VALIDATE, target)
-    info = await runner.run(Action.INFO, target)
+    validated = await runner.run(FlywayRequest(action=Action.VALIDATE), target)
+    info = await runner.run(FlywayRequest(action=Action.INFO), target)
     if info.pending_versions:
         raise FlywayReportedFailureError(
             f"{len(info.pending_versions)} migration(s) pending (first {info.pending_versions[0]}); "

@@ -16,6 +16,7 @@ from fleetway.activities.flyway.cli_engine import FlywayRunner
 from fleetway.activities.flyway.contract import FlywayInstall, FlywaySettings
 from fleetway.activities.flyway.options import FlywayOptions
 from fleetway.activities.flyway.output import Action
+from fleetway.activities.flyway.request import FlywayRequest
 from fleetway.activities.postgres import bulk_history
 from fleetway.activities.postgres.bulk_history import read_histories
 from fleetway.worker.dev.stack import PostgresServer
@@ -59,14 +60,14 @@ async def test_one_connection_per_login_reads_what_each_table_holds(
     }.items():
         (scripts / name).write_text(text)
     engine = FlywayRunner(flyway_install, FlywaySettings(locations=(scripts,)))
-    await engine.run(Action.MIGRATE, targets["full"], installed_by="fleetway:bulk:0")
-    await engine.run(Action.MIGRATE, targets["elsewhere"])
-    await engine.run(Action.MIGRATE, targets["held"], options=FlywayOptions(target="1"))
+    await engine.run(FlywayRequest(action=Action.MIGRATE, installed_by="fleetway:bulk:0"), targets["full"])
+    await engine.run(FlywayRequest(action=Action.MIGRATE), targets["elsewhere"])
+    await engine.run(FlywayRequest(action=Action.MIGRATE, flyway=FlywayOptions(target="1")), targets["held"])
     (broken := tmp_path / "broken").mkdir()
     (broken / "V1__a.sql").write_text("CREATE TABLE a (id int);")
     (broken / "V2__idx.sql").write_text("CREATE INDEX CONCURRENTLY i ON missing (id);")
     with pytest.raises(FlywayReportedFailureError):
-        await engine.run(Action.MIGRATE, targets["broken"], locations=(broken,))
+        await engine.run(FlywayRequest(action=Action.MIGRATE), targets["broken"], locations=(broken,))
 
     connects: list[str] = []
     real_connect = psycopg.AsyncConnection.connect
@@ -135,7 +136,9 @@ async def test_a_login_without_a_schema_is_read_where_flyway_writes_its_current_
     )
     (scripts := tmp_path / "set").mkdir()
     (scripts / "V1__a.sql").write_text("CREATE TABLE a (id int);")
-    await FlywayRunner(flyway_install, FlywaySettings(locations=(scripts,))).run(Action.MIGRATE, login)
+    await FlywayRunner(flyway_install, FlywaySettings(locations=(scripts,))).run(
+        FlywayRequest(action=Action.MIGRATE), login
+    )
 
     read = await read_histories({"acme": login})
 

@@ -27,6 +27,7 @@ from fleetway.activities.flyway.cli_engine import FlywayRunner
 from fleetway.activities.flyway.contract import FlywayInstall, FlywaySettings
 from fleetway.activities.flyway.options import FlywayOptions
 from fleetway.activities.flyway.output import Action
+from fleetway.activities.flyway.request import FlywayRequest
 from fleetway.activities.postgres.bulk_history import read_histories
 from fleetway.worker.dev.stack import PostgresServer
 
@@ -83,7 +84,7 @@ async def test_set_checksums_equal_what_flyway_wrote(
     scripts = _write(tmp_path / "set", _SCRIPTS)
     schema = f"cs{uuid.uuid4().hex[:8]}"
     engine = FlywayRunner(flyway_install, FlywaySettings(locations=(scripts,)))
-    await engine.run(Action.MIGRATE, _target(postgres, schema), tenant_id="acme")
+    await engine.run(FlywayRequest(action=Action.MIGRATE, tenant_id="acme"), _target(postgres, schema))
 
     with psycopg.connect(postgres.dsn) as conn:
         rows = conn.execute(
@@ -116,20 +117,26 @@ async def test_each_way_of_not_being_current_is_caught_as_flyway_sees_it(
     names = ["current", "failed", "edited", "extra", "outdated", "no_table", "behind", "baselined"]
     targets = {n: _target(postgres, f"{prefix}_{n}") for n in names}
     await asyncio.gather(
-        *(engine.run(Action.MIGRATE, targets[n]) for n in ("current", "edited", "outdated")),
-        engine.run(Action.MIGRATE, targets["behind"], options=FlywayOptions(target="1")),
+        *(
+            engine.run(FlywayRequest(action=Action.MIGRATE), targets[n])
+            for n in ("current", "edited", "outdated")
+        ),
+        engine.run(FlywayRequest(action=Action.MIGRATE, flyway=FlywayOptions(target="1")), targets["behind"]),
     )
     # A failed row: a non-transactional script that fails leaves one behind on PostgreSQL.
     broken = _write(tmp_path / "broken", base | {"V3__idx.sql": b"CREATE INDEX CONCURRENTLY i ON nope (id);"})
     with pytest.raises(FlywayReportedFailureError):
-        await engine.run(Action.MIGRATE, targets["failed"], locations=(broken,))
+        await engine.run(FlywayRequest(action=Action.MIGRATE), targets["failed"], locations=(broken,))
     extra = _write(tmp_path / "extra", base | {"V9__more.sql": b"CREATE TABLE z (id int);"})
-    await engine.run(Action.MIGRATE, targets["extra"], locations=(extra,))
+    await engine.run(FlywayRequest(action=Action.MIGRATE), targets["extra"], locations=(extra,))
     with psycopg.connect(postgres.dsn, autocommit=True) as conn:
         conn.execute(f'CREATE SCHEMA "{prefix}_no_table"')
         conn.execute(f'CREATE SCHEMA "{prefix}_baselined"')
-    await engine.run(Action.BASELINE, targets["baselined"], options=FlywayOptions(baseline_version="1"))
-    await engine.run(Action.MIGRATE, targets["baselined"])
+    await engine.run(
+        FlywayRequest(action=Action.BASELINE, flyway=FlywayOptions(baseline_version="1")),
+        targets["baselined"],
+    )
+    await engine.run(FlywayRequest(action=Action.MIGRATE), targets["baselined"])
     # Now the repository moves on: V1 edited for "edited", the view edited for "outdated".
     edited = _write(tmp_path / "edited", base | {"V1__crlf_lines.sql": b"CREATE TABLE a (id bigint);"})
     outdated = _write(
@@ -162,15 +169,15 @@ async def test_each_way_of_not_being_current_is_caught_as_flyway_sees_it(
     async def flyway_agrees(name: str) -> None:
         on = targets[name]
         if states[name].current:
-            migrated = await engine.run(Action.MIGRATE, on, locations=(sets[name],))
+            migrated = await engine.run(FlywayRequest(action=Action.MIGRATE), on, locations=(sets[name],))
             assert migrated.applied_versions == [] and migrated.applied_repeatables == [], name
             return
         try:
-            validated = await engine.run(Action.VALIDATE, on, locations=(sets[name],))
+            validated = await engine.run(FlywayRequest(action=Action.VALIDATE), on, locations=(sets[name],))
         except FlywayReportedFailureError:
             assert not states[name].intact, name  # Flyway refuses: we never said intact
             return
-        info = await engine.run(Action.INFO, on, locations=(sets[name],))
+        info = await engine.run(FlywayRequest(action=Action.INFO), on, locations=(sets[name],))
         # Flyway has work, or a row the set lacks (Future: it would migrate nothing, but the
         # table holds what the set does not): either way we never said current.
         differs = {e.state for e in info.info} & {"Pending", "Outdated", "Future"}
@@ -228,13 +235,13 @@ async def test_the_callbacks_a_no_op_migrate_and_a_validate_run_are_the_ones_rea
     folder = _write(tmp_path / "set", scripts)
     engine = FlywayRunner(flyway_install, FlywaySettings(locations=(folder,)))
     target = _target(postgres, f"cb{uuid.uuid4().hex[:8]}")
-    await engine.run(Action.MIGRATE, target)
+    await engine.run(FlywayRequest(action=Action.MIGRATE), target)
 
     fired: dict[Action, set[str]] = {}
     for action in (Action.MIGRATE, Action.VALIDATE):
         with psycopg.connect(postgres.dsn, autocommit=True) as conn:
             conn.execute(f"DELETE FROM public.{log}")
-        await engine.run(action, target)
+        await engine.run(FlywayRequest(action=action), target)
         with psycopg.connect(postgres.dsn) as conn:
             fired[action] = {row[0] for row in conn.execute(f"SELECT event FROM public.{log}").fetchall()}
 

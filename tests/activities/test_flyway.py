@@ -28,6 +28,7 @@ from fleetway.activities.errors import (
 from fleetway.activities.flyway.cli_engine import FlywayRunner
 from fleetway.activities.flyway.contract import FlywayEngine, FlywayInstall, FlywaySettings
 from fleetway.activities.flyway.output import Action, ErrorClass
+from fleetway.activities.flyway.request import FlywayRequest
 from fleetway.activities.flyway.startup import run_migrations_at_startup
 from fleetway.activities.redaction import REDACTED
 from fleetway.worker.dev.stack import PostgresServer
@@ -49,14 +50,14 @@ def _runner(install: FlywayInstall, locations: Path, **settings: object) -> Flyw
 async def test_migrate_applies_every_version_to_a_fresh_schema_and_rerun_is_a_noop(
     runner: FlywayEngine, target: DatabaseTarget, postgres: PostgresServer, schema: str
 ) -> None:
-    first = await runner.run(Action.MIGRATE, target)
+    first = await runner.run(FlywayRequest(action=Action.MIGRATE), target)
     assert first.success
     assert first.applied_versions == ["1", "2", "3", "4", "5"]
     assert (first.starting_version, first.ending_version) == ("", "5")
     assert first.flyway_version == "12.4.0"
     assert history(postgres, schema) == [(v, True) for v in ["1", "2", "3", "4", "5"]]
 
-    second = await runner.run(Action.MIGRATE, target)
+    second = await runner.run(FlywayRequest(action=Action.MIGRATE), target)
     assert second.success
     assert second.applied_versions == []
     assert (second.starting_version, second.ending_version) == ("5", "5")
@@ -66,9 +67,11 @@ async def test_migrate_applies_every_version_to_a_fresh_schema_and_rerun_is_a_no
 async def test_info_lists_pending_versions_of_a_lagging_schema(
     engine_factory: EngineFactory, runner: FlywayEngine, target: DatabaseTarget, tmp_path: Path
 ) -> None:
-    await engine_factory(copy_migrations(tmp_path / "old", upto=3)).run(Action.MIGRATE, target)
+    await engine_factory(copy_migrations(tmp_path / "old", upto=3)).run(
+        FlywayRequest(action=Action.MIGRATE), target
+    )
 
-    info = await runner.run(Action.INFO, target)
+    info = await runner.run(FlywayRequest(action=Action.INFO), target)
 
     assert info.success
     assert info.ending_version == "3"
@@ -83,8 +86,10 @@ async def test_info_lists_pending_versions_of_a_lagging_schema(
 async def test_validate_passes_for_intact_and_lagging_schemas(
     engine_factory: EngineFactory, runner: FlywayEngine, target: DatabaseTarget, tmp_path: Path
 ) -> None:
-    await engine_factory(copy_migrations(tmp_path / "old", upto=2)).run(Action.MIGRATE, target)
-    outcome = await runner.run(Action.VALIDATE, target)
+    await engine_factory(copy_migrations(tmp_path / "old", upto=2)).run(
+        FlywayRequest(action=Action.MIGRATE), target
+    )
+    outcome = await runner.run(FlywayRequest(action=Action.VALIDATE), target)
     assert outcome.success
     assert outcome.validation_issues == []
 
@@ -92,12 +97,12 @@ async def test_validate_passes_for_intact_and_lagging_schemas(
 async def test_validate_fails_with_checksum_mismatch_although_flyway_exits_zero(
     engine_factory: EngineFactory, runner: FlywayEngine, target: DatabaseTarget, tmp_path: Path
 ) -> None:
-    await runner.run(Action.MIGRATE, target)
+    await runner.run(FlywayRequest(action=Action.MIGRATE), target)
     edited = copy_migrations(tmp_path / "edited")
     (edited / "V2__create_orders.sql").write_text("CREATE TABLE orders (id BIGINT);\n")
 
     with pytest.raises(FlywayReportedFailureError) as caught:
-        await engine_factory(edited).run(Action.VALIDATE, target)
+        await engine_factory(edited).run(FlywayRequest(action=Action.VALIDATE), target)
 
     outcome = caught.value.outcome
     assert outcome is not None
@@ -110,12 +115,12 @@ async def test_migrate_after_editing_an_applied_script_is_classified_checksum_mi
     engine_factory: EngineFactory, runner: FlywayEngine, target: DatabaseTarget, tmp_path: Path,
     postgres: PostgresServer, schema: str,
 ) -> None:  # fmt: skip
-    await runner.run(Action.MIGRATE, target)
+    await runner.run(FlywayRequest(action=Action.MIGRATE), target)
     edited = copy_migrations(tmp_path / "edited")
     (edited / "V1__create_accounts.sql").write_text("-- rewritten\nCREATE TABLE accounts (id INT);\n")
 
     with pytest.raises(FlywayReportedFailureError) as caught:
-        await engine_factory(edited).run(Action.MIGRATE, target)
+        await engine_factory(edited).run(FlywayRequest(action=Action.MIGRATE), target)
 
     # The trap in flyway.md: during migrate the mismatch arrives as VALIDATE_ERROR, not CHECKSUM_MISMATCH.
     assert caught.value.outcome is not None
@@ -135,7 +140,7 @@ async def test_failed_script_reports_partial_progress_and_the_failing_file(
     (broken / "V6__broken.sql").write_text("CREATE TABLE broken (id int;\n")
 
     with pytest.raises(FlywayReportedFailureError) as caught:
-        await engine_factory(broken).run(Action.MIGRATE, target)
+        await engine_factory(broken).run(FlywayRequest(action=Action.MIGRATE), target)
 
     outcome = caught.value.outcome
     assert outcome is not None
@@ -165,7 +170,7 @@ async def test_failed_migrate_is_a_failure_even_when_flyway_exits_zero_without_r
     (broken / "V2__broken.sql").write_text("SELEC 1;\n")
 
     with pytest.raises(FlywayReportedFailureError) as caught:
-        await _runner(no_reports, broken).run(Action.MIGRATE, target)
+        await _runner(no_reports, broken).run(FlywayRequest(action=Action.MIGRATE), target)
 
     assert caught.value.outcome is not None
     assert caught.value.outcome.applied_versions == ["1"]
@@ -177,11 +182,15 @@ async def test_both_engines_refuse_a_missing_location_and_reject_the_same_locati
 ) -> None:
     """Flyway 12.4.0 reports success for a missing folder unless failOnMissingLocations is set."""
     with pytest.raises(FlywayReportedFailureError) as missing:
-        await runner.run(Action.MIGRATE, target, locations=(tmp_path / "gone",))
+        await runner.run(FlywayRequest(action=Action.MIGRATE), target, locations=(tmp_path / "gone",))
     rejected = []
     for bad in (Path("relative/scripts"), tmp_path / "a,b", ()):
         with pytest.raises(ConfigurationError) as err:
-            await runner.run(Action.MIGRATE, target, locations=bad if isinstance(bad, tuple) else (bad,))
+            await runner.run(
+                FlywayRequest(action=Action.MIGRATE),
+                target,
+                locations=bad if isinstance(bad, tuple) else (bad,),
+            )
         rejected.append(str(err.value))
 
     assert missing.value.outcome is not None and missing.value.outcome.error_code == "ERROR"
@@ -198,7 +207,7 @@ async def test_unreachable_database_is_classified_target_unreachable_and_retryab
 ) -> None:
     closed = _with(target, {"port": 1})
     with pytest.raises(FlywayReportedFailureError) as caught:
-        await runner.run(Action.MIGRATE, closed)
+        await runner.run(FlywayRequest(action=Action.MIGRATE), closed)
     assert caught.value.error_class == ErrorClass.TARGET_UNREACHABLE
     assert caught.value.is_retryable
 
@@ -213,7 +222,7 @@ async def test_password_echoed_by_flyway_is_redacted_from_errors_results_and_log
     caplog.set_level(logging.DEBUG)
 
     with pytest.raises(FlywayReportedFailureError) as caught:
-        await runner.run(Action.MIGRATE, leaky)
+        await runner.run(FlywayRequest(action=Action.MIGRATE), leaky)
 
     assert caught.value.outcome is not None
     assert caught.value.error_class == ErrorClass.TARGET_UNREACHABLE
@@ -228,7 +237,9 @@ async def test_password_travels_in_the_environment_never_in_the_process_argv(
 ) -> None:
     slow = copy_migrations(tmp_path / "slow", upto=1)
     (slow / "V2__slow.sql").write_text("SELECT pg_sleep(3);\n")
-    task = asyncio.create_task(_runner(flyway_install, slow).run(Action.MIGRATE, target))
+    task = asyncio.create_task(
+        _runner(flyway_install, slow).run(FlywayRequest(action=Action.MIGRATE), target)
+    )
     pids: list[int] = []
     for _ in range(200):
         pids = java_pids(schema)
@@ -250,7 +261,7 @@ async def test_control_characters_in_credentials_are_rejected_before_flyway_runs
     runner: FlywayEngine, target: DatabaseTarget, postgres: PostgresServer, schema: str, bad: str
 ) -> None:
     with pytest.raises(UnsafeEnvValueError) as caught:
-        await runner.run(Action.MIGRATE, _with(target, {"password": bad}))
+        await runner.run(FlywayRequest(action=Action.MIGRATE), _with(target, {"password": bad}))
     assert "password" in str(caught.value)
     assert bad not in str(caught.value)
     assert not schema_exists(postgres, schema)
@@ -262,13 +273,13 @@ async def test_unsafe_schema_name_is_rejected_with_nothing_run(
     runner: FlywayEngine, target: DatabaseTarget, postgres: PostgresServer, bad_schema: str
 ) -> None:
     with pytest.raises(UnsafeIdentifierError):
-        await runner.run(Action.MIGRATE, _with(target, {"schema_name": bad_schema}))
+        await runner.run(FlywayRequest(action=Action.MIGRATE), _with(target, {"schema_name": bad_schema}))
     assert not schema_exists(postgres, bad_schema)
 
 
 async def test_short_password_is_refused_for_migrate(runner: FlywayEngine, target: DatabaseTarget) -> None:
     with pytest.raises(PasswordTooShortError) as caught:
-        await runner.run(Action.MIGRATE, _with(target, {"password": "pw12345"}))
+        await runner.run(FlywayRequest(action=Action.MIGRATE), _with(target, {"password": "pw12345"}))
     assert "pw12345" not in str(caught.value)
 
 
@@ -281,7 +292,9 @@ async def test_cancellation_mid_run_kills_the_jvm_within_five_seconds(
 ) -> None:
     slow = copy_migrations(tmp_path / "slow", upto=1)
     (slow / "V2__slow.sql").write_text("SELECT pg_sleep(60);\n")
-    task = asyncio.create_task(_runner(flyway_install, slow).run(Action.MIGRATE, target))
+    task = asyncio.create_task(
+        _runner(flyway_install, slow).run(FlywayRequest(action=Action.MIGRATE), target)
+    )
     for _ in range(400):
         if java_pids(schema) and schema_exists(postgres, schema):
             break
@@ -307,7 +320,7 @@ async def test_timeout_kills_the_process_group_and_reports_unknown_schema_state(
     runner = _runner(flyway_install, slow, timeout=timedelta(seconds=4))
 
     with pytest.raises(FlywayTimeoutError) as caught:
-        await runner.run(Action.MIGRATE, target)
+        await runner.run(FlywayRequest(action=Action.MIGRATE), target)
 
     assert "schema state is unknown" in str(caught.value)
     assert not caught.value.is_retryable
@@ -338,7 +351,7 @@ async def test_stray_flyway_conf_in_home_or_cwd_is_never_read(
     monkeypatch.setenv("FLYWAY_SCHEMAS", "hijacked")
     monkeypatch.chdir(tmp_path)
 
-    outcome = await runner.run(Action.MIGRATE, target)
+    outcome = await runner.run(FlywayRequest(action=Action.MIGRATE), target)
 
     assert outcome.schema_name == schema
     assert not schema_exists(postgres, "hijacked")
@@ -352,7 +365,8 @@ async def test_run_flyway_activity_rereads_the_secret_once_after_an_authenticati
 ) -> None:
     from temporalio.testing import ActivityEnvironment
 
-    from fleetway.activities.flyway.activity import FlywayActivities, RunFlywayInput
+    from fleetway.activities.flyway.activity import FlywayActivities
+    from fleetway.activities.flyway.request import FlywayRequest
     from fleetway.activities.secrets.providers import StaticSecretsProvider
 
     rotated = "rotated-Passw0rd"
@@ -375,7 +389,7 @@ async def test_run_flyway_activity_rereads_the_secret_once_after_an_authenticati
     activities = FlywayActivities(runner, {"default": provider})
 
     outcome = await ActivityEnvironment().run(
-        activities.run_flyway, RunFlywayInput(action=Action.MIGRATE, tenant_id=schema)
+        activities.run_flyway, FlywayRequest(action=Action.MIGRATE, tenant_id=schema)
     )
 
     assert outcome.ending_version == "5"
@@ -387,7 +401,7 @@ async def test_a_server_ending_the_session_mid_migration_is_retryable_not_the_te
 ) -> None:
     slow = copy_migrations(tmp_path / "slow")
     (slow / "V6__slow.sql").write_text("SELECT pg_sleep(30.25);\n")
-    run = asyncio.ensure_future(engine_factory(slow).run(Action.MIGRATE, target))
+    run = asyncio.ensure_future(engine_factory(slow).run(FlywayRequest(action=Action.MIGRATE), target))
 
     def terminate() -> int:  # what a server shutdown or failover does to a session: SQLSTATE 57P01
         with psycopg.connect(postgres.dsn, autocommit=True) as conn:
@@ -414,7 +428,7 @@ async def test_sqlstates_a_real_server_produces_on_demand_are_classified(
     runner = engine_factory()
     # 3D000: the tenant's database does not exist (yet) - retryable, the target is not ready.
     with pytest.raises(FlywayReportedFailureError) as missing_db:
-        await runner.run(Action.MIGRATE, _with(target, {"database": "no_such_db_here"}))
+        await runner.run(FlywayRequest(action=Action.MIGRATE), _with(target, {"database": "no_such_db_here"}))
     assert (missing_db.value.outcome.sql_state if missing_db.value.outcome else "") == "3D000"
     assert missing_db.value.error_class == ErrorClass.TARGET_NOT_READY
     assert missing_db.value.is_retryable
@@ -422,7 +436,7 @@ async def test_sqlstates_a_real_server_produces_on_demand_are_classified(
     broken = copy_migrations(tmp_path / "div", upto=2)
     (broken / "V3__divide.sql").write_text("SELECT 1 / 0;\n")
     with pytest.raises(FlywayReportedFailureError) as own:
-        await engine_factory(broken).run(Action.MIGRATE, target)
+        await engine_factory(broken).run(FlywayRequest(action=Action.MIGRATE), target)
     assert own.value.outcome is not None
     assert (own.value.outcome.sql_state, own.value.outcome.failed_version) == ("22012", "3")
     assert own.value.error_class == ErrorClass.SCRIPT_FAILED
@@ -513,7 +527,7 @@ async def test_the_default_auto_engine_runs_postgresql_in_process_and_oracle_thr
     auto = VendorRoutedEngine(
         JvmFlywayEngine(flyway_install, settings), FlywayRunner(flyway_install, settings)
     )
-    migrated = await auto.run(Action.MIGRATE, target)
+    migrated = await auto.run(FlywayRequest(action=Action.MIGRATE), target)
     assert migrated.applied_versions == ["1", "2", "3", "4", "5"]
     assert [v for v, _ in history(postgres, schema)] == ["1", "2", "3", "4", "5"]
     oracle = DatabaseTarget(
@@ -523,7 +537,7 @@ async def test_the_default_auto_engine_runs_postgresql_in_process_and_oracle_thr
     # it to the CLI engine, whose Flyway (Oracle module and thin driver shipped) then fails to
     # reach the absent server: a retryable, classified failure, not a missing driver.
     with pytest.raises(FlywayError) as unreachable:
-        await auto.run(Action.INFO, oracle)
+        await auto.run(FlywayRequest(action=Action.INFO), oracle)
     assert unreachable.value.error_class is ErrorClass.TARGET_UNREACHABLE
     assert unreachable.value.is_retryable
 
@@ -548,7 +562,7 @@ def test_an_oracle_run_names_no_schema_and_carries_no_credential_in_argv(
         password="s3cret-pass",
     )
     argv = _runner(flyway_install, Path("/srv/set")).argv(
-        Action.MIGRATE, oracle, tenant_id="acme", config_dir=tmp_path
+        FlywayRequest(action=Action.MIGRATE, tenant_id="acme"), oracle, config_dir=tmp_path
     )
 
     assert not [a for a in argv if a.startswith(("-schemas", "-defaultSchema", "-postgresql"))]
@@ -574,7 +588,7 @@ async def test_a_script_and_its_history_row_commit_in_one_transaction(
     (scripts / "V2__mark.sql").write_text("INSERT INTO marks VALUES ('2');\n")
     (scripts / "V3__mark.sql").write_text("INSERT INTO marks VALUES ('3');\n")
 
-    outcome = await engine_factory(scripts).run(Action.MIGRATE, target)
+    outcome = await engine_factory(scripts).run(FlywayRequest(action=Action.MIGRATE), target)
 
     assert outcome.applied_versions == ["1", "2", "3"]
     with psycopg.connect(postgres.dsn) as conn:
@@ -599,7 +613,9 @@ async def test_create_index_concurrently_does_not_wait_on_flyways_own_lock(
         "CREATE INDEX CONCURRENTLY accounts_status_idx ON accounts (status);\n"
     )
 
-    outcome = await engine_factory(scripts, timeout=timedelta(seconds=60)).run(Action.MIGRATE, target)
+    outcome = await engine_factory(scripts, timeout=timedelta(seconds=60)).run(
+        FlywayRequest(action=Action.MIGRATE), target
+    )
 
     assert outcome.applied_versions == ["1", "2", "3", "4", "5", "6"]
     assert history(postgres, schema)[-1] == ("6", True)
@@ -615,7 +631,8 @@ async def test_two_runs_on_one_schema_at_once_apply_each_script_once(
     engine = engine_factory(scripts)
 
     first, second = await asyncio.gather(
-        engine.run(Action.MIGRATE, target), engine.run(Action.MIGRATE, target)
+        engine.run(FlywayRequest(action=Action.MIGRATE), target),
+        engine.run(FlywayRequest(action=Action.MIGRATE), target),
     )
 
     assert sorted(first.applied_versions + second.applied_versions) == ["1", "2", "3", "4", "5", "6"]
@@ -632,11 +649,13 @@ async def test_a_migration_queued_behind_an_application_lock_gives_up_instead_of
     """An ALTER TABLE waiting for a lock queues every later query on the table behind itself; with
     lock_timeout it fails (55P03, ``lock_timeout``, retryable) within a second, and the
     application's queries go on."""
-    await engine_factory(copy_migrations(tmp_path / "v4", upto=4)).run(Action.MIGRATE, target)
+    await engine_factory(copy_migrations(tmp_path / "v4", upto=4)).run(
+        FlywayRequest(action=Action.MIGRATE), target
+    )
     altering = engine_factory(copy_migrations(tmp_path / "v5"), lock_timeout=timedelta(seconds=2))
     with psycopg.connect(postgres.dsn) as app, psycopg.connect(postgres.dsn, autocommit=True) as reader:
         app.execute(f'SELECT count(*) FROM "{schema}".accounts')  # an open transaction's ACCESS SHARE lock
-        migration = asyncio.create_task(altering.run(Action.MIGRATE, target))
+        migration = asyncio.create_task(altering.run(FlywayRequest(action=Action.MIGRATE), target))
         reader.execute("SET statement_timeout = '8s'")
 
         def alter_queued() -> bool:

@@ -19,6 +19,7 @@ from fleetway.activities.errors import ConfigurationError, FlywayTimeoutError
 from fleetway.activities.flyway.contract import FlywayInstall, FlywaySettings
 from fleetway.activities.flyway.jvm_engine import JvmFlywayEngine
 from fleetway.activities.flyway.output import Action
+from fleetway.activities.flyway.request import FlywayRequest
 from fleetway.worker.dev.stack import PROJECT_ROOT, PostgresServer
 from tests.support import DEMO_MIGRATIONS, copy_migrations, history
 
@@ -54,7 +55,7 @@ async def test_cancellation_cancels_the_statement_in_postgresql_and_returns_at_o
 ) -> None:
     slow = copy_migrations(tmp_path / "slow", upto=1)
     (slow / "V2__slow.sql").write_text("SELECT pg_sleep(60);\n")
-    task = asyncio.create_task(engine(flyway_install, slow).run(Action.MIGRATE, target))
+    task = asyncio.create_task(engine(flyway_install, slow).run(FlywayRequest(action=Action.MIGRATE), target))
     assert await wait_for(lambda: sleeping_backends(postgres), 30), "the migration never reached pg_sleep"
 
     cancelled_at = time.monotonic()
@@ -73,7 +74,9 @@ async def test_timeout_cancels_the_statement_and_reports_unknown_schema_state(
     (slow / "V2__slow.sql").write_text("SELECT pg_sleep(60);\n")
     started = time.monotonic()
     with pytest.raises(FlywayTimeoutError) as caught:
-        await engine(flyway_install, slow, timeout=timedelta(seconds=4)).run(Action.MIGRATE, target)
+        await engine(flyway_install, slow, timeout=timedelta(seconds=4)).run(
+            FlywayRequest(action=Action.MIGRATE), target
+        )
     assert time.monotonic() - started < 15
     assert "schema state is unknown" in str(caught.value) and not caught.value.is_retryable
     assert await wait_for(lambda: not sleeping_backends(postgres), 5)
@@ -88,7 +91,7 @@ async def test_one_jvm_migrates_many_tenants_concurrently(
         DatabaseTarget.model_validate({**target.model_dump(), "password": target.password, "schema_name": s})
         for s in schemas
     ]
-    outcomes = await asyncio.gather(*(shared.run(Action.MIGRATE, t) for t in targets))
+    outcomes = await asyncio.gather(*(shared.run(FlywayRequest(action=Action.MIGRATE), t) for t in targets))
     assert [o.ending_version for o in outcomes] == ["5"] * 8
     for s in schemas:
         assert history(postgres, s) == [(v, True) for v in ["1", "2", "3", "4", "5"]]
@@ -165,7 +168,9 @@ async def test_a_stopped_run_applies_nothing_after_it_reports_stopped(
     next script, so Flyway stops with the run instead of applying the rest of the set."""
     many = _many_short_statements(tmp_path / "many")
     timeout = timedelta(seconds=3 if stop == "timeout" else 600)
-    task = asyncio.create_task(engine(flyway_install, many, timeout=timeout).run(Action.MIGRATE, target))
+    task = asyncio.create_task(
+        engine(flyway_install, many, timeout=timeout).run(FlywayRequest(action=Action.MIGRATE), target)
+    )
 
     def applied() -> int:
         try:

@@ -16,6 +16,7 @@ from fleetway.activities.errors import FlywayReportedFailureError
 from fleetway.activities.flyway.contract import FlywayEngine
 from fleetway.activities.flyway.options import FlywayOptions
 from fleetway.activities.flyway.output import Action, ErrorClass, FlywayOutcome
+from fleetway.activities.flyway.request import FlywayRequest
 from fleetway.activities.flyway.schema_history import read_history
 from fleetway.worker.dev.stack import PostgresServer
 from tests.support import history
@@ -55,11 +56,15 @@ async def test_a_target_holds_the_schema_and_next_steps_one_version(
 ) -> None:
     engine = engine_factory(_scripts(tmp_path / "set", _tables(4)))
 
-    held = await engine.run(Action.MIGRATE, target, options=FlywayOptions(target="2"))
+    held = await engine.run(FlywayRequest(action=Action.MIGRATE, flyway=FlywayOptions(target="2")), target)
     assert (held.applied_versions, held.ending_version) == (["1", "2"], "2")
-    stepped = await engine.run(Action.MIGRATE, target, options=FlywayOptions(target="next"))
+    stepped = await engine.run(
+        FlywayRequest(action=Action.MIGRATE, flyway=FlywayOptions(target="next")), target
+    )
     assert stepped.applied_versions == ["3"]
-    still = await engine.run(Action.MIGRATE, target, options=FlywayOptions(target="current"))
+    still = await engine.run(
+        FlywayRequest(action=Action.MIGRATE, flyway=FlywayOptions(target="current")), target
+    )
     assert still.applied_versions == []
 
     assert history(postgres, schema) == [("1", True), ("2", True), ("3", True)]
@@ -80,8 +85,7 @@ async def test_placeholders_reach_the_scripts_fleet_wide_and_per_tenant(
     engine = engine_factory(_scripts(tmp_path / "set", {"V1__owner.sql": sql}))
 
     await engine.run(
-        Action.MIGRATE, target, options=FlywayOptions(placeholders={"region": "eu-west-1"}), tenant_id="acme",
-        tenant_placeholders={"label.tier": "gold"},
+        FlywayRequest(action=Action.MIGRATE, flyway=FlywayOptions(placeholders={"region": "eu-west-1"}), tenant_id="acme"), target, labels={"label.tier": "gold"},
     )  # fmt: skip
 
     with psycopg.connect(postgres.dsn) as conn:
@@ -96,7 +100,7 @@ async def test_an_unset_placeholder_is_flyways_failure_at_the_tenant(
     engine = engine_factory(_scripts(tmp_path / "set", {"V1__x.sql": "SELECT '${region}';"}))
 
     with pytest.raises(FlywayReportedFailureError):
-        await engine.run(Action.MIGRATE, target, tenant_id="acme")
+        await engine.run(FlywayRequest(action=Action.MIGRATE, tenant_id="acme"), target)
 
 
 async def test_placeholder_names_match_without_case_as_in_flyway(
@@ -111,7 +115,10 @@ async def test_placeholder_names_match_without_case_as_in_flyway(
     )
     check_placeholders(folder, {"region": ""})  # nothing unset
     done = await engine_factory(folder).run(
-        Action.MIGRATE, target, options=FlywayOptions(placeholders={"region": "eu"}), tenant_id="acme"
+        FlywayRequest(
+            action=Action.MIGRATE, flyway=FlywayOptions(placeholders={"region": "eu"}), tenant_id="acme"
+        ),
+        target,
     )
     assert done.applied_versions == ["1"]
     (folder / "V2__y.sql").write_text("SELECT '${Other}';")
@@ -127,12 +134,16 @@ async def test_a_hotfix_applies_only_the_named_out_of_order_version(
     tmp_path: Path,
 ) -> None:
     scripts = {k: v for k, v in _tables(3).items() if not k.startswith("V2__")}
-    await engine_factory(_scripts(tmp_path / "old", scripts)).run(Action.MIGRATE, target)
+    await engine_factory(_scripts(tmp_path / "old", scripts)).run(
+        FlywayRequest(action=Action.MIGRATE), target
+    )
     # The hotfix V2 arrives below the tenant's V3, with V4 already in the set too.
     full = _scripts(tmp_path / "new", {**_tables(4), "V2__t2.sql": "CREATE TABLE t2 (id int);"})
     engine = engine_factory(full)
 
-    fixed = await engine.run(Action.MIGRATE, target, options=FlywayOptions(out_of_order="2"))
+    fixed = await engine.run(
+        FlywayRequest(action=Action.MIGRATE, flyway=FlywayOptions(out_of_order="2")), target
+    )
 
     assert fixed.applied_versions == ["2"]
     assert history(postgres, schema) == [("1", True), ("3", True), ("2", True)]
@@ -149,15 +160,18 @@ async def test_baseline_adopts_a_brownfield_schema_at_its_version(
         conn.execute(f'CREATE SCHEMA "{schema}"; CREATE TABLE "{schema}".t1 (id int)')
     engine = engine_factory(_scripts(tmp_path / "set", _tables(3)))
     with pytest.raises(FlywayReportedFailureError) as refused:
-        await engine.run(Action.MIGRATE, target)
+        await engine.run(FlywayRequest(action=Action.MIGRATE), target)
     assert refused.value.error_class is ErrorClass.SCHEMA_HISTORY_CORRUPT
 
     marker = "fleetway:adopt-test:0"
     based = await engine.run(
-        Action.BASELINE, target, installed_by=marker, options=FlywayOptions(baseline_version="1")
+        FlywayRequest(
+            action=Action.BASELINE, installed_by=marker, flyway=FlywayOptions(baseline_version="1")
+        ),
+        target,
     )
     assert (based.success, based.ending_version) == (True, "1")
-    migrated = await engine.run(Action.MIGRATE, target)
+    migrated = await engine.run(FlywayRequest(action=Action.MIGRATE), target)
 
     assert migrated.applied_versions == ["2", "3"]
     rows = _rows(postgres, schema)
@@ -183,11 +197,11 @@ async def test_repair_removes_the_failed_row_a_non_transactional_script_left(
     }
     engine = engine_factory(_scripts(tmp_path / "set", broken))
     with pytest.raises(FlywayReportedFailureError):
-        await engine.run(Action.MIGRATE, target)
+        await engine.run(FlywayRequest(action=Action.MIGRATE), target)
     assert history(postgres, schema) == [("1", True), ("2", False)]
 
-    repaired = await engine.run(Action.REPAIR, target)
-    again = await engine.run(Action.REPAIR, target)
+    repaired = await engine.run(FlywayRequest(action=Action.REPAIR), target)
+    again = await engine.run(FlywayRequest(action=Action.REPAIR), target)
 
     assert repaired.repaired == ["removed failed 2"]
     assert again.repaired == []
@@ -205,18 +219,18 @@ async def test_a_repeatable_is_reported_when_applied_and_outdated_when_edited(
         tmp_path / "set", {**_tables(1), "R__views.sql": "CREATE OR REPLACE VIEW v1 AS SELECT id FROM t1;"}
     )
     engine = engine_factory(folder)
-    first = await engine.run(Action.MIGRATE, target)
+    first = await engine.run(FlywayRequest(action=Action.MIGRATE), target)
     assert (first.applied_versions, first.applied_repeatables) == (["1"], ["views"])
 
     (folder / "R__views.sql").write_text("CREATE OR REPLACE VIEW v1 AS SELECT id, 1 AS one FROM t1;")
-    info = await engine.run(Action.INFO, target)
+    info = await engine.run(FlywayRequest(action=Action.INFO), target)
     # Flyway lists the applied row as outdated and the edited script as pending.
     assert [(e.category, e.description, e.state) for e in info.info if e.category == "Repeatable"] == [
         ("Repeatable", "views", "Outdated"),
         ("Repeatable", "views", "Pending"),
     ]
     assert info.pending_versions == []
-    again = await engine.run(Action.MIGRATE, target)
+    again = await engine.run(FlywayRequest(action=Action.MIGRATE), target)
 
     assert (again.applied_versions, again.applied_repeatables) == ([], ["views"])
     assert [r for r in _rows(postgres, schema) if r[2] == "SQL" and r[0] is None] == [
@@ -233,7 +247,7 @@ async def test_the_history_reader_reports_the_repeatables_a_rollout_applied(
         tmp_path / "set", {**_tables(1), "R__views.sql": "CREATE OR REPLACE VIEW v1 AS SELECT id FROM t1;"}
     )
     marker = "fleetway:history-test:0"
-    await engine_factory(folder).run(Action.MIGRATE, target, installed_by=marker)
+    await engine_factory(folder).run(FlywayRequest(action=Action.MIGRATE, installed_by=marker), target)
 
     summary = await read_history(target, marker)
 
@@ -255,10 +269,10 @@ async def test_sql_callbacks_in_the_set_run_after_a_migrate_and_after_its_failur
         {**_tables(1), "afterMigrate.sql": log.format("after"), "afterMigrateError.sql": log.format("error")},
     )
     engine = engine_factory(folder)
-    await engine.run(Action.MIGRATE, target)
+    await engine.run(FlywayRequest(action=Action.MIGRATE), target)
     (folder / "V2__bad.sql").write_text("SELECT * FROM no_such_table;")
     with pytest.raises(FlywayReportedFailureError):
-        await engine.run(Action.MIGRATE, target)
+        await engine.run(FlywayRequest(action=Action.MIGRATE), target)
 
     with psycopg.connect(postgres.dsn) as conn:
         events = [e for (e,) in conn.execute(f'SELECT event FROM "{schema}".callback_log').fetchall()]
@@ -278,7 +292,8 @@ async def test_every_flyway_call_of_a_tenants_run_gets_its_placeholders(
     Flyway fills placeholders into a repeatable's checksum and refuses a script whose placeholder has
     no value; a call made without them misjudges the tenant (repair "nothing to do" with a failed row).
     """
-    from fleetway.activities.flyway.activity import FlywayActivities, RunFlywayInput
+    from fleetway.activities.flyway.activity import FlywayActivities
+    from fleetway.activities.flyway.request import FlywayRequest
     from fleetway.activities.secrets.providers import StaticSecretsProvider
     from fleetway.activities.tenants.label_lookup import LabelLookup
     from fleetway.activities.tenants.static import StaticTenantLister
@@ -293,7 +308,7 @@ async def test_every_flyway_call_of_a_tenants_run_gets_its_placeholders(
     options = FlywayOptions(placeholders={"region": "eu"})
 
     async def run(action: Action, **fields: Any) -> FlywayOutcome:
-        request = RunFlywayInput(action=action, tenant_id=tenant, **({"flyway": options} | fields))
+        request = FlywayRequest(action=action, tenant_id=tenant, **({"flyway": options} | fields))
         return await activities._run(request, tenant, (folder,))
 
     await run(Action.MIGRATE)
@@ -339,7 +354,8 @@ async def test_a_concurrent_index_waits_out_older_transactions_and_an_alter_stil
     """
     from datetime import timedelta
 
-    from fleetway.activities.flyway.activity import FlywayActivities, RunFlywayInput
+    from fleetway.activities.flyway.activity import FlywayActivities
+    from fleetway.activities.flyway.request import FlywayRequest
     from fleetway.activities.secrets.providers import StaticSecretsProvider
 
     folder = _scripts(tmp_path / "set", {"V1__a.sql": "CREATE TABLE a (id int);"})
@@ -348,7 +364,7 @@ async def test_a_concurrent_index_waits_out_older_transactions_and_an_alter_stil
 
     async def migrate() -> FlywayOutcome:
         return await activities._run(
-            RunFlywayInput(action=Action.MIGRATE, tenant_id="acme"), "acme", (folder,)
+            FlywayRequest(action=Action.MIGRATE, tenant_id="acme"), "acme", (folder,)
         )
 
     def indexes() -> list[tuple[str, bool]]:

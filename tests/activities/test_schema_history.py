@@ -12,6 +12,7 @@ from fleetway.activities.database_target import DatabaseTarget
 from fleetway.activities.errors import SchemaHistoryUnavailableError, UnsafeIdentifierError
 from fleetway.activities.flyway.contract import FlywayEngine
 from fleetway.activities.flyway.output import Action
+from fleetway.activities.flyway.request import FlywayRequest
 from fleetway.activities.flyway.schema_history import (
     HistoryRow,
     check_history_marker,
@@ -74,9 +75,11 @@ async def test_read_history_of_a_schema_flyway_never_touched_says_no_table(targe
 async def test_read_history_sees_what_each_engine_applied_under_the_marker(
     runner: FlywayEngine, target: DatabaseTarget, postgres: PostgresServer, schema: str
 ) -> None:
-    await runner.run(Action.MIGRATE, target)  # not this rollout's: installed by the database user
+    await runner.run(
+        FlywayRequest(action=Action.MIGRATE), target
+    )  # not this rollout's: installed by the database user
     ours = target.model_copy(update={"schema_name": schema + "_b"})
-    await runner.run(Action.MIGRATE, ours, installed_by=MARK)
+    await runner.run(FlywayRequest(action=Action.MIGRATE, installed_by=MARK), ours)
 
     summary = await read_history(ours, MARK)
     assert summary.table_exists
@@ -104,7 +107,7 @@ async def test_read_history_of_an_unreachable_database_is_a_named_retryable_erro
 
 async def test_installed_by_must_be_a_marker(runner: FlywayEngine, target: DatabaseTarget) -> None:
     with pytest.raises(UnsafeIdentifierError):
-        await runner.run(Action.MIGRATE, target, installed_by="root'; --")
+        await runner.run(FlywayRequest(action=Action.MIGRATE, installed_by="root'; --"), target)
 
 
 async def test_an_ipv6_literal_host_reaches_the_server_flyway_reaches_for_every_read(
@@ -121,7 +124,7 @@ async def test_an_ipv6_literal_host_reaches_the_server_flyway_reaches_for_every_
         user="postgres", password=postgres.superuser_password,
     )  # fmt: skip
     (tmp_path / "V1__a.sql").write_text("CREATE TABLE a (id int);")
-    applied = await engine_factory(tmp_path).run(Action.MIGRATE, v6, installed_by=MARK)
+    applied = await engine_factory(tmp_path).run(FlywayRequest(action=Action.MIGRATE, installed_by=MARK), v6)
     assert applied.applied_versions == ["1"]
 
     assert (await read_history(v6, MARK)).applied == ["1"]  # reconciliation after a retry

@@ -27,9 +27,10 @@ from fleetway.activities.errors import (
     SecretMalformedError,
     SecretNotFoundError,
 )
-from fleetway.activities.flyway.activity import FlywayActivities, RunFlywayInput
+from fleetway.activities.flyway.activity import FlywayActivities
 from fleetway.activities.flyway.cli_engine import FlywayRunner
 from fleetway.activities.flyway.output import Action
+from fleetway.activities.flyway.request import FlywayRequest
 from fleetway.activities.secrets.aws import AwsSecretsManagerProvider
 from fleetway.activities.secrets.cache import CachedSecretsProvider
 from fleetway.activities.secrets.providers import FileSecretsProvider
@@ -296,7 +297,7 @@ async def test_flyway_auth_failure_invalidates_the_cache_and_rereads_vault(
 
     outcome = await ActivityEnvironment().run(
         FlywayActivities(runner, {"default": cache}).run_flyway,
-        RunFlywayInput(action=Action.MIGRATE, tenant_id=schema),
+        FlywayRequest(action=Action.MIGRATE, tenant_id=schema),
     )
     assert outcome.ending_version == "5"
     assert (cache.stats.invalidations, backend.calls) == (1, 2)

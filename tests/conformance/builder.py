@@ -20,6 +20,7 @@ from fleetway.activities.errors import FlywayError
 from fleetway.activities.flyway.contract import FlywayEngine
 from fleetway.activities.flyway.options import FlywayOptions
 from fleetway.activities.flyway.output import Action, FlywayOutcome
+from fleetway.activities.flyway.request import FlywayRequest
 from fleetway.worker.dev.stack import PostgresServer
 from tests.conformance.generator import Case, Event, Family
 
@@ -80,8 +81,7 @@ class FleetOnDisk:
         """One Flyway call for ``tenant`` with the rollout's placeholders; raises Flyway's refusal."""
         opts = tenant.options.model_copy(update=options) if options else tenant.options
         return await self.engine.run(
-            action, tenant.target, locations=(folder,), options=opts, tenant_id=tenant.tenant_id,
-            tenant_placeholders=tenant.labels,
+            FlywayRequest(action=action, flyway=opts, tenant_id=tenant.tenant_id), tenant.target, locations=(folder,), labels=tenant.labels,
         )  # fmt: skip
 
     async def _event(self, family: Family, tenant: Tenant, event: Event) -> None:

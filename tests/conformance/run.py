@@ -24,10 +24,11 @@ from fleetway.activities.errors import FlywayError, RepairRefusedError
 from fleetway.activities.fleet.activity import FleetStateActivities
 from fleetway.activities.fleet.report import FleetTally
 from fleetway.activities.fleet.state import TenantState
-from fleetway.activities.flyway.activity import FlywayActivities, RunFlywayInput
+from fleetway.activities.flyway.activity import FlywayActivities
 from fleetway.activities.flyway.checksums import SetMigrations, read_set_migrations, version_key
 from fleetway.activities.flyway.contract import FlywayEngine
 from fleetway.activities.flyway.output import Action, FlywayOutcome
+from fleetway.activities.flyway.request import FlywayRequest
 from fleetway.activities.postgres.bulk_history import TenantHistory
 from fleetway.activities.secrets.providers import StaticSecretsProvider
 from fleetway.activities.tenants.label_lookup import LabelLookup
@@ -217,7 +218,7 @@ async def _repair_agrees(
         fleet.engine, {"default": StaticSecretsProvider({tenant.tenant_id: tenant.target})},
         labels=LabelLookup({"default": labels}),
     )  # fmt: skip
-    request = RunFlywayInput(action=Action.REPAIR, tenant_id=tenant.tenant_id, flyway=tenant.options)
+    request = FlywayRequest(action=Action.REPAIR, tenant_id=tenant.tenant_id, flyway=tenant.options)
     async with gate:
         try:
             decided = await activities._run(request, tenant.tenant_id, (folder,))

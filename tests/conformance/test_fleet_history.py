@@ -22,6 +22,7 @@ from fleetway.activities.flyway.contract import FlywayInstall, FlywaySettings
 from fleetway.activities.flyway.jvm_engine import JvmFlywayEngine
 from fleetway.activities.flyway.options import FlywayOptions
 from fleetway.activities.flyway.output import Action, FlywayOutcome
+from fleetway.activities.flyway.request import FlywayRequest
 from fleetway.activities.rollouts import Outcome, OutcomeSource
 from fleetway.worker.client.connection import FleetwayClient
 from fleetway.worker.dev.stack import PostgresServer
@@ -114,8 +115,7 @@ async def _flyways_word(oracle: JvmFlywayEngine, fleet: Fleet, tenant: str, fold
     async def answer(action: Action) -> FlywayOutcome | FlywayError:
         try:
             return await oracle.run(
-                action, fleet.target(tenant), locations=(folder,), options=_PLACEHOLDERS, tenant_id=tenant,
-                tenant_placeholders={f"label.{k}": v for k, v in fleet.labels[tenant].items()},
+                FlywayRequest(action=action, flyway=_PLACEHOLDERS, tenant_id=tenant), fleet.target(tenant), locations=(folder,), labels={f"label.{k}": v for k, v in fleet.labels[tenant].items()},
             )  # fmt: skip
         except FlywayError as exc:
             return exc

@@ -22,8 +22,8 @@ from temporalio.worker import Worker
 from fleetway.activities.audit.events import AuditEvent
 from fleetway.activities.fleet.selection import selects
 from fleetway.activities.fleet.state import ReadStatesInput, TenantState, TenantStates
-from fleetway.activities.flyway.activity import RunFlywayInput
 from fleetway.activities.flyway.output import FlywayOutcome
+from fleetway.activities.flyway.request import FlywayRequest
 from fleetway.activities.flyway.schema_history import HistorySummary, ReadHistoryInput
 from fleetway.activities.postgres.provisioning import CleanupInput, SchemaStep, SeedInput, TenantRoles
 from fleetway.activities.quiesce import CheckQuiesceInput, QuiesceStatus
@@ -55,7 +55,7 @@ class Scripted:
         self.started: defaultdict[str, asyncio.Event] = defaultdict(asyncio.Event)
         self.calls: list[str] = []
         self.cancelled: list[str] = []
-        self.flyway_runs: list[RunFlywayInput] = []  # every run_flyway* request, in call order
+        self.flyway_runs: list[FlywayRequest] = []  # every run_flyway* request, in call order
         # What each tenant's table shows to the bulk read (absent: one version pending).
         self.states: dict[str, TenantState] = {}
         self.callbacks: list[str] = []  # the set's every-run SQL callbacks, as the read reports them
@@ -144,7 +144,7 @@ class Scripted:
         await self._step(f"emit_audit:{event.type.value}")
 
     @activity.defn(name="run_flyway")
-    async def run_flyway(self, request: RunFlywayInput) -> FlywayOutcome:
+    async def run_flyway(self, request: FlywayRequest) -> FlywayOutcome:
         self.flyway_runs.append(request)
         await self._step(f"run_flyway:{request.tenant_id}")
         if self.failing.get(request.tenant_id, 0) > 0:  # a script that fails (never retried)
@@ -153,7 +153,7 @@ class Scripted:
         return FlywayOutcome(action=request.action, success=True, applied_versions=["1"], ending_version="1")
 
     @activity.defn(name="run_flyway_with_options")
-    async def run_flyway_with_options(self, request: RunFlywayInput) -> FlywayOutcome:
+    async def run_flyway_with_options(self, request: FlywayRequest) -> FlywayOutcome:
         self.flyway_runs.append(request)
         await self._step(f"run_flyway_with_options:{request.tenant_id}")
         return FlywayOutcome(action=request.action, success=True, applied_versions=["1"], ending_version="1")

@@ -18,8 +18,8 @@ from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ApplicationError, CancelledError
 
-from fleetway.activities.flyway.activity import RunFlywayInput
 from fleetway.activities.flyway.output import FlywayOutcome
+from fleetway.activities.flyway.request import FlywayRequest
 from fleetway.activities.postgres.provisioning import TenantRoles
 from fleetway.activities.servers.models import HealthState, ServerHealth
 from fleetway.activities.tenants.waves import WaveSpec
@@ -133,7 +133,7 @@ class _OneBreaks(Scripted):
     """beta fails (a script error) while alpha is still mid-run."""
 
     @activity.defn(name="run_flyway")
-    async def run_flyway(self, request: RunFlywayInput) -> FlywayOutcome:
+    async def run_flyway(self, request: FlywayRequest) -> FlywayOutcome:
         self.calls.append(f"run_flyway:{request.tenant_id}")
         if request.tenant_id == "beta":
             await asyncio.wait_for(self.started["alpha-running"].wait(), WAIT)

@@ -17,7 +17,7 @@ from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
-from fleetway.activities.flyway.activity import RunFlywayInput
+from fleetway.activities.flyway.request import FlywayRequest
 from fleetway.activities.tenants.static import ListTenantsInput
 from fleetway.activities.worker_profile import PinRolloutInput
 from fleetway.worker.client.connection import FleetwayClient
@@ -44,7 +44,7 @@ class _NewerBuild(Scripted):
         return {"tenant_ids": self.tenants, "next_cursor": None, **_NEW}
 
     @activity.defn(name="run_flyway")
-    async def run_flyway(self, request: RunFlywayInput) -> dict[str, Any]:  # type: ignore[override]
+    async def run_flyway(self, request: FlywayRequest) -> dict[str, Any]:  # type: ignore[override]
         self.calls.append(f"run_flyway:{request.tenant_id}")
         return {"action": request.action.value, "success": True, "applied_versions": ["1"], **_NEW}
 

@@ -15,8 +15,8 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
-from fleetway.activities.flyway.activity import RunFlywayInput
 from fleetway.activities.flyway.output import FlywayOutcome
+from fleetway.activities.flyway.request import FlywayRequest
 from fleetway.activities.tenants.static import ListTenantsInput, TenantPage
 from fleetway.activities.worker_profile import PinRolloutInput, RolloutPin
 from fleetway.worker.client.connection import FleetwayClient
@@ -85,7 +85,7 @@ class _ScriptFails(Scripted):
     """Every run fails on the tenant's own SQL: the child then reads the tenant's table."""
 
     @activity.defn(name="run_flyway")
-    async def run_flyway(self, request: RunFlywayInput) -> FlywayOutcome:
+    async def run_flyway(self, request: FlywayRequest) -> FlywayOutcome:
         self.calls.append(f"run_flyway:{request.tenant_id}")
         raise ApplicationError("syntax error", type="script_failed", non_retryable=True)
 

@@ -19,8 +19,8 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
 from fleetway.activities.fleet.state import TenantState
-from fleetway.activities.flyway.activity import RunFlywayInput
 from fleetway.activities.flyway.output import FlywayOutcome
+from fleetway.activities.flyway.request import FlywayRequest
 from fleetway.activities.rollouts import Outcome
 from fleetway.activities.servers.models import HealthState, HoldKind, ServerControls, ServerHealth
 from fleetway.worker.client.connection import FleetwayClient
@@ -121,7 +121,7 @@ class _Counting(Scripted):
         self.most: Counter[str] = Counter()
 
     @activity.defn(name="run_flyway")
-    async def run_flyway(self, request: RunFlywayInput) -> FlywayOutcome:
+    async def run_flyway(self, request: FlywayRequest) -> FlywayOutcome:
         server = self.server_of[request.tenant_id]
         self.now[server] += 1
         self.most[server] = max(self.most[server], self.now[server])
@@ -251,8 +251,7 @@ def test_the_queues_are_refilled_in_whole_chunks_not_one_tenant_per_dispatch() -
     state = RolloutState(MigrateAllInput(tenants=tenants, parallelism=8, migration_set=SET))
     book = state.servers
     assert book is not None
-    state.pending.extend(tenants)
-    state.exhausted = True
+    state.listed(tenants)
     chunks, order = [], []
     while state.has_pending():
         if chunk := state.key_chunk():
@@ -271,7 +270,7 @@ class _RefusedOnce(Scripted):
     """``b1``'s run finds its server gone (as Flyway reports a refused connection)."""
 
     @activity.defn(name="run_flyway")
-    async def run_flyway(self, request: RunFlywayInput) -> FlywayOutcome:
+    async def run_flyway(self, request: FlywayRequest) -> FlywayOutcome:
         if request.tenant_id == "b1":
             self.calls.append("run_flyway:b1")
             raise ApplicationError("connection refused", type="target_unreachable", non_retryable=True)

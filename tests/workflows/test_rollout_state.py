@@ -118,8 +118,7 @@ def test_a_source_that_repeats_a_cursor_or_pages_forever_fails_the_rollout() -> 
     assert not state.accept_page(["b"], "c1")
     assert state.stop is RolloutStatus.FAILED
     assert "cycle" in state.warnings[-1]
-    state = _state()
-    state.pages = MAX_PAGES - 1
+    state = _state(carry={"pages": MAX_PAGES - 1})  # a later run of a long listing
     assert not state.accept_page(["a"], "next")
     assert f"exceeded {MAX_PAGES} pages" in state.warnings[-1]
 
@@ -148,7 +147,7 @@ def test_dispatch_says_when_to_continue_as_new() -> None:
 def test_a_wave_threshold_halts_at_that_wave_and_replaces_fail_fast() -> None:
     state = _ring({"name": "one", "tenants": ["a", "b", "c"], "max_failures": 1}, {"name": "two", "rest": True},
                   tenants=[["a", "b", "c"], ["d"]])  # fmt: skip
-    state.pending.extend(state.waves.open())
+    state.open_wave()
     _run(state, "a", "b", "c")
     assert not state.record(_done("a", Outcome.FAILED))  # one failure tolerated: no fail-fast either
     assert state.stop is None
@@ -161,7 +160,7 @@ def test_a_wave_threshold_halts_at_that_wave_and_replaces_fail_fast() -> None:
 def test_the_rollout_ratio_halting_a_ring_rollout_marks_its_wave_at_once() -> None:
     state = _ring({"name": "one", "rest": True}, tenants=[["a", "b"]])
     state.request = state.request.model_copy(update={"max_failure_ratio": 0.1})
-    state.pending.extend(state.waves.open())
+    state.open_wave()
     _run(state, "a")
     state.record(_done("a", Outcome.FAILED))
     assert state.stop is RolloutStatus.HALTED
@@ -194,7 +193,7 @@ def test_decisions_are_refused_when_nothing_waits_or_another_is_being_acted_on()
 def test_a_reject_during_a_bake_refuses_the_next_wave() -> None:
     state = _ring({"name": "one", "tenants": ["a"], "bake_s": 60}, {"name": "two", "rest": True},
                   tenants=[["a"], ["b"]])  # fmt: skip
-    state.pending.extend(state.waves.open())
+    state.open_wave()
     state.waves.close()
     state.waves.start_bake("2026-12-03T00:01:00+00:00")
     with pytest.raises(ValueError, match="is baking"):
@@ -212,7 +211,7 @@ def test_the_carry_hands_everything_to_the_next_run() -> None:
     state = _ring(
         {"name": "one", "tenants": ["a"]}, {"name": "two", "rest": True}, tenants=[["a"], ["b", "c"]]
     )
-    state.pending.extend(state.waves.open())
+    state.open_wave()
     _run(state, "a")
     state.record(_done("a"))
     state.set_parallelism(3)

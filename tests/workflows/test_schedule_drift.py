@@ -17,6 +17,7 @@ from temporalio.service import RPCError
 from fleetway.activities.flyway.cli_engine import FlywayRunner
 from fleetway.activities.flyway.contract import FlywayInstall, FlywaySettings
 from fleetway.activities.flyway.output import Action
+from fleetway.activities.flyway.request import FlywayRequest
 from fleetway.activities.rollouts import Outcome
 from fleetway.worker.cli.schedules import latest_run_id
 from fleetway.worker.dev.stack import PostgresServer, TemporalDevServer
@@ -41,7 +42,7 @@ async def test_schedule_runs_validate_and_the_drift_summary_names_each_drifted_t
         (ahead, plus6),
     ):
         await FlywayRunner(flyway_install, FlywaySettings(locations=(locations,))).run(
-            Action.MIGRATE, fleet.target(tenant)
+            FlywayRequest(action=Action.MIGRATE), fleet.target(tenant)
         )
     with psycopg.connect(postgres.dsn, autocommit=True) as conn:  # someone edited applied script V2
         conn.execute(

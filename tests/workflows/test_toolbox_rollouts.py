@@ -19,6 +19,7 @@ from fleetway.activities.flyway.cli_engine import FlywayRunner
 from fleetway.activities.flyway.contract import FlywayInstall, FlywaySettings
 from fleetway.activities.flyway.options import FlywayOptions
 from fleetway.activities.flyway.output import Action
+from fleetway.activities.flyway.request import FlywayRequest
 from fleetway.activities.rollouts import Outcome
 from fleetway.activities.tenants.waves import WaveSpec
 from fleetway.worker.client.connection import FleetwayClient
@@ -151,7 +152,9 @@ async def test_a_brownfield_fleet_is_adopted_only_where_it_equals_the_reference(
         {"V1__account.sql": _V1, "V2__plan.sql": _V2, "V3__t3.sql": "CREATE TABLE t3 (id int);"},
     )
     engine = FlywayRunner(flyway_install, FlywaySettings(locations=(fleet.locations,)))
-    await engine.run(Action.MIGRATE, fleet.target(reference), options=FlywayOptions(target="2"))
+    await engine.run(
+        FlywayRequest(action=Action.MIGRATE, flyway=FlywayOptions(target="2")), fleet.target(reference)
+    )
     _legacy(postgres, legacy, _V1, _V2)  # built by hand, exactly as V1 and V2 would
     _legacy(postgres, differs, _V1)  # missing V2's column and index
     _legacy(postgres, late, _V1, _V2)
@@ -240,11 +243,11 @@ async def test_a_hotfix_applies_one_version_and_an_edited_repeatable_is_reported
     views = "CREATE OR REPLACE VIEW v AS SELECT id FROM t1;"
     engine = FlywayRunner(flyway_install, FlywaySettings())
     old = _folder(tmp_path / "old", {**_tables(1, 3), "R__views.sql": views})
-    await engine.run(Action.MIGRATE, fleet.target(guarded), locations=(old,))
+    await engine.run(FlywayRequest(action=Action.MIGRATE), fleet.target(guarded), locations=(old,))
     with_2_5 = _folder(
         tmp_path / "with_2_5", {**_tables(1, 3), "V2_5__t25.sql": "SELECT 1;", "R__views.sql": views}
     )
-    await engine.run(Action.MIGRATE, fleet.target(fixed), locations=(with_2_5,))
+    await engine.run(FlywayRequest(action=Action.MIGRATE), fleet.target(fixed), locations=(with_2_5,))
     fleet.locations = _folder(
         tmp_path / "hotfix",
         {
