@@ -32,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
         WorkerConfigMismatchError,
     )
     from fleetway.activities.flyway.activity import FlywayActivities
+    from fleetway.activities.flyway.attempts import ATTEMPT_FAILED_SIGNAL, AttemptFailed
     from fleetway.activities.flyway.output import (
         MARKED_ACTIONS,
         RETRYABLE_CLASSES,
@@ -309,6 +310,21 @@ class TenantMigrationWorkflow:
     def __init__(self) -> None:
         self._deadline: Any = None  # an operator's deadline for the running call (a workflow.now())
         self._deadline_passed = False
+        self._doing = ""  # the Flyway call under way, as its current details say ("": none)
+
+    @workflow.signal(
+        name=ATTEMPT_FAILED_SIGNAL,
+        description="From the worker: an attempt of the running Flyway call failed and is tried again.",
+    )
+    def attempt_failed(self, notice: AttemptFailed) -> None:
+        """Show the failed attempt under the running call (late, after the call ended: ignored)."""
+        if self._doing:
+            said = f"**{notice.error_class}**" + (f": {notice.message}" if notice.message else "")
+            workflow.set_current_details(
+                tenant_now(
+                    f"{self._doing}, attempt {notice.attempt + 1}\n\nattempt {notice.attempt} failed: {said}"
+                )
+            )
 
     @workflow.signal(
         name="set_deadline", description="The running Flyway call gives up this many seconds from now."
@@ -355,9 +371,13 @@ class TenantMigrationWorkflow:
         folded = request.run.action is Action.VALIDATE and request.run.with_info
         marker = request.run.installed_by if request.run.action in MARKED_ACTIONS else ""
         where = "in the child's task" if request.flyway_in_task else "as an activity"
-        workflow.set_current_details(tenant_now(f"running Flyway **{request.run.action.value}** {where}"))
+        self._doing = f"running Flyway **{request.run.action.value}** {where}"
+        workflow.set_current_details(tenant_now(self._doing))
         try:
-            flyway = await self._bounded(_run_flyway(request))
+            try:
+                flyway = await self._bounded(_run_flyway(request))
+            finally:
+                self._doing = ""
             outcome = TenantOutcome(
                 tenant_id=request.run.tenant_id,
                 outcome=Outcome.SUCCEEDED,

@@ -29,6 +29,7 @@ from fleetway.activities.errors import (
 )
 from fleetway.activities.fleet.verdict import repair_needed
 from fleetway.activities.flyway.adoption import Adoption, adoption
+from fleetway.activities.flyway.attempts import AttemptReporter
 from fleetway.activities.flyway.checksums import read_set_migrations
 from fleetway.activities.flyway.contract import FlywayEngine, placeholder_values
 from fleetway.activities.flyway.options import (
@@ -68,8 +69,10 @@ class FlywayActivities:
         sets: MigrationSets | None = None,
         labels: LabelLookup | None = None,
         max_local_runs: int = 0,
+        attempts: AttemptReporter | None = None,
     ) -> None:
         self._runner = runner
+        self._attempts = attempts  # tells the tenant's child of a failed attempt (the UI shows it)
         # A task-queue activity waits for a worker slot on the server; a local one runs where its
         # workflow task ran, so this bounds the Flyway runs a worker makes at once (0: no bound).
         self._local_runs = asyncio.Semaphore(max_local_runs) if max_local_runs else None
@@ -114,7 +117,10 @@ class FlywayActivities:
         except FleetwayError as exc:  # the only conversion point; library code just raises
             if isinstance(exc, FlywayError) and exc.outcome is not None:
                 exc.outcome = exc.outcome.model_copy(update={"attempt": info.attempt, "migration_set": ran})
-            raise to_application_error(exc, final_reason=_budget_spent(request, info)) from None
+            error = to_application_error(exc, final_reason=_budget_spent(request, info))
+            if self._attempts is not None and not error.non_retryable:
+                await self._attempts.failed(error.type or "", error.message)
+            raise error from None
         return outcome.model_copy(update={"attempt": info.attempt, "migration_set": ran})
 
     @contextlib.asynccontextmanager

@@ -20,6 +20,7 @@ from fleetway.activities.backend_identity import describe
 from fleetway.activities.errors import AuditSinkError, FlywayInstallMissingError, QuiesceBackendError
 from fleetway.activities.fleet.activity import FleetStateActivities
 from fleetway.activities.flyway.activity import FlywayActivities
+from fleetway.activities.flyway.attempts import AttemptReporter
 from fleetway.activities.flyway.contract import FlywayInstall, FlywaySettings
 from fleetway.activities.flyway.jvm_engine import start_jvm
 from fleetway.activities.flyway.routing import engine_for
@@ -112,6 +113,7 @@ def build_worker(
         sets=sets,
         labels=labels,
         max_local_runs=settings.worker.max_concurrent_activities,
+        attempts=AttemptReporter(client),
     )
     history = SchemaHistoryActivities(secrets)
     sources = TenantSourceActivities(tenant_sources)
