@@ -174,3 +174,20 @@ def test_the_rollout_shell_changes_its_state_only_through_named_transitions() ->
             ):
                 found.append(f"{name}:{node.lineno} mutates state.{node.func.value.attr}")
     assert found == []
+
+
+def test_the_drawn_route_of_a_rollout_names_real_files_each_once() -> None:
+    """docs/architecture.md's route from the API call to the Flyway call: every file it names exists, none twice."""
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    route = text.split("**The route of a rollout", 1)[1].split("**The rollout as state.**", 1)[0]
+    steps = re.findall(r"^\d+\. (.*?)(?=^\d+\. |\Z)", route, re.M | re.S)
+    assert len(steps) >= 8
+    seen: list[str] = []
+    for step in steps:
+        names = re.findall(r"`([\w/]+\.py)`", step)
+        folder = next(n.rsplit("/", 1)[0] for n in names if "/" in n)  # a step opens with its file's path
+        for name in names:
+            path = name if "/" in name else f"{folder}/{name}"
+            assert (ROOT / path).is_file(), f"the route names {path}, which does not exist"
+            seen.append(path)
+    assert sorted(p for p in set(seen) if seen.count(p) > 1) == []

@@ -200,11 +200,12 @@ class MigrateAllWorkflow:
         """Roll out ``request.action``; return counts and outcomes (cancellation re-raises)."""
         state, info = self._state, workflow.info()
         marked = request.action in MARKED_ACTIONS
+        # Retired patches (docs/operators-guide.md, "Changing workflow code"): every run screens and
+        # dispatches by server; the markers stay, so runs recorded with them replay, one release more.
+        workflow.deprecate_patch("screen-before-dispatch")
+        workflow.deprecate_patch("dispatch-by-server")
         state.begin_run(
-            marker=history_marker(info.workflow_id, info.first_execution_run_id) if marked else "",
-            # Runs recorded before the bulk read, or per-server dispatch, replay without them.
-            screening=workflow.patched("screen-before-dispatch"),
-            servers=workflow.patched("dispatch-by-server"),
+            marker=history_marker(info.workflow_id, info.first_execution_run_id) if marked else ""
         )
         if state.servers is not None:
             self._gate = ServerGate(state, state.servers)
@@ -214,8 +215,9 @@ class MigrateAllWorkflow:
             if request.carry is None:
                 workflow.upsert_search_attributes([ACTION_ATTRIBUTE.value_set(request.action.value)])
                 await start_rollout(state)
-                if state.migration_set and workflow.patched("set-search-attribute"):
+                if state.migration_set:
                     # The pinned set, to find every rollout of one release (once per rollout).
+                    workflow.deprecate_patch("set-search-attribute")
                     workflow.upsert_search_attributes([SET_ATTRIBUTE.value_set(state.migration_set)])
                 self._memo_wave()  # the planned waves (nothing when no plan was made)
             while True:
@@ -279,9 +281,10 @@ class MigrateAllWorkflow:
             await workflow.wait_condition(lambda: state.stop is not None or state.can_dispatch())
             if state.stop is not None:
                 return False
-            if workflow.info().is_continue_as_new_suggested() and workflow.patched("can-between-reads"):
+            if workflow.info().is_continue_as_new_suggested():
                 # A run that mostly reads (tenants proven current dispatch nothing) grows its
                 # history by the reads' answers: it continues as new on the server's suggestion too.
+                workflow.deprecate_patch("can-between-reads")
                 return True
             tenant = await next_tenant(state, self._gate)
             if tenant == NOT_NOW:

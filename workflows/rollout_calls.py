@@ -29,7 +29,7 @@ with workflow.unsafe.imports_passed_through():
     from fleetway.activities.rollouts import RolloutActivities
     from fleetway.activities.tenants.static import ListTenantsInput, TenantSourceActivities
     from fleetway.activities.tenants.wave_book import PlanRead, PlanSummary, ReadPlanInput
-    from fleetway.activities.tenants.waves import PlanWavesInput, WavePlan, WavePlanActivities
+    from fleetway.activities.tenants.waves import PlanWavesInput
     from fleetway.activities.worker_profile import PinRolloutInput, WorkerProfileActivities
     from fleetway.workflows.activity_failures import by_time, failure_reason, failure_type, reraise_cancel
     from fleetway.workflows.migrate_all_models import WaveDecision
@@ -130,8 +130,7 @@ async def _plan(state: RolloutState) -> None:
     """Split the fleet (or the explicit/rerun list) into the declared waves.
 
     Held: a ``WavePlanWorkflow`` makes and keeps the plan; this run keeps its summary and reads a
-    chunk when a wave needs more ids (a plan of 100,000 ids never crosses one payload). Runs
-    recorded before the holder planned with one activity and carried the ids.
+    chunk when a wave needs more ids (a plan of 100,000 ids never crosses one payload).
     """
     request = state.request
     state.enter(Phase.PLANNING)
@@ -142,23 +141,10 @@ async def _plan(state: RolloutState) -> None:
         pinned=state.source_pin,
         restrict_to=list(state.feed) if explicit else [],
     )
-    if workflow.patched("wave-plan-holder"):
-        summary = await _hold_plan(state, plan_input)
-        if summary is not None:
-            state.plan_held(summary, holder_id(workflow.info().workflow_id))
-        return
-    try:
-        plan: WavePlan = await workflow.execute_activity_method(
-            WavePlanActivities.plan_waves,
-            plan_input,
-            heartbeat_timeout=timedelta(minutes=2),
-            **by_time(request, timedelta(minutes=10)),
-        )
-    except ActivityError as err:
-        reraise_cancel(err)
-        state.fail(f"wave plan failed; nothing dispatched ({failure_reason(err)})")
-        return
-    state.planned(plan)
+    workflow.deprecate_patch("wave-plan-holder")  # retired: every plan is held
+    summary = await _hold_plan(state, plan_input)
+    if summary is not None:
+        state.plan_held(summary, holder_id(workflow.info().workflow_id))
 
 
 async def _hold_plan(state: RolloutState, plan_input: PlanWavesInput) -> PlanSummary | None:

@@ -21,7 +21,6 @@ with workflow.unsafe.imports_passed_through():
     from fleetway.activities.flyway.request import FlywayRequest
     from fleetway.activities.rollouts import Outcome, OutcomeSource, TenantOutcome
     from fleetway.activities.tenants.wave_book import PlanSummary
-    from fleetway.activities.tenants.waves import WavePlan
     from fleetway.activities.worker_profile import RolloutPin
     from fleetway.workflows.drift import DriftKind
     from fleetway.workflows.migrate_all_models import (
@@ -88,7 +87,7 @@ class RolloutState:
         self.excluded = carry.excluded
         self.unreadable = carry.unreadable
         self.applied_marker = carry.applied_marker
-        self.screening = False  # set by the shell: runs recorded before screening existed never screen
+        self.screening = False  # set by ``begin_run``: a bare state (rule tests) reads no table
         # Per-server dispatch (None: one global window, as runs recorded before it had).
         self.servers = (
             ServerBook(request.servers, carry.holds, park_limit_s=request.retry_budget_s or 900)
@@ -108,12 +107,10 @@ class RolloutState:
 
     # ---- the run's life: named transitions the shell hands results to -------------------------
 
-    def begin_run(self, *, marker: str, screening: bool, servers: bool) -> None:
-        """This run's facts from Temporal: the history marker, and which recorded patches apply."""
+    def begin_run(self, *, marker: str) -> None:
+        """The shell runs this state: its history marker; tenants' tables are read before dispatch."""
         self.marker = marker
-        self.screening = screening
-        if not servers:
-            self.servers = None  # a run recorded before per-server dispatch: one global window
+        self.screening = True
 
     def enter(self, phase: Phase) -> None:
         """The shell reached ``phase`` (shown by ``progress``)."""
@@ -140,12 +137,6 @@ class RolloutState:
     def selecting_by(self, marker: str) -> None:
         """Only tenants whose table shows a row with this rollout marker are selected (``applied_in``)."""
         self.applied_marker = marker
-
-    def planned(self, plan: WavePlan) -> None:
-        """The waves' ids, from one activity (runs recorded before the plan's holder)."""
-        self.feed.replace_with_plan()
-        self.waves.plan(plan)
-        self._unplanned(plan.unplanned, plan.unplanned_sample)
 
     def holding_plan(self, holder: str) -> None:
         """A holder keeps the plan from now on: the rollout's end (even a cancel) releases it."""

@@ -424,9 +424,10 @@ class TenantMigrationWorkflow:
                 }
             )
         workflow.set_current_details(tenant_now("", outcome))
-        if outcome.outcome not in _UNREMARKABLE and workflow.patched("child-outcome-attribute"):
+        if outcome.outcome not in _UNREMARKABLE:
             # What an operator filters by: FleetwayRollout = R AND FleetwayOutcome = failed. Only the
-            # exceptions are marked: an upsert (and the patch's) is a billed action per tenant.
+            # exceptions are marked: an upsert (and the patch's marker) is a billed action per tenant.
+            workflow.deprecate_patch("child-outcome-attribute")
             workflow.upsert_search_attributes([OUTCOME_ATTRIBUTE.value_set(outcome.outcome.value)])
         return outcome
 

@@ -451,12 +451,13 @@ from fleetway.activities.flyway.contract import FlywayInstall, FlywaySettings
 from fleetway.activities.flyway.cli_engine import FlywayRunner
 from fleetway.activities.flyway.jvm_engine import JvmFlywayEngine
 from fleetway.activities.flyway.output import Action
+from fleetway.activities.flyway.request import FlywayRequest
 
 spec = json.loads(os.environ["RUN_SPEC"])
 install = FlywayInstall(lib_dir=Path(spec["lib"]), java=Path(spec["java"]), version="test")
 settings = FlywaySettings(locations=(Path(spec["locations"]),))
 engine = FlywayRunner(install, settings) if spec["engine"] == "cli" else JvmFlywayEngine(install, settings)
-asyncio.run(engine.run(Action.MIGRATE, DatabaseTarget.model_validate(spec["target"])))
+asyncio.run(engine.run(FlywayRequest(action=Action.MIGRATE), DatabaseTarget.model_validate(spec["target"])))
 """
 
 

@@ -81,7 +81,7 @@ async def test_the_activity_gets_the_request_the_rollout_built_unchanged(
 
 
 def test_a_child_input_recorded_before_the_request_existed_is_read_into_it() -> None:
-    document = json.loads((PROJECT_ROOT / "tests/histories/validate-drift-child-0.json").read_text())
+    document = json.loads((PROJECT_ROOT / "tests/histories/r40-validate-drift-child-0.json").read_text())
     started = document["history"]["events"][0]["workflowExecutionStartedEventAttributes"]
     (payload,) = started["input"]["payloads"]
     flat = json.loads(base64.b64decode(payload["data"]))

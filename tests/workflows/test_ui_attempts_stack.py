@@ -52,7 +52,9 @@ async def test_a_retried_tenant_shows_its_attempt_and_its_last_failure_while_it_
         assert (await library.run(first)).status is RolloutStatus.SUCCEEDED
         with psycopg.connect(postgres.dsn) as held:
             held.execute(f'LOCK TABLE "{tenant}".flyway_schema_history IN ACCESS EXCLUSIVE MODE')
-            rollout = await library.start(MigrateAllInput(tenants=[tenant], retry_budget_s=180, skip_current=False))
+            rollout = await library.start(
+                MigrateAllInput(tenants=[tenant], retry_budget_s=180, skip_current=False)
+            )
             child = f"{rollout.id}/{tenant}"
             async with asyncio.timeout(90):
                 while "attempt 2 failed" not in (shown := await _current_details(client, child)):
