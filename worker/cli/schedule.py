@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -10,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
-from temporalio.client import ScheduleUpdate
+from temporalio.client import ScheduleHandle, ScheduleUpdate
 
 from fleetway.activities.errors import ConfigurationError
 from fleetway.activities.flyway.output import Action
@@ -124,30 +125,26 @@ def update(  # noqa: PLR0917 - typer maps each option to a parameter
     _apply(schedule_id, action, cron, parallelism, (placeholder, placeholders_file), must_exist=True)
 
 
-@schedule_app.command("delete")
-def delete(schedule_id: ScheduleId = DEFAULT_ID) -> None:
-    """Delete the schedule (runs already started are not affected)."""
-
+def _on_schedule(schedule_id: str, act: Callable[[ScheduleHandle], Awaitable[None]], done: str) -> None:
     async def go() -> ExitCode:
         client, _ = await connect_client()
-        await client.get_schedule_handle(schedule_id).delete()
-        print(f"deleted {schedule_id}")
+        await act(client.get_schedule_handle(schedule_id))
+        print(f"{done} {schedule_id}")
         return ExitCode.OK
 
     run_command(go)
+
+
+@schedule_app.command("delete")
+def delete(schedule_id: ScheduleId = DEFAULT_ID) -> None:
+    """Delete the schedule (runs already started are not affected)."""
+    _on_schedule(schedule_id, ScheduleHandle.delete, "deleted")
 
 
 @schedule_app.command("trigger")
 def trigger(schedule_id: ScheduleId = DEFAULT_ID) -> None:
     """Start a run now (the overlap policy still applies)."""
-
-    async def go() -> ExitCode:
-        client, _ = await connect_client()
-        await client.get_schedule_handle(schedule_id).trigger()
-        print(f"triggered {schedule_id}")
-        return ExitCode.OK
-
-    run_command(go)
+    _on_schedule(schedule_id, lambda handle: handle.trigger(), "triggered")
 
 
 @schedule_app.command("list")
