@@ -5,6 +5,8 @@ Every test gets its own schema, task queue and workflow ids, so tests never see 
 
 from __future__ import annotations
 
+import contextlib
+import getpass
 import os
 import sys
 import tempfile
@@ -43,6 +45,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    # Each test's tmp_path is gone already (retention "none"); pytest's per-user folder, once empty,
+    # goes too (a concurrent session's keeps it: rmdir refuses a folder that is not empty).
+    with contextlib.suppress(OSError):
+        (Path(tempfile.gettempdir()) / f"pytest-of-{getpass.getuser()}").rmdir()
     # temporalio/sdk-python#300: the interpreter can abort (rc 134) while finalising after the
     # work succeeded. Leave with the real status before finalisation can run.
     sys.stdout.flush()
