@@ -67,8 +67,10 @@ async def _fleet(bench: Bench, size: int) -> tuple[list[str], Path, list[str]]:
     stages = releases(bench.migrations, bench.workdir)
     for _, folder in stages:
         await runner.run(
-            FlywayRequest(action=Action.MIGRATE, flyway=bench.flyway_options, tenant_id=template), bench.target(template), locations=(folder,),
-        )  # fmt: skip
+            FlywayRequest(action=Action.MIGRATE, flyway=bench.flyway_options, tenant_id=template),
+            bench.target(template),
+            locations=(folder,),
+        )
     last = stages[-1][1]
     schemas = [f"noop{uuid.uuid4().hex[:4]}_{i:05d}" for i in range(size)]
     conninfo = bench.stack.postgres.dsn

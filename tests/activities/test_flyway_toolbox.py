@@ -85,8 +85,14 @@ async def test_placeholders_reach_the_scripts_fleet_wide_and_per_tenant(
     engine = engine_factory(_scripts(tmp_path / "set", {"V1__owner.sql": sql}))
 
     await engine.run(
-        FlywayRequest(action=Action.MIGRATE, flyway=FlywayOptions(placeholders={"region": "eu-west-1"}), tenant_id="acme"), target, labels={"label.tier": "gold"},
-    )  # fmt: skip
+        FlywayRequest(
+            action=Action.MIGRATE,
+            flyway=FlywayOptions(placeholders={"region": "eu-west-1"}),
+            tenant_id="acme",
+        ),
+        target,
+        labels={"label.tier": "gold"},
+    )
 
     with psycopg.connect(postgres.dsn) as conn:
         row = conn.execute(f'SELECT tenant, region, schema_name, tier FROM "{schema}".owner').fetchone()

@@ -81,8 +81,11 @@ class FleetOnDisk:
         """One Flyway call for ``tenant`` with the rollout's placeholders; raises Flyway's refusal."""
         opts = tenant.options.model_copy(update=options) if options else tenant.options
         return await self.engine.run(
-            FlywayRequest(action=action, flyway=opts, tenant_id=tenant.tenant_id), tenant.target, locations=(folder,), labels=tenant.labels,
-        )  # fmt: skip
+            FlywayRequest(action=action, flyway=opts, tenant_id=tenant.tenant_id),
+            tenant.target,
+            locations=(folder,),
+            labels=tenant.labels,
+        )
 
     async def _event(self, family: Family, tenant: Tenant, event: Event) -> None:
         try:

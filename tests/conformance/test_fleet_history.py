@@ -115,8 +115,11 @@ async def _flyways_word(oracle: JvmFlywayEngine, fleet: Fleet, tenant: str, fold
     async def answer(action: Action) -> FlywayOutcome | FlywayError:
         try:
             return await oracle.run(
-                FlywayRequest(action=action, flyway=_PLACEHOLDERS, tenant_id=tenant), fleet.target(tenant), locations=(folder,), labels={f"label.{k}": v for k, v in fleet.labels[tenant].items()},
-            )  # fmt: skip
+                FlywayRequest(action=action, flyway=_PLACEHOLDERS, tenant_id=tenant),
+                fleet.target(tenant),
+                locations=(folder,),
+                labels={f"label.{k}": v for k, v in fleet.labels[tenant].items()},
+            )
         except FlywayError as exc:
             return exc
 
