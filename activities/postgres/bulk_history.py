@@ -16,6 +16,7 @@ from typing import Final, NamedTuple
 
 import psycopg
 from psycopg import sql
+from psycopg.rows import TupleRow
 
 from fleetway.activities.database_target import (
     DatabaseTarget,
@@ -30,6 +31,7 @@ __all__ = ["HistoryRow", "TenantHistory", "read_histories"]
 
 _HISTORY: Final = "flyway_schema_history"
 _BATCH: Final = 200  # schemas per query: one UNION ALL stays far below PostgreSQL's limits
+_CONNECTIONS: Final = 2  # per login and read, at most (the second only for more than one batch)
 
 
 class HistoryRow(NamedTuple):
@@ -102,24 +104,28 @@ async def _read_group(targets: Mapping[str, DatabaseTarget]) -> dict[str, Tenant
             )
             present = {row[0] for row in await cursor.fetchall()}
             wanted = sorted(present)
-            rows: dict[str, list[HistoryRow]] = defaultdict(list)
-            for start in range(0, len(wanted), _BATCH):
-                parts = [
-                    sql.SQL(
-                        "SELECT {s}, installed_rank, version, description, type, checksum, success, "
-                        "installed_by FROM {table} WHERE installed_rank > -1"
-                    ).format(s=sql.Literal(s), table=sql.Identifier(s, _HISTORY))
-                    for s in wanted[start : start + _BATCH]
-                ]
-                query = sql.SQL(" UNION ALL ").join(parts) + sql.SQL(" ORDER BY 1, 2")
-                for schema, rank, version, description, kind, checksum, success, by in await (
-                    await conn.execute(query)
-                ).fetchall():
-                    rows[str(schema)].append(
-                        HistoryRow(
-                            rank, version, description or "", kind or "", checksum, bool(success), by or ""
-                        )
-                    )
+            batches = [wanted[start : start + _BATCH] for start in range(0, len(wanted), _BATCH)]
+            # A large read's batches run on a second backend too: the server does most of the work
+            # (planning each table), and two backends halved it on the 2-core bench.
+            extra = [
+                await psycopg.AsyncConnection.connect(conninfo, autocommit=True)
+                for _ in range(min(_CONNECTIONS, len(batches)) - 1)
+            ]
+            try:
+                connections = [conn, *extra]
+                # Each read runs to its end (no sibling cancelled mid-query); the first failure is raised.
+                parts = await asyncio.gather(
+                    *(_read_batches(c, batches[n :: len(connections)]) for n, c in enumerate(connections)),
+                    return_exceptions=True,
+                )
+            finally:
+                for other in extra:
+                    await other.close()
+            rows: dict[str, list[HistoryRow]] = {}
+            for part in parts:
+                if isinstance(part, BaseException):
+                    raise part
+                rows |= part
     except psycopg.Error as exc:
         # The SQLSTATE and type only: a libpq message can echo connection parameters.
         raise SchemaHistoryUnavailableError(
@@ -128,8 +134,31 @@ async def _read_group(targets: Mapping[str, DatabaseTarget]) -> dict[str, Tenant
         ) from None
     for tenant, schema in schemas.items():
         if schema in present:
-            result[tenant] = TenantHistory(tenant, server, True, tuple(rows[schema]))
+            result[tenant] = TenantHistory(tenant, server, True, tuple(rows.get(schema, ())))
     return result
+
+
+async def _read_batches(
+    conn: psycopg.AsyncConnection[TupleRow], batches: list[list[str]]
+) -> dict[str, list[HistoryRow]]:
+    """The rows of each schema of ``batches`` (each holds its table), one query per batch."""
+    rows: dict[str, list[HistoryRow]] = defaultdict(list)
+    for batch in batches:
+        parts = [
+            sql.SQL(
+                "SELECT {s}, installed_rank, version, description, type, checksum, success, "
+                "installed_by FROM {table} WHERE installed_rank > -1"
+            ).format(s=sql.Literal(s), table=sql.Identifier(s, _HISTORY))
+            for s in batch
+        ]
+        query = sql.SQL(" UNION ALL ").join(parts) + sql.SQL(" ORDER BY 1, 2")
+        for schema, rank, version, description, kind, checksum, success, by in await (
+            await conn.execute(query)
+        ).fetchall():
+            rows[str(schema)].append(
+                HistoryRow(rank, version, description or "", kind or "", checksum, bool(success), by or "")
+            )
+    return rows
 
 
 async def _current_schema(conn: psycopg.AsyncConnection[tuple[object, ...]]) -> str:

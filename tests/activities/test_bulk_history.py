@@ -1,5 +1,5 @@
 """The bulk history read against real PostgreSQL and histories real Flyway wrote: one connection per
-login, what each table holds (versions, repeatables, failed rows, checksums, markers), no credential out."""
+login (two for a read of more than one batch), what each table holds (versions, repeatables, failed rows, checksums, markers), no credential out."""
 
 from __future__ import annotations
 
@@ -103,7 +103,8 @@ async def test_one_connection_per_login_reads_what_each_table_holds(
 async def test_a_thousand_schemas_on_one_login_are_read_in_batches(
     postgres: PostgresServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Schemas without Flyway's table are answered from one catalog query, no per-schema read."""
+    """Schemas without Flyway's table are answered from one catalog query, no per-schema read; the
+    batches of the rest are shared by two connections of the login (the server plans each table)."""
     prefix = f"m{uuid.uuid4().hex[:6]}"
     targets = {f"t{i}": _target(postgres, f"{prefix}_{i}") for i in range(1000)}
     with psycopg.connect(postgres.dsn, autocommit=True) as conn:
@@ -115,9 +116,17 @@ async def test_a_thousand_schemas_on_one_login_are_read_in_batches(
                 f"INSERT INTO \"{prefix}_{i}\".flyway_schema_history VALUES (1, '1', 'a', 'SQL', {i}, true, 'x')"
             )
     monkeypatch.setattr(bulk_history, "_BATCH", 100)
+    connects: list[str] = []
+    real_connect = psycopg.AsyncConnection.connect
 
+    async def counting(*args: Any, **kwargs: Any) -> psycopg.AsyncConnection[Any]:
+        connects.append("x")
+        return await real_connect(*args, **kwargs)
+
+    monkeypatch.setattr(psycopg.AsyncConnection, "connect", counting)
     read = await read_histories(targets)
 
+    assert len(connects) == 2  # 334 tables in 4 batches: the login's second connection reads two
     assert sum(h.table_exists for h in read.values()) == 334
     assert all(read[f"t{i}"].rows[0].checksum == i for i in range(0, 1000, 3))
 
