@@ -1,4 +1,4 @@
-"""The fleet read page by page, the next page read while one is judged: the same picture as one page.
+"""The fleet read page by page (and a page's tables over two connections): the same picture as one page.
 
 Real PostgreSQL and tables real Flyway wrote; the activity runs in Temporal's activity environment.
 """
