@@ -87,7 +87,6 @@ class RolloutState:
         self.excluded = carry.excluded
         self.unreadable = carry.unreadable
         self.applied_marker = carry.applied_marker
-        self.screening = False  # set by ``begin_run``: a bare state (rule tests) reads no table
         # Per-server dispatch (None: one global window, as runs recorded before it had).
         self.servers = (
             ServerBook(request.servers, carry.holds, park_limit_s=request.retry_budget_s or 900)
@@ -108,9 +107,8 @@ class RolloutState:
     # ---- the run's life: named transitions the shell hands results to -------------------------
 
     def begin_run(self, *, marker: str) -> None:
-        """The shell runs this state: its history marker; tenants' tables are read before dispatch."""
+        """The shell runs this state: the history marker of the rollout's rows."""
         self.marker = marker
-        self.screening = True
 
     def enter(self, phase: Phase) -> None:
         """The shell reached ``phase`` (shown by ``progress``)."""
@@ -349,7 +347,7 @@ class RolloutState:
 
     def needs_screen(self) -> bool:
         """The next pending tenant has not been read yet, and reading decides something."""
-        return self.screening and self.feed.unread_front() and (self.fast_path() or self.selecting())
+        return self.feed.unread_front() and (self.fast_path() or self.selecting())
 
     def key_chunk(self) -> list[str]:
         """The pending tenants ready for their server keys, taken out of the line (read ones only)."""
@@ -358,7 +356,7 @@ class RolloutState:
         if self.servers.room() < MAX_SCREENED and self.servers.pickable():
             # Refill in whole chunks: topping up one tenant per dispatch cost an activity each.
             return []
-        screens = self.screening and (self.fast_path() or self.selecting())
+        screens = self.fast_path() or self.selecting()
         count = max(
             0,
             min(
@@ -434,7 +432,7 @@ class RolloutState:
         if self.servers is not None and self.servers.server_of(tenant) is not None:
             self.servers.put_back(tenant)
             return
-        self.feed.put_back(tenant, read=self.screening)
+        self.feed.put_back(tenant, read=True)
 
     def dispatch(self, tenant: str) -> bool:
         """``tenant`` starts; True when this run has dispatched enough to continue as new."""
@@ -576,7 +574,7 @@ class RolloutState:
         """What the next run needs (in-flight tenants drained first; the explicit list in ``pending``)."""
         ledger, book = self.ledger, self.servers
         queued = book.drain() if book is not None else []  # keyed again by the next run
-        screens = self.screening and (self.fast_path() or self.selecting())
+        screens = self.fast_path() or self.selecting()
         return RolloutCarry(
             **self.feed.carried(queued, queued_read=screens),
             dispatched=self.dispatched,
