@@ -37,6 +37,19 @@ def _table(postgres: PostgresServer, target: DatabaseTarget) -> list[tuple[Any, 
         ).fetchall()
 
 
+def _counting_connects(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """A list that gets an entry for every connection psycopg's async client opens from now on."""
+    connects: list[str] = []
+    real_connect = psycopg.AsyncConnection.connect
+
+    async def counting(*args: Any, **kwargs: Any) -> psycopg.AsyncConnection[Any]:
+        connects.append("x")
+        return await real_connect(*args, **kwargs)
+
+    monkeypatch.setattr(psycopg.AsyncConnection, "connect", counting)
+    return connects
+
+
 async def test_one_connection_per_login_reads_what_each_table_holds(
     flyway_install: FlywayInstall, postgres: PostgresServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -69,14 +82,7 @@ async def test_one_connection_per_login_reads_what_each_table_holds(
     with pytest.raises(FlywayReportedFailureError):
         await engine.run(FlywayRequest(action=Action.MIGRATE), targets["broken"], locations=(broken,))
 
-    connects: list[str] = []
-    real_connect = psycopg.AsyncConnection.connect
-
-    async def counting(*args: Any, **kwargs: Any) -> psycopg.AsyncConnection[Any]:
-        connects.append("x")
-        return await real_connect(*args, **kwargs)
-
-    monkeypatch.setattr(psycopg.AsyncConnection, "connect", counting)
+    connects = _counting_connects(monkeypatch)
     read = await read_histories(targets)
 
     assert len(connects) == 2  # four tenants share one login; the other database is a second one
@@ -116,14 +122,7 @@ async def test_a_thousand_schemas_on_one_login_are_read_in_batches(
                 f"INSERT INTO \"{prefix}_{i}\".flyway_schema_history VALUES (1, '1', 'a', 'SQL', {i}, true, 'x')"
             )
     monkeypatch.setattr(bulk_history, "_BATCH", 100)
-    connects: list[str] = []
-    real_connect = psycopg.AsyncConnection.connect
-
-    async def counting(*args: Any, **kwargs: Any) -> psycopg.AsyncConnection[Any]:
-        connects.append("x")
-        return await real_connect(*args, **kwargs)
-
-    monkeypatch.setattr(psycopg.AsyncConnection, "connect", counting)
+    connects = _counting_connects(monkeypatch)
     read = await read_histories(targets)
 
     assert len(connects) == 2  # 334 tables in 4 batches: the login's second connection reads two
